@@ -1,0 +1,130 @@
+"""What a stack would be: every resource the program registers, as plain data.
+
+A :class:`Plan` is produced offline by :func:`rclaude_infra.plan` (the program run
+under the Pulumi runtime's mocks) and read by cost estimates and policy checks; it
+never calls AWS. Inputs are JSON-able and keyed the way the engine receives them
+(Pulumi's camelCase, as in stack state); secret values are replaced by
+:data:`SECRET_MASK`, and values only known after deployment (ids, ARNs of other
+resources) are placeholders shaped like the real thing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from .config import DeploymentConfig
+
+SECRET_MASK = "[secret]"
+
+
+@attrs.frozen(kw_only=True)
+class PlannedResource:
+    """One resource the program would create."""
+
+    #: Pulumi type token, e.g. ``aws:ec2/launchTemplate:LaunchTemplate``.
+    type: str
+    #: Logical name, unique within the plan.
+    name: str
+    #: Logical name of the parent resource (``None`` for the stack's own component).
+    parent: str | None
+    inputs: Mapping[str, Any] = attrs.field(eq=False, hash=False)
+    #: ``False`` for component resources, which group others and create nothing in AWS.
+    custom: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "name": self.name,
+            "parent": self.parent,
+            "custom": self.custom,
+            "inputs": self.inputs,
+        }
+
+
+@attrs.frozen(kw_only=True)
+class Plan:
+    """Every resource ``up`` would create for a deployment, in registration order.
+
+    Example::
+
+        from rclaude_infra import DeploymentConfig, plan
+        p = plan(DeploymentConfig(), name="dev")
+        p.one("aws:ec2:LaunchTemplate").inputs["metadataOptions"]["httpTokens"]  # 'required'
+        print(p)              # a table of type, name, parent
+        p.to_json()           # everything, secrets masked
+    """
+
+    name: str
+    config: DeploymentConfig
+    resources: tuple[PlannedResource, ...]
+    #: Stack outputs, with values known only after deployment as placeholders.
+    outputs: Mapping[str, Any] = attrs.field(factory=dict, eq=False, hash=False)
+
+    def __iter__(self) -> Iterator[PlannedResource]:
+        return iter(self.resources)
+
+    def __len__(self) -> int:
+        return len(self.resources)
+
+    def __getitem__(self, name: str) -> PlannedResource:
+        """The resource with this logical name."""
+        for resource in self.resources:
+            if resource.name == name:
+                return resource
+        raise KeyError(name)
+
+    def by_type(self, type_token: str) -> list[PlannedResource]:
+        """Resources of one type, e.g. ``plan.by_type("aws:ec2/subnet:Subnet")``.
+
+        A short form without the module part also matches:
+        ``"aws:ec2:Subnet"`` finds ``aws:ec2/subnet:Subnet``.
+        """
+        return [r for r in self.resources if _type_matches(r.type, type_token)]
+
+    def one(self, type_token: str) -> PlannedResource:
+        """The single resource of a type; ``LookupError`` when there are none or several."""
+        found = self.by_type(type_token)
+        if len(found) != 1:
+            raise LookupError(f"expected one {type_token}, the plan has {len(found)}")
+        return found[0]
+
+    def types(self) -> dict[str, int]:
+        """How many resources of each type, in order of first appearance."""
+        counts: dict[str, int] = {}
+        for resource in self.resources:
+            counts[resource.type] = counts.get(resource.type, 0) + 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "config": self.config.to_dict(),
+            "resources": [r.to_dict() for r in self.resources],
+            "outputs": dict(self.outputs),
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """The plan as JSON (stable key order, secrets masked)."""
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    def __str__(self) -> str:
+        rows = [("TYPE", "NAME", "PARENT")] + [
+            (r.type, r.name, r.parent or "") for r in self.resources
+        ]
+        widths = [max(len(row[i]) for row in rows) for i in range(2)]
+        lines = [f"{t:<{widths[0]}}  {n:<{widths[1]}}  {p}".rstrip() for t, n, p in rows]
+        custom = sum(r.custom for r in self.resources)
+        lines.append(f"{custom} resources in {self.config.region} for deployment {self.name!r}")
+        return "\n".join(lines)
+
+
+def _type_matches(token: str, query: str) -> bool:
+    if token == query:
+        return True
+    package, _, rest = token.partition(":")
+    module, _, kind = rest.partition(":")
+    return query == f"{package}:{module.split('/', 1)[0]}:{kind}"

@@ -1,0 +1,713 @@
+"""The Pulumi program: the whole ECS-on-EC2 stack as one function of the config.
+
+It serves three callers: the Automation API's inline program, ``pulumi up`` from the
+repository root (``programs/ecs_ec2``), and the offline plan, which runs it under the
+Pulumi runtime's mocks. Everything is a plain ``pulumi_aws`` resource inside one
+:class:`RclaudeStack` component, so a plan shows each one and cost and policy can read it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from ..config import DeploymentConfig
+
+COMPONENT_TYPE = "rclaude:infra:Stack"
+#: Tag carrying the deployment name on every taggable resource (leak sweeps look for it).
+DEPLOYMENT_TAG = "rclaude:deployment"
+MANAGED_BY_TAG = "rclaude:managed-by"
+RUNNER_CONTAINER = "runner"
+#: The runner's uid:gid inside the image (programs/runner/Dockerfile creates it).
+RUNNER_USER = "1000:1000"
+VPC_CIDR = "10.0.0.0/16"
+
+_AMI_PARAMETERS = {
+    "x86_64": "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id",
+    "arm64": "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id",
+}
+_ECR_IMAGE_RE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+    r"(?P<repo>[^:@]+)"
+)
+_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+
+def ami_parameter(arch: str) -> str:
+    """The public SSM parameter holding the current ECS-optimized AL2023 AMI for ``arch``."""
+    return _AMI_PARAMETERS[arch]
+
+
+def _policy(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def _trust(service: str, account_id: str | None = None) -> str:
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if account_id is not None:
+        # Confused-deputy guard: only this account's ECS may assume the role.
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
+    return _policy(statement)
+
+
+def _user_data(cluster_name: str) -> str:
+    script = "\n".join([
+        "#!/bin/bash",
+        "cat >> /etc/ecs/ecs.config <<'EOF'",
+        f"ECS_CLUSTER={cluster_name}",
+        "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true",
+        "ECS_ENABLE_TASK_IAM_ROLE=true",
+        "ECS_IMAGE_PULL_BEHAVIOR=prefer-cached",
+        "ECS_CONTAINER_STOP_TIMEOUT=60s",
+        "EOF",
+        "",
+    ])
+    return base64.b64encode(script.encode()).decode()
+
+
+class RclaudeStack(pulumi.ComponentResource):
+    """Every resource of one deployment, grouped under one parent.
+
+    Attributes hold the resources other code reads (cluster, bucket, roles, ...);
+    :attr:`outputs` is what the stack exports.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: DeploymentConfig,
+        *,
+        api_key: pulumi.Input[str] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        super().__init__(COMPONENT_TYPE, name, None, opts)
+        self._name = name
+        self._config = config
+        self._prefix = f"rclaude-{name}"
+        self._child = pulumi.ResourceOptions(parent=self)
+        self.tags = {
+            **config.tags,
+            DEPLOYMENT_TAG: name,
+            MANAGED_BY_TAG: "rclaude-infra",
+        }
+        invoke = pulumi.InvokeOutputOptions(parent=self)
+        self._account_id = aws.get_caller_identity_output(opts=invoke).account_id
+        self._partition = aws.get_partition_output(opts=invoke).partition
+
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{self._prefix}-logs",
+            name=f"/rclaude/{name}",
+            retention_in_days=config.log_retention_days,
+            tags=self.tags,
+            opts=self._child,
+        )
+        self._results_bucket()
+        self._api_key_secret(api_key)
+        vpc_id, instance_subnets, self.task_subnet_ids = self._network()
+        self.security_group = self._security_group(vpc_id)
+        self.cluster = aws.ecs.Cluster(
+            f"{self._prefix}-cluster",
+            settings=[{"name": "containerInsights", "value": "disabled"}],
+            tags=self.tags,
+            opts=self._child,
+        )
+        self._instances(instance_subnets)
+        self._capacity()
+        image_uri, ecr_repository_arn = self._image()
+        self._roles(ecr_repository_arn)
+        self._task_definition(image_uri)
+
+        self.outputs: dict[str, pulumi.Input[Any]] = {
+            "deployment": name,
+            "region": config.region,
+            "cluster_name": self.cluster.name,
+            "cluster_arn": self.cluster.arn,
+            "capacity_provider": self.capacity_provider.name,
+            "task_definition_family": self.task_definition.family,
+            "task_definition_arn": self.task_definition.arn,
+            "container_name": RUNNER_CONTAINER,
+            "bucket": self.bucket.bucket,
+            "log_group": self.log_group.name,
+            "subnet_ids": self.task_subnet_ids,
+            "security_group_id": self.security_group.id,
+            "task_role_arn": self.task_role.arn,
+            "execution_role_arn": self.execution_role.arn,
+            "secret_arn": self.secret.arn,
+            "image": image_uri,
+        }
+        self.register_outputs(self.outputs)
+
+    # -- storage and secrets -------------------------------------------------
+
+    def _results_bucket(self) -> None:
+        cfg = self._config
+        self.bucket = aws.s3.Bucket(
+            f"{self._prefix}-results",
+            force_destroy=not cfg.retain_results,
+            tags=self.tags,
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=cfg.retain_results),
+        )
+        access_block = aws.s3.BucketPublicAccessBlock(
+            f"{self._prefix}-results-public-access",
+            bucket=self.bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=self._child,
+        )
+        aws.s3.BucketOwnershipControls(
+            f"{self._prefix}-results-ownership",
+            bucket=self.bucket.id,
+            rule={"object_ownership": "BucketOwnerEnforced"},
+            opts=self._child,
+        )
+        aws.s3.BucketServerSideEncryptionConfiguration(
+            f"{self._prefix}-results-encryption",
+            bucket=self.bucket.id,
+            rules=[{
+                "apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"},
+                "bucket_key_enabled": True,
+            }],
+            opts=self._child,
+        )
+        aws.s3.BucketLifecycleConfiguration(
+            f"{self._prefix}-results-lifecycle",
+            bucket=self.bucket.id,
+            rules=[
+                {
+                    "id": "expire-task-results",
+                    "status": "Enabled",
+                    "filter": {"prefix": "tasks/"},
+                    "expiration": {"days": cfg.results_expire_days},
+                },
+                {
+                    "id": "abort-incomplete-uploads",
+                    "status": "Enabled",
+                    "filter": {"prefix": ""},
+                    "abort_incomplete_multipart_upload": {"days_after_initiation": 1},
+                },
+            ],
+            opts=self._child,
+        )
+        aws.s3.BucketPolicy(
+            f"{self._prefix}-results-tls-only",
+            bucket=self.bucket.id,
+            policy=self.bucket.arn.apply(lambda arn: _policy({
+                "Sid": "DenyInsecureTransport",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:*",
+                "Resource": [arn, f"{arn}/*"],
+                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            })),
+            # S3 refuses a bucket policy while the public access block is being applied.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[access_block]),
+        )
+
+    def _api_key_secret(self, api_key: pulumi.Input[str] | None) -> None:
+        self.secret = aws.secretsmanager.Secret(
+            f"{self._prefix}-anthropic-api-key",
+            name_prefix=f"rclaude/{self._name}/anthropic-api-key-",
+            description=f"Anthropic API key for rclaude-infra deployment {self._name}",
+            # Deleted at once on destroy, so a stack of the same name can be made again.
+            recovery_window_in_days=0,
+            tags=self.tags,
+            opts=self._child,
+        )
+        if api_key is not None:
+            aws.secretsmanager.SecretVersion(
+                f"{self._prefix}-anthropic-api-key-value",
+                secret_id=self.secret.id,
+                secret_string=pulumi.Output.secret(api_key),
+                opts=self._child,
+            )
+
+    # -- network ---------------------------------------------------------------
+
+    def _network(
+        self,
+    ) -> tuple[pulumi.Input[str], list[pulumi.Output[str]] | list[str], Any]:
+        """VPC, subnets and routes; returns (vpc id, instance subnets, task subnets)."""
+        cfg = self._config
+        if cfg.vpc_id is not None:
+            subnets = list(cfg.subnet_ids)
+            return cfg.vpc_id, subnets, subnets
+
+        zones = aws.get_availability_zones_output(
+            state="available", opts=pulumi.InvokeOutputOptions(parent=self)
+        ).names
+        vpc = aws.ec2.Vpc(
+            f"{self._prefix}-vpc",
+            cidr_block=VPC_CIDR,
+            enable_dns_hostnames=True,
+            enable_dns_support=True,
+            tags={**self.tags, "Name": f"{self._prefix}-vpc"},
+            opts=self._child,
+        )
+        gateway = aws.ec2.InternetGateway(
+            f"{self._prefix}-igw",
+            vpc_id=vpc.id,
+            tags={**self.tags, "Name": f"{self._prefix}-igw"},
+            opts=self._child,
+        )
+        public_routes = aws.ec2.RouteTable(
+            f"{self._prefix}-public",
+            vpc_id=vpc.id,
+            routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": gateway.id}],
+            tags={**self.tags, "Name": f"{self._prefix}-public"},
+            opts=self._child,
+        )
+        public: list[aws.ec2.Subnet] = []
+        for i in range(cfg.az_count):
+            subnet = aws.ec2.Subnet(
+                f"{self._prefix}-public-{i}",
+                vpc_id=vpc.id,
+                cidr_block=f"10.0.{i * 16}.0/20",
+                availability_zone=zones.apply(lambda names, i=i: names[i]),
+                # Without NAT the instances reach the internet through their own address.
+                map_public_ip_on_launch=cfg.nat == "none",
+                tags={**self.tags, "Name": f"{self._prefix}-public-{i}"},
+                opts=self._child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{self._prefix}-public-{i}",
+                subnet_id=subnet.id,
+                route_table_id=public_routes.id,
+                opts=self._child,
+            )
+            public.append(subnet)
+        if cfg.nat == "none":
+            ids = [s.id for s in public]
+            return vpc.id, ids, ids
+
+        nat_count = 1 if cfg.nat == "single" else cfg.az_count
+        nat_ids = []
+        for i in range(nat_count):
+            address = aws.ec2.Eip(
+                f"{self._prefix}-nat-{i}",
+                domain="vpc",
+                tags={**self.tags, "Name": f"{self._prefix}-nat-{i}"},
+                opts=self._child,
+            )
+            nat = aws.ec2.NatGateway(
+                f"{self._prefix}-nat-{i}",
+                allocation_id=address.id,
+                subnet_id=public[i].id,
+                tags={**self.tags, "Name": f"{self._prefix}-nat-{i}"},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]),
+            )
+            nat_ids.append(nat.id)
+        private_ids = []
+        for i in range(cfg.az_count):
+            subnet = aws.ec2.Subnet(
+                f"{self._prefix}-private-{i}",
+                vpc_id=vpc.id,
+                cidr_block=f"10.0.{128 + i * 16}.0/20",
+                availability_zone=zones.apply(lambda names, i=i: names[i]),
+                map_public_ip_on_launch=False,
+                tags={**self.tags, "Name": f"{self._prefix}-private-{i}"},
+                opts=self._child,
+            )
+            routes = aws.ec2.RouteTable(
+                f"{self._prefix}-private-{i}",
+                vpc_id=vpc.id,
+                routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat_ids[i % nat_count]}],
+                tags={**self.tags, "Name": f"{self._prefix}-private-{i}"},
+                opts=self._child,
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{self._prefix}-private-{i}",
+                subnet_id=subnet.id,
+                route_table_id=routes.id,
+                opts=self._child,
+            )
+            private_ids.append(subnet.id)
+        return vpc.id, private_ids, private_ids
+
+    def _security_group(self, vpc_id: pulumi.Input[str]) -> aws.ec2.SecurityGroup:
+        # No ingress at all: tasks only call out (git, the model API, AWS APIs);
+        # operators reach instances and tasks through SSM and ECS Exec, not through ports.
+        return aws.ec2.SecurityGroup(
+            f"{self._prefix}-runner",
+            description=f"rclaude-infra {self._name}: runner instances and tasks, no inbound",
+            vpc_id=vpc_id,
+            ingress=[],
+            egress=[
+                {
+                    "description": f"outbound TCP {port} to the internet",
+                    "protocol": "tcp",
+                    "from_port": port,
+                    "to_port": port,
+                    "cidr_blocks": ["0.0.0.0/0"],
+                }
+                for port in self._config.egress_ports
+            ],
+            revoke_rules_on_delete=True,
+            tags={**self.tags, "Name": f"{self._prefix}-runner"},
+            opts=self._child,
+        )
+
+    # -- compute ---------------------------------------------------------------
+
+    def _instances(self, subnet_ids: Any) -> None:
+        cfg = self._config
+        self.instance_role = aws.iam.Role(
+            f"{self._prefix}-instance",
+            description=f"rclaude-infra {self._name}: ECS container instances",
+            assume_role_policy=_trust("ec2.amazonaws.com"),
+            tags=self.tags,
+            opts=self._child,
+        )
+        for policy in (
+            "service-role/AmazonEC2ContainerServiceforEC2Role",
+            "AmazonSSMManagedInstanceCore",
+        ):
+            aws.iam.RolePolicyAttachment(
+                f"{self._prefix}-instance-{policy.rsplit('/', 1)[-1]}",
+                role=self.instance_role.name,
+                policy_arn=self._partition.apply(
+                    lambda partition, policy=policy: f"arn:{partition}:iam::aws:policy/{policy}"
+                ),
+                opts=self._child,
+            )
+        profile = aws.iam.InstanceProfile(
+            f"{self._prefix}-instance",
+            role=self.instance_role.name,
+            tags=self.tags,
+            opts=self._child,
+        )
+        network: dict[str, Any]
+        if cfg.nat == "none" and cfg.vpc_id is None:
+            network = {"network_interfaces": [{
+                "associate_public_ip_address": "true",
+                "delete_on_termination": "true",
+                "security_groups": [self.security_group.id],
+            }]}
+        else:
+            network = {"vpc_security_group_ids": [self.security_group.id]}
+        resource_tags = [
+            {"resource_type": kind, "tags": self.tags}
+            for kind in ("instance", "volume", "network-interface")
+        ]
+        self.launch_template = aws.ec2.LaunchTemplate(
+            f"{self._prefix}-lt",
+            description=f"rclaude-infra {self._name}: ECS-optimized AL2023 ({cfg.arch})",
+            image_id=f"resolve:ssm:{ami_parameter(cfg.arch)}",
+            iam_instance_profile={"arn": profile.arn},
+            metadata_options={
+                "http_endpoint": "enabled",
+                "http_tokens": "required",
+                # 1 hop: containers on the docker bridge cannot reach instance credentials.
+                "http_put_response_hop_limit": 1,
+            },
+            block_device_mappings=[{
+                "device_name": "/dev/xvda",
+                "ebs": {
+                    "volume_size": cfg.root_volume_gb,
+                    "volume_type": "gp3",
+                    "encrypted": "true",
+                    "delete_on_termination": "true",
+                },
+            }],
+            user_data=self.cluster.name.apply(_user_data),
+            tag_specifications=resource_tags,
+            update_default_version=True,
+            tags=self.tags,
+            opts=self._child,
+            **network,
+        )
+        distribution: dict[str, Any] = {
+            "on_demand_base_capacity": cfg.on_demand_base,
+            "on_demand_percentage_above_base_capacity": 0 if cfg.spot else 100,
+        }
+        if cfg.spot:
+            distribution["spot_allocation_strategy"] = "price-capacity-optimized"
+        self.auto_scaling_group = aws.autoscaling.Group(
+            f"{self._prefix}-asg",
+            min_size=cfg.min_instances,
+            max_size=cfg.max_instances,
+            vpc_zone_identifiers=subnet_ids,
+            # Managed termination protection: ECS decides which instances may go.
+            protect_from_scale_in=True,
+            # destroy must not wait on scale-in-protected instances.
+            force_delete=True,
+            capacity_rebalance=cfg.spot,
+            health_check_type="EC2",
+            mixed_instances_policy={
+                "instances_distribution": distribution,
+                "launch_template": {
+                    "launch_template_specification": {
+                        "launch_template_id": self.launch_template.id,
+                        "version": self.launch_template.latest_version.apply(str),
+                    },
+                    "overrides": [{"instance_type": t} for t in cfg.instance_types],
+                },
+            },
+            tags=[
+                {"key": key, "value": value, "propagate_at_launch": True}
+                for key, value in {**self.tags, "AmazonECSManaged": "true"}.items()
+            ],
+            # The capacity provider owns the desired capacity once the group exists.
+            opts=pulumi.ResourceOptions(parent=self, ignore_changes=["desiredCapacity"]),
+        )
+
+    def _capacity(self) -> None:
+        self.capacity_provider = aws.ecs.CapacityProvider(
+            f"{self._prefix}-cp",
+            auto_scaling_group_provider={
+                "auto_scaling_group_arn": self.auto_scaling_group.arn,
+                "managed_termination_protection": "ENABLED",
+                "managed_draining": "ENABLED",
+                "managed_scaling": {
+                    "status": "ENABLED",
+                    "target_capacity": 100,
+                    "minimum_scaling_step_size": 1,
+                    "maximum_scaling_step_size": min(self._config.max_instances, 10),
+                    "instance_warmup_period": 60,
+                },
+            },
+            tags=self.tags,
+            opts=self._child,
+        )
+        aws.ecs.ClusterCapacityProviders(
+            f"{self._prefix}-cluster-capacity",
+            cluster_name=self.cluster.name,
+            capacity_providers=[self.capacity_provider.name],
+            default_capacity_provider_strategies=[
+                {"capacity_provider": self.capacity_provider.name, "weight": 1, "base": 0}
+            ],
+            opts=self._child,
+        )
+
+    # -- image, roles, task definition -----------------------------------------
+
+    def _image(self) -> tuple[pulumi.Input[str], pulumi.Input[str] | None]:
+        """The runner image URI and, when it lives in ECR, its repository ARN."""
+        cfg = self._config
+        if not cfg.build_image:
+            assert cfg.image is not None
+            match = _ECR_IMAGE_RE.match(cfg.image)
+            if match is None:
+                return cfg.image, None
+            arn = self._partition.apply(
+                lambda partition: (
+                    f"arn:{partition}:ecr:{match['region']}:{match['account']}:"
+                    f"repository/{match['repo']}"
+                )
+            )
+            return cfg.image, arn
+
+        import pulumi_awsx as awsx
+
+        self.repository = awsx.ecr.Repository(
+            f"{self._prefix}-runner",
+            force_delete=True,
+            image_scanning_configuration={"scan_on_push": True},
+            tags=self.tags,
+            opts=self._child,
+        )
+        image = awsx.ecr.Image(
+            f"{self._prefix}-runner",
+            repository_url=self.repository.url,
+            context=str(_PROJECT_ROOT),
+            dockerfile=str(_PROJECT_ROOT / "programs" / "runner" / "Dockerfile"),
+            platform="linux/arm64" if cfg.arch == "arm64" else "linux/amd64",
+            opts=self._child,
+        )
+        arn = pulumi.Output.all(self._partition, self._account_id, self.repository.url).apply(
+            lambda args: (
+                f"arn:{args[0]}:ecr:{cfg.region}:{args[1]}:repository/{args[2].split('/', 1)[1]}"
+            )
+        )
+        return image.image_uri, arn
+
+    def _roles(self, ecr_repository_arn: pulumi.Input[str] | None) -> None:
+        def execution_policy(args: list[Any]) -> str:
+            log_group_arn, secret_arn, repo_arn = args
+            statements: list[dict[str, Any]] = [
+                {
+                    "Sid": "WriteTaskLogs",
+                    "Effect": "Allow",
+                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+                    "Resource": f"{log_group_arn}:*",
+                },
+                {
+                    "Sid": "ReadApiKey",
+                    "Effect": "Allow",
+                    "Action": "secretsmanager:GetSecretValue",
+                    "Resource": secret_arn,
+                },
+            ]
+            if repo_arn is not None:
+                statements += [
+                    {
+                        "Sid": "PullRunnerImage",
+                        "Effect": "Allow",
+                        "Action": [
+                            "ecr:BatchCheckLayerAvailability",
+                            "ecr:BatchGetImage",
+                            "ecr:GetDownloadUrlForLayer",
+                        ],
+                        "Resource": repo_arn,
+                    },
+                    {
+                        # GetAuthorizationToken has no resource-level permissions.
+                        "Sid": "EcrLogin",
+                        "Effect": "Allow",
+                        "Action": "ecr:GetAuthorizationToken",
+                        "Resource": "*",
+                    },
+                ]
+            return _policy(*statements)
+
+        trust = self._account_id.apply(lambda account: _trust("ecs-tasks.amazonaws.com", account))
+        self.execution_role = aws.iam.Role(
+            f"{self._prefix}-execution",
+            description=f"rclaude-infra {self._name}: ECS agent pulls the image, writes logs",
+            assume_role_policy=trust,
+            tags=self.tags,
+            opts=self._child,
+        )
+        aws.iam.RolePolicy(
+            f"{self._prefix}-execution",
+            role=self.execution_role.id,
+            policy=pulumi.Output.all(
+                self.log_group.arn, self.secret.arn, ecr_repository_arn
+            ).apply(execution_policy),
+            opts=self._child,
+        )
+
+        def task_policy(bucket_arn: str) -> str:
+            return _policy(
+                {
+                    "Sid": "TaskResults",
+                    "Effect": "Allow",
+                    "Action": ["s3:GetObject", "s3:PutObject"],
+                    "Resource": f"{bucket_arn}/tasks/*",
+                },
+                {
+                    "Sid": "ListTaskResults",
+                    "Effect": "Allow",
+                    "Action": "s3:ListBucket",
+                    "Resource": bucket_arn,
+                    "Condition": {"StringLike": {"s3:prefix": ["tasks/*"]}},
+                },
+                {
+                    # ECS Exec's channel; ssmmessages has no resource-level permissions.
+                    "Sid": "EcsExec",
+                    "Effect": "Allow",
+                    "Action": [
+                        "ssmmessages:CreateControlChannel",
+                        "ssmmessages:CreateDataChannel",
+                        "ssmmessages:OpenControlChannel",
+                        "ssmmessages:OpenDataChannel",
+                    ],
+                    "Resource": "*",
+                },
+            )
+
+        self.task_role = aws.iam.Role(
+            f"{self._prefix}-task",
+            description=f"rclaude-infra {self._name}: the runner reads its spec, writes results",
+            assume_role_policy=trust,
+            tags=self.tags,
+            opts=self._child,
+        )
+        aws.iam.RolePolicy(
+            f"{self._prefix}-task",
+            role=self.task_role.id,
+            policy=self.bucket.arn.apply(task_policy),
+            opts=self._child,
+        )
+
+    def _task_definition(self, image_uri: pulumi.Input[str]) -> None:
+        cfg = self._config
+
+        def containers(args: list[Any]) -> str:
+            image, bucket, log_group, secret_arn = args
+            return json.dumps([{
+                "name": RUNNER_CONTAINER,
+                "image": image,
+                "essential": True,
+                "user": RUNNER_USER,
+                "privileged": False,
+                "readonlyRootFilesystem": True,
+                "environment": [
+                    {"name": "RCLAUDE_BUCKET", "value": bucket},
+                    {"name": "RCLAUDE_DEPLOYMENT", "value": self._name},
+                    {"name": "AWS_REGION", "value": cfg.region},
+                    {"name": "HOME", "value": "/workspace/home"},
+                ],
+                # The key reaches the container through the agent, never as plain text
+                # in the task definition.
+                "secrets": [{"name": "ANTHROPIC_API_KEY", "valueFrom": secret_arn}],
+                "mountPoints": [
+                    {"sourceVolume": "workspace", "containerPath": "/workspace"},
+                    {"sourceVolume": "tmp", "containerPath": "/tmp"},
+                ],
+                # ECS Exec needs an init process in the container.
+                "linuxParameters": {"initProcessEnabled": True},
+                "stopTimeout": 30,
+                "logConfiguration": {
+                    "logDriver": "awslogs",
+                    "options": {
+                        "awslogs-group": log_group,
+                        "awslogs-region": cfg.region,
+                        "awslogs-stream-prefix": "task",
+                    },
+                },
+            }])
+
+        self.task_definition = aws.ecs.TaskDefinition(
+            f"{self._prefix}-runner",
+            family=f"{self._prefix}-runner",
+            requires_compatibilities=["EC2"],
+            # bridge: with metadata hop limit 1 the containers cannot reach IMDS.
+            network_mode="bridge",
+            cpu=str(cfg.task_cpu),
+            memory=str(cfg.task_memory),
+            execution_role_arn=self.execution_role.arn,
+            task_role_arn=self.task_role.arn,
+            runtime_platform={
+                "operating_system_family": "LINUX",
+                "cpu_architecture": "ARM64" if cfg.arch == "arm64" else "X86_64",
+            },
+            volumes=[
+                {"name": volume, "docker_volume_configuration": {"scope": "task", "driver": "local"}}
+                for volume in ("workspace", "tmp")
+            ],
+            container_definitions=pulumi.Output.all(
+                image_uri, self.bucket.bucket, self.log_group.name, self.secret.arn
+            ).apply(containers),
+            tags=self.tags,
+            opts=self._child,
+        )
+
+
+def define_stack(
+    name: str, config: DeploymentConfig, *, api_key: pulumi.Input[str] | None = None
+) -> RclaudeStack:
+    """Declare the whole stack and export its outputs. The body of every Pulumi program.
+
+    The AWS provider is explicit so the stack's region is the config's, whatever
+    ``aws:region`` the Pulumi stack or the environment says.
+    """
+    provider = aws.Provider(f"rclaude-{name}-aws", region=config.region)
+    stack = RclaudeStack(
+        name, config, api_key=api_key,
+        opts=pulumi.ResourceOptions(providers={"aws": provider}),
+    )
+    for key, value in stack.outputs.items():
+        pulumi.export(key, value)
+    return stack

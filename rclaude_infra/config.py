@@ -1,0 +1,380 @@
+"""Value objects describing a deployment, validated at construction.
+
+Nothing here touches the network: every check runs offline, before any cloud call,
+and a bad value raises :class:`~rclaude_infra.errors.ConfigError` naming the field,
+the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .errors import ConfigError
+from .instance_types import InstanceType, families, instance_types
+
+#: The log retention periods CloudWatch Logs accepts (PutRetentionPolicy), in days.
+LOG_RETENTION_DAYS: tuple[int, ...] = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
+    1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)
+NAT_MODES: tuple[str, ...] = ("none", "single", "per-az")
+
+#: The longest deployment name. Resource names are built as ``rclaude-<name>-<part>``
+#: and Pulumi appends an 8-character suffix: the longest, the execution role
+#: ``rclaude-<name>-execution-xxxxxxx``, must fit IAM's 64 characters and the
+#: results bucket ``rclaude-<name>-results-xxxxxxx`` S3's 63.
+MAX_NAME_LENGTH = 32
+_NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
+_INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
+_VPC_ID_RE = re.compile(r"^vpc-[0-9a-f]{8,17}$")
+_SUBNET_ID_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+# An image reference as Docker parses it: [registry[:port]/]path[:tag][@digest].
+_IMAGE_RE = re.compile(
+    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
+)
+# AWS tag keys and values: letters, digits, spaces and _ . : / = + - @
+_TAG_RE = re.compile(r"^[\w\s.:/=+\-@]*$")
+_MAX_USER_TAGS = 40  # AWS allows 50; the stack adds its own
+
+
+@functools.cache
+def known_regions() -> frozenset[str]:
+    """Regions in botocore's bundled endpoint data, read without importing botocore."""
+    spec = importlib.util.find_spec("botocore")
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "endpoints.json"
+    data = json.loads(path.read_text())
+    return frozenset(region for p in data["partitions"] for region in p["regions"])
+
+
+def validate_name(name: object) -> str:
+    """Check a deployment name can make every resource name the stack needs.
+
+    >>> validate_name("dev")
+    'dev'
+    """
+    allowed = (
+        f"1 to {MAX_NAME_LENGTH} characters: lowercase letters, digits and single hyphens, "
+        "starting with a letter and not ending with a hyphen (it becomes part of S3 bucket "
+        "and IAM role names)"
+    )
+    if (
+        not isinstance(name, str)
+        or not 1 <= len(name) <= MAX_NAME_LENGTH
+        or not _NAME_RE.match(name)
+        or name.endswith("-")
+        or "--" in name
+    ):
+        raise ConfigError("name", name, allowed)
+    return name
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _int_between(low: int, high: int) -> Any:
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not _is_int(value) or not low <= value <= high:  # type: ignore[operator]
+            raise ConfigError(attribute.name, value, f"an integer from {low} to {high}")
+
+    return check
+
+
+def _one_of(choices: tuple[Any, ...]) -> Any:
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if isinstance(value, bool) or value not in choices:
+            shown = ", ".join(repr(c) for c in choices)
+            raise ConfigError(attribute.name, value, f"one of {shown}")
+
+    return check
+
+
+def _is_bool(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(attribute.name, value, "true or false")
+
+
+def _tuple(value: object) -> object:
+    """Accept a list where a tuple is wanted (TOML and JSON give lists); leave the rest."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _check_region(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    regions = known_regions()
+    if not isinstance(value, str) or (regions and value not in regions):
+        raise ConfigError(
+            attribute.name, value,
+            "an AWS region known to botocore, e.g. 'us-east-1', 'eu-west-1'",
+        )
+
+
+def _check_instance_types(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    known = instance_types()
+    allowed = (
+        "a non-empty list of distinct instance types from the families "
+        + ", ".join(families())
+    )
+    if not isinstance(value, tuple) or not value or len(set(value)) != len(value):
+        raise ConfigError(attribute.name, value, allowed)
+    for item in value:
+        if not isinstance(item, str) or not _INSTANCE_TYPE_RE.match(item):
+            raise ConfigError(attribute.name, item, "names like 't3.medium' (family.size)")
+        if item not in known:
+            raise ConfigError(attribute.name, item, allowed)
+    arches = {known[item].arch for item in value}
+    if len(arches) > 1:
+        raise ConfigError(
+            attribute.name, value,
+            "types of one CPU architecture (all x86_64 or all arm64): one launch "
+            "template has one AMI",
+        )
+
+
+def _check_optional_str(pattern: re.Pattern[str], example: str) -> Any:
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is not None and (not isinstance(value, str) or not pattern.match(value)):
+            raise ConfigError(attribute.name, value, f"None or an id like {example!r}")
+
+    return check
+
+
+def _check_subnet_ids(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if (
+        not isinstance(value, tuple)
+        or len(set(value)) != len(value)
+        or not all(isinstance(s, str) and _SUBNET_ID_RE.match(s) for s in value)
+    ):
+        raise ConfigError(
+            attribute.name, value, "a list of distinct subnet ids like 'subnet-0123abcd'"
+        )
+
+
+def _check_image(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (
+        not isinstance(value, str) or len(value) > 1024 or not _IMAGE_RE.match(value)
+    ):
+        raise ConfigError(
+            attribute.name, value,
+            "None or a container image reference such as "
+            "'123456789012.dkr.ecr.us-east-1.amazonaws.com/runner:1.0'",
+        )
+
+
+def _check_egress_ports(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if (
+        not isinstance(value, tuple)
+        or not value
+        or len(set(value)) != len(value)
+        or not all(_is_int(p) and 1 <= p <= 65535 for p in value)
+    ):
+        raise ConfigError(
+            attribute.name, value, "a non-empty list of distinct TCP ports from 1 to 65535"
+        )
+
+
+def _check_tags(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, Mapping) or len(value) > _MAX_USER_TAGS:
+        raise ConfigError(
+            attribute.name, value, f"a mapping of at most {_MAX_USER_TAGS} string keys to strings"
+        )
+    for key, val in value.items():
+        if (
+            not isinstance(key, str)
+            or not 1 <= len(key) <= 128
+            or not _TAG_RE.match(key)
+            or key.lower().startswith(("aws:", "rclaude:"))
+        ):
+            raise ConfigError(
+                f"{attribute.name}[{key!r}]", key,
+                "a key of 1 to 128 letters, digits, spaces or _ . : / = + - @, "
+                "not starting with 'aws:' or 'rclaude:' (reserved)",
+            )
+        if not isinstance(val, str) or len(val) > 256 or not _TAG_RE.match(val):
+            raise ConfigError(
+                f"{attribute.name}[{key!r}]", val,
+                "a value of at most 256 letters, digits, spaces or _ . : / = + - @",
+            )
+
+
+def _frozen_tags(value: object) -> object:
+    # A read-only copy, so a frozen config cannot change through the caller's dict.
+    if isinstance(value, Mapping):
+        from types import MappingProxyType
+
+        return MappingProxyType(dict(value))
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class DeploymentConfig:
+    """What to deploy: every knob of the ECS-on-EC2 stack, validated at construction.
+
+    The defaults are the cheapest safe layout: spot ``t3.medium``/``t3a.medium``
+    instances that scale from zero, public subnets in two AZs and no NAT gateway,
+    so an idle stack costs cents a month.
+
+    >>> cfg = DeploymentConfig(region="eu-west-1", max_instances=2)
+    >>> cfg.instance_types
+    ('t3.medium', 't3a.medium')
+    >>> import attrs; attrs.evolve(cfg, spot=False).spot
+    False
+
+    Every invalid value raises :class:`~rclaude_infra.errors.ConfigError` (a
+    ``ValueError``) naming the field and what is allowed.
+    """
+
+    region: str = attrs.field(default="us-east-1", validator=_check_region)
+    instance_types: tuple[str, ...] = attrs.field(
+        default=("t3.medium", "t3a.medium"), converter=_tuple, validator=_check_instance_types
+    )
+    spot: bool = attrs.field(default=True, validator=_is_bool)
+    #: How many instances run on-demand before spot is used (0: all spot).
+    on_demand_base: int = attrs.field(default=0, validator=_int_between(0, 1000))
+    min_instances: int = attrs.field(default=0, validator=_int_between(0, 1000))
+    max_instances: int = attrs.field(default=4, validator=_int_between(1, 1000))
+    az_count: int = attrs.field(default=2, validator=_int_between(1, 6))
+    nat: str = attrs.field(default="none", validator=_one_of(NAT_MODES))
+    vpc_id: str | None = attrs.field(
+        default=None, validator=_check_optional_str(_VPC_ID_RE, "vpc-0123abcd")
+    )
+    subnet_ids: tuple[str, ...] = attrs.field(
+        default=(), converter=_tuple, validator=_check_subnet_ids
+    )
+    root_volume_gb: int = attrs.field(default=30, validator=_int_between(30, 16384))
+    log_retention_days: int = attrs.field(default=30, validator=_one_of(LOG_RETENTION_DAYS))
+    results_expire_days: int = attrs.field(default=30, validator=_int_between(1, 3650))
+    #: CPU units reserved per task (1024 = one vCPU).
+    task_cpu: int = attrs.field(default=1024, validator=_int_between(128, 196608))
+    #: Memory reserved per task, MiB.
+    task_memory: int = attrs.field(default=2048, validator=_int_between(128, 1048576))
+    image: str | None = attrs.field(default=None, validator=_check_image)
+    #: Build the runner image and push it to a new ECR repository (default when no ``image``).
+    build_image: bool = attrs.field(
+        default=attrs.Factory(lambda self: self.image is None, takes_self=True),
+        validator=_is_bool,
+    )
+    #: TCP ports the instances and tasks may reach outside the VPC (HTTPS only by default).
+    egress_ports: tuple[int, ...] = attrs.field(
+        default=(443,), converter=_tuple, validator=_check_egress_ports
+    )
+    #: Keep the results bucket (and what tasks wrote) when the stack is destroyed.
+    retain_results: bool = attrs.field(default=False, validator=_is_bool)
+    tags: Mapping[str, str] = attrs.field(
+        factory=dict, converter=_frozen_tags, validator=_check_tags, hash=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if self.max_instances < self.min_instances:
+            raise ConfigError(
+                "max_instances", self.max_instances,
+                f"at least min_instances ({self.min_instances})",
+            )
+        if self.on_demand_base > self.max_instances:
+            raise ConfigError(
+                "on_demand_base", self.on_demand_base,
+                f"at most max_instances ({self.max_instances})",
+            )
+        if (self.vpc_id is None) != (not self.subnet_ids):
+            raise ConfigError(
+                "subnet_ids", self.subnet_ids,
+                "given together with vpc_id (an existing VPC and its subnets), or neither",
+            )
+        if self.vpc_id is not None and self.nat != "none":
+            raise ConfigError(
+                "nat", self.nat,
+                "'none' with an existing vpc_id (the stack creates NAT only in its own VPC)",
+            )
+        if self.image is not None and self.build_image:
+            raise ConfigError(
+                "build_image", self.build_image,
+                "false when image is given (use one or the other)",
+            )
+        if self.image is None and not self.build_image:
+            raise ConfigError("image", None, "an image reference when build_image is false")
+        fits = [
+            t for t in self.instance_specs
+            if t.cpu_units >= self.task_cpu and t.task_memory_mib >= self.task_memory
+        ]
+        if not fits:
+            biggest = max(self.instance_specs, key=lambda t: (t.task_memory_mib, t.cpu_units))
+            raise ConfigError(
+                "task_cpu/task_memory", (self.task_cpu, self.task_memory),
+                "a size one of the instance types can hold; the largest listed, "
+                f"{biggest.name}, gives tasks {biggest.cpu_units} CPU units and "
+                f"{biggest.task_memory_mib} MiB",
+            )
+
+    @property
+    def instance_specs(self) -> tuple[InstanceType, ...]:
+        """The :class:`InstanceType` of each configured type, in order."""
+        known = instance_types()
+        return tuple(known[name] for name in self.instance_types)
+
+    @property
+    def arch(self) -> str:
+        """CPU architecture of the instances: ``'x86_64'`` or ``'arm64'``."""
+        return self.instance_specs[0].arch
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> DeploymentConfig:
+        """Build a config from plain data (a TOML table, JSON, stack config).
+
+        Unknown keys are errors naming the key.
+
+        >>> DeploymentConfig.from_mapping({"region": "us-west-2", "spot": False}).spot
+        False
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError("config", data, "a mapping of DeploymentConfig fields")
+        names = [a.name for a in attrs.fields(cls)]
+        for key in data:
+            if key not in names:
+                raise ConfigError(key, data[key], "a DeploymentConfig field: " + ", ".join(names))
+        return cls(**dict(data))
+
+    @classmethod
+    def from_stack_config(cls, values: Mapping[str, str]) -> DeploymentConfig:
+        """Build a config from Pulumi stack config values (``rclaude:<field>``, namespace
+        already removed); the inverse of :meth:`to_stack_config`.
+
+        Values are JSON (numbers, booleans, lists, tables); a value that is not JSON
+        is taken as a plain string, as ``pulumi config set rclaude:region eu-west-1`` gives.
+        """
+        data: dict[str, Any] = {}
+        for key, raw in values.items():
+            try:
+                data[key] = json.loads(raw)
+            except (TypeError, ValueError):
+                data[key] = raw
+        return cls.from_mapping(data)
+
+    def to_stack_config(self) -> dict[str, str]:
+        """Pulumi stack config for this config: ``{"rclaude:<field>": value}``.
+
+        Strings are kept as they are, everything else is JSON.
+        """
+        return {
+            f"rclaude:{key}": value if isinstance(value, str) else json.dumps(value)
+            for key, value in self.to_dict().items()
+            if value is not None
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able data that :meth:`from_mapping` turns back into this config."""
+        data = attrs.asdict(self, recurse=False)
+        data["tags"] = dict(self.tags)
+        for key, value in data.items():
+            if isinstance(value, tuple):
+                data[key] = list(value)
+        return data
