@@ -26,11 +26,10 @@ def plan_renderable(plan: Plan) -> Group:
     table.add_column("parent", style="dim")
     for i, resource in enumerate(plan.resources, 1):
         table.add_row(str(i), _short_type(resource.type), resource.name, resource.parent or "")
-    custom = sum(r.custom for r in plan.resources)
     capacity = "spot" if cfg.spot else "on-demand"
     summary = Text.assemble(
-        (f"{custom} resources", "bold"),
+        (f"{len(plan.stack_resources)} resources", "bold"),
         f" · {', '.join(cfg.instance_types)} ({capacity}, {cfg.min_instances}"
-        f"–{cfg.max_instances} instances) · NAT: {cfg.nat} · offline plan, nothing deployed",
+        f"-{cfg.max_instances} instances) · NAT: {cfg.nat} · offline plan, nothing deployed",
     )
     return Group(table, summary)

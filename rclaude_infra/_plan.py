@@ -77,6 +77,11 @@ class Plan:
                 return resource
         raise KeyError(name)
 
+    @property
+    def stack_resources(self) -> tuple[PlannedResource, ...]:
+        """What the stack creates in AWS: everything but its component and its provider."""
+        return tuple(r for r in self.resources if r.parent is not None)
+
     def by_type(self, type_token: str) -> list[PlannedResource]:
         """Resources of one type, e.g. ``plan.by_type("aws:ec2/subnet:Subnet")``.
 
@@ -117,8 +122,10 @@ class Plan:
         ]
         widths = [max(len(row[i]) for row in rows) for i in range(2)]
         lines = [f"{t:<{widths[0]}}  {n:<{widths[1]}}  {p}".rstrip() for t, n, p in rows]
-        custom = sum(r.custom for r in self.resources)
-        lines.append(f"{custom} resources in {self.config.region} for deployment {self.name!r}")
+        lines.append(
+            f"{len(self.stack_resources)} resources in {self.config.region} "
+            f"for deployment {self.name!r}"
+        )
         return "\n".join(lines)
 
 

@@ -7,7 +7,6 @@ value; the message names the field).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -32,8 +31,8 @@ _CONFIG_FLAGS = (
 def _config_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("deployment (override the config file)")
     group.add_argument("--config", metavar="FILE", type=Path,
-                       help=f"TOML file of DeploymentConfig fields (default: ./{DEFAULT_CONFIG_FILE}"
-                       " when present)")
+                       help="TOML file of DeploymentConfig fields "
+                       f"(default: ./{DEFAULT_CONFIG_FILE} when present)")
     group.add_argument("--name", help=f"deployment name (default: {DEFAULT_NAME})")
     group.add_argument("--region")
     group.add_argument("--instance-type", dest="instance_types", action="append",
@@ -60,7 +59,9 @@ def _load_config(args: argparse.Namespace) -> tuple[str, DeploymentConfig]:
         try:
             data = tomllib.loads(path.read_text())
         except OSError as exc:
-            raise ConfigError("--config", str(path), f"a readable TOML file ({exc.strerror})") from exc
+            raise ConfigError(
+                "--config", str(path), f"a readable TOML file ({exc.strerror})"
+            ) from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError("--config", str(path), f"valid TOML ({exc})") from exc
     name = args.name or data.pop("name", None) or DEFAULT_NAME

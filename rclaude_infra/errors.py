@@ -21,10 +21,10 @@ class ConfigError(RclaudeError, ValueError):
     field, ``value`` is what was given and ``allowed`` says what would be accepted::
 
         >>> from rclaude_infra import DeploymentConfig
-        >>> DeploymentConfig(nat="double")
+        >>> DeploymentConfig(nat="double")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        rclaude_infra.errors.ConfigError: nat: got 'double'; allowed: one of 'none', 'single', 'per-az'
+        rclaude_infra.errors.ConfigError: nat: got 'double'; allowed: one of 'none', ...
     """
 
     def __init__(self, field: str, value: Any, allowed: str) -> None:

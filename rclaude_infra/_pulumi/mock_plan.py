@@ -156,15 +156,15 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
         with contextlib.suppress(RuntimeError):
             self.thread_loops.add(asyncio.get_event_loop_policy().get_event_loop())
 
-    def Invoke(self, request: Any) -> Any:  # noqa: N802 (gRPC method name)
+    def Invoke(self, request: Any) -> Any:
         try:
-            return super().Invoke(request)
+            return super().Invoke(request)  # type: ignore[no-untyped-call]
         finally:
             self._keep_thread_loop()
 
-    def RegisterResource(self, request: Any) -> Any:  # noqa: N802
+    def RegisterResource(self, request: Any) -> Any:
         try:
-            response = super().RegisterResource(request)
+            response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         finally:
             self._keep_thread_loop()
         if request.type == "pulumi:pulumi:Stack":
@@ -180,11 +180,11 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
             ))
         return response
 
-    def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802
+    def RegisterResourceOutputs(self, request: Any) -> Any:
         # The component registers exactly what the stack exports (define_stack).
         if request.urn.split("::")[2].endswith(COMPONENT_TYPE):
             self.stack_outputs = _plain(json_format.MessageToDict(request.outputs))
-        return super().RegisterResourceOutputs(request)
+        return super().RegisterResourceOutputs(request)  # type: ignore[no-untyped-call]
 
 
 def _run_isolated(fn: Callable[[], _T]) -> _T:
@@ -194,7 +194,7 @@ def _run_isolated(fn: Callable[[], _T]) -> _T:
     def target() -> None:
         try:
             result.append(fn())
-        except BaseException as exc:  # noqa: BLE001 re-raised in the caller's thread
+        except BaseException as exc:
             failure.append(exc)
 
     thread = threading.Thread(target=target, name="rclaude-plan", daemon=True)
@@ -224,7 +224,10 @@ def record_program(
                 logger=logging.getLogger("rclaude_infra.plan.engine"), monitor=monitor,
             )
             try:
-                _sync_await(run_pulumi_func(lambda: program() and None))
+                def body() -> None:
+                    program()
+
+                _sync_await(run_pulumi_func(body))
             except PlanError:
                 raise
             except Exception as exc:

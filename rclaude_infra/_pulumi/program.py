@@ -274,7 +274,7 @@ class RclaudeStack(pulumi.ComponentResource):
                 f"{self._prefix}-public-{i}",
                 vpc_id=vpc.id,
                 cidr_block=f"10.0.{i * 16}.0/20",
-                availability_zone=zones.apply(lambda names, i=i: names[i]),
+                availability_zone=zones[i],
                 # Without NAT the instances reach the internet through their own address.
                 map_public_ip_on_launch=cfg.nat == "none",
                 tags={**self.tags, "Name": f"{self._prefix}-public-{i}"},
@@ -314,7 +314,7 @@ class RclaudeStack(pulumi.ComponentResource):
                 f"{self._prefix}-private-{i}",
                 vpc_id=vpc.id,
                 cidr_block=f"10.0.{128 + i * 16}.0/20",
-                availability_zone=zones.apply(lambda names, i=i: names[i]),
+                availability_zone=zones[i],
                 map_public_ip_on_launch=False,
                 tags={**self.tags, "Name": f"{self._prefix}-private-{i}"},
                 opts=self._child,
@@ -376,8 +376,8 @@ class RclaudeStack(pulumi.ComponentResource):
             aws.iam.RolePolicyAttachment(
                 f"{self._prefix}-instance-{policy.rsplit('/', 1)[-1]}",
                 role=self.instance_role.name,
-                policy_arn=self._partition.apply(
-                    lambda partition, policy=policy: f"arn:{partition}:iam::aws:policy/{policy}"
+                policy_arn=pulumi.Output.concat(
+                    "arn:", self._partition, ":iam::aws:policy/", policy
                 ),
                 opts=self._child,
             )
@@ -387,52 +387,44 @@ class RclaudeStack(pulumi.ComponentResource):
             tags=self.tags,
             opts=self._child,
         )
-        network: dict[str, Any]
-        if cfg.nat == "none" and cfg.vpc_id is None:
-            network = {"network_interfaces": [{
-                "associate_public_ip_address": "true",
-                "delete_on_termination": "true",
-                "security_groups": [self.security_group.id],
-            }]}
-        else:
-            network = {"vpc_security_group_ids": [self.security_group.id]}
-        resource_tags = [
-            {"resource_type": kind, "tags": self.tags}
-            for kind in ("instance", "volume", "network-interface")
-        ]
+        public_ip = cfg.nat == "none" and cfg.vpc_id is None
         self.launch_template = aws.ec2.LaunchTemplate(
             f"{self._prefix}-lt",
             description=f"rclaude-infra {self._name}: ECS-optimized AL2023 ({cfg.arch})",
             image_id=f"resolve:ssm:{ami_parameter(cfg.arch)}",
-            iam_instance_profile={"arn": profile.arn},
-            metadata_options={
-                "http_endpoint": "enabled",
-                "http_tokens": "required",
+            iam_instance_profile=aws.ec2.LaunchTemplateIamInstanceProfileArgs(arn=profile.arn),
+            metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                http_endpoint="enabled",
+                http_tokens="required",
                 # 1 hop: containers on the docker bridge cannot reach instance credentials.
-                "http_put_response_hop_limit": 1,
-            },
-            block_device_mappings=[{
-                "device_name": "/dev/xvda",
-                "ebs": {
-                    "volume_size": cfg.root_volume_gb,
-                    "volume_type": "gp3",
-                    "encrypted": "true",
-                    "delete_on_termination": "true",
-                },
-            }],
+                http_put_response_hop_limit=1,
+            ),
+            block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                device_name="/dev/xvda",
+                ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                    volume_size=cfg.root_volume_gb,
+                    volume_type="gp3",
+                    encrypted="true",
+                    delete_on_termination="true",
+                ),
+            )],
+            # Without NAT, instances in the stack's public subnets need their own address;
+            # otherwise (private subnets, or a VPC we did not make) the subnet decides.
+            network_interfaces=[aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+                associate_public_ip_address="true",
+                delete_on_termination="true",
+                security_groups=[self.security_group.id],
+            )] if public_ip else None,
+            vpc_security_group_ids=None if public_ip else [self.security_group.id],
             user_data=self.cluster.name.apply(_user_data),
-            tag_specifications=resource_tags,
+            tag_specifications=[
+                aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=self.tags)
+                for kind in ("instance", "volume", "network-interface")
+            ],
             update_default_version=True,
             tags=self.tags,
             opts=self._child,
-            **network,
         )
-        distribution: dict[str, Any] = {
-            "on_demand_base_capacity": cfg.on_demand_base,
-            "on_demand_percentage_above_base_capacity": 0 if cfg.spot else 100,
-        }
-        if cfg.spot:
-            distribution["spot_allocation_strategy"] = "price-capacity-optimized"
         self.auto_scaling_group = aws.autoscaling.Group(
             f"{self._prefix}-asg",
             min_size=cfg.min_instances,
@@ -444,18 +436,34 @@ class RclaudeStack(pulumi.ComponentResource):
             force_delete=True,
             capacity_rebalance=cfg.spot,
             health_check_type="EC2",
-            mixed_instances_policy={
-                "instances_distribution": distribution,
-                "launch_template": {
-                    "launch_template_specification": {
-                        "launch_template_id": self.launch_template.id,
-                        "version": self.launch_template.latest_version.apply(str),
-                    },
-                    "overrides": [{"instance_type": t} for t in cfg.instance_types],
-                },
-            },
+            mixed_instances_policy=aws.autoscaling.GroupMixedInstancesPolicyArgs(
+                instances_distribution=(
+                    aws.autoscaling.GroupMixedInstancesPolicyInstancesDistributionArgs(
+                        on_demand_base_capacity=cfg.on_demand_base,
+                        on_demand_percentage_above_base_capacity=0 if cfg.spot else 100,
+                        spot_allocation_strategy=(
+                            "price-capacity-optimized" if cfg.spot else None
+                        ),
+                    )
+                ),
+                launch_template=aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateArgs(
+                    launch_template_specification=(
+                        aws.autoscaling
+                        .GroupMixedInstancesPolicyLaunchTemplateLaunchTemplateSpecificationArgs(
+                            launch_template_id=self.launch_template.id,
+                            version=self.launch_template.latest_version.apply(str),
+                        )
+                    ),
+                    overrides=[
+                        aws.autoscaling.GroupMixedInstancesPolicyLaunchTemplateOverrideArgs(
+                            instance_type=t
+                        )
+                        for t in cfg.instance_types
+                    ],
+                ),
+            ),
             tags=[
-                {"key": key, "value": value, "propagate_at_launch": True}
+                aws.autoscaling.GroupTagArgs(key=key, value=value, propagate_at_launch=True)
                 for key, value in {**self.tags, "AmazonECSManaged": "true"}.items()
             ],
             # The capacity provider owns the desired capacity once the group exists.
@@ -683,8 +691,16 @@ class RclaudeStack(pulumi.ComponentResource):
                 "operating_system_family": "LINUX",
                 "cpu_architecture": "ARM64" if cfg.arch == "arm64" else "X86_64",
             },
+            # Writable scratch space: the root file system is read-only.
             volumes=[
-                {"name": volume, "docker_volume_configuration": {"scope": "task", "driver": "local"}}
+                aws.ecs.TaskDefinitionVolumeArgs(
+                    name=volume,
+                    docker_volume_configuration=(
+                        aws.ecs.TaskDefinitionVolumeDockerVolumeConfigurationArgs(
+                            scope="task", driver="local"
+                        )
+                    ),
+                )
                 for volume in ("workspace", "tmp")
             ],
             container_definitions=pulumi.Output.all(

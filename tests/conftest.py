@@ -1,0 +1,45 @@
+"""Shared fixtures: offline plans under the Pulumi mocks, cached per config."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from rclaude_infra import DeploymentConfig, Plan, PlannedResource, plan
+
+PlanFor = Callable[..., Plan]
+
+
+@pytest.fixture(scope="session", name="plan_for")
+def _plan_for() -> PlanFor:
+    """``plan_for(**config_fields)``: the plan of deployment ``dev``, computed once per config."""
+    cache: dict[tuple[Any, ...], Plan] = {}
+
+    def get(name: str = "dev", api_key: str | None = None, **fields: Any) -> Plan:
+        config = DeploymentConfig(**fields)
+        key = (name, api_key, json.dumps(config.to_dict(), sort_keys=True))
+        if key not in cache:
+            cache[key] = plan(config, name=name, api_key=api_key)
+        return cache[key]
+
+    return get
+
+
+@pytest.fixture(name="default_plan")
+def _default_plan(plan_for: PlanFor) -> Plan:
+    return plan_for()
+
+
+def policy_document(resource: PlannedResource, key: str = "policy") -> dict[str, Any]:
+    """A JSON policy input of a planned resource, parsed."""
+    return json.loads(resource.inputs[key])
+
+
+def container(plan: Plan) -> dict[str, Any]:
+    """The runner's container definition in the plan's task definition."""
+    definitions = json.loads(plan.one("aws:ecs:TaskDefinition").inputs["containerDefinitions"])
+    assert len(definitions) == 1
+    return definitions[0]

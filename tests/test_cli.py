@@ -1,0 +1,100 @@
+"""The command line, run as users run it: in a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "200"}
+    return subprocess.run(
+        [sys.executable, "-m", "rclaude_infra", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=120, env=env,
+    )
+
+
+def test_plan_prints_a_table(tmp_path: Path) -> None:
+    result = run("plan", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "aws:ec2:LaunchTemplate" in result.stdout
+    assert "offline plan, nothing deployed" in result.stdout
+    assert result.stderr == ""
+
+
+def test_plan_json_with_flags(tmp_path: Path) -> None:
+    result = run(
+        "plan", "--json", "--name", "ci", "--region", "eu-west-1", "--nat", "single",
+        "--instance-type", "t4g.medium", "--instance-type", "t4g.large", "--no-spot",
+        "--max-instances", "3", "--image", "ghcr.io/me/runner:1", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["name"] == "ci"
+    cfg = data["config"]
+    assert (cfg["region"], cfg["nat"], cfg["spot"], cfg["max_instances"]) == (
+        "eu-west-1", "single", False, 3)
+    assert cfg["instance_types"] == ["t4g.medium", "t4g.large"]
+    assert cfg["build_image"] is False
+    types = [r["type"] for r in data["resources"]]
+    assert "aws:ec2/natGateway:NatGateway" in types
+    assert "awsx:ecr:Image" not in types
+
+
+def test_config_file_and_flag_override(tmp_path: Path) -> None:
+    (tmp_path / "rclaude.toml").write_text(
+        'name = "fromfile"\nregion = "us-west-2"\nmax_instances = 8\n'
+        'instance_types = ["m5.large"]\n[tags]\nteam = "ml"\n'
+    )
+    result = run("plan", "--json", "--max-instances", "2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["name"] == "fromfile"
+    assert data["config"]["region"] == "us-west-2"
+    assert data["config"]["max_instances"] == 2
+    assert data["config"]["tags"] == {"team": "ml"}
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "expected"),
+    [
+        (["plan", "--nat", "double"], None, "argument --nat: invalid choice"),
+        (["plan", "--max-instances", "many"], None, "argument --max-instances: invalid int"),
+        (["plan", "--region", "us-east-9"], None, "error: region: got 'us-east-9'"),
+        (["plan", "--instance-type", "t3.mega"], None, "error: instance_types: got 't3.mega'"),
+        (["plan", "--name", "Bad_Name"], None, "error: name: got 'Bad_Name'"),
+        (["plan"], "regoin = 'us-east-1'\n", "error: regoin: got 'us-east-1'; allowed: a "
+         "DeploymentConfig field"),
+        (["plan"], "region = \n", "error: --config: got 'rclaude.toml'; allowed: valid TOML"),
+        (["plan", "--config", "missing.toml"], None, "error: --config: got 'missing.toml'"),
+        (["deploy-everything"], None, "invalid choice"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_field(
+    tmp_path: Path, args: list[str], config: str | None, expected: str
+) -> None:
+    if config is not None:
+        (tmp_path / "rclaude.toml").write_text(config)
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = run("--debug", "plan", "--region", "nowhere", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Traceback" in result.stderr and "ConfigError" in result.stderr
+
+
+def test_console_script_is_installed() -> None:
+    exe = Path(sys.executable).with_name("rclaude-infra")
+    assert exe.exists(), "pip install -e . should install the rclaude-infra script"
+    result = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.startswith("rclaude-infra ")

@@ -1,0 +1,63 @@
+"""`pulumi up` from the repository root: Pulumi.yaml and programs/ecs_ec2, under mocks."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import pulumi
+import pytest
+import yaml
+
+from rclaude_infra import SECRET_MASK, DeploymentConfig, PlanError, plan
+from rclaude_infra._pulumi.mock_plan import record_program
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "sk-ant-api03-ENTRY-test-9f8e7d"
+
+
+def test_pulumi_yaml_points_at_the_program() -> None:
+    project = yaml.safe_load((ROOT / "Pulumi.yaml").read_text())
+    assert project["runtime"]["name"] == "python"
+    main = ROOT / project["main"]
+    assert (main / "__main__.py").is_file()
+
+
+def _run_entry(stack: str, config: dict[str, str], secret_keys: list[str]) -> tuple[list, dict]:
+    def program() -> None:
+        pulumi.runtime.set_all_config(config, secret_keys)
+        runpy.run_path(str(ROOT / "programs" / "ecs_ec2" / "__main__.py"), run_name="__main__")
+
+    return record_program(stack, config.get("rclaude:region", "us-east-1"), program)
+
+
+def test_stack_config_gives_the_same_stack_as_the_library() -> None:
+    cfg = DeploymentConfig(
+        region="eu-west-1", instance_types=("t4g.medium", "t4g.large"), nat="single",
+        max_instances=6, tags={"team": "ml"},
+    )
+    stack_config = {**cfg.to_stack_config(), "rclaude:anthropic_api_key": KEY}
+    resources, outputs = _run_entry("prod", stack_config, ["rclaude:anthropic_api_key"])
+    expected = plan(cfg, name="prod", api_key=KEY)
+    assert [(r.type, r.name) for r in resources] == [(r.type, r.name) for r in expected]
+    assert outputs == dict(expected.outputs)
+    version = next(r for r in resources if r.type.endswith("SecretVersion"))
+    assert version.inputs["secretString"] == SECRET_MASK
+    assert KEY not in json.dumps([r.to_dict() for r in resources])
+
+
+def test_plain_string_config_and_aws_region_fallback() -> None:
+    # What `pulumi config set aws:region eu-central-1` and
+    # `pulumi config set rclaude:max_instances 3` store.
+    resources, outputs = _run_entry(
+        "dev", {"aws:region": "eu-central-1", "rclaude:max_instances": "3"}, []
+    )
+    assert outputs["region"] == "eu-central-1"
+    group = next(r for r in resources if r.type == "aws:autoscaling/group:Group")
+    assert group.inputs["maxSize"] == 3
+
+
+def test_bad_stack_config_names_the_field() -> None:
+    with pytest.raises(PlanError, match="nat: got 'sometimes'"):
+        _run_entry("dev", {"rclaude:nat": "sometimes"}, [])
