@@ -1,35 +1,69 @@
 """rclaude-infra: run coding-agent tasks on your own AWS account.
 
-Provision an ECS-on-EC2 stack with the Pulumi Automation API, plan it offline,
-and (as the library grows) run tasks on it, price them and tear it down.
+Provision an ECS-on-EC2 stack with the Pulumi Automation API, plan it offline, price
+it from the plan, and (as the library grows) run tasks on it and tear it down.
 
 Importing this package is cheap: pulumi, pulumi_aws, boto3 and rich are imported
 only by the functions that need them.
 """
 
+from ._aws.pricing import live_prices
 from ._plan import SECRET_MASK, Plan, PlannedResource
-from .config import LOG_RETENTION_DAYS, NAT_MODES, DeploymentConfig, validate_name
+from .config import LOG_RETENTION_DAYS, NAT_MODES, DeploymentConfig, Usage, validate_name
+from .cost import (
+    CostDiff,
+    CostEstimate,
+    CostLine,
+    InstancePrice,
+    estimate_cost,
+    instance_prices,
+    task_cost,
+)
 from .deployment import Deployment, plan
-from .errors import ConfigError, MissingDependencyError, PlanError, RclaudeError
+from .errors import (
+    BudgetExceededError,
+    ConfigError,
+    MissingDependencyError,
+    PlanError,
+    PriceNotFoundError,
+    PricingUnavailableError,
+    RclaudeError,
+)
 from .instance_types import InstanceType, instance_types
+from .prices import HOURS_PER_MONTH, Price, PriceBook
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "HOURS_PER_MONTH",
     "LOG_RETENTION_DAYS",
     "NAT_MODES",
     "SECRET_MASK",
+    "BudgetExceededError",
     "ConfigError",
+    "CostDiff",
+    "CostEstimate",
+    "CostLine",
     "Deployment",
     "DeploymentConfig",
+    "InstancePrice",
     "InstanceType",
     "MissingDependencyError",
     "Plan",
     "PlanError",
     "PlannedResource",
+    "Price",
+    "PriceBook",
+    "PriceNotFoundError",
+    "PricingUnavailableError",
     "RclaudeError",
+    "Usage",
     "__version__",
+    "estimate_cost",
+    "instance_prices",
     "instance_types",
+    "live_prices",
     "plan",
+    "task_cost",
     "validate_name",
 ]

@@ -7,6 +7,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._plan import Plan
+from .cost import CostEstimate, InstancePrice
 
 
 def _short_type(token: str) -> str:
@@ -33,3 +34,63 @@ def plan_renderable(plan: Plan) -> Group:
         f"-{cfg.max_instances} instances) · NAT: {cfg.nat} · offline plan, nothing deployed",
     )
     return Group(table, summary)
+
+
+def _money(value: float) -> str:
+    return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
+
+
+def _price(value: float) -> str:
+    return "$" + (f"{value:.7f}".rstrip("0").rstrip(".") if value else "0")
+
+
+def cost_renderable(estimate: CostEstimate) -> Group:
+    """The estimate as an Infracost-style rich table with totals and assumptions."""
+    table = Table(
+        title=f"Cost of deployment {estimate.name!r} in {estimate.region}", title_justify="left"
+    )
+    table.add_column("resource / component")
+    table.add_column("qty/month", justify="right")
+    table.add_column("unit")
+    table.add_column("price", justify="right")
+    table.add_column("monthly", justify="right", style="bold")
+    table.add_column("kind")
+    current = None
+    for line in estimate.lines:
+        if line.resource != current:
+            current = line.resource
+            table.add_row(Text(f"{line.resource} ({line.resource_type})", style="bold"))
+        table.add_row(
+            f"  {line.component}", f"{line.quantity:,.2f}", line.unit.split(" (", 1)[0],
+            _price(line.unit_price), _money(line.monthly_cost),
+            ("idle" if line.baseline else "usage") + (" *" if line.assumed else ""),
+        )
+    usage = estimate.usage
+    per_task = "n/a (no tasks)" if estimate.per_task is None else f"${estimate.per_task:.4f}"
+    summary = Text.assemble(
+        ("Idle: ", "bold"), f"{_money(estimate.idle_monthly)}/month   ",
+        ("Per task: ", "bold"), f"{per_task}   ",
+        ("Monthly: ", "bold"),
+        f"{_money(estimate.monthly)} for {usage.tasks_per_day:g} tasks/day x "
+        f"{usage.task_minutes:g} min (concurrency {usage.concurrency})",
+    )
+    parts: list[Table | Text] = [table, summary]
+    for assumption in estimate.assumptions:
+        parts.append(Text(f"* {assumption}", style="dim"))
+    return Group(*parts)
+
+
+def instance_prices_renderable(rows: list[InstancePrice], region: str) -> Table:
+    """On-demand vs spot per instance type, per hour and for a month 24/7."""
+    table = Table(title=f"Instance prices in {region}", title_justify="left")
+    for column in ("type", "vCPU", "GiB", "on-demand/h", "spot/h", "on-demand/mo",
+                   "spot/mo"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    for row in rows:
+        mark = " *" if row.spot_assumed else ""
+        table.add_row(
+            row.instance_type, str(row.vcpu), f"{row.memory_mib / 1024:g}",
+            f"${row.on_demand_hourly:.4f}", f"${row.spot_hourly:.4f}{mark}",
+            _money(row.on_demand_monthly), _money(row.spot_monthly) + mark,
+        )
+    return table

@@ -7,16 +7,21 @@ value; the message names the field).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import attrs
+
 from . import __version__
 from .config import NAT_MODES, DeploymentConfig
-from .deployment import DEFAULT_NAME, plan
-from .errors import ConfigError, RclaudeError
+from .cost import estimate_cost, instance_prices
+from .deployment import DEFAULT_NAME, Deployment, plan
+from .errors import BudgetExceededError, ConfigError, RclaudeError
+from .prices import PriceBook
 
 DEFAULT_CONFIG_FILE = "rclaude.toml"
 
@@ -50,6 +55,25 @@ def _config_arguments(parser: argparse.ArgumentParser) -> None:
                        metavar="PORT")
 
 
+_USAGE_FLAGS = ("tasks_per_day", "task_minutes", "concurrency")
+
+
+def _usage_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("usage (override the config's [usage] table)")
+    group.add_argument("--tasks-per-day", type=float, metavar="N")
+    group.add_argument("--task-minutes", type=float, metavar="MIN")
+    group.add_argument("--concurrency", type=int, metavar="N",
+                       help="tasks that run at the same time")
+    group.add_argument("--max-monthly-usd", type=float, metavar="USD",
+                       help="budget: exit 1 when the estimate is over it")
+    prices = parser.add_argument_group("prices")
+    prices.add_argument("--live", action="store_true",
+                        help="live on-demand and spot prices from AWS (needs credentials)")
+    prices.add_argument("--other-rates-from", metavar="REGION",
+                        help="use this region's snapshot rates for non-EC2 services "
+                        "(the snapshot has them for us-east-1 only)")
+
+
 def _load_config(args: argparse.Namespace) -> tuple[str, DeploymentConfig]:
     data: dict[str, Any] = {}
     path: Path | None = args.config
@@ -71,6 +95,14 @@ def _load_config(args: argparse.Namespace) -> tuple[str, DeploymentConfig]:
             data[key] = value
     if args.image is not None:
         data["build_image"] = False
+    usage = {
+        key: getattr(args, key) for key in _USAGE_FLAGS if getattr(args, key, None) is not None
+    }
+    if usage:
+        table = data.get("usage", {})
+        data["usage"] = {**table, **usage} if isinstance(table, dict) else table
+    if getattr(args, "max_monthly_usd", None) is not None:
+        data["max_monthly_usd"] = args.max_monthly_usd
     return name, DeploymentConfig.from_mapping(data)
 
 
@@ -88,6 +120,47 @@ def _cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_cost(args: argparse.Namespace) -> int:
+    name, config = _load_config(args)
+    deployment = Deployment(name, config)
+    if args.live:
+        prices = deployment.prices(live=True)
+    else:
+        prices = PriceBook.snapshot(config.region, other_rates_from=args.other_rates_from)
+    result = deployment.plan()
+    estimate = estimate_cost(result, config.usage, prices)
+    rows = instance_prices(config.instance_types, prices)
+    over: BudgetExceededError | None = None
+    try:
+        estimate.check_budget(config.max_monthly_usd)
+    except BudgetExceededError as exc:
+        over = exc
+    if args.json:
+        print(json.dumps({
+            "plan": result.to_dict(),
+            "cost": estimate.to_dict(),
+            "instance_prices": [
+                {**attrs.asdict(row), "on_demand_monthly": row.on_demand_monthly,
+                 "spot_monthly": row.spot_monthly}
+                for row in rows
+            ],
+            "budget": {"max_monthly_usd": config.max_monthly_usd, "over": over is not None},
+        }, indent=2))
+    else:
+        from rich.console import Console
+
+        from ._display import cost_renderable, instance_prices_renderable, plan_renderable
+
+        console = Console()
+        console.print(plan_renderable(result))
+        console.print(cost_renderable(estimate))
+        console.print(instance_prices_renderable(rows, config.region))
+    if over is not None:
+        print(f"rclaude-infra: over budget: {over}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="rclaude-infra",
@@ -102,6 +175,13 @@ def _parser() -> argparse.ArgumentParser:
     _config_arguments(plan_cmd)
     plan_cmd.add_argument("--json", action="store_true", help="machine-readable output")
     plan_cmd.set_defaults(handler=_cmd_plan)
+    cost_cmd = commands.add_parser(
+        "cost", help="the plan and what it costs: idle, per task, monthly (offline by default)"
+    )
+    _config_arguments(cost_cmd)
+    _usage_arguments(cost_cmd)
+    cost_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    cost_cmd.set_defaults(handler=_cmd_cost)
     return parser
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,6 +45,7 @@ _IMAGE_RE = re.compile(
 # AWS tag keys and values: letters, digits, spaces and _ . : / = + - @
 _TAG_RE = re.compile(r"^[\w\s.:/=+\-@]*$")
 _MAX_USER_TAGS = 40  # AWS allows 50; the stack adds its own
+HOURS_PER_MONTH = 730
 
 
 @functools.cache
@@ -216,6 +218,80 @@ def _frozen_tags(value: object) -> object:
     return value
 
 
+def _float_between(low: float, high: float, *, low_open: bool = False) -> Any:
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        ok = (
+            isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value)
+            and (low < value if low_open else low <= value) and value <= high
+        )
+        if not ok:
+            bound = f"above {low}" if low_open else f"from {low}"
+            raise ConfigError(attribute.name, value, f"a number {bound} to {high}")
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class Usage:
+    """How a deployment is used, for cost estimates and the budget guard.
+
+    Tasks arrive in bursts of ``concurrency`` tasks; each burst starts enough
+    instances to hold it (after any always-on ones), which run for the task, the
+    ``startup_minutes`` before it and the ``scale_in_minutes`` after it.
+
+    >>> Usage(tasks_per_day=20, task_minutes=15).tasks_per_month
+    608.3333
+    """
+
+    tasks_per_day: float = attrs.field(default=10, validator=_float_between(0, 100_000))
+    task_minutes: float = attrs.field(
+        default=15, validator=_float_between(0, 1440, low_open=True)
+    )
+    #: Tasks that run at the same time in one burst.
+    concurrency: int = attrs.field(default=1, validator=_int_between(1, 10_000))
+    #: Instance boot, ECS registration and image pull before a task starts.
+    startup_minutes: float = attrs.field(default=3, validator=_float_between(0, 60))
+    #: How long ECS managed scaling keeps an idle instance after the last task
+    #: (its scale-in alarm needs 15 one-minute datapoints).
+    scale_in_minutes: float = attrs.field(default=15, validator=_float_between(0, 120))
+    log_mb_per_task: float = attrs.field(default=2, validator=_float_between(0, 100_000))
+    #: Transcript, diff and artifacts a task uploads.
+    result_mb_per_task: float = attrs.field(default=5, validator=_float_between(0, 100_000))
+    #: Internet egress per task: the repository clone, model API calls, package installs.
+    egress_gb_per_task: float = attrs.field(default=0.1, validator=_float_between(0, 10_000))
+    #: Size of the runner image kept in ECR (when the stack builds it).
+    image_gb: float = attrs.field(default=1.0, validator=_float_between(0, 100))
+
+    @property
+    def tasks_per_month(self) -> float:
+        return round(self.tasks_per_day * HOURS_PER_MONTH / 24, 4)
+
+
+def _usage(value: object) -> object:
+    """Accept a table (TOML, JSON) where a Usage is wanted; unknown keys name themselves."""
+    if isinstance(value, Mapping):
+        names = [a.name for a in attrs.fields(Usage)]
+        for key in value:
+            if key not in names:
+                raise ConfigError(f"usage.{key}", value[key], "a Usage field: " + ", ".join(names))
+        try:
+            return Usage(**dict(value))
+        except ConfigError as exc:
+            raise ConfigError(f"usage.{exc.field}", exc.value, exc.allowed) from None
+    return value
+
+
+def _check_usage(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, Usage):
+        raise ConfigError(attribute.name, value, "a Usage or a table of its fields")
+
+
+def _check_budget(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _float_between(0, 10_000_000, low_open=True)(_, attribute, value)
+
+
 @attrs.frozen(kw_only=True)
 class DeploymentConfig:
     """What to deploy: every knob of the ECS-on-EC2 stack, validated at construction.
@@ -273,6 +349,10 @@ class DeploymentConfig:
     tags: Mapping[str, str] = attrs.field(
         factory=dict, converter=_frozen_tags, validator=_check_tags, hash=False
     )
+    #: The usage the cost estimate and the budget guard assume.
+    usage: Usage = attrs.field(factory=Usage, converter=_usage, validator=_check_usage)
+    #: Refuse to deploy when the estimate for ``usage`` is over this (USD a month).
+    max_monthly_usd: float | None = attrs.field(default=None, validator=_check_budget)
 
     def __attrs_post_init__(self) -> None:
         if self.max_instances < self.min_instances:
@@ -374,6 +454,7 @@ class DeploymentConfig:
         """Plain JSON-able data that :meth:`from_mapping` turns back into this config."""
         data = attrs.asdict(self, recurse=False)
         data["tags"] = dict(self.tags)
+        data["usage"] = attrs.asdict(self.usage)
         for key, value in data.items():
             if isinstance(value, tuple):
                 data[key] = list(value)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._plan import Plan
-from .config import DeploymentConfig, validate_name
+from .config import DeploymentConfig, Usage, validate_name
+from .cost import CostEstimate, estimate_cost
 from .errors import ConfigError, MissingDependencyError
+from .prices import PriceBook
 
 DEFAULT_NAME = "dev"
 
@@ -68,6 +72,36 @@ class Deployment:
     def plan(self) -> Plan:
         """Every resource ``up`` would create, computed offline (see :func:`plan`)."""
         return plan(self._config, name=self._name)
+
+    def prices(self, *, live: bool = False, session: Any = None) -> PriceBook:
+        """The price book for this deployment's region: the shipped snapshot, or live
+        on-demand and spot prices for its instance types (``live=True``, needs AWS
+        credentials; cached for a day)."""
+        if not live:
+            return PriceBook.snapshot(self._config.region)
+        from ._aws.pricing import live_prices
+
+        return live_prices(session, self._config.region, self._config.instance_types)
+
+    def estimate_cost(
+        self, usage: Usage | None = None, prices: PriceBook | None = None
+    ) -> CostEstimate:
+        """What the planned stack costs idle, per task and a month for ``usage``
+        (default: the config's), from the offline plan (see :func:`estimate_cost`).
+
+        >>> from rclaude_infra import Deployment, Usage
+        >>> estimate = Deployment("dev").estimate_cost(Usage(tasks_per_day=0))
+        >>> round(estimate.idle_monthly, 2)
+        0.5
+        """
+        return estimate_cost(self.plan(), usage, prices or self.prices())
+
+    def check_budget(self, prices: PriceBook | None = None) -> CostEstimate:
+        """Raise :class:`~rclaude_infra.errors.BudgetExceededError` when the estimate for
+        the config's ``usage`` is over its ``max_monthly_usd``; return the estimate."""
+        estimate = self.estimate_cost(prices=prices)
+        estimate.check_budget(self._config.max_monthly_usd)
+        return estimate
 
     def __repr__(self) -> str:
         return f"Deployment({self._name!r}, region={self._config.region!r})"

@@ -51,3 +51,28 @@ class MissingDependencyError(RclaudeError, ImportError):
             f"{purpose} needs the '{package}' package; install it with "
             f"`pip install rclaude-infra` (it is a runtime dependency) or `pip install {package}`"
         )
+
+
+class PriceNotFoundError(RclaudeError, LookupError):
+    """A price the estimate needs is in neither the snapshot nor the live data.
+
+    The message names the region and item and how to get a price for it; the library
+    never guesses a missing price.
+    """
+
+
+class PricingUnavailableError(RclaudeError):
+    """Live prices could not be fetched (no credentials, no access, throttled)."""
+
+
+class BudgetExceededError(RclaudeError):
+    """The cost estimate for the declared usage is over ``max_monthly_usd``.
+
+    ``estimate`` is the :class:`~rclaude_infra.cost.CostEstimate` that was over,
+    ``limit`` the budget; the message says by how much and which lines drive it.
+    """
+
+    def __init__(self, message: str, *, estimate: object, limit: float) -> None:
+        super().__init__(message)
+        self.estimate = estimate
+        self.limit = limit

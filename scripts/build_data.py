@@ -9,6 +9,8 @@ and when), so the provenance travels with the data inside the wheel.
 from __future__ import annotations
 
 import csv
+import json
+import re
 import sys
 from pathlib import Path
 
@@ -39,12 +41,81 @@ def build_instance_types(reference: Path) -> Path:
     return out
 
 
+def _provenance(comments: list[str]) -> dict[str, str | None]:
+    """The source lines of a reference file, and the first date they state."""
+    lines = [c.lstrip("# ").strip() for c in comments if c.lstrip("# ").startswith("source")]
+    text = " ".join(lines)
+    date = re.search(r"\d{4}-\d{2}-\d{2}", text)
+    return {"source": text, "date": date.group(0) if date else None}
+
+
+def build_sources(reference: Path) -> Path:
+    """Where each region's EC2 prices come from, and when: data/price_sources.json."""
+    sources = {
+        "ec2_on_demand": {
+            path.stem.removeprefix("ec2-on-demand-"): _provenance(_split(path)[0])
+            for path in sorted(reference.glob("ec2-on-demand-*.csv"))
+        },
+        "instance_types": _provenance(_split(reference / "ec2-instance-specs.csv")[0]),
+    }
+    out = DATA / "price_sources.json"
+    out.write_text(json.dumps(sources, indent=2, sort_keys=True) + "\n")
+    return out
+
+
+def build_ec2_prices(reference: Path) -> Path:
+    """Every region's on-demand Linux prices in one file: region,instance_type,usd_per_hour."""
+    out = DATA / "ec2_on_demand.csv"
+    header: list[str] = []
+    rows: list[dict[str, str]] = []
+    for path in sorted(reference.glob("ec2-on-demand-*.csv")):
+        region = path.stem.removeprefix("ec2-on-demand-")
+        comments, region_rows = _split(path)
+        header.append(f"# region {region}:")
+        header += [f"#   {line.lstrip('# ')}" for line in comments]
+        for row in region_rows:
+            float(row["usd_per_hour"])
+            rows.append({"region": region, **row})
+    with out.open("w", newline="") as f:
+        f.write("\n".join(header) + "\n")
+        writer = csv.DictWriter(f, ["region", "instance_type", "usd_per_hour"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
+def build_other_prices(reference: Path) -> Path:
+    """Non-EC2 prices, one region per source file: region,item,unit,usd,source."""
+    out = DATA / "other_prices.csv"
+    header: list[str] = []
+    rows: list[dict[str, str]] = []
+    for path in sorted(reference.glob("other-prices-*.csv")):
+        region = path.stem.removeprefix("other-prices-")
+        comments, region_rows = _split(path)
+        header.append(f"# region {region}:")
+        header += [f"#   {line.lstrip('# ')}" for line in comments]
+        for row in region_rows:
+            float(row["usd"])
+            rows.append({"region": region, **row})
+    with out.open("w", newline="") as f:
+        f.write("\n".join(header) + "\n")
+        writer = csv.DictWriter(f, ["region", "item", "unit", "usd", "source"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return out
+
+
 def main(argv: list[str]) -> int:
     reference = Path(argv[1]) if len(argv) > 1 else DEFAULT_REFERENCE
     if not reference.is_dir():
         print(f"reference directory not found: {reference}", file=sys.stderr)
         return 2
-    for path in (build_instance_types(reference),):
+    for path in (
+        build_instance_types(reference),
+        build_ec2_prices(reference),
+        build_other_prices(reference),
+        build_sources(reference),
+    ):
         print(f"wrote {path.relative_to(ROOT)}")
     return 0
 

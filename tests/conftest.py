@@ -43,3 +43,35 @@ def container(plan: Plan) -> dict[str, Any]:
     definitions = json.loads(plan.one("aws:ecs:TaskDefinition").inputs["containerDefinitions"])
     assert len(definitions) == 1
     return definitions[0]
+
+
+# -- moto's server: real HTTP, real botocore validation --------------------------------
+
+
+@pytest.fixture(scope="session", name="moto_endpoint")
+def _moto_endpoint() -> Any:
+    """A moto server on a free loopback port for the whole session; its URL."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(name="aws")
+def _aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A boto3 Session whose clients reach moto's server (through AWS_ENDPOINT_URL)."""
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return boto3.Session(
+        aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )

@@ -98,3 +98,53 @@ def test_console_script_is_installed() -> None:
     assert exe.exists(), "pip install -e . should install the rclaude-infra script"
     result = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("rclaude-infra ")
+
+
+def test_cost_shows_plan_and_cost_together(tmp_path: Path) -> None:
+    result = run("cost", "--tasks-per-day", "20", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "aws:ec2:LaunchTemplate" in out          # the plan
+    assert "Idle: $0.50/month" in out               # the cost
+    assert "Per task: $" in out and "for 20 tasks/day" in out
+    assert "t3a.medium" in out and "$30.37" in out  # on-demand vs spot per type
+    assert "* assumed: spot" in out
+
+
+def test_cost_json(tmp_path: Path) -> None:
+    result = run("cost", "--json", "--spot", "--nat", "single", "--tasks-per-day", "0",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert data["plan"]["config"]["nat"] == "single"
+    assert round(data["cost"]["summary"]["idleMonthlyCost"], 2) == 37.00
+    assert {row["instance_type"] for row in data["instance_prices"]} == {"t3.medium",
+                                                                         "t3a.medium"}
+    assert data["budget"] == {"max_monthly_usd": None, "over": False}
+
+
+def test_cost_over_budget_exits_1(tmp_path: Path) -> None:
+    result = run("cost", "--nat", "single", "--max-monthly-usd", "10", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "over budget: estimated $" in result.stderr
+    assert "rclaude-dev-nat-0 NAT gateway $32.85" in result.stderr
+
+
+def test_cost_in_a_region_with_only_ec2_prices(tmp_path: Path) -> None:
+    refused = run("cost", "--region", "eu-west-1", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "other_rates_from='us-east-1'" in refused.stderr
+    ok = run("cost", "--json", "--region", "eu-west-1", "--other-rates-from", "us-east-1",
+             cwd=tmp_path)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["cost"]["summary"]["assumptions"]
+
+
+def test_cost_usage_from_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "rclaude.toml").write_text("[usage]\ntasks_per_day = 40\ntask_minutes = 30\n")
+    result = run("cost", "--json", "--task-minutes", "10", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    usage = json.loads(result.stdout)["cost"]["projects"][0]["usage"]
+    assert (usage["tasks_per_day"], usage["task_minutes"]) == (40, 10)
+    bad = run("cost", "--concurrency", "0", cwd=tmp_path)
+    assert bad.returncode == 2 and "usage.concurrency: got 0" in bad.stderr

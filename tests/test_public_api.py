@@ -24,6 +24,8 @@ def test_constructing_a_config_pulls_in_no_heavy_dependency() -> None:
     code = (
         "import json, sys; from rclaude_infra import DeploymentConfig, Deployment;"
         "Deployment('dev', DeploymentConfig(region='eu-west-1'));"
+        "from rclaude_infra import PriceBook, instance_prices;"
+        "instance_prices(['t3.medium'], PriceBook.snapshot());"
         f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -32,10 +34,13 @@ def test_constructing_a_config_pulls_in_no_heavy_dependency() -> None:
 
 def test_all_is_pinned() -> None:
     assert sorted(rclaude_infra.__all__) == sorted([
-        "LOG_RETENTION_DAYS", "NAT_MODES", "SECRET_MASK", "ConfigError", "Deployment",
-        "DeploymentConfig", "InstanceType", "MissingDependencyError", "Plan", "PlanError",
-        "PlannedResource", "RclaudeError", "__version__", "instance_types", "plan",
-        "validate_name",
+        "HOURS_PER_MONTH", "LOG_RETENTION_DAYS", "NAT_MODES", "SECRET_MASK",
+        "BudgetExceededError", "ConfigError", "CostDiff", "CostEstimate", "CostLine",
+        "Deployment", "DeploymentConfig", "InstancePrice", "InstanceType",
+        "MissingDependencyError", "Plan", "PlanError", "PlannedResource", "Price", "PriceBook",
+        "PriceNotFoundError", "PricingUnavailableError", "RclaudeError", "Usage", "__version__",
+        "estimate_cost", "instance_prices", "instance_types", "live_prices", "plan",
+        "task_cost", "validate_name",
     ])
     for name in rclaude_infra.__all__:
         assert hasattr(rclaude_infra, name), name
@@ -49,9 +54,18 @@ def test_public_names_have_docstrings() -> None:
 
 
 def test_errors_form_one_tree() -> None:
-    from rclaude_infra import ConfigError, MissingDependencyError, PlanError, RclaudeError
+    from rclaude_infra import (
+        BudgetExceededError,
+        ConfigError,
+        MissingDependencyError,
+        PlanError,
+        PriceNotFoundError,
+        PricingUnavailableError,
+        RclaudeError,
+    )
 
-    for error in (ConfigError, MissingDependencyError, PlanError):
+    for error in (ConfigError, MissingDependencyError, PlanError, PriceNotFoundError,
+                  PricingUnavailableError, BudgetExceededError):
         assert issubclass(error, RclaudeError)
     assert issubclass(ConfigError, ValueError)
     assert issubclass(MissingDependencyError, ImportError)

@@ -1,0 +1,33 @@
+"""Cost estimate speed: how long estimate_cost takes on a plan, and the whole CLI verb.
+
+Run: python benchmarks/bench_cost.py
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from rclaude_infra import DeploymentConfig, PriceBook, Usage, estimate_cost, plan
+
+
+def main() -> int:
+    p = plan(DeploymentConfig(nat="single", min_instances=1))
+    prices = PriceBook.snapshot()
+    runs = 2000
+    start = time.perf_counter()
+    for i in range(runs):
+        estimate_cost(p, Usage(tasks_per_day=i % 100, concurrency=1 + i % 7), prices)
+    per = (time.perf_counter() - start) / runs
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "rclaude_infra", "cost", "--json"],
+                   check=True, capture_output=True)
+    cli = time.perf_counter() - start
+    print(f"estimate_cost on a {len(p)}-resource plan   {per * 1e6:8.1f} us per estimate")
+    print(f"rclaude-infra cost --json (fresh process)  {cli:8.2f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The AWS edge: the only package that imports boto3 / botocore (inside its functions)."""

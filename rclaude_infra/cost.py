@@ -1,0 +1,531 @@
+"""What a stack costs, read from its plan: idle, per task, and a month of declared usage.
+
+Pure: :func:`estimate_cost` reads a :class:`~rclaude_infra.Plan` (what ``up`` would
+create, not the config) and a :class:`~rclaude_infra.prices.PriceBook`; it never calls
+AWS. Lines follow Infracost's shape: resource, component, monthly quantity, unit, unit
+price, hourly and monthly cost (730 hours a month), and whether the line is baseline
+(paid while idle) or driven by usage.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections.abc import Iterable
+from typing import Any
+
+import attrs
+
+from ._plan import Plan, PlannedResource
+from .config import Usage
+from .errors import BudgetExceededError, ConfigError
+from .instance_types import InstanceType, instance_types
+from .prices import HOURS_PER_MONTH, Price, PriceBook
+
+#: S3 writes per task (spec, result.json, transcript, diff, artifacts index, log tail).
+S3_PUTS_PER_TASK = 6
+#: S3 reads per task (the runner reads its spec; the client reads result and files).
+S3_GETS_PER_TASK = 4
+#: Secrets Manager reads per task (the ECS agent fetches the key once per task).
+SECRET_READS_PER_TASK = 1
+_MIB_PER_GB = 1024
+
+
+@attrs.frozen(kw_only=True)
+class CostLine:
+    """One priced component of one planned resource, per month."""
+
+    resource: str
+    resource_type: str
+    component: str
+    #: Quantity a month, in ``unit``.
+    quantity: float
+    unit: str
+    unit_price: float
+    monthly_cost: float
+    #: True when paid while the stack is idle (no task running).
+    baseline: bool
+    price_source: str
+    #: True when the unit price is an assumption (see ``price_source``).
+    assumed: bool = False
+
+    @property
+    def hourly_cost(self) -> float:
+        return self.monthly_cost / HOURS_PER_MONTH
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.component,
+            "unit": self.unit,
+            "monthlyQuantity": self.quantity,
+            "price": self.unit_price,
+            "hourlyCost": self.hourly_cost,
+            "monthlyCost": self.monthly_cost,
+            "usageBased": not self.baseline,
+            "priceSource": self.price_source,
+            "assumed": self.assumed,
+        }
+
+
+def _line(
+    resource: PlannedResource, component: str, quantity: float, price: Price, *,
+    baseline: bool, unit: str | None = None, per: float = 1.0,
+) -> CostLine:
+    """A line for ``quantity`` units at ``price.usd`` per ``per`` units."""
+    return CostLine(
+        resource=resource.name,
+        resource_type=_short(resource.type),
+        component=component,
+        quantity=quantity,
+        unit=unit or price.unit,
+        unit_price=price.usd / per,
+        monthly_cost=quantity * price.usd / per,
+        baseline=baseline,
+        price_source=price.source,
+        assumed=price.assumed,
+    )
+
+
+def _short(token: str) -> str:
+    package, _, rest = token.partition(":")
+    module, _, kind = rest.partition(":")
+    return f"{package}:{module.split('/', 1)[0]}:{kind}"
+
+
+@attrs.frozen(kw_only=True)
+class CostDiff:
+    """Monthly cost of two estimates side by side, line by line (see :meth:`CostEstimate.diff`)."""
+
+    rows: tuple[tuple[str, str, float, float], ...]
+    idle_before: float
+    idle_after: float
+    monthly_before: float
+    monthly_after: float
+
+    @property
+    def monthly_delta(self) -> float:
+        return self.monthly_after - self.monthly_before
+
+    @property
+    def idle_delta(self) -> float:
+        return self.idle_after - self.idle_before
+
+    def __str__(self) -> str:
+        lines = [f"{'resource / component':<70} {'before':>10} {'after':>10} {'delta':>10}"]
+        for resource, component, before, after in self.rows:
+            if round(before, 4) != round(after, 4):
+                label = f"{resource} / {component}"[:70]
+                lines.append(f"{label:<70} {before:>10.2f} {after:>10.2f} {after - before:>+10.2f}")
+        lines.append(f"{'monthly total':<70} {self.monthly_before:>10.2f} "
+                     f"{self.monthly_after:>10.2f} {self.monthly_delta:>+10.2f}")
+        lines.append(f"{'idle monthly':<70} {self.idle_before:>10.2f} "
+                     f"{self.idle_after:>10.2f} {self.idle_delta:>+10.2f}")
+        return "\n".join(lines)
+
+
+@attrs.frozen(kw_only=True)
+class CostEstimate:
+    """The cost of one plan under one usage.
+
+    ``idle_monthly`` is what the stack costs with nothing running, ``per_task`` what
+    one more task adds, ``monthly`` the total for the usage.
+    """
+
+    name: str
+    region: str
+    usage: Usage
+    lines: tuple[CostLine, ...]
+    #: Sentences naming every assumption some line relies on.
+    assumptions: tuple[str, ...] = ()
+
+    @property
+    def idle_monthly(self) -> float:
+        return sum(line.monthly_cost for line in self.lines if line.baseline)
+
+    @property
+    def usage_monthly(self) -> float:
+        return sum(line.monthly_cost for line in self.lines if not line.baseline)
+
+    @property
+    def monthly(self) -> float:
+        return sum(line.monthly_cost for line in self.lines)
+
+    @property
+    def hourly(self) -> float:
+        return self.monthly / HOURS_PER_MONTH
+
+    @property
+    def per_task(self) -> float | None:
+        """Usage-driven cost of one task; ``None`` when the usage has no tasks."""
+        tasks = self.usage.tasks_per_month
+        return self.usage_monthly / tasks if tasks else None
+
+    def top_lines(self, n: int = 3) -> list[CostLine]:
+        return sorted(self.lines, key=lambda line: line.monthly_cost, reverse=True)[:n]
+
+    def diff(self, other: CostEstimate) -> CostDiff:
+        """How ``other`` differs from this estimate (what-ifs: ``attrs.evolve`` the config)."""
+        def keyed(estimate: CostEstimate) -> dict[tuple[str, str], float]:
+            totals: dict[tuple[str, str], float] = {}
+            for line in estimate.lines:
+                key = (line.resource, line.component)
+                totals[key] = totals.get(key, 0.0) + line.monthly_cost
+            return totals
+
+        before, after = keyed(self), keyed(other)
+        keys = list(dict.fromkeys([*before, *after]))
+        return CostDiff(
+            rows=tuple((r, c, before.get((r, c), 0.0), after.get((r, c), 0.0)) for r, c in keys),
+            idle_before=self.idle_monthly, idle_after=other.idle_monthly,
+            monthly_before=self.monthly, monthly_after=other.monthly,
+        )
+
+    def check_budget(self, limit: float | None) -> None:
+        """Raise :class:`BudgetExceededError` when the monthly total is over ``limit``."""
+        if limit is None or self.monthly <= limit:
+            return
+        drivers = ", ".join(
+            f"{line.resource} {line.component} ${line.monthly_cost:.2f}"
+            for line in self.top_lines()
+        )
+        raise BudgetExceededError(
+            f"estimated ${self.monthly:.2f}/month for {self.usage.tasks_per_day:g} tasks/day "
+            f"of {self.usage.task_minutes:g} min is over max_monthly_usd ${limit:.2f} by "
+            f"${self.monthly - limit:.2f}; largest lines: {drivers}. Lower the usage, "
+            "choose cheaper instance types or spot, or raise max_monthly_usd.",
+            estimate=self, limit=limit,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Infracost-like breakdown: resources with their cost components, then totals."""
+        resources: dict[str, dict[str, Any]] = {}
+        for line in self.lines:
+            entry = resources.setdefault(line.resource, {
+                "name": line.resource, "resourceType": line.resource_type,
+                "costComponents": [], "monthlyCost": 0.0,
+            })
+            entry["costComponents"].append(line.to_dict())
+            entry["monthlyCost"] += line.monthly_cost
+        for entry in resources.values():
+            entry["hourlyCost"] = entry["monthlyCost"] / HOURS_PER_MONTH
+        return {
+            "currency": "USD",
+            "projects": [{
+                "name": self.name,
+                "region": self.region,
+                "usage": attrs.asdict(self.usage),
+                "breakdown": {
+                    "resources": list(resources.values()),
+                    "totalHourlyCost": self.hourly,
+                    "totalMonthlyCost": self.monthly,
+                },
+            }],
+            "totalHourlyCost": self.hourly,
+            "totalMonthlyCost": self.monthly,
+            "summary": {
+                "idleMonthlyCost": self.idle_monthly,
+                "usageMonthlyCost": self.usage_monthly,
+                "perTaskCost": self.per_task,
+                "tasksPerMonth": self.usage.tasks_per_month,
+                "assumptions": list(self.assumptions),
+            },
+        }
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def __str__(self) -> str:
+        per_task = "n/a" if self.per_task is None else f"${self.per_task:.4f}"
+        return (
+            f"{self.name} ({self.region}): idle ${self.idle_monthly:.2f}/month, "
+            f"per task {per_task}, ${self.monthly:.2f}/month for "
+            f"{self.usage.tasks_per_day:g} tasks/day"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            "<tr><td>{}</td><td>{}</td><td style='text-align:right'>{:,.2f} {}</td>"
+            "<td style='text-align:right'>{:.5g}</td><td style='text-align:right'>{:.2f}</td>"
+            "<td>{}</td></tr>".format(
+                html.escape(line.resource), html.escape(line.component), line.quantity,
+                html.escape(line.unit), line.unit_price, line.monthly_cost,
+                "idle" if line.baseline else "usage" + (" *" if line.assumed else ""),
+            )
+            for line in self.lines
+        )
+        notes = "".join(f"<li>{html.escape(a)}</li>" for a in self.assumptions)
+        return (
+            f"<div><strong>{html.escape(str(self))}</strong>"
+            "<table><thead><tr><th>resource</th><th>component</th><th>quantity/month</th>"
+            "<th>unit price</th><th>$/month</th><th>kind</th></tr></thead>"
+            f"<tbody>{rows}</tbody></table>"
+            + (f"<p>Assumptions (*):</p><ul>{notes}</ul>" if notes else "")
+            + "</div>"
+        )
+
+
+# -- the instance model ---------------------------------------------------------------
+
+
+@attrs.frozen
+class _Fleet:
+    """Instance-hours a month by (instance type, spot), baseline and task-driven."""
+
+    baseline: dict[tuple[str, bool], float]
+    tasks: dict[tuple[str, bool], float]
+
+
+def _fits(spec: InstanceType, task_cpu: int, task_memory: int) -> int:
+    return min(spec.cpu_units // task_cpu, spec.task_memory_mib // task_memory)
+
+
+def _fleet(plan: Plan, usage: Usage, prices: PriceBook) -> _Fleet:
+    group = plan.one("aws:autoscaling:Group").inputs
+    policy = group["mixedInstancesPolicy"]
+    distribution = policy["instancesDistribution"]
+    types = [o["instanceType"] for o in policy["launchTemplate"]["overrides"]]
+    definition = plan.one("aws:ecs:TaskDefinition").inputs
+    task_cpu, task_memory = int(definition["cpu"]), int(definition["memory"])
+    known = instance_types()
+    fitting = [t for t in types if t in known and _fits(known[t], task_cpu, task_memory) > 0]
+    if not fitting:
+        raise ConfigError("task_cpu/task_memory", (task_cpu, task_memory),
+                          f"a size one of {', '.join(types)} can hold")
+    spot = distribution.get("onDemandPercentageAboveBaseCapacity", 100) < 100
+    on_demand_base = int(distribution.get("onDemandBaseCapacity", 0))
+    min_size, max_size = int(group["minSize"]), int(group["maxSize"])
+    # On-demand launches follow the overrides' order ("prioritized"); spot launches go
+    # where price-capacity-optimized finds capacity, priced here as the cheapest type.
+    od_type = fitting[0]
+    spot_type = min(fitting, key=lambda t: prices.instance_hour(t, spot=True).usd)
+
+    baseline: dict[tuple[str, bool], float] = {}
+    always_od = min_size if not spot else min(on_demand_base, min_size)
+    for key, count in (((od_type, False), always_od), ((spot_type, True), min_size - always_od)):
+        if count:
+            baseline[key] = baseline.get(key, 0.0) + count * HOURS_PER_MONTH
+    baseline_slots = (
+        always_od * _fits(known[od_type], task_cpu, task_memory)
+        + (min_size - always_od) * _fits(known[spot_type], task_cpu, task_memory)
+    )
+
+    tasks: dict[tuple[str, bool], float] = {}
+    extra = max(0, usage.concurrency - baseline_slots)
+    if usage.tasks_per_day > 0 and extra > 0 and max_size > min_size:
+        headroom = max_size - min_size
+        od_fit = _fits(known[od_type], task_cpu, task_memory)
+        spot_fit = _fits(known[spot_type], task_cpu, task_memory)
+        od_room = headroom if not spot else min(headroom, max(0, on_demand_base - min_size))
+        n_od = min(od_room, math.ceil(extra / od_fit))
+        left = max(0, extra - n_od * od_fit)
+        n_spot = min(headroom - n_od, math.ceil(left / spot_fit)) if spot else 0
+        capacity = n_od * od_fit + n_spot * spot_fit
+        # When the group cannot hold the whole burst, tasks queue and run in waves.
+        waves = math.ceil(extra / capacity)
+        burst_hours = (
+            usage.startup_minutes + waves * usage.task_minutes + usage.scale_in_minutes
+        ) / 60
+        bursts = usage.tasks_per_month / usage.concurrency
+        for key, count in (((od_type, False), n_od), ((spot_type, True), n_spot)):
+            if count:
+                # Never more than running the whole time.
+                tasks[key] = min(bursts * count * burst_hours, count * HOURS_PER_MONTH)
+    return _Fleet(baseline=baseline, tasks=tasks)
+
+
+# -- the estimate ---------------------------------------------------------------------
+
+
+def estimate_cost(
+    plan: Plan, usage: Usage | None = None, prices: PriceBook | None = None
+) -> CostEstimate:
+    """Price every resource in ``plan`` for ``usage`` (default: the config's).
+
+    >>> from rclaude_infra import DeploymentConfig, plan
+    >>> estimate = estimate_cost(plan(DeploymentConfig(spot=False, nat="single")))
+    >>> round(next(l for l in estimate.lines if l.component == "NAT gateway").monthly_cost, 2)
+    32.85
+    """
+    usage = plan.config.usage if usage is None else usage
+    if not isinstance(usage, Usage):
+        raise ConfigError("usage", usage, "a Usage")
+    prices = PriceBook.snapshot(plan.config.region) if prices is None else prices
+    if prices.region != plan.config.region:
+        raise ConfigError("prices", prices.region,
+                          f"a PriceBook for the plan's region {plan.config.region!r}")
+    lines: list[CostLine] = []
+    tasks = usage.tasks_per_month
+
+    group = plan.one("aws:autoscaling:Group")
+    template = plan.one("aws:ec2:LaunchTemplate").inputs
+    fleet = _fleet(plan, usage, prices)
+    root = template["blockDeviceMappings"][0]["ebs"]
+    public_ip = any(
+        i.get("associatePublicIpAddress") == "true" for i in template.get("networkInterfaces", [])
+    )
+    gp3 = prices.item("ebs_gp3_storage")
+    ipv4 = prices.item("public_ipv4_address_hour")
+    for baseline, hours_by_type in ((True, fleet.baseline), (False, fleet.tasks)):
+        if not hours_by_type:
+            continue
+        which = "always-on instances" if baseline else "task instances"
+        for (instance_type, spot), hours in hours_by_type.items():
+            kind = "spot" if spot else "on-demand"
+            lines.append(_line(
+                group, f"Instance usage (Linux, {kind}, {instance_type}), {which}", hours,
+                prices.instance_hour(instance_type, spot=spot), baseline=baseline,
+            ))
+        hours = sum(hours_by_type.values())
+        lines.append(_line(
+            group, f"Root volumes (gp3, {root['volumeSize']} GB), {which}",
+            hours * root["volumeSize"] / HOURS_PER_MONTH, gp3, baseline=baseline,
+        ))
+        if public_ip:
+            lines.append(_line(group, f"Public IPv4 addresses, {which}", hours, ipv4,
+                               baseline=baseline))
+    if not fleet.tasks:
+        # Keep the usage-driven instance line visible, at zero, as Infracost does.
+        lines.append(CostLine(
+            resource=group.name, resource_type=_short(group.type),
+            component="Instance usage, task instances (none for this usage)",
+            quantity=0.0, unit="instance-hour", unit_price=0.0, monthly_cost=0.0,
+            baseline=False, price_source="",
+        ))
+
+    egress_gb = tasks * usage.egress_gb_per_task
+    for nat in plan.by_type("aws:ec2:NatGateway"):
+        lines.append(_line(nat, "NAT gateway", HOURS_PER_MONTH, prices.item("nat_gateway_hour"),
+                           baseline=True))
+        share = egress_gb / len(plan.by_type("aws:ec2:NatGateway"))
+        lines.append(_line(nat, "Data processed", share,
+                           prices.item("nat_gateway_data_processed"), baseline=False))
+    for address in plan.by_type("aws:ec2:Eip"):
+        lines.append(_line(address, "Public IPv4 address (NAT)", HOURS_PER_MONTH, ipv4,
+                           baseline=True))
+    lines.append(_line(group, "Data transfer out to the internet", egress_gb,
+                       prices.item("data_transfer_out_internet_first_10tb"), baseline=False))
+
+    for logs in plan.by_type("aws:cloudwatch:LogGroup"):
+        ingested_gb = tasks * usage.log_mb_per_task / _MIB_PER_GB
+        retention = logs.inputs.get("retentionInDays") or 3653
+        lines.append(_line(logs, "Data ingested", ingested_gb,
+                           prices.item("cloudwatch_logs_ingestion"), baseline=False))
+        # Steady state: what `retention` days of ingestion leave stored (before compression).
+        stored = ingested_gb / (HOURS_PER_MONTH / 24) * retention
+        lines.append(_line(logs, f"Storage ({retention} days retained)", stored,
+                           prices.item("cloudwatch_logs_storage"), baseline=False))
+
+    for bucket in plan.by_type("aws:s3:Bucket"):
+        expire = _expiration_days(plan)
+        stored = tasks * usage.result_mb_per_task / _MIB_PER_GB / (HOURS_PER_MONTH / 24) * expire
+        lines.append(_line(bucket, f"Standard storage ({expire} days kept)", stored,
+                           prices.item("s3_standard_storage_first_50tb"), baseline=False))
+        lines.append(_line(bucket, "PUT, COPY, POST, LIST requests", tasks * S3_PUTS_PER_TASK,
+                           prices.item("s3_standard_put_copy_post_list"), baseline=False,
+                           unit="requests", per=1000))
+        lines.append(_line(bucket, "GET and other requests", tasks * S3_GETS_PER_TASK,
+                           prices.item("s3_standard_get_select_other"), baseline=False,
+                           unit="requests", per=1000))
+
+    for secret in plan.by_type("aws:secretsmanager:Secret"):
+        lines.append(_line(secret, "Secret", 1, prices.item("secrets_manager_secret"),
+                           baseline=True))
+        lines.append(_line(secret, "API requests", tasks * SECRET_READS_PER_TASK,
+                           prices.item("secrets_manager_api_calls"), baseline=False,
+                           unit="requests", per=10_000))
+
+    for repository in [*plan.by_type("awsx:ecr:Repository"), *plan.by_type("aws:ecr:Repository")]:
+        lines.append(_line(repository, "Image storage", usage.image_gb,
+                           prices.item("ecr_storage"), baseline=True))
+
+    assumptions = tuple(dict.fromkeys(line.price_source for line in lines if line.assumed))
+    return CostEstimate(
+        name=plan.name, region=plan.config.region, usage=usage, lines=tuple(lines),
+        assumptions=assumptions,
+    )
+
+
+def _expiration_days(plan: Plan) -> int:
+    for lifecycle in plan.by_type("aws:s3:BucketLifecycleConfiguration"):
+        for rule in lifecycle.inputs.get("rules", []):
+            days = rule.get("expiration", {}).get("days")
+            if rule.get("status") == "Enabled" and days:
+                return int(days)
+    # No expiry: a year of results is the horizon we price.
+    return 365
+
+
+# -- instance prices and task costs ---------------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class InstancePrice:
+    """On-demand and spot prices of one instance type (the seed's cost table)."""
+
+    instance_type: str
+    vcpu: int
+    memory_mib: int
+    on_demand_hourly: float
+    spot_hourly: float
+    spot_assumed: bool
+
+    @property
+    def on_demand_monthly(self) -> float:
+        return self.on_demand_hourly * HOURS_PER_MONTH
+
+    @property
+    def spot_monthly(self) -> float:
+        return self.spot_hourly * HOURS_PER_MONTH
+
+
+def instance_prices(
+    types: Iterable[str] | None = None, prices: PriceBook | None = None
+) -> list[InstancePrice]:
+    """On-demand vs spot, per hour and for a month running 24/7, for each type.
+
+    >>> [round(p.on_demand_monthly, 2) for p in instance_prices(["t3.medium"])]
+    [30.37]
+    """
+    prices = PriceBook.snapshot() if prices is None else prices
+    known = instance_types()
+    names = list(known) if types is None else list(types)
+    rows = []
+    for name in names:
+        if name not in known:
+            raise ConfigError("instance_types", name, "a type from the shipped instance table")
+        spot = prices.instance_hour(name, spot=True)
+        rows.append(InstancePrice(
+            instance_type=name, vcpu=known[name].vcpu, memory_mib=known[name].memory_mib,
+            on_demand_hourly=prices.instance_hour(name, spot=False).usd,
+            spot_hourly=spot.usd, spot_assumed=spot.assumed,
+        ))
+    return rows
+
+
+def task_cost(
+    *,
+    runtime_hours: float,
+    task_cpu: int,
+    task_memory: int,
+    instance_type: str,
+    spot: bool,
+    prices: PriceBook,
+) -> float:
+    """What a task used of its instance: runtime x its share x the instance's price.
+
+    The share is the larger of the CPU and memory the task reserved, as a fraction of
+    what the instance offers tasks (:class:`~rclaude_infra.InstanceType`).
+
+    >>> book = PriceBook.snapshot()
+    >>> round(task_cost(runtime_hours=1, task_cpu=1024, task_memory=1024,
+    ...                 instance_type="t3.medium", spot=False, prices=book), 4)
+    0.0208
+    """
+    spec = instance_types().get(instance_type)
+    if spec is None:
+        raise ConfigError("instance_type", instance_type, "a type from the shipped instance table")
+    if runtime_hours < 0:
+        raise ConfigError("runtime_hours", runtime_hours, "zero or more")
+    share = min(1.0, max(task_cpu / spec.cpu_units, task_memory / spec.task_memory_mib))
+    return runtime_hours * share * prices.instance_hour(instance_type, spot=spot).usd

@@ -1,0 +1,180 @@
+"""Prices: a snapshot shipped in the package, or live ones fetched from AWS.
+
+Every price carries its source. A price the book does not have is an error naming
+what is missing, never a guess; the one assumption the library makes, the spot
+discount when no live spot price is known, is labelled as such wherever it is used.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+from collections.abc import Mapping
+from importlib import resources
+from typing import Any
+
+import attrs
+
+from .errors import PriceNotFoundError
+
+HOURS_PER_MONTH = 730
+
+#: Median spot saving against on-demand over the 405 type/region pairs of the shipped
+#: instance table (AWS Spot Instance Advisor data, snapshot of 2025-06-28; range 33-79 %).
+DEFAULT_SPOT_DISCOUNT = 0.60
+SPOT_DISCOUNT_SOURCE = (
+    "assumed: spot = on-demand x (1 - 0.60), the median saving of AWS Spot Instance Advisor "
+    "data (snapshot 2025-06-28, alexei-led/spotinfo) over the shipped instance types; "
+    "pass live prices for real spot prices"
+)
+
+
+@attrs.frozen(kw_only=True)
+class Price:
+    """One unit price in USD, with where it comes from."""
+
+    usd: float
+    unit: str
+    source: str
+    #: True when the price is an assumption (e.g. a spot discount), not a quote.
+    assumed: bool = False
+
+
+def _data(name: str) -> str:
+    return resources.files("rclaude_infra").joinpath(f"data/{name}").read_text()
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    text = _data(name)
+    return list(csv.DictReader(io.StringIO(
+        "\n".join(line for line in text.splitlines() if not line.startswith("#"))
+    )))
+
+
+@functools.cache
+def _snapshot_tables() -> tuple[
+    dict[str, dict[str, float]], dict[str, dict[str, Price]], dict[str, Any]
+]:
+    sources = json.loads(_data("price_sources.json"))
+    ec2: dict[str, dict[str, float]] = {}
+    for row in _rows("ec2_on_demand.csv"):
+        ec2.setdefault(row["region"], {})[row["instance_type"]] = float(row["usd_per_hour"])
+    other: dict[str, dict[str, Price]] = {}
+    for row in _rows("other_prices.csv"):
+        other.setdefault(row["region"], {})[row["item"]] = Price(
+            usd=float(row["usd"]), unit=row["unit"], source=row["source"]
+        )
+    return ec2, other, sources
+
+
+def snapshot_regions() -> list[str]:
+    """Regions the shipped snapshot has EC2 prices for."""
+    return sorted(_snapshot_tables()[0])
+
+
+@attrs.frozen(kw_only=True)
+class PriceBook:
+    """Unit prices for one region: EC2 per instance-hour, and everything else by item.
+
+    >>> book = PriceBook.snapshot("us-east-1")
+    >>> book.instance_hour("t3.medium", spot=False).usd
+    0.0416
+    >>> round(book.instance_hour("t3.medium", spot=True).usd, 5), book.instance_hour(
+    ...     "t3.medium", spot=True).assumed
+    (0.01664, True)
+    """
+
+    region: str
+    #: On-demand Linux $/hour by instance type.
+    on_demand: Mapping[str, float] = attrs.field(eq=False)
+    #: Observed spot $/hour by instance type (live data only).
+    spot: Mapping[str, float] = attrs.field(factory=dict, eq=False)
+    #: Non-EC2 unit prices by item name (see ``data/other_prices.csv``).
+    other: Mapping[str, Price] = attrs.field(factory=dict, eq=False)
+    on_demand_source: str
+    #: Where the observed spot prices come from.
+    spot_source: str = "no observed spot prices"
+    #: Discount off on-demand assumed for a type with no observed spot price.
+    spot_discount: float = attrs.field(default=DEFAULT_SPOT_DISCOUNT)
+    #: The sentence labelling that assumption wherever it is used.
+    spot_assumption: str = attrs.field(
+        default=attrs.Factory(
+            lambda self: SPOT_DISCOUNT_SOURCE.replace("0.60", f"{self.spot_discount:.2f}"),
+            takes_self=True,
+        )
+    )
+    #: ISO time the live prices were fetched; ``None`` for the snapshot.
+    fetched_at: str | None = None
+
+    @classmethod
+    def snapshot(
+        cls,
+        region: str = "us-east-1",
+        *,
+        other_rates_from: str | None = None,
+        spot_discount: float = DEFAULT_SPOT_DISCOUNT,
+    ) -> PriceBook:
+        """Prices shipped with the package.
+
+        The snapshot has EC2 prices for a few regions and the other services' prices
+        for us-east-1 only. ``other_rates_from="us-east-1"`` uses that region's rates for
+        the other services elsewhere; every line priced so says so in its source.
+        """
+        ec2, other, sources = _snapshot_tables()
+        if region not in ec2:
+            raise PriceNotFoundError(
+                f"the price snapshot has no prices for region {region!r} (it has "
+                f"{', '.join(sorted(ec2))}); use live prices: "
+                "rclaude_infra.live_prices(boto3.Session(), region)"
+            )
+        if not 0 <= spot_discount < 1:
+            from .errors import ConfigError
+
+            raise ConfigError("spot_discount", spot_discount, "a fraction from 0 to below 1")
+        other_region = other_rates_from or region
+        rates = dict(other.get(other_region, {}))
+        if other_region != region:
+            rates = {
+                item: attrs.evolve(
+                    price, source=f"{other_region} rate used for {region}: {price.source}",
+                    assumed=True,
+                )
+                for item, price in rates.items()
+            }
+        origin = sources["ec2_on_demand"][region]
+        source = f"snapshot ({origin['date'] or 'date not stated'}): {origin['source']}"
+        return cls(
+            region=region, on_demand=dict(ec2[region]), other=rates,
+            on_demand_source=source, spot_discount=spot_discount,
+        )
+
+    def instance_hour(self, instance_type: str, *, spot: bool) -> Price:
+        """The $/hour of one instance of ``instance_type``, on spot or on demand."""
+        if instance_type not in self.on_demand:
+            raise PriceNotFoundError(
+                f"no on-demand price for {instance_type} in {self.region} "
+                f"({self.on_demand_source.split(':', 1)[0]}); use live prices for it"
+            )
+        on_demand = self.on_demand[instance_type]
+        if not spot:
+            return Price(usd=on_demand, unit="instance-hour", source=self.on_demand_source)
+        if instance_type in self.spot:
+            return Price(usd=self.spot[instance_type], unit="instance-hour",
+                         source=self.spot_source)
+        return Price(
+            usd=on_demand * (1 - self.spot_discount), unit="instance-hour",
+            source=self.spot_assumption, assumed=True,
+        )
+
+    def item(self, name: str) -> Price:
+        """A non-EC2 unit price, e.g. ``nat_gateway_hour``."""
+        if name not in self.other:
+            raise PriceNotFoundError(
+                f"no price for {name!r} in {self.region}: the snapshot has the other "
+                "services' prices for us-east-1 only; pass "
+                "prices=PriceBook.snapshot(region, other_rates_from='us-east-1') to use "
+                "those rates (labelled as assumed), or live prices"
+            )
+        return self.other[name]
