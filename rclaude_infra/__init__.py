@@ -7,18 +7,10 @@ Importing this package is cheap: pulumi, pulumi_aws, boto3 and rich are imported
 only by the functions that need them.
 """
 
-from ._aws.pricing import live_prices
+from typing import TYPE_CHECKING, Any
+
 from ._plan import SECRET_MASK, Plan, PlannedResource
 from .config import LOG_RETENTION_DAYS, NAT_MODES, DeploymentConfig, Usage, validate_name
-from .cost import (
-    CostDiff,
-    CostEstimate,
-    CostLine,
-    InstancePrice,
-    estimate_cost,
-    instance_prices,
-    task_cost,
-)
 from .deployment import Deployment, plan
 from .errors import (
     BudgetExceededError,
@@ -30,9 +22,45 @@ from .errors import (
     RclaudeError,
 )
 from .instance_types import InstanceType, instance_types
-from .prices import HOURS_PER_MONTH, Price, PriceBook
+
+if TYPE_CHECKING:
+    from ._aws.pricing import live_prices
+    from .cost import (
+        CostDiff,
+        CostEstimate,
+        CostLine,
+        InstancePrice,
+        estimate_cost,
+        instance_prices,
+        task_cost,
+    )
+    from .prices import HOURS_PER_MONTH, Price, PriceBook
 
 __version__ = "0.1.0"
+
+# Names loaded on first use, so `import rclaude_infra` stays cheap: the I/O edges and the
+# pricing modules most imports never touch.
+_LAZY = {
+    "live_prices": "._aws.pricing",
+    **dict.fromkeys(
+        ["CostDiff", "CostEstimate", "CostLine", "InstancePrice", "estimate_cost",
+         "instance_prices", "task_cost"], ".cost"),
+    **dict.fromkeys(["HOURS_PER_MONTH", "Price", "PriceBook"], ".prices"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
     "HOURS_PER_MONTH",

@@ -11,9 +11,9 @@ import functools
 import importlib.util
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -54,8 +54,9 @@ def known_regions() -> frozenset[str]:
     spec = importlib.util.find_spec("botocore")
     if spec is None or not spec.submodule_search_locations:
         return frozenset()
-    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "endpoints.json"
-    data = json.loads(path.read_text())
+    path = os.path.join(next(iter(spec.submodule_search_locations)), "data", "endpoints.json")
+    with open(path) as f:
+        data = json.load(f)
     return frozenset(region for p in data["partitions"] for region in p["regions"])
 
 

@@ -9,7 +9,6 @@ price, hourly and monthly cost (730 hours a month), and whether the line is base
 
 from __future__ import annotations
 
-import html
 import json
 import math
 from collections.abc import Iterable
@@ -244,6 +243,8 @@ class CostEstimate:
         )
 
     def _repr_html_(self) -> str:
+        import html
+
         rows = "".join(
             "<tr><td>{}</td><td>{}</td><td style='text-align:right'>{:,.2f} {}</td>"
             "<td style='text-align:right'>{:.5g}</td><td style='text-align:right'>{:.2f}</td>"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._plan import Plan
 from .config import DeploymentConfig, Usage, validate_name
-from .cost import CostEstimate, estimate_cost
 from .errors import ConfigError, MissingDependencyError
-from .prices import PriceBook
+
+if TYPE_CHECKING:
+    from .cost import CostEstimate
+    from .prices import PriceBook
 
 DEFAULT_NAME = "dev"
 
@@ -78,6 +80,8 @@ class Deployment:
         on-demand and spot prices for its instance types (``live=True``, needs AWS
         credentials; cached for a day)."""
         if not live:
+            from .prices import PriceBook
+
             return PriceBook.snapshot(self._config.region)
         from ._aws.pricing import live_prices
 
@@ -94,6 +98,8 @@ class Deployment:
         >>> round(estimate.idle_monthly, 2)
         0.5
         """
+        from .cost import estimate_cost
+
         return estimate_cost(self.plan(), usage, prices or self.prices())
 
     def check_budget(self, prices: PriceBook | None = None) -> CostEstimate:

@@ -11,7 +11,7 @@ import csv
 import functools
 import io
 import math
-from importlib import resources
+import os
 
 import attrs
 
@@ -51,7 +51,8 @@ class InstanceType:
 @functools.cache
 def instance_types() -> dict[str, InstanceType]:
     """Every known instance type, by name."""
-    text = resources.files("rclaude_infra").joinpath("data/instance_types.csv").read_text()
+    with open(os.path.join(os.path.dirname(__file__), "data", "instance_types.csv")) as f:
+        text = f.read()
     rows = csv.DictReader(io.StringIO("\n".join(
         line for line in text.splitlines() if not line.startswith("#")
     )))

@@ -11,8 +11,8 @@ import csv
 import functools
 import io
 import json
+import os
 from collections.abc import Mapping
-from importlib import resources
 from typing import Any
 
 import attrs
@@ -43,7 +43,8 @@ class Price:
 
 
 def _data(name: str) -> str:
-    return resources.files("rclaude_infra").joinpath(f"data/{name}").read_text()
+    with open(os.path.join(os.path.dirname(__file__), "data", name)) as f:
+        return f.read()
 
 
 def _rows(name: str) -> list[dict[str, str]]:

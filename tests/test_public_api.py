@@ -69,3 +69,22 @@ def test_errors_form_one_tree() -> None:
         assert issubclass(error, RclaudeError)
     assert issubclass(ConfigError, ValueError)
     assert issubclass(MissingDependencyError, ImportError)
+
+
+def test_lazy_names_resolve_and_unknown_names_fail() -> None:
+    code = (
+        "import json, sys, rclaude_infra;"
+        "before = 'rclaude_infra.cost' in sys.modules;"
+        "names = dir(rclaude_infra);"
+        "book = rclaude_infra.PriceBook.snapshot();"
+        "print(json.dumps([before, 'live_prices' in names, 'rclaude_infra.cost' in sys.modules,"
+        " callable(rclaude_infra.live_prices)]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [False, True, False, True]
+    try:
+        rclaude_infra.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:
+        raise AssertionError("unknown attribute did not raise")
