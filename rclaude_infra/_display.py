@@ -8,6 +8,7 @@ from rich.text import Text
 
 from ._plan import Plan
 from .cost import CostEstimate, InstancePrice
+from .policy import PolicyReport
 
 
 def _short_type(token: str) -> str:
@@ -94,3 +95,27 @@ def instance_prices_renderable(rows: list[InstancePrice], region: str) -> Table:
             _money(row.on_demand_monthly), _money(row.spot_monthly) + mark,
         )
     return table
+
+
+def policy_renderable(report: PolicyReport) -> Group:
+    """Findings of the security rules: violations first, then waivers with their reasons."""
+    table = Table(title="Security rules", title_justify="left")
+    for column in ("status", "rule", "severity", "resource", "finding", "references"):
+        table.add_column(column)
+    ordered = sorted(report.findings, key=lambda f: (f.waived, not f.mandatory, f.rule_id))
+    for f in ordered:
+        if f.waived:
+            status = Text("waived", style="yellow")
+        elif f.mandatory:
+            status = Text("MANDATORY", style="bold red")
+        else:
+            status = Text("advisory", style="magenta")
+        message = f.message + (f"\nwaived: {f.waiver}" if f.waiver else "")
+        table.add_row(status, f.rule_id, f.severity, f.resource, message,
+                      ", ".join(f.references))
+    summary = Text(
+        f"{report.rules_checked} rules checked: {len(report.violations)} violations "
+        f"({len(report.mandatory_violations)} mandatory), {len(report.waived)} waived",
+        style="bold green" if report.ok else "bold red",
+    )
+    return Group(table, summary) if report.findings else Group(summary)

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .config import DeploymentConfig
+
+if TYPE_CHECKING:
+    from .policy import PolicyReport
 
 SECRET_MASK = "[secret]"
 
@@ -103,6 +106,12 @@ class Plan:
         for resource in self.resources:
             counts[resource.type] = counts.get(resource.type, 0) + 1
         return counts
+
+    def check_policies(self) -> PolicyReport:
+        """Every security rule on this plan, offline (see :mod:`rclaude_infra.policy`)."""
+        from .policy import check_policies
+
+        return check_policies(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -109,15 +109,23 @@ def _load_config(args: argparse.Namespace) -> tuple[str, DeploymentConfig]:
 def _cmd_plan(args: argparse.Namespace) -> int:
     name, config = _load_config(args)
     result = plan(config, name=name)
+    report = result.check_policies() if args.policies else None
     if args.json:
-        print(result.to_json())
-        return 0
-    from rich.console import Console
+        data = result.to_dict()
+        if report is not None:
+            data["policies"] = json.loads(report.to_json())
+        print(json.dumps(data, indent=2))
+    else:
+        from rich.console import Console
 
-    from ._display import plan_renderable
+        from ._display import plan_renderable, policy_renderable
 
-    Console().print(plan_renderable(result))
-    return 0
+        console = Console()
+        console.print(plan_renderable(result))
+        if report is not None:
+            console.print(policy_renderable(report))
+    # A mandatory violation fails the command, so CI can gate on it.
+    return 1 if report is not None and report.mandatory_violations else 0
 
 
 def _cmd_cost(args: argparse.Namespace) -> int:
@@ -174,6 +182,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     _config_arguments(plan_cmd)
     plan_cmd.add_argument("--json", action="store_true", help="machine-readable output")
+    plan_cmd.add_argument("--policies", action="store_true",
+                          help="also check the security rules (exit 1 on a mandatory violation)")
     plan_cmd.set_defaults(handler=_cmd_plan)
     cost_cmd = commands.add_parser(
         "cost", help="the plan and what it costs: idle, per task, monthly (offline by default)"

@@ -27,6 +27,8 @@ LOG_RETENTION_DAYS: tuple[int, ...] = (
     1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )
 NAT_MODES: tuple[str, ...] = ("none", "single", "per-az")
+#: Tag carrying the deployment name on every taggable resource (leak sweeps look for it).
+DEPLOYMENT_TAG = "rclaude:deployment"
 
 #: The longest deployment name. Resource names are built as ``rclaude-<name>-<part>``
 #: and Pulumi appends an 8-character suffix: the longest, the execution role

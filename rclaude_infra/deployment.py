@@ -10,6 +10,7 @@ from .errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
     from .cost import CostEstimate
+    from .policy import PolicyReport
     from .prices import PriceBook
 
 DEFAULT_NAME = "dev"
@@ -74,6 +75,15 @@ class Deployment:
     def plan(self) -> Plan:
         """Every resource ``up`` would create, computed offline (see :func:`plan`)."""
         return plan(self._config, name=self._name)
+
+    def check_policies(self) -> PolicyReport:
+        """Every security rule on the planned stack, offline, with declared waivers applied.
+
+        >>> from rclaude_infra import Deployment
+        >>> Deployment("dev").check_policies().ok
+        True
+        """
+        return self.plan().check_policies()
 
     def prices(self, *, live: bool = False, session: Any = None) -> PriceBook:
         """The price book for this deployment's region: the shipped snapshot, or live

@@ -76,3 +76,11 @@ class BudgetExceededError(RclaudeError):
         super().__init__(message)
         self.estimate = estimate
         self.limit = limit
+
+
+class PolicyViolationError(RclaudeError):
+    """The plan breaks a mandatory security rule; ``findings`` name each rule and resource."""
+
+    def __init__(self, message: str, *, findings: object) -> None:
+        super().__init__(message)
+        self.findings = findings

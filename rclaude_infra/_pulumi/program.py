@@ -17,11 +17,9 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from ..config import DeploymentConfig
+from ..config import DEPLOYMENT_TAG, DeploymentConfig
 
 COMPONENT_TYPE = "rclaude:infra:Stack"
-#: Tag carrying the deployment name on every taggable resource (leak sweeps look for it).
-DEPLOYMENT_TAG = "rclaude:deployment"
 MANAGED_BY_TAG = "rclaude:managed-by"
 RUNNER_CONTAINER = "runner"
 #: The runner's uid:gid inside the image (programs/runner/Dockerfile creates it).

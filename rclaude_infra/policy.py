@@ -1,0 +1,727 @@
+"""Security rules for the stack: one rule per check, evaluated offline on a plan and, the
+same functions, by the CrossGuard policy pack in ``programs/policy`` at deploy time.
+
+Each rule carries the public ids it corresponds to (Checkov ``CKV_*`` and AWS Security
+Hub Foundational Security Best Practices controls). Deliberate exceptions are declared
+once, in :data:`WAIVERS`, with their reason; a waived finding is reported as waived, and
+the waiver stops applying when the config chooses the stricter option.
+
+Rules read resource properties as the engine sees them (camelCase), through the
+``Mapping``/``Sequence`` interfaces only, so they run unchanged on plan inputs and on
+CrossGuard's property proxies.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from ._plan import Plan
+from .config import DEPLOYMENT_TAG, DeploymentConfig
+from .errors import PolicyViolationError
+
+SEVERITIES = ("low", "medium", "high", "critical")
+
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+SUBNET = "aws:ec2/subnet:Subnet"
+SECURITY_GROUP = "aws:ec2/securityGroup:SecurityGroup"
+BUCKET = "aws:s3/bucket:Bucket"
+PUBLIC_ACCESS_BLOCK = "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"
+ENCRYPTION = ("aws:s3/bucketServerSideEncryptionConfiguration:"
+              "BucketServerSideEncryptionConfiguration")
+LIFECYCLE = "aws:s3/bucketLifecycleConfiguration:BucketLifecycleConfiguration"
+OWNERSHIP = "aws:s3/bucketOwnershipControls:BucketOwnershipControls"
+BUCKET_POLICY = "aws:s3/bucketPolicy:BucketPolicy"
+TASK_DEFINITION = "aws:ecs/taskDefinition:TaskDefinition"
+CAPACITY_PROVIDER = "aws:ecs/capacityProvider:CapacityProvider"
+AUTO_SCALING_GROUP = "aws:autoscaling/group:Group"
+ROLE = "aws:iam/role:Role"
+ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
+IAM_POLICY = "aws:iam/policy:Policy"
+POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+
+#: Types the stack creates that accept tags (the tag rule checks these).
+TAGGABLE = (
+    LAUNCH_TEMPLATE, SUBNET, SECURITY_GROUP, BUCKET, TASK_DEFINITION, CAPACITY_PROVIDER,
+    ROLE, LOG_GROUP, "aws:ec2/vpc:Vpc", "aws:ec2/internetGateway:InternetGateway",
+    "aws:ec2/routeTable:RouteTable", "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip",
+    "aws:ecs/cluster:Cluster", "aws:secretsmanager/secret:Secret",
+    "aws:iam/instanceProfile:InstanceProfile",
+)
+
+#: Actions AWS does not let a policy scope to a resource; ``"Resource": "*"`` is allowed
+#: for these only.
+UNSCOPABLE_ACTIONS = (
+    "ecr:GetAuthorizationToken",
+    "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+    "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
+    "ecs:DiscoverPollEndpoint", "logs:DescribeLogGroups",
+)
+_ADMIN_POLICIES = ("AdministratorAccess", "PowerUserAccess", "IAMFullAccess")
+_SECRET_NAME = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
+_SECRET_VALUE = re.compile(
+    r"(sk-ant-[A-Za-z0-9_-]{6,}|AKIA[0-9A-Z]{16}|ASIA[0-9A-Z]{16}|"
+    r"aws_secret_access_key|-----BEGIN [A-Z ]*PRIVATE KEY-----|gh[pousr]_[A-Za-z0-9]{20,})"
+)
+
+Props = Mapping[str, Any]
+Check = Callable[[Props], Iterable[str]]
+StackCheck = Callable[[Sequence[tuple[str, str, Props]]], Iterable[tuple[str, str]]]
+
+
+@attrs.frozen(kw_only=True)
+class Rule:
+    """One security check.
+
+    ``check`` yields a message per violation for one resource of ``resource_types``;
+    a stack rule's ``stack_check`` sees every ``(type, name, props)`` and yields
+    ``(resource name, message)`` pairs.
+    """
+
+    id: str
+    description: str
+    severity: str = attrs.field(validator=attrs.validators.in_(SEVERITIES))
+    #: Checkov and Security Hub ids this rule corresponds to.
+    references: tuple[str, ...]
+    resource_types: tuple[str, ...] = ()
+    check: Check | None = attrs.field(default=None, eq=False)
+    stack_check: StackCheck | None = attrs.field(default=None, eq=False)
+
+    @property
+    def mandatory(self) -> bool:
+        """High and critical rules block a deployment; the others advise."""
+        return self.severity in ("high", "critical")
+
+
+@attrs.frozen(kw_only=True)
+class Waiver:
+    """A deliberate exception to a rule, with its reason, for the configs it applies to."""
+
+    rule_id: str
+    reason: str
+    #: True for the configs that chose the less strict option this waiver covers.
+    applies: Callable[[DeploymentConfig], bool] = attrs.field(eq=False)
+
+
+@attrs.frozen(kw_only=True)
+class Finding:
+    """A violation of a rule by a resource; ``waived`` with the waiver's reason when declared."""
+
+    rule_id: str
+    severity: str
+    references: tuple[str, ...]
+    resource: str
+    resource_type: str
+    message: str
+    mandatory: bool
+    waiver: str | None = None
+
+    @property
+    def waived(self) -> bool:
+        return self.waiver is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**attrs.asdict(self), "references": list(self.references), "waived": self.waived}
+
+    def __str__(self) -> str:
+        status = f"WAIVED ({self.waiver})" if self.waived else (
+            "MANDATORY" if self.mandatory else "advisory")
+        return (f"[{status}] {self.rule_id} ({self.severity}; {', '.join(self.references)}) "
+                f"{self.resource}: {self.message}")
+
+
+@attrs.frozen(kw_only=True)
+class PolicyReport:
+    """Every finding of every rule on one plan."""
+
+    findings: tuple[Finding, ...]
+    rules_checked: int
+
+    @property
+    def violations(self) -> list[Finding]:
+        """Findings not covered by a waiver."""
+        return [f for f in self.findings if not f.waived]
+
+    @property
+    def waived(self) -> list[Finding]:
+        return [f for f in self.findings if f.waived]
+
+    @property
+    def mandatory_violations(self) -> list[Finding]:
+        return [f for f in self.violations if f.mandatory]
+
+    @property
+    def ok(self) -> bool:
+        """No violation beyond the declared waivers."""
+        return not self.violations
+
+    def raise_for_mandatory(self) -> None:
+        """Raise :class:`~rclaude_infra.errors.PolicyViolationError` naming each mandatory
+        violation's rule and resource (what ``up()`` refuses on)."""
+        violations = self.mandatory_violations
+        if violations:
+            raise PolicyViolationError(
+                f"{len(violations)} mandatory policy violation(s): "
+                + "; ".join(f"{f.rule_id} on {f.resource}: {f.message}" for f in violations),
+                findings=violations,
+            )
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        return json.dumps({
+            "rules_checked": self.rules_checked,
+            "ok": self.ok,
+            "findings": [f.to_dict() for f in self.findings],
+        }, indent=indent)
+
+    def __str__(self) -> str:
+        lines = [str(f) for f in self.findings]
+        lines.append(
+            f"{self.rules_checked} rules: {len(self.violations)} violations "
+            f"({len(self.mandatory_violations)} mandatory), {len(self.waived)} waived"
+        )
+        return "\n".join(lines)
+
+
+# -- helpers over engine-shaped properties -----------------------------------------------
+
+
+def _as_list(value: Any) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, (str, Mapping)):
+        return [value]
+    return list(value)
+
+
+def _document(value: Any) -> Mapping[str, Any]:
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            return {}
+        return parsed if isinstance(parsed, Mapping) else {}
+    return value if isinstance(value, Mapping) else {}
+
+
+def _statements(value: Any) -> list[Mapping[str, Any]]:
+    return [s for s in _as_list(_document(value).get("Statement")) if isinstance(s, Mapping)]
+
+
+def _containers(props: Props) -> list[Mapping[str, Any]]:
+    raw = props.get("containerDefinitions")
+    parsed = json.loads(raw) if isinstance(raw, str) else raw
+    return [c for c in _as_list(parsed) if isinstance(c, Mapping)]
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+# -- launch template, subnets, security groups ------------------------------------------
+
+
+def _imdsv2(props: Props) -> Iterator[str]:
+    options = props.get("metadataOptions") or {}
+    if options.get("httpTokens") != "required":
+        yield "instance metadata must require IMDSv2 tokens (metadataOptions.httpTokens = required)"
+
+
+def _hop_limit(props: Props) -> Iterator[str]:
+    options = props.get("metadataOptions") or {}
+    limit = options.get("httpPutResponseHopLimit")
+    if limit is None or int(limit) > 1:
+        yield (f"metadata hop limit is {limit}; 1 keeps bridge-mode containers away from the "
+               "instance's credentials")
+
+
+def _ebs_encrypted(props: Props) -> Iterator[str]:
+    mappings = _as_list(props.get("blockDeviceMappings"))
+    if not mappings:
+        yield "no block device mapping: the root volume's encryption is not set"
+    for mapping in mappings:
+        ebs = mapping.get("ebs") or {}
+        if not _truthy(ebs.get("encrypted")):
+            yield f"volume {mapping.get('deviceName')} is not encrypted"
+
+
+def _no_public_ip(props: Props) -> Iterator[str]:
+    for interface in _as_list(props.get("networkInterfaces")):
+        if _truthy(interface.get("associatePublicIpAddress")):
+            yield "instances get a public IPv4 address"
+
+
+def _no_secrets_in_user_data(props: Props) -> Iterator[str]:
+    data = props.get("userData")
+    if not isinstance(data, str):
+        return
+    try:
+        text = base64.b64decode(data, validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        text = data
+    if _SECRET_VALUE.search(text):
+        yield "user data contains what looks like a credential"
+
+
+def _subnet_no_public_ip(props: Props) -> Iterator[str]:
+    if _truthy(props.get("mapPublicIpOnLaunch")):
+        yield "the subnet assigns public IPv4 addresses on launch"
+
+
+_ANYWHERE = ("0.0.0.0/0", "::/0")
+
+
+def _rules(props: Props, key: str) -> list[Mapping[str, Any]]:
+    return [r for r in _as_list(props.get(key)) if isinstance(r, Mapping)]
+
+
+def _open_to_anywhere(rule: Mapping[str, Any]) -> bool:
+    sources = [*_as_list(rule.get("cidrBlocks")), *_as_list(rule.get("ipv6CidrBlocks"))]
+    return any(s in _ANYWHERE for s in sources)
+
+
+def _no_open_ingress(props: Props) -> Iterator[str]:
+    for rule in _rules(props, "ingress"):
+        if _open_to_anywhere(rule):
+            yield (f"inbound {rule.get('protocol')} {rule.get('fromPort')}-{rule.get('toPort')} "
+                   "is open to the internet")
+
+
+def _no_ingress(props: Props) -> Iterator[str]:
+    count = len(_rules(props, "ingress"))
+    if count:
+        yield f"the runner's group has {count} inbound rules; it needs none"
+
+
+def _descriptions(props: Props) -> Iterator[str]:
+    if not props.get("description"):
+        yield "the group has no description"
+    for key in ("ingress", "egress"):
+        for rule in _rules(props, key):
+            if not rule.get("description"):
+                yield f"an {key} rule has no description"
+
+
+def _narrow_egress(props: Props) -> Iterator[str]:
+    for rule in _rules(props, "egress"):
+        all_traffic = str(rule.get("protocol")) in ("-1", "all")
+        all_ports = rule.get("fromPort") == 0 and rule.get("toPort") in (0, 65535)
+        if _open_to_anywhere(rule) and (all_traffic or all_ports):
+            yield "outbound traffic is open on every port to the internet"
+
+
+# -- S3 ------------------------------------------------------------------------------------
+
+
+def _public_access_block(props: Props) -> Iterator[str]:
+    for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
+                 "restrictPublicBuckets"):
+        if props.get(flag) is not True:
+            yield f"{flag} is not set"
+
+
+def _encryption(props: Props) -> Iterator[str]:
+    algorithms = [
+        (rule.get("applyServerSideEncryptionByDefault") or {}).get("sseAlgorithm")
+        for rule in _as_list(props.get("rules"))
+    ]
+    if not any(a in ("AES256", "aws:kms", "aws:kms:dsse") for a in algorithms):
+        yield "no default encryption"
+
+
+def _tls_only(props: Props) -> Iterator[str]:
+    for statement in _statements(props.get("policy")):
+        condition = statement.get("Condition") or {}
+        secure = (condition.get("Bool") or {}).get("aws:SecureTransport")
+        if statement.get("Effect") == "Deny" and str(secure).lower() == "false":
+            return
+    yield "the bucket policy does not deny requests without TLS"
+
+
+def _lifecycle(props: Props) -> Iterator[str]:
+    rules = [r for r in _as_list(props.get("rules")) if r.get("status") == "Enabled"]
+    if not any((r.get("expiration") or {}).get("days") for r in rules):
+        yield "no enabled rule expires objects"
+    if not any(r.get("abortIncompleteMultipartUpload") for r in rules):
+        yield "incomplete multipart uploads are never aborted"
+
+
+def _acls_disabled(props: Props) -> Iterator[str]:
+    if (props.get("rule") or {}).get("objectOwnership") != "BucketOwnerEnforced":
+        yield "ACLs are enabled (object ownership is not BucketOwnerEnforced)"
+
+
+def _bucket_companions(
+    resources: Sequence[tuple[str, str, Props]],
+) -> Iterator[tuple[str, str]]:
+    buckets = [name for kind, name, _ in resources if kind == BUCKET]
+    needed = {
+        PUBLIC_ACCESS_BLOCK: "public access block", ENCRYPTION: "default encryption",
+        OWNERSHIP: "ownership controls", LIFECYCLE: "lifecycle rules",
+        BUCKET_POLICY: "bucket policy",
+    }
+    counts = {kind: sum(1 for k, _, _ in resources if k == kind) for kind in needed}
+    for kind, what in needed.items():
+        if counts[kind] < len(buckets):
+            for name in buckets:
+                yield name, f"{len(buckets)} buckets but {counts[kind]} with {what}"
+
+
+# -- ECS -----------------------------------------------------------------------------------
+
+
+def _not_privileged(props: Props) -> Iterator[str]:
+    for c in _containers(props):
+        if c.get("privileged") is True:
+            yield f"container {c.get('name')} is privileged"
+
+
+def _no_host_pid(props: Props) -> Iterator[str]:
+    if props.get("pidMode") == "host":
+        yield "the task shares the host's process namespace"
+
+
+def _no_host_network(props: Props) -> Iterator[str]:
+    if props.get("networkMode") == "host":
+        yield "the task uses the host's network"
+
+
+def _non_root(props: Props) -> Iterator[str]:
+    for c in _containers(props):
+        user = str(c.get("user") or "")
+        if not user or user.split(":", 1)[0] in ("root", "0"):
+            yield f"container {c.get('name')} runs as root"
+
+
+def _read_only_root(props: Props) -> Iterator[str]:
+    for c in _containers(props):
+        if c.get("readonlyRootFilesystem") is not True:
+            yield f"container {c.get('name')} has a writable root file system"
+
+
+def _no_secrets_in_environment(props: Props) -> Iterator[str]:
+    for c in _containers(props):
+        for variable in _as_list(c.get("environment")):
+            name, value = str(variable.get("name", "")), str(variable.get("value", ""))
+            if _SECRET_NAME.search(name) or _SECRET_VALUE.search(value):
+                yield (f"container {c.get('name')} has {name} in its environment; "
+                       "pass secrets through `secrets`")
+
+
+def _logging(props: Props) -> Iterator[str]:
+    for c in _containers(props):
+        if not (c.get("logConfiguration") or {}).get("logDriver"):
+            yield f"container {c.get('name')} has no log configuration"
+
+
+def _separate_roles(props: Props) -> Iterator[str]:
+    execution, task = props.get("executionRoleArn"), props.get("taskRoleArn")
+    if execution and execution == task:
+        yield "the execution role is also the task role"
+
+
+def _termination_protection(props: Props) -> Iterator[str]:
+    provider = props.get("autoScalingGroupProvider") or {}
+    if provider.get("managedTerminationProtection") != "ENABLED":
+        yield "managed termination protection is off: scale-in can kill running tasks"
+
+
+# -- auto scaling --------------------------------------------------------------------------
+
+
+def _uses_launch_template(props: Props) -> Iterator[str]:
+    mixed = (props.get("mixedInstancesPolicy") or {}).get("launchTemplate")
+    if props.get("launchConfiguration") or not (props.get("launchTemplate") or mixed):
+        yield "the group does not use a launch template"
+
+
+def _propagates_tags(props: Props) -> Iterator[str]:
+    for tag in _as_list(props.get("tags")):
+        if tag.get("propagateAtLaunch") is not True:
+            yield f"tag {tag.get('key')} is not propagated to instances"
+
+
+def _multi_az(props: Props) -> Iterator[str]:
+    zones = _as_list(props.get("vpcZoneIdentifiers")) or _as_list(props.get("availabilityZones"))
+    if len(zones) < 2:
+        yield f"the group spans {len(zones)} subnet(s); use at least two AZs"
+
+
+def _multi_type_with_spot(props: Props) -> Iterator[str]:
+    policy = props.get("mixedInstancesPolicy") or {}
+    distribution = policy.get("instancesDistribution") or {}
+    spot = int(distribution.get("onDemandPercentageAboveBaseCapacity", 100)) < 100
+    types = _as_list((policy.get("launchTemplate") or {}).get("overrides"))
+    if spot and len(types) < 2:
+        yield "spot with one instance type: an interruption of that pool stops everything"
+
+
+# -- IAM -----------------------------------------------------------------------------------
+
+
+def _allows(props: Props) -> list[Mapping[str, Any]]:
+    return [s for s in _statements(props.get("policy")) if s.get("Effect") == "Allow"]
+
+
+def _no_wildcard_action(props: Props) -> Iterator[str]:
+    for statement in _allows(props):
+        for action in _as_list(statement.get("Action")):
+            if action == "*" or str(action).endswith(":*"):
+                yield f"statement {statement.get('Sid', '')} allows {action}"
+        if statement.get("NotAction"):
+            yield f"statement {statement.get('Sid', '')} allows everything but some actions"
+
+
+def _scoped_resources(props: Props) -> Iterator[str]:
+    for statement in _allows(props):
+        if "*" not in _as_list(statement.get("Resource")):
+            continue
+        loose = [a for a in _as_list(statement.get("Action")) if a not in UNSCOPABLE_ACTIONS]
+        if loose:
+            yield (f"statement {statement.get('Sid', '')} allows {', '.join(map(str, loose))} on "
+                   "every resource; scope it to this stack's ARNs")
+
+
+def _passrole_scoped(props: Props) -> Iterator[str]:
+    for statement in _allows(props):
+        actions = _as_list(statement.get("Action"))
+        if any(a in ("iam:PassRole", "iam:*", "*") for a in actions) and "*" in _as_list(
+                statement.get("Resource")):
+            yield "iam:PassRole on every role allows privilege escalation"
+
+
+def _trust_specific(props: Props) -> Iterator[str]:
+    for statement in _statements(props.get("assumeRolePolicy")):
+        principal = statement.get("Principal")
+        if statement.get("Effect") != "Allow":
+            continue
+        if principal == "*" or not isinstance(principal, Mapping):
+            yield "the trust policy allows any principal"
+            continue
+        for kind, values in principal.items():
+            if kind != "Service" or any(v == "*" for v in _as_list(values)):
+                yield f"the trust policy allows {kind} {values}; only AWS services should assume it"
+
+
+def _no_admin_policy(props: Props) -> Iterator[str]:
+    arn = str(props.get("policyArn", ""))
+    if arn.rsplit("/", 1)[-1] in _ADMIN_POLICIES:
+        yield f"{arn} grants administrative access"
+
+
+# -- logs and tags -------------------------------------------------------------------------
+
+
+def _retention_set(props: Props) -> Iterator[str]:
+    if not props.get("retentionInDays"):
+        yield "log events are kept forever"
+
+
+def _retention_year(props: Props) -> Iterator[str]:
+    days = props.get("retentionInDays") or 0
+    if 0 < int(days) < 365:
+        yield f"log events are kept {days} days, under a year"
+
+
+def _tagged(props: Props) -> Iterator[str]:
+    tags = props.get("tags") or {}
+    if not isinstance(tags, Mapping) or not tags.get(DEPLOYMENT_TAG):
+        yield f"not tagged {DEPLOYMENT_TAG}: a leak sweep could not find it"
+
+
+RULES: tuple[Rule, ...] = (
+    Rule(id="lt-imdsv2", severity="high", check=_imdsv2, resource_types=(LAUNCH_TEMPLATE,),
+         description="Launch templates require IMDSv2",
+         references=("CKV_AWS_79", "EC2.170")),
+    Rule(id="lt-metadata-hop-limit", severity="medium", check=_hop_limit,
+         resource_types=(LAUNCH_TEMPLATE,), description="Metadata response hop limit is 1",
+         references=("CKV_AWS_341",)),
+    Rule(id="lt-ebs-encrypted", severity="high", check=_ebs_encrypted,
+         resource_types=(LAUNCH_TEMPLATE,), description="Launch template volumes are encrypted",
+         references=("EC2.181", "CKV_AWS_106", "EC2.7")),
+    Rule(id="lt-no-public-ip", severity="medium", check=_no_public_ip,
+         resource_types=(LAUNCH_TEMPLATE,), description="Instances get no public IP address",
+         references=("CKV_AWS_88", "EC2.25", "EC2.9")),
+    Rule(id="lt-no-secrets-in-user-data", severity="critical", check=_no_secrets_in_user_data,
+         resource_types=(LAUNCH_TEMPLATE,), description="No credentials in user data",
+         references=("CKV_AWS_46",)),
+    Rule(id="subnet-no-auto-public-ip", severity="low", check=_subnet_no_public_ip,
+         resource_types=(SUBNET,), description="Subnets do not assign public IPs on launch",
+         references=("CKV_AWS_130", "EC2.15")),
+    Rule(id="sg-no-ingress-from-anywhere", severity="critical", check=_no_open_ingress,
+         resource_types=(SECURITY_GROUP,), description="No inbound traffic from 0.0.0.0/0 or ::/0",
+         references=("CKV_AWS_24", "CKV_AWS_25", "CKV_AWS_260", "CKV_AWS_277", "EC2.18",
+                     "EC2.19")),
+    Rule(id="sg-no-inbound-rules", severity="high", check=_no_ingress,
+         resource_types=(SECURITY_GROUP,), description="The runner's group has no inbound rules",
+         references=("EC2.18",)),
+    Rule(id="sg-descriptions", severity="low", check=_descriptions,
+         resource_types=(SECURITY_GROUP,), description="Groups and their rules are described",
+         references=("CKV_AWS_23",)),
+    Rule(id="sg-narrow-egress", severity="medium", check=_narrow_egress,
+         resource_types=(SECURITY_GROUP,), description="Egress is limited to the ports tasks need",
+         references=("CKV_AWS_382",)),
+    Rule(id="s3-public-access-block", severity="critical", check=_public_access_block,
+         resource_types=(PUBLIC_ACCESS_BLOCK,), description="All four public access flags are on",
+         references=("CKV_AWS_53", "CKV_AWS_54", "CKV_AWS_55", "CKV_AWS_56", "CKV2_AWS_6",
+                     "S3.8")),
+    Rule(id="s3-default-encryption", severity="high", check=_encryption,
+         resource_types=(ENCRYPTION,), description="Buckets encrypt objects at rest",
+         references=("CKV_AWS_19",)),
+    Rule(id="s3-tls-only", severity="high", check=_tls_only, resource_types=(BUCKET_POLICY,),
+         description="Bucket policy denies requests without TLS",
+         references=("CKV_AWS_379", "S3.5")),
+    Rule(id="s3-lifecycle", severity="medium", check=_lifecycle, resource_types=(LIFECYCLE,),
+         description="Objects expire and incomplete uploads are aborted",
+         references=("CKV2_AWS_61", "CKV_AWS_300", "S3.13")),
+    Rule(id="s3-acls-disabled", severity="medium", check=_acls_disabled,
+         resource_types=(OWNERSHIP,), description="ACLs are disabled (bucket owner enforced)",
+         references=("CKV2_AWS_65", "S3.12")),
+    Rule(id="s3-bucket-hardened", severity="high", stack_check=_bucket_companions,
+         description="Every bucket has its access block, encryption, ownership, lifecycle and "
+         "TLS policy", references=("CKV2_AWS_6", "S3.8", "S3.5", "S3.12", "S3.13")),
+    Rule(id="ecs-not-privileged", severity="critical", check=_not_privileged,
+         resource_types=(TASK_DEFINITION,), description="Containers are not privileged",
+         references=("CKV_AWS_334", "ECS.4")),
+    Rule(id="ecs-no-host-pid", severity="high", check=_no_host_pid,
+         resource_types=(TASK_DEFINITION,), description="Tasks do not share the host PID namespace",
+         references=("CKV_AWS_335", "ECS.3")),
+    Rule(id="ecs-no-host-network", severity="high", check=_no_host_network,
+         resource_types=(TASK_DEFINITION,), description="Tasks do not use host networking",
+         references=("ECS.17",)),
+    Rule(id="ecs-non-root", severity="high", check=_non_root, resource_types=(TASK_DEFINITION,),
+         description="Containers run as a non-root user", references=("ECS.20",)),
+    Rule(id="ecs-read-only-root", severity="medium", check=_read_only_root,
+         resource_types=(TASK_DEFINITION,), description="Containers have a read-only root file "
+         "system", references=("CKV_AWS_336", "ECS.5")),
+    Rule(id="ecs-no-secrets-in-environment", severity="critical",
+         check=_no_secrets_in_environment, resource_types=(TASK_DEFINITION,),
+         description="No secrets in container environment variables", references=("ECS.8",)),
+    Rule(id="ecs-logging", severity="medium", check=_logging, resource_types=(TASK_DEFINITION,),
+         description="Containers send their logs somewhere", references=("ECS.9",)),
+    Rule(id="ecs-separate-roles", severity="medium", check=_separate_roles,
+         resource_types=(TASK_DEFINITION,), description="Execution role differs from task role",
+         references=("CKV_AWS_249",)),
+    Rule(id="ecs-termination-protection", severity="medium", check=_termination_protection,
+         resource_types=(CAPACITY_PROVIDER,), description="Capacity provider protects instances "
+         "with running tasks", references=("ECS.19",)),
+    Rule(id="asg-launch-template", severity="medium", check=_uses_launch_template,
+         resource_types=(AUTO_SCALING_GROUP,), description="The group uses a launch template",
+         references=("CKV_AWS_315", "AutoScaling.9")),
+    Rule(id="asg-propagate-tags", severity="low", check=_propagates_tags,
+         resource_types=(AUTO_SCALING_GROUP,), description="Tags propagate to instances",
+         references=("CKV_AWS_153",)),
+    Rule(id="asg-multi-az", severity="medium", check=_multi_az,
+         resource_types=(AUTO_SCALING_GROUP,), description="The group spans at least two AZs",
+         references=("AutoScaling.2",)),
+    Rule(id="asg-multi-type-spot", severity="low", check=_multi_type_with_spot,
+         resource_types=(AUTO_SCALING_GROUP,), description="Spot groups use several instance "
+         "types", references=("AutoScaling.6",)),
+    Rule(id="iam-no-wildcard-action", severity="critical", check=_no_wildcard_action,
+         resource_types=(ROLE_POLICY, IAM_POLICY), description="No '*' or 'service:*' actions",
+         references=("CKV_AWS_62", "CKV_AWS_63", "CKV_AWS_1", "CKV_AWS_49", "IAM.1", "IAM.21")),
+    Rule(id="iam-scoped-resources", severity="high", check=_scoped_resources,
+         resource_types=(ROLE_POLICY, IAM_POLICY), description="'*' resources only for actions "
+         "AWS cannot scope", references=("CKV_AWS_355", "CKV_AWS_356")),
+    Rule(id="iam-passrole-scoped", severity="critical", check=_passrole_scoped,
+         resource_types=(ROLE_POLICY, IAM_POLICY), description="iam:PassRole is scoped",
+         references=("CKV_AWS_286", "CKV_AWS_287", "CKV_AWS_288", "CKV_AWS_289", "CKV_AWS_290",
+                     "CKV_AWS_107", "CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_110", "CKV_AWS_111")),
+    Rule(id="iam-trust-services-only", severity="high", check=_trust_specific,
+         resource_types=(ROLE,), description="Roles trust specific AWS service principals",
+         references=("CKV_AWS_60", "CKV_AWS_61")),
+    Rule(id="iam-no-admin-policy", severity="critical", check=_no_admin_policy,
+         resource_types=(POLICY_ATTACHMENT,), description="No administrative managed policies",
+         references=("IAM.1", "CKV_AWS_274")),
+    Rule(id="logs-retention-set", severity="medium", check=_retention_set,
+         resource_types=(LOG_GROUP,), description="Log groups have a retention period",
+         references=("CKV_AWS_66",)),
+    Rule(id="logs-retention-one-year", severity="low", check=_retention_year,
+         resource_types=(LOG_GROUP,), description="Logs are kept at least a year",
+         references=("CKV_AWS_338", "CloudWatch.16")),
+    Rule(id="tagged-for-sweep", severity="low", check=_tagged, resource_types=TAGGABLE,
+         description=f"Resources carry the {DEPLOYMENT_TAG} tag", references=()),
+)
+
+#: The deliberate exceptions, in one place. Each applies only while the config keeps
+#: the cheaper choice; choosing the stricter option makes the finding, and the waiver, go.
+WAIVERS: tuple[Waiver, ...] = (
+    Waiver(
+        rule_id="lt-no-public-ip",
+        reason="nat='none' (the default) saves the NAT gateway's $32.85/month: instances in "
+        "public subnets reach the internet through their own address; no port is open to "
+        "them. Choose nat='single' or 'per-az' for private instances.",
+        applies=lambda config: config.nat == "none" and config.vpc_id is None,
+    ),
+    Waiver(
+        rule_id="subnet-no-auto-public-ip",
+        reason="with nat='none' the stack's public subnets give instances the address they "
+        "reach the internet with. Choose nat='single' or 'per-az' for private subnets.",
+        applies=lambda config: config.nat == "none" and config.vpc_id is None,
+    ),
+    Waiver(
+        rule_id="logs-retention-one-year",
+        reason="task logs are kept log_retention_days (30 by default) to keep storage cheap; "
+        "set log_retention_days=365 or more where a year is required.",
+        applies=lambda config: config.log_retention_days < 365,
+    ),
+)
+
+
+def rules_by_id() -> dict[str, Rule]:
+    return {rule.id: rule for rule in RULES}
+
+
+def waiver_for(rule_id: str, config: DeploymentConfig | None) -> Waiver | None:
+    """The waiver covering ``rule_id`` for ``config``; with no config known (the policy
+    pack without one), a declared waiver applies whenever its rule is violated."""
+    for waiver in WAIVERS:
+        if waiver.rule_id == rule_id and (config is None or waiver.applies(config)):
+            return waiver
+    return None
+
+
+def evaluate(
+    resources: Sequence[tuple[str, str, Props]],
+    config: DeploymentConfig | None,
+    rules: Iterable[Rule] = RULES,
+) -> list[Finding]:
+    """Run ``rules`` on ``(type, name, props)`` triples; the core of both evaluators."""
+    findings: list[Finding] = []
+    for rule in rules:
+        hits: list[tuple[str, str, str]] = []
+        if rule.check is not None:
+            for kind, name, props in resources:
+                if kind in rule.resource_types:
+                    hits += [(name, kind, message) for message in rule.check(props)]
+        if rule.stack_check is not None:
+            kinds = {name: kind for kind, name, _ in resources}
+            hits += [(name, kinds.get(name, ""), message)
+                     for name, message in rule.stack_check(resources)]
+        waiver = waiver_for(rule.id, config) if hits else None
+        findings += [
+            Finding(rule_id=rule.id, severity=rule.severity, references=rule.references,
+                    resource=name, resource_type=kind, message=message,
+                    mandatory=rule.mandatory, waiver=waiver.reason if waiver else None)
+            for name, kind, message in hits
+        ]
+    return findings
+
+
+def check_policies(plan: Plan) -> PolicyReport:
+    """Every rule on every resource of ``plan``, with the declared waivers applied.
+
+    >>> from rclaude_infra import DeploymentConfig, plan
+    >>> report = check_policies(plan(DeploymentConfig(nat="single", log_retention_days=365)))
+    >>> report.ok, len(report.waived)
+    (True, 0)
+    """
+    resources = [(r.type, r.name, r.inputs) for r in plan.resources]
+    return PolicyReport(findings=tuple(evaluate(resources, plan.config)),
+                        rules_checked=len(RULES))
