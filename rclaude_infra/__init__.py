@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         instance_prices,
         task_cost,
     )
+    from .policy import Finding, PolicyReport, check_policies
     from .prices import HOURS_PER_MONTH, Price, PriceBook
 
 __version__ = "0.1.0"
@@ -47,6 +48,7 @@ _LAZY = {
         ["CostDiff", "CostEstimate", "CostLine", "InstancePrice", "estimate_cost",
          "instance_prices", "task_cost"], ".cost"),
     **dict.fromkeys(["HOURS_PER_MONTH", "Price", "PriceBook"], ".prices"),
+    **dict.fromkeys(["Finding", "PolicyReport", "check_policies"], ".policy"),
 }
 
 
@@ -75,12 +77,14 @@ __all__ = [
     "CostLine",
     "Deployment",
     "DeploymentConfig",
+    "Finding",
     "InstancePrice",
     "InstanceType",
     "MissingDependencyError",
     "Plan",
     "PlanError",
     "PlannedResource",
+    "PolicyReport",
     "PolicyViolationError",
     "Price",
     "PriceBook",
@@ -89,6 +93,7 @@ __all__ = [
     "RclaudeError",
     "Usage",
     "__version__",
+    "check_policies",
     "estimate_cost",
     "instance_prices",
     "instance_types",

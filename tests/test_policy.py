@@ -307,7 +307,8 @@ def test_the_pack_reports_what_the_offline_evaluator_finds(plan_for: PlanFor) ->
         broken_resources.append(type(r)(type=r.type, name=r.name, parent=r.parent,
                                         custom=r.custom, inputs=inputs))
     broken = type(p)(name=p.name, config=p.config, resources=tuple(broken_resources))
-    offline = {(f.rule_id, f"{f.resource}: {f.message}") for f in broken.check_policies().violations}
+    violations = broken.check_policies().violations
+    offline = {(f.rule_id, f"{f.resource}: {f.message}") for f in violations}
     reported = run_pack(broken, p.config)
     from_pack = {(name, m) for name, msgs in reported.items() for m in msgs}
     assert offline == from_pack

@@ -37,7 +37,8 @@ def test_all_is_pinned() -> None:
         "HOURS_PER_MONTH", "LOG_RETENTION_DAYS", "NAT_MODES", "SECRET_MASK",
         "BudgetExceededError", "ConfigError", "CostDiff", "CostEstimate", "CostLine",
         "Deployment", "DeploymentConfig", "InstancePrice", "InstanceType",
-        "MissingDependencyError", "Plan", "PlanError", "PlannedResource", "Price", "PriceBook",
+        "MissingDependencyError", "Plan", "PlanError", "PlannedResource", "PolicyReport",
+        "PolicyViolationError", "Finding", "check_policies", "Price", "PriceBook",
         "PriceNotFoundError", "PricingUnavailableError", "RclaudeError", "Usage", "__version__",
         "estimate_cost", "instance_prices", "instance_types", "live_prices", "plan",
         "task_cost", "validate_name",
@@ -59,13 +60,14 @@ def test_errors_form_one_tree() -> None:
         ConfigError,
         MissingDependencyError,
         PlanError,
+        PolicyViolationError,
         PriceNotFoundError,
         PricingUnavailableError,
         RclaudeError,
     )
 
     for error in (ConfigError, MissingDependencyError, PlanError, PriceNotFoundError,
-                  PricingUnavailableError, BudgetExceededError):
+                  PricingUnavailableError, BudgetExceededError, PolicyViolationError):
         assert issubclass(error, RclaudeError)
     assert issubclass(ConfigError, ValueError)
     assert issubclass(MissingDependencyError, ImportError)
