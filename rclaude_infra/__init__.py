@@ -21,11 +21,13 @@ from .errors import (
     PriceNotFoundError,
     PricingUnavailableError,
     RclaudeError,
+    SweepError,
 )
 from .instance_types import InstanceType, instance_types
 
 if TYPE_CHECKING:
     from ._aws.pricing import live_prices
+    from ._aws.sweep import SweepReport
     from .cost import (
         CostDiff,
         CostEstimate,
@@ -44,6 +46,7 @@ __version__ = "0.1.0"
 # pricing modules most imports never touch.
 _LAZY = {
     "live_prices": "._aws.pricing",
+    "SweepReport": "._aws.sweep",
     **dict.fromkeys(
         ["CostDiff", "CostEstimate", "CostLine", "InstancePrice", "estimate_cost",
          "instance_prices", "task_cost"], ".cost"),
@@ -91,6 +94,8 @@ __all__ = [
     "PriceNotFoundError",
     "PricingUnavailableError",
     "RclaudeError",
+    "SweepError",
+    "SweepReport",
     "Usage",
     "__version__",
     "check_policies",

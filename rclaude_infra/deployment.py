@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ._plan import Plan
@@ -9,6 +10,7 @@ from .config import DeploymentConfig, Usage, validate_name
 from .errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
+    from ._aws.sweep import SweepReport
     from .cost import CostEstimate
     from .policy import PolicyReport
     from .prices import PriceBook
@@ -84,6 +86,19 @@ class Deployment:
         True
         """
         return self.plan().check_policies()
+
+    def sweep(
+        self, *, known: Iterable[str], dry_run: bool = True, session: Any = None
+    ) -> SweepReport:
+        """Find resources tagged for this deployment that ``known`` (the ARNs or ids the
+        stack still manages) does not name; delete them when ``dry_run`` is false.
+
+        Only resources tagged ``rclaude:deployment=<name>`` are ever listed or deleted.
+        After a destroy, ``known=()``: whatever still carries the tag leaked.
+        """
+        from ._aws.sweep import sweep
+
+        return sweep(session, self._config.region, self._name, known=known, dry_run=dry_run)
 
     def prices(self, *, live: bool = False, session: Any = None) -> PriceBook:
         """The price book for this deployment's region: the shipped snapshot, or live

@@ -84,3 +84,7 @@ class PolicyViolationError(RclaudeError):
     def __init__(self, message: str, *, findings: object) -> None:
         super().__init__(message)
         self.findings = findings
+
+
+class SweepError(RclaudeError):
+    """The leak sweep could not list the deployment's resources (credentials, permissions)."""

@@ -51,9 +51,12 @@ def container(plan: Plan) -> dict[str, Any]:
 @pytest.fixture(scope="session", name="moto_endpoint")
 def _moto_endpoint() -> Any:
     """A moto server on a free loopback port for the whole session; its URL."""
+    import logging
     import socket
 
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

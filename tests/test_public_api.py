@@ -39,7 +39,8 @@ def test_all_is_pinned() -> None:
         "Deployment", "DeploymentConfig", "InstancePrice", "InstanceType",
         "MissingDependencyError", "Plan", "PlanError", "PlannedResource", "PolicyReport",
         "PolicyViolationError", "Finding", "check_policies", "Price", "PriceBook",
-        "PriceNotFoundError", "PricingUnavailableError", "RclaudeError", "Usage", "__version__",
+        "PriceNotFoundError", "PricingUnavailableError", "RclaudeError", "SweepError",
+        "SweepReport", "Usage", "__version__",
         "estimate_cost", "instance_prices", "instance_types", "live_prices", "plan",
         "task_cost", "validate_name",
     ])
