@@ -10,20 +10,30 @@ only by the functions that need them.
 from typing import TYPE_CHECKING, Any
 
 from ._plan import SECRET_MASK, Plan, PlannedResource
+from .checks import CheckItem, CheckReport
 from .config import LOG_RETENTION_DAYS, NAT_MODES, DeploymentConfig, Usage, validate_name
-from .deployment import Deployment, plan
+from .deployment import Deployment, StackInfo, plan
 from .errors import (
     BudgetExceededError,
     ConfigError,
+    CredentialsError,
+    DeploymentFailedError,
+    EngineError,
     MissingDependencyError,
     PlanError,
     PolicyViolationError,
     PriceNotFoundError,
     PricingUnavailableError,
+    PulumiNotFoundError,
     RclaudeError,
+    RegionNotEnabledError,
+    StackLockedError,
+    StackNotFoundError,
     SweepError,
 )
 from .instance_types import InstanceType, instance_types
+from .outputs import StackOutputs
+from .progress import Diagnostic, ResourceDone, ResourceFailed, ResourceStarted, Summary
 
 if TYPE_CHECKING:
     from ._aws.pricing import live_prices
@@ -74,12 +84,18 @@ __all__ = [
     "NAT_MODES",
     "SECRET_MASK",
     "BudgetExceededError",
+    "CheckItem",
+    "CheckReport",
     "ConfigError",
     "CostDiff",
     "CostEstimate",
     "CostLine",
+    "CredentialsError",
     "Deployment",
     "DeploymentConfig",
+    "DeploymentFailedError",
+    "Diagnostic",
+    "EngineError",
     "Finding",
     "InstancePrice",
     "InstanceType",
@@ -93,7 +109,17 @@ __all__ = [
     "PriceBook",
     "PriceNotFoundError",
     "PricingUnavailableError",
+    "PulumiNotFoundError",
     "RclaudeError",
+    "RegionNotEnabledError",
+    "ResourceDone",
+    "ResourceFailed",
+    "ResourceStarted",
+    "StackInfo",
+    "StackLockedError",
+    "StackNotFoundError",
+    "StackOutputs",
+    "Summary",
     "SweepError",
     "SweepReport",
     "Usage",

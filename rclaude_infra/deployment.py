@@ -2,20 +2,40 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
 
 from ._plan import Plan
+from .checks import CheckReport
 from .config import DeploymentConfig, Usage, validate_name
 from .errors import ConfigError, MissingDependencyError
+from .outputs import StackOutputs
+from .progress import OnProgress, ProgressEvent
 
 if TYPE_CHECKING:
     from ._aws.sweep import SweepReport
+    from ._pulumi.engine import StackSession
     from .cost import CostEstimate
     from .policy import PolicyReport
     from .prices import PriceBook
 
 DEFAULT_NAME = "dev"
+_T = TypeVar("_T")
+
+
+@attrs.frozen(kw_only=True)
+class StackInfo:
+    """A deployment in a backend (:meth:`Deployment.list`)."""
+
+    name: str
+    last_update: datetime | None
+    update_in_progress: bool
+    resource_count: int | None
 
 
 def plan(
@@ -47,24 +67,260 @@ def plan(
     return mock_plan(name, config, api_key=api_key)
 
 
+_BACKEND_SCHEMES = ("file://", "s3://", "gs://", "azblob://", "https://", "http://")
+_SECRETS_SCHEMES = ("passphrase", "default", "awskms://", "azurekeyvault://", "gcpkms://",
+                    "hashivault://")
+
+
+def _check_backend(backend: object) -> str | None:
+    if backend is None:
+        return None
+    if not isinstance(backend, str) or not backend.startswith(_BACKEND_SCHEMES):
+        raise ConfigError(
+            "backend", backend,
+            "None (a local file backend under ~/.rclaude/state), 'file://DIR', "
+            "'s3://bucket/prefix?region=...', 'gs://...', 'azblob://...', or a Pulumi Cloud URL",
+        )
+    return backend
+
+
+def _check_secrets_provider(provider: object) -> str | None:
+    if provider is None:
+        return None
+    if not isinstance(provider, str) or not (
+        provider in ("passphrase", "default") or provider.startswith(_SECRETS_SCHEMES[2:])
+    ):
+        raise ConfigError(
+            "secrets_provider", provider,
+            "None or 'passphrase' (a generated passphrase, or PULUMI_CONFIG_PASSPHRASE), "
+            "'default' (Pulumi Cloud), 'awskms://alias/NAME?region=...', 'gcpkms://...', "
+            "'azurekeyvault://...' or 'hashivault://...'",
+        )
+    return provider
+
+
 class Deployment:
-    """One deployment of the ECS-on-EC2 stack: plan it, and (in later releases) run it.
+    """One deployment of the ECS-on-EC2 stack: plan, price, check, deploy and destroy it.
 
     >>> from rclaude_infra import Deployment, DeploymentConfig
     >>> d = Deployment("dev", DeploymentConfig(region="eu-west-1"))
     >>> d.plan().config.region
     'eu-west-1'
 
-    ``name`` becomes part of every resource name and the tag
-    ``rclaude:deployment``; it is checked at once (:func:`validate_name`).
+    ``name`` becomes part of every resource name and the tag ``rclaude:deployment``,
+    and is the Pulumi stack's name; it is checked at once (:func:`validate_name`).
+
+    ``backend``: where Pulumi keeps the stack's state; default a local file backend in
+    ``~/.rclaude/state`` (no Pulumi Cloud login), ``"s3://bucket/prefix?region=..."`` for
+    teams. ``secrets_provider``: default a passphrase (``PULUMI_CONFIG_PASSPHRASE`` or
+    ``..._FILE`` when set, else one generated once into ``~/.rclaude/passphrase``, mode
+    0600), or ``"awskms://..."``. ``api_key``: the Anthropic API key stored as a Pulumi
+    secret (default: ``ANTHROPIC_API_KEY`` from the environment at ``up``).
+    ``aws_session``: the ``boto3.Session`` for checks, prices and the sweep.
+    ``install_pulumi=True`` installs the Pulumi CLI into ``~/.rclaude/pulumi`` when missing.
     """
 
-    def __init__(self, name: str, config: DeploymentConfig | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        config: DeploymentConfig | None = None,
+        *,
+        backend: str | None = None,
+        secrets_provider: str | None = None,
+        pulumi_home: str | None = None,
+        aws_session: Any = None,
+        install_pulumi: bool = False,
+        api_key: str | None = None,
+        pulumi_command: Any = None,
+    ) -> None:
         self._name = validate_name(name)
         config = DeploymentConfig() if config is None else config
         if not isinstance(config, DeploymentConfig):
             raise ConfigError("config", config, "a DeploymentConfig")
         self._config = config
+        self._backend = _check_backend(backend)
+        self._secrets_provider = _check_secrets_provider(secrets_provider)
+        self._pulumi_home = pulumi_home
+        self._aws_session = aws_session
+        self._install_pulumi = bool(install_pulumi)
+        self._api_key = api_key
+        self._pulumi_command = pulumi_command
+        self._session: StackSession | None = None
+        self._outputs: StackOutputs | None = None
+
+    def _stack(self) -> StackSession:
+        """The Automation API session: one work directory and one CLI for this object."""
+        if self._session is None:
+            from ._pulumi.engine import StackSession
+
+            self._session = StackSession(
+                self._name, self._config, backend=self._backend,
+                secrets_provider=self._secrets_provider, pulumi_home=self._pulumi_home,
+                install_pulumi=self._install_pulumi, api_key=self._api_key,
+                command=self._pulumi_command,
+            )
+        return self._session
+
+    def _run(self, operation: str, call: Callable[[OnProgress | None], _T],
+             on_progress: OnProgress | None, progress: bool | None) -> _T:
+        """Run a blocking engine call, with the live display when someone is watching, off
+        the event loop's thread when one is running (Jupyter)."""
+        from ._console import ProgressDisplay, interactive
+
+        show = interactive() if progress is None else progress
+
+        def body() -> _T:
+            if not show:
+                return call(on_progress)
+            with ProgressDisplay(f"{operation} {self._name}") as display:
+                def both(event: ProgressEvent) -> None:
+                    display(event)
+                    if on_progress is not None:
+                        on_progress(event)
+
+                return call(both)
+
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return body()
+        with concurrent.futures.ThreadPoolExecutor(1, "rclaude-engine") as pool:
+            return pool.submit(body).result()
+
+    def _guard(self) -> None:
+        """Refuse before any cloud call: mandatory policy violations, budget."""
+        self.check_policies().raise_for_mandatory()
+        if self._config.max_monthly_usd is not None:
+            self.check_budget()
+
+    def preview(self, *, on_progress: OnProgress | None = None,
+                progress: bool | None = None) -> dict[str, int]:
+        """What ``up`` would change, by operation (``{"create": 31}``), from the engine."""
+        self._guard()
+        return self._run("preview", lambda cb: self._stack().preview(cb), on_progress, progress)
+
+    def up(self, *, on_progress: OnProgress | None = None,
+           progress: bool | None = None) -> StackOutputs:
+        """Deploy (create or update) the stack and return its outputs.
+
+        Refuses first, with nothing deployed, on a mandatory policy violation
+        (:class:`~rclaude_infra.errors.PolicyViolationError`) or an estimate over
+        ``max_monthly_usd`` (:class:`~rclaude_infra.errors.BudgetExceededError`).
+        ``on_progress`` receives typed events (:mod:`rclaude_infra.progress`); ``progress``
+        forces the live display on or off (default: on in a terminal or notebook).
+        """
+        self._guard()
+        raw = self._run("up", lambda cb: self._stack().up(cb), on_progress, progress)
+        self._outputs = StackOutputs.from_mapping(raw)
+        return self._outputs
+
+    def refresh(self, *, on_progress: OnProgress | None = None,
+                progress: bool | None = None) -> dict[str, int]:
+        """Bring the state in line with what exists in AWS; changes by operation."""
+        return self._run("refresh", lambda cb: self._stack().refresh(cb), on_progress, progress)
+
+    def destroy(self, *, remove: bool = False, on_progress: OnProgress | None = None,
+                progress: bool | None = None) -> None:
+        """Delete every resource of the stack; ``remove=True`` also removes the stack and
+        its history from the backend."""
+        self._run("destroy", lambda cb: self._stack().destroy(remove=remove, on_progress=cb),
+                  on_progress, progress)
+        self._outputs = None
+
+    @property
+    def outputs(self) -> StackOutputs:
+        """The deployed stack's outputs (from the last ``up``, else read from the state)."""
+        if self._outputs is None:
+            self._outputs = StackOutputs.from_mapping(
+                self._run("outputs", lambda cb: self._stack().outputs(), None, False))
+        return self._outputs
+
+    def cancel(self) -> None:
+        """Release the stack's lock after a crashed update (``pulumi cancel``)."""
+        self._run("cancel", lambda cb: self._stack().cancel(), None, False)
+
+    async def up_async(self, **kwargs: Any) -> StackOutputs:
+        """:meth:`up` in a worker thread, for async code."""
+        return await asyncio.to_thread(self.up, **kwargs)
+
+    async def preview_async(self, **kwargs: Any) -> dict[str, int]:
+        return await asyncio.to_thread(self.preview, **kwargs)
+
+    async def refresh_async(self, **kwargs: Any) -> dict[str, int]:
+        return await asyncio.to_thread(self.refresh, **kwargs)
+
+    async def destroy_async(self, **kwargs: Any) -> None:
+        await asyncio.to_thread(self.destroy, **kwargs)
+
+    @classmethod
+    def list(cls, *, backend: str | None = None, pulumi_command: Any = None) -> list[StackInfo]:
+        """The deployments (stacks) in a backend, with their last update."""
+        from ._pulumi.engine import StackSession
+
+        session = StackSession("list", DeploymentConfig(), backend=_check_backend(backend),
+                               command=pulumi_command)
+        return [
+            StackInfo(name=s.name, last_update=s.last_update,
+                      update_in_progress=bool(s.update_in_progress),
+                      resource_count=s.resource_count)
+            for s in session.list_stacks()
+        ]
+
+    @classmethod
+    def attach(cls, name: str, *, backend: str | None = None, pulumi_command: Any = None,
+               **kwargs: Any) -> Deployment:
+        """Pick up an existing stack from another process: its config comes from the stack."""
+        from ._pulumi.engine import StackSession
+
+        validate_name(name)
+        session = StackSession(name, DeploymentConfig(), backend=_check_backend(backend),
+                               command=pulumi_command)
+        config = session.stored_config()
+        deployment = cls(name, config, backend=backend, pulumi_command=session.command(),
+                         **kwargs)
+        if not kwargs.get("api_key"):
+            # Same stack, same work directory: keep the session that already selected it.
+            deployment._session = session
+        return deployment
+
+    def check(self) -> CheckReport:
+        """Prerequisites for ``up``: Pulumi CLI, AWS credentials and account, region
+        enabled, ECS service-linked role, vCPU quota, Docker when the image is built.
+        Each item is ok, a warning or a problem with how to fix it."""
+        import shutil
+        import subprocess
+
+        from ._aws.prereqs import aws_checks
+        from ._pulumi.engine import MIN_PULUMI_VERSION, PULUMI_INSTALL_HINT, pulumi_cli_version
+        from .checks import OK, PROBLEM, CheckItem
+
+        items = []
+        version = pulumi_cli_version(self._pulumi_command)
+        items.append(CheckItem(
+            name="Pulumi CLI", status=OK if version else PROBLEM,
+            detail=f"pulumi {version}" if version else "not found on PATH",
+            fix="" if version else f"at least {MIN_PULUMI_VERSION}: {PULUMI_INSTALL_HINT}",
+        ))
+        items += aws_checks(self._boto_session(), self._config)
+        if self._config.build_image:
+            docker = shutil.which("docker")
+            running = docker is not None and subprocess.run(
+                [docker, "info"], capture_output=True, timeout=30).returncode == 0
+            items.append(CheckItem(
+                name="Docker", status=OK if running else PROBLEM,
+                detail="engine running" if running else (
+                    "no docker on PATH" if docker is None else "docker engine not reachable"),
+                fix="" if running else "install and start Docker (the runner image is built "
+                "locally), or set image= to a prebuilt runner image",
+            ))
+        return CheckReport(items=tuple(items))
+
+    def _boto_session(self) -> Any:
+        if self._aws_session is None:
+            import boto3
+
+            self._aws_session = boto3.Session(region_name=self._config.region)
+        return self._aws_session
 
     @property
     def name(self) -> str:
@@ -98,7 +354,8 @@ class Deployment:
         """
         from ._aws.sweep import sweep
 
-        return sweep(session, self._config.region, self._name, known=known, dry_run=dry_run)
+        return sweep(session or self._aws_session, self._config.region, self._name, known=known,
+                     dry_run=dry_run)
 
     def prices(self, *, live: bool = False, session: Any = None) -> PriceBook:
         """The price book for this deployment's region: the shipped snapshot, or live

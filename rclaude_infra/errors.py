@@ -88,3 +88,36 @@ class PolicyViolationError(RclaudeError):
 
 class SweepError(RclaudeError):
     """The leak sweep could not list the deployment's resources (credentials, permissions)."""
+
+
+class EngineError(RclaudeError):
+    """A Pulumi operation failed; the message carries the end of the engine's output."""
+
+
+class PulumiNotFoundError(EngineError):
+    """The Pulumi CLI is missing or too old for the Automation API."""
+
+
+class StackLockedError(EngineError):
+    """Another update holds the stack's lock; ``Deployment.cancel()`` releases a stale one."""
+
+
+class StackNotFoundError(EngineError):
+    """The stack does not exist in the backend."""
+
+
+class CredentialsError(EngineError):
+    """AWS credentials are missing, invalid or expired."""
+
+
+class RegionNotEnabledError(EngineError):
+    """The AWS region is not enabled for the account (opt-in regions)."""
+
+
+class DeploymentFailedError(EngineError):
+    """A resource failed to deploy; ``resource`` and ``provider_message`` say which and why."""
+
+    def __init__(self, message: str, *, resource: str | None, provider_message: str) -> None:
+        super().__init__(message)
+        self.resource = resource
+        self.provider_message = provider_message

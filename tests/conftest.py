@@ -78,3 +78,22 @@ def _aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     return boto3.Session(
         aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
     )
+
+
+# -- live tests: a real AWS account and the Pulumi CLI, only when asked -----------------
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-aws", action="store_true", default=False,
+                     help="run tests/live against a real AWS account (needs credentials and "
+                     "the Pulumi CLI; creates and destroys real resources)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-aws"):
+        return
+    skip = pytest.mark.skip(reason="live AWS test: run with --run-aws, AWS credentials and the "
+                            "Pulumi CLI")
+    for item in items:
+        if "live" in item.keywords:
+            item.add_marker(skip)

@@ -34,15 +34,17 @@ def test_constructing_a_config_pulls_in_no_heavy_dependency() -> None:
 
 def test_all_is_pinned() -> None:
     assert sorted(rclaude_infra.__all__) == sorted([
-        "HOURS_PER_MONTH", "LOG_RETENTION_DAYS", "NAT_MODES", "SECRET_MASK",
-        "BudgetExceededError", "ConfigError", "CostDiff", "CostEstimate", "CostLine",
-        "Deployment", "DeploymentConfig", "InstancePrice", "InstanceType",
-        "MissingDependencyError", "Plan", "PlanError", "PlannedResource", "PolicyReport",
-        "PolicyViolationError", "Finding", "check_policies", "Price", "PriceBook",
-        "PriceNotFoundError", "PricingUnavailableError", "RclaudeError", "SweepError",
-        "SweepReport", "Usage", "__version__",
-        "estimate_cost", "instance_prices", "instance_types", "live_prices", "plan",
-        "task_cost", "validate_name",
+        "BudgetExceededError", "CheckItem", "CheckReport", "ConfigError", "CostDiff",
+        "CostEstimate", "CostLine", "CredentialsError", "Deployment", "DeploymentConfig",
+        "DeploymentFailedError", "Diagnostic", "EngineError", "Finding", "HOURS_PER_MONTH",
+        "InstancePrice", "InstanceType", "LOG_RETENTION_DAYS", "MissingDependencyError",
+        "NAT_MODES", "Plan", "PlanError", "PlannedResource", "PolicyReport",
+        "PolicyViolationError", "Price", "PriceBook", "PriceNotFoundError",
+        "PricingUnavailableError", "PulumiNotFoundError", "RclaudeError", "RegionNotEnabledError",
+        "ResourceDone", "ResourceFailed", "ResourceStarted", "SECRET_MASK", "StackInfo",
+        "StackLockedError", "StackNotFoundError", "StackOutputs", "Summary", "SweepError",
+        "SweepReport", "Usage", "__version__", "check_policies", "estimate_cost",
+        "instance_prices", "instance_types", "live_prices", "plan", "task_cost", "validate_name",
     ])
     for name in rclaude_infra.__all__:
         assert hasattr(rclaude_infra, name), name

@@ -31,6 +31,7 @@ from .program import COMPONENT_TYPE, define_stack
 MOCK_ACCOUNT_ID = "123456789012"
 _PROJECT = "rclaude"
 _T = TypeVar("_T")
+_PLAN_LOCK = threading.Lock()
 
 # Special values in the engine's wire format (pulumi/sdk/go/common/resource/sig).
 _SIG_KEY = "4dabf18193072939515e22adb298388d"
@@ -244,7 +245,10 @@ def record_program(
         resources = sorted(monitor.registered, key=lambda r: (r.parent is not None, r.name, r.type))
         return resources, monitor.stack_outputs
 
-    return _run_isolated(run)
+    # Two plans at once from different threads can deadlock inside the Pulumi runtime's
+    # module-level machinery; plans are short, so they take turns.
+    with _PLAN_LOCK:
+        return _run_isolated(run)
 
 
 def mock_plan(name: str, config: DeploymentConfig, *, api_key: str | None = None) -> Plan:

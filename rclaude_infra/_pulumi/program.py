@@ -725,3 +725,27 @@ def define_stack(
     for key, value in stack.outputs.items():
         pulumi.export(key, value)
     return stack
+
+
+def program_from_stack_config() -> RclaudeStack:
+    """The Pulumi program reading its config from the stack: ``rclaude:<field>`` values
+    (``aws:region`` as a fallback), the stack name as the deployment name, and the API
+    key from the secret ``rclaude:anthropic_api_key``. Used by the Automation API and by
+    ``pulumi up`` from the repository root alike."""
+    import attrs
+
+    from ..config import validate_name
+
+    settings = pulumi.Config("rclaude")
+    values = {
+        field.name: raw
+        for field in attrs.fields(DeploymentConfig)
+        if (raw := settings.get(field.name)) is not None
+    }
+    if "region" not in values and (region := pulumi.Config("aws").get("region")):
+        values["region"] = region
+    return define_stack(
+        validate_name(pulumi.get_stack()),
+        DeploymentConfig.from_stack_config(values),
+        api_key=settings.get_secret("anthropic_api_key"),
+    )

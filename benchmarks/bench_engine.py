@@ -1,0 +1,52 @@
+"""How many `pulumi` processes each Deployment operation starts.
+
+Run: python benchmarks/bench_engine.py
+
+Counted at the Automation API's boundary with the recording PulumiCommand of the tests
+(tests/fake_pulumi.py): every invocation the wrapper would make, on a new stack, then on
+the same Deployment object. A real PulumiCommand adds one `pulumi version` per
+Deployment (it is created once and reused).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from fake_pulumi import FakePulumi
+
+from rclaude_infra import Deployment, DeploymentConfig
+
+
+def main() -> int:
+    os.environ["RCLAUDE_HOME"] = tempfile.mkdtemp(prefix="rclaude-bench-")
+    fake = FakePulumi()
+    d = Deployment("dev", DeploymentConfig(), pulumi_command=fake)
+    rows = []
+
+    def count(label: str, action: object) -> None:
+        start = len(fake.calls)
+        action()  # type: ignore[operator]
+        verbs = fake.verbs()[start:]
+        rows.append((label, len(verbs), ", ".join(verbs) or "-"))
+
+    count("up (new stack)", lambda: d.up(progress=False))
+    count("up again, same Deployment", lambda: d.up(progress=False))
+    count("preview", lambda: d.preview(progress=False))
+    count("outputs (after up)", lambda: d.outputs)
+    fresh = Deployment("dev", DeploymentConfig(), pulumi_command=fake)
+    count("outputs (new Deployment)", lambda: fresh.outputs)
+    count("destroy", lambda: d.destroy(progress=False))
+    width = max(len(r[0]) for r in rows)
+    for label, n, verbs in rows:
+        print(f"{label:<{width}}  {n:>2} processes  {verbs}")
+    print("plus 1 `pulumi version` per Deployment with a real CLI")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,370 @@
+"""The Automation API edge: one stack's workspace, command and lifecycle operations.
+
+Everything ``pulumi.automation`` does for the library goes through :class:`StackSession`:
+one persistent work directory per stack, one :class:`PulumiCommand` for all calls, the
+stack selected or created once, config sent only when it changed, and every foreign error
+translated into the project's error tree.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pulumi import automation as auto
+from pulumi.automation import errors as auto_errors
+from pulumi.automation._minimum_version import _MINIMUM_VERSION
+
+from ..config import DeploymentConfig
+from ..errors import (
+    CredentialsError,
+    DeploymentFailedError,
+    EngineError,
+    PulumiNotFoundError,
+    RegionNotEnabledError,
+    StackLockedError,
+    StackNotFoundError,
+)
+from ..progress import OnProgress
+from .events import EventAdapter, changes_by_op
+
+log = logging.getLogger("rclaude_infra.engine")
+
+PROJECT = "rclaude"
+API_KEY_CONFIG = "rclaude:anthropic_api_key"
+CONFIG_ENV = "RCLAUDE_DEPLOYMENT_CONFIG"
+#: The oldest CLI the Automation API accepts; the SDK's own floor.
+MIN_PULUMI_VERSION = str(_MINIMUM_VERSION)
+PULUMI_INSTALL_HINT = (
+    "install it with `curl -fsSL https://get.pulumi.com | sh` (or see "
+    "https://www.pulumi.com/docs/install/), or pass Deployment(..., install_pulumi=True) to "
+    "let the library install the CLI matching its SDK into ~/.rclaude/pulumi"
+)
+POLICY_PACK_DIR = Path(__file__).resolve().parents[2] / "programs" / "policy"
+
+_T = TypeVar("_T")
+
+_CREDENTIALS_RE = re.compile(
+    r"NoCredentialProviders|no valid credential sources|failed to refresh cached credentials|"
+    r"ExpiredToken|InvalidClientTokenId|UnrecognizedClientException|SignatureDoesNotMatch|"
+    r"security token included in the request is (?:invalid|expired)",
+    re.IGNORECASE,
+)
+_REGION_RE = re.compile(r"OptInRequired|region .* is not enabled|is not enabled for this account",
+                        re.IGNORECASE)
+
+
+def rclaude_home() -> Path:
+    """``$RCLAUDE_HOME``, by default ``~/.rclaude``: state, passphrase, workspaces, cache."""
+    return Path(os.environ.get("RCLAUDE_HOME") or Path.home() / ".rclaude")
+
+
+def default_backend() -> str:
+    """A local file backend under the user's data directory: no Pulumi Cloud login."""
+    return (rclaude_home() / "state").resolve().as_uri()
+
+
+def passphrase_env(home: Path | None = None) -> dict[str, str]:
+    """The passphrase for the default secrets provider, as environment for the CLI.
+
+    ``PULUMI_CONFIG_PASSPHRASE`` or ``PULUMI_CONFIG_PASSPHRASE_FILE`` when the user set one;
+    otherwise a passphrase generated once into ``~/.rclaude/passphrase``, readable only
+    by the user (0600).
+    """
+    if os.environ.get("PULUMI_CONFIG_PASSPHRASE") is not None:
+        return {}
+    if os.environ.get("PULUMI_CONFIG_PASSPHRASE_FILE"):
+        return {}
+    path = (home or rclaude_home()) / "passphrase"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32))
+    return {"PULUMI_CONFIG_PASSPHRASE_FILE": str(path)}
+
+
+def _tail(text: str, lines: int = 12) -> str:
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def translate(exc: Exception, *, stack: str, adapter: EventAdapter | None = None) -> Exception:
+    """A foreign error as the project's error, each saying what to do next."""
+    if isinstance(exc, auto_errors.ConcurrentUpdateError):
+        return StackLockedError(
+            f"stack {stack!r} is locked by another update. If no update is running (a crashed "
+            "process left the lock), release it with Deployment.cancel() and try again."
+        )
+    if isinstance(exc, auto_errors.StackNotFoundError):
+        return StackNotFoundError(
+            f"stack {stack!r} does not exist in this backend; create it with Deployment.up(), "
+            "or check the backend URL (Deployment.list(backend=...) lists what is there)."
+        )
+    if isinstance(exc, auto_errors.InvalidVersionError):
+        return PulumiNotFoundError(
+            f"the Pulumi CLI is too old ({exc}); at least {MIN_PULUMI_VERSION} is needed: "
+            + PULUMI_INSTALL_HINT
+        )
+    if isinstance(exc, FileNotFoundError):
+        return PulumiNotFoundError(
+            f"the Pulumi CLI was not found on PATH (at least {MIN_PULUMI_VERSION} is needed): "
+            + PULUMI_INSTALL_HINT
+        )
+    if isinstance(exc, auto_errors.CommandError):
+        text = str(exc)
+        if _CREDENTIALS_RE.search(text):
+            return CredentialsError(
+                "AWS credentials are missing, invalid or expired. Configure them (aws configure, "
+                "aws sso login, or AWS_PROFILE / AWS_ACCESS_KEY_ID) and try again.\n" + _tail(text)
+            )
+        if _REGION_RE.search(text):
+            return RegionNotEnabledError(
+                "the region is not enabled for this account: enable it in the AWS console "
+                "(Account > AWS Regions) or choose another region.\n" + _tail(text)
+            )
+        if isinstance(exc, auto_errors.InlineSourceRuntimeError):
+            return EngineError("the stack's program failed:\n" + _tail(text))
+        if adapter is not None and adapter.failures:
+            first = adapter.failures[0]
+            return DeploymentFailedError(
+                f"{first.op} of {first.name} ({first.type}) failed: {first.message}",
+                resource=first.name, provider_message=first.message,
+            )
+        return EngineError("the Pulumi command failed:\n" + _tail(text))
+    return exc
+
+
+class StackSession:
+    """One stack of the ``rclaude`` project, in its own persistent work directory."""
+
+    def __init__(
+        self,
+        name: str,
+        config: DeploymentConfig,
+        *,
+        backend: str | None = None,
+        secrets_provider: str | None = None,
+        pulumi_home: str | None = None,
+        install_pulumi: bool = False,
+        api_key: str | None = None,
+        command: auto.PulumiCommand | None = None,
+        home: Path | None = None,
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.home = home or rclaude_home()
+        self.backend = backend or default_backend()
+        self.secrets_provider = secrets_provider or "passphrase"
+        self.pulumi_home = pulumi_home
+        self.install_pulumi = install_pulumi
+        self._api_key = api_key
+        self._command = command
+        self._workspace: auto.LocalWorkspace | None = None
+        self._stack: auto.Stack | None = None
+        self._config_sent: dict[str, Any] | None = None
+        self._lock = threading.Lock()
+        # One directory per backend and stack: two Deployments never share one.
+        digest = _short_hash(self.backend)
+        self.work_dir = self.home / "workspaces" / f"{PROJECT}-{name}-{digest}"
+
+    # -- the CLI, the workspace, the stack ---------------------------------------
+
+    def command(self) -> auto.PulumiCommand:
+        if self._command is None:
+            try:
+                if self.install_pulumi:
+                    root = str(self.home / "pulumi")
+                    self._command = auto.PulumiCommand.install(root=root)
+                else:
+                    self._command = auto.PulumiCommand()
+            except (FileNotFoundError, auto_errors.InvalidVersionError) as exc:
+                raise translate(exc, stack=self.name) from exc
+        return self._command
+
+    def _env(self) -> dict[str, str]:
+        env = {
+            "PULUMI_SKIP_UPDATE_CHECK": "true",
+            CONFIG_ENV: json.dumps(self.config.to_dict()),
+        }
+        if self.secrets_provider == "passphrase":
+            env.update(passphrase_env(self.home))
+        return env
+
+    def workspace(self) -> auto.LocalWorkspace:
+        if self._workspace is None:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+            self._workspace = auto.LocalWorkspace(
+                work_dir=str(self.work_dir),
+                pulumi_home=self.pulumi_home,
+                program=_inline_program,
+                env_vars=self._env(),
+                secrets_provider=self.secrets_provider,
+                project_settings=auto.ProjectSettings(
+                    name=PROJECT, runtime="python",
+                    backend=auto.ProjectBackend(url=self.backend),
+                ),
+                pulumi_command=self.command(),
+            )
+        return self._workspace
+
+    def stack(self, *, create: bool = True) -> auto.Stack:
+        """The stack, selected (or created) once per session."""
+        if self._stack is None:
+            workspace = self.workspace()
+            if create:
+                self._stack = self._call(lambda: auto.Stack.create_or_select(self.name, workspace))
+            else:
+                self._stack = self._call(lambda: auto.Stack.select(self.name, workspace))
+        return self._stack
+
+    def _desired_config(self) -> dict[str, auto.ConfigValue]:
+        values = {
+            key: auto.ConfigValue(value=value)
+            for key, value in self.config.to_stack_config().items()
+        }
+        api_key = self._api_key or os.environ.get("ANTHROPIC_API_KEY")
+        if api_key:
+            values[API_KEY_CONFIG] = auto.ConfigValue(value=api_key, secret=True)
+        return values
+
+    def _sync_config(self) -> auto.Stack:
+        stack = self.stack()
+        desired = self._desired_config()
+        fingerprint = {k: (v.value, v.secret) for k, v in desired.items()}
+        if fingerprint != self._config_sent:
+            self._call(lambda: stack.set_all_config(desired))
+            self._config_sent = fingerprint
+        return stack
+
+    def _call(self, fn: Callable[[], _T], adapter: EventAdapter | None = None) -> _T:
+        try:
+            return fn()
+        except (auto_errors.CommandError, auto_errors.InvalidVersionError,
+                FileNotFoundError) as exc:
+            raise translate(exc, stack=self.name, adapter=adapter) from exc
+
+    # -- operations ------------------------------------------------------------------
+
+    def _policy_packs(self) -> list[str]:
+        return [str(POLICY_PACK_DIR)] if (POLICY_PACK_DIR / "PulumiPolicy.yaml").is_file() else []
+
+    def up(self, on_progress: OnProgress | None = None) -> dict[str, Any]:
+        """Deploy; returns the stack outputs (plain values, secrets unwrapped)."""
+        with self._lock:
+            stack = self._sync_config()
+            adapter = EventAdapter(on_progress)
+            result = self._call(lambda: stack.up(
+                on_event=adapter, on_output=_log_line, on_error=_log_line,
+                policy_packs=self._policy_packs(), color="never",
+            ), adapter)
+            return _plain_outputs(result.outputs)
+
+    def preview(self, on_progress: OnProgress | None = None) -> dict[str, int]:
+        """What an ``up`` would change: counts by operation."""
+        with self._lock:
+            stack = self._sync_config()
+            adapter = EventAdapter(on_progress)
+            result = self._call(lambda: stack.preview(
+                on_event=adapter, on_output=_log_line, on_error=_log_line,
+                policy_packs=self._policy_packs(), color="never",
+            ), adapter)
+            return changes_by_op(result.change_summary)
+
+    def refresh(self, on_progress: OnProgress | None = None) -> dict[str, int]:
+        with self._lock:
+            stack = self._sync_config()
+            adapter = EventAdapter(on_progress)
+            result = self._call(lambda: stack.refresh(
+                on_event=adapter, on_output=_log_line, on_error=_log_line, color="never",
+            ), adapter)
+            # This operation's own summary event; the history entry is the fallback.
+            if adapter.summary is not None:
+                return dict(adapter.summary.changes)
+            return changes_by_op(result.summary.resource_changes)
+
+    def destroy(self, *, remove: bool = False, on_progress: OnProgress | None = None) -> None:
+        with self._lock:
+            stack = self.stack(create=False)
+            adapter = EventAdapter(on_progress)
+            self._call(lambda: stack.destroy(
+                on_event=adapter, on_output=_log_line, on_error=_log_line, color="never",
+            ), adapter)
+            if remove:
+                workspace = self.workspace()
+                self._call(lambda: workspace.remove_stack(self.name))
+                self._stack = None
+                self._config_sent = None
+
+    def outputs(self) -> dict[str, Any]:
+        with self._lock:
+            stack = self.stack(create=False)
+            return _plain_outputs(self._call(stack.outputs))
+
+    def cancel(self) -> None:
+        """Release the lock a crashed update left (``pulumi cancel``)."""
+        with self._lock:
+            stack = self.stack(create=False)
+            self._call(stack.cancel)
+
+    def stored_config(self) -> DeploymentConfig:
+        """The DeploymentConfig kept in an existing stack's ``rclaude:*`` config."""
+        with self._lock:
+            stack = self.stack(create=False)
+            values = self._call(stack.get_all_config)
+        prefix = f"{PROJECT}:"
+        fields = {
+            key[len(prefix):]: value.value for key, value in values.items()
+            if key.startswith(prefix) and key != API_KEY_CONFIG
+        }
+        config = DeploymentConfig.from_stack_config(fields)
+        self.config = config
+        workspace = self.workspace()
+        workspace.env_vars = {**workspace.env_vars, **self._env()}  # the policy pack's view
+        # What the stack holds is what a later up would send: no set-all needed.
+        self._config_sent = {k: (v.value, v.secret) for k, v in values.items()}
+        return config
+
+    def list_stacks(self) -> list[auto.StackSummary]:
+        workspace = self.workspace()
+        return self._call(workspace.list_stacks)
+
+
+def _inline_program() -> None:
+    from .program import program_from_stack_config
+
+    program_from_stack_config()
+
+
+def _short_hash(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def _log_line(line: str) -> None:
+    # The engine's own output goes to logging, never to stdout.
+    log.info("%s", line)
+
+
+def _plain_outputs(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: getattr(value, "value", value) for key, value in outputs.items()}
+
+
+def pulumi_cli_version(command: auto.PulumiCommand | None = None) -> str | None:
+    """The CLI version, or ``None`` when no Pulumi CLI is on PATH."""
+    if command is not None:
+        return str(command.version) if command.version else None
+    if shutil.which("pulumi") is None:
+        return None
+    try:
+        return str(auto.PulumiCommand(skip_version_check=True).version)
+    except (OSError, auto_errors.InvalidVersionError, ValueError):
+        return None
