@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from ._plan import SECRET_MASK, Plan, PlannedResource
 from .checks import CheckItem, CheckReport
-from .config import LOG_RETENTION_DAYS, NAT_MODES, DeploymentConfig, Usage, validate_name
+from .config import (
+    LOG_RETENTION_DAYS,
+    NAT_MODES,
+    DeploymentConfig,
+    TaskSpec,
+    Usage,
+    validate_name,
+)
 from .deployment import Deployment, StackInfo, plan
 from .errors import (
     BudgetExceededError,
@@ -20,6 +27,7 @@ from .errors import (
     DeploymentFailedError,
     EngineError,
     MissingDependencyError,
+    NotSupportedError,
     PlanError,
     PolicyViolationError,
     PriceNotFoundError,
@@ -34,6 +42,15 @@ from .errors import (
 from .instance_types import InstanceType, instance_types
 from .outputs import StackOutputs
 from .progress import Diagnostic, ResourceDone, ResourceFailed, ResourceStarted, Summary
+from .tasks.model import (
+    LogLine,
+    Task,
+    TaskNotFoundError,
+    TaskResult,
+    TaskState,
+    TaskStatus,
+    TaskTimeoutError,
+)
 
 if TYPE_CHECKING:
     from ._aws.pricing import live_prices
@@ -99,7 +116,9 @@ __all__ = [
     "Finding",
     "InstancePrice",
     "InstanceType",
+    "LogLine",
     "MissingDependencyError",
+    "NotSupportedError",
     "Plan",
     "PlanError",
     "PlannedResource",
@@ -122,6 +141,13 @@ __all__ = [
     "Summary",
     "SweepError",
     "SweepReport",
+    "Task",
+    "TaskNotFoundError",
+    "TaskResult",
+    "TaskSpec",
+    "TaskState",
+    "TaskStatus",
+    "TaskTimeoutError",
     "Usage",
     "__version__",
     "check_policies",

@@ -462,3 +462,147 @@ class DeploymentConfig:
             if isinstance(value, tuple):
                 data[key] = list(value)
         return data
+
+
+_TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,35}$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REPO_RE = re.compile(r"^(https://[^\s]+|ssh://[^\s]+|git@[^\s:]+:[^\s]+|file://[^\s]+|/[^\s]*)$")
+_REF_RE = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
+MAX_PROMPT_CHARS = 1_000_000
+
+
+def new_task_id() -> str:
+    """A fresh task id: sortable by time, unique, safe for S3 keys and ECS ``startedBy``."""
+    import datetime as dt
+    import secrets
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"t-{stamp}-{secrets.token_hex(3)}"
+
+
+def _check_task_id(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not _TASK_ID_RE.match(value):
+        raise ConfigError(attribute.name, value, "1 to 36 letters, digits, '-' or '_', starting "
+                          "with a letter or digit (it is the S3 prefix and ECS startedBy)")
+
+
+def _check_text(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()
+                              or len(value) > MAX_PROMPT_CHARS):
+        raise ConfigError(attribute.name, value if not isinstance(value, str) else value[:40],
+                          f"None or non-blank text of at most {MAX_PROMPT_CHARS} characters")
+
+
+def _check_command(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        _check_text(_, attribute, value)
+        return
+    if (not isinstance(value, tuple) or not value
+            or not all(isinstance(a, str) and a for a in value)):
+        raise ConfigError(attribute.name, value,
+                          "None, a shell command string, or a non-empty list of arguments")
+
+
+def _check_env(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(attribute.name, value, "a mapping of variable names to strings")
+    for key, val in value.items():
+        if not isinstance(key, str) or not _ENV_NAME_RE.match(key) or key.startswith("RCLAUDE_"):
+            raise ConfigError(f"{attribute.name}[{key!r}]", key,
+                              "a variable name like MY_VAR (RCLAUDE_* is reserved)")
+        if not isinstance(val, str) or len(val) > 32_768:
+            raise ConfigError(f"{attribute.name}[{key!r}]", val, "a string of at most 32 KiB")
+
+
+def _check_secret_names(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, tuple) or not all(
+            isinstance(n, str) and _ENV_NAME_RE.match(n) for n in value):
+        raise ConfigError(attribute.name, value,
+                          "names of secrets (environment variable names), not their values")
+
+
+def _check_optional_int(low: int, high: int) -> Any:
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is not None:
+            _int_between(low, high)(_, attribute, value)
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class TaskSpec:
+    """One coding-agent task: a prompt for Claude Code, or a command, in an optional repo.
+
+    >>> spec = TaskSpec(prompt="Fix the failing tests", repo="https://github.com/me/app")
+    >>> spec.task_id.startswith("t-"), spec.timeout
+    (True, 3600)
+    >>> TaskSpec(command=["pytest", "-q"]).argv()
+    ['pytest', '-q']
+
+    Exactly one of ``prompt`` and ``command`` is given. ``secrets`` names secrets the task
+    receives as environment variables (their values never enter the spec). Invalid
+    values raise :class:`~rclaude_infra.errors.ConfigError` naming the field.
+    """
+
+    prompt: str | None = attrs.field(default=None, validator=_check_text)
+    #: A shell command string (run with ``bash -lc``) or a list of arguments.
+    command: str | tuple[str, ...] | None = attrs.field(
+        default=None, converter=_tuple, validator=_check_command)
+    repo: str | None = attrs.field(default=None)
+    #: Branch, tag or commit to check out (default: the repository's default branch).
+    ref: str | None = attrs.field(default=None)
+    env: Mapping[str, str] = attrs.field(
+        factory=dict, converter=_frozen_tags, validator=_check_env, hash=False)
+    secrets: tuple[str, ...] = attrs.field(
+        default=(), converter=_tuple, validator=_check_secret_names)
+    #: CPU units / MiB for this task (default: the deployment's task size).
+    cpu: int | None = attrs.field(default=None, validator=_check_optional_int(128, 196608))
+    memory: int | None = attrs.field(default=None, validator=_check_optional_int(128, 1048576))
+    #: Seconds before the task is stopped as timed out.
+    timeout: int = attrs.field(default=3600, validator=_int_between(1, 86400))
+    max_retries_on_preemption: int = attrs.field(default=1, validator=_int_between(0, 5))
+    task_id: str = attrs.field(factory=new_task_id, validator=_check_task_id)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.prompt is None) == (self.command is None):
+            raise ConfigError("prompt/command", (self.prompt, self.command),
+                              "exactly one of prompt and command")
+        if self.repo is not None and (not isinstance(self.repo, str)
+                                      or not _REPO_RE.match(self.repo)):
+            raise ConfigError("repo", self.repo, "None or a git URL (https://, ssh://, "
+                              "git@host:path, file://) or an absolute local path")
+        if self.ref is not None and (not isinstance(self.ref, str) or not _REF_RE.match(
+                self.ref) or ".." in self.ref or self.ref.startswith(("-", "/"))):
+            raise ConfigError("ref", self.ref, "None or a branch, tag or commit name")
+        if self.ref is not None and self.repo is None:
+            raise ConfigError("ref", self.ref, "None unless repo is given")
+
+    def argv(self) -> list[str]:
+        """The command the runner executes."""
+        if self.prompt is not None:
+            return ["claude", "-p", self.prompt, "--output-format", "stream-json", "--verbose"]
+        if isinstance(self.command, str):
+            return ["bash", "-lc", self.command]
+        assert self.command is not None
+        return list(self.command)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self, recurse=False)
+        data["env"] = dict(self.env)
+        data["secrets"] = list(self.secrets)
+        if isinstance(self.command, tuple):
+            data["command"] = list(self.command)
+        return data
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> TaskSpec:
+        """From plain data (``spec.json``); unknown keys are errors naming the key."""
+        if not isinstance(data, Mapping):
+            raise ConfigError("spec", data, "a mapping of TaskSpec fields")
+        names = [a.name for a in attrs.fields(cls)]
+        for key in data:
+            if key not in names:
+                raise ConfigError(key, data[key], "a TaskSpec field: " + ", ".join(names))
+        return cls(**dict(data))

@@ -12,10 +12,11 @@ import attrs
 
 from ._plan import Plan
 from .checks import CheckReport
-from .config import DeploymentConfig, Usage, validate_name
-from .errors import ConfigError, MissingDependencyError
+from .config import DeploymentConfig, TaskSpec, Usage, validate_name
+from .errors import ConfigError, MissingDependencyError, NotSupportedError
 from .outputs import StackOutputs
 from .progress import OnProgress, ProgressEvent
+from .tasks.model import Task, TaskStatus
 
 if TYPE_CHECKING:
     from ._aws.sweep import SweepReport
@@ -23,8 +24,10 @@ if TYPE_CHECKING:
     from .cost import CostEstimate
     from .policy import PolicyReport
     from .prices import PriceBook
+    from .tasks.local import LocalProvider
 
 DEFAULT_NAME = "dev"
+PROVIDERS = ("ecs-ec2", "local")
 _T = TypeVar("_T")
 
 
@@ -132,8 +135,13 @@ class Deployment:
         install_pulumi: bool = False,
         api_key: str | None = None,
         pulumi_command: Any = None,
+        provider: str = "ecs-ec2",
     ) -> None:
         self._name = validate_name(name)
+        if provider not in PROVIDERS:
+            raise ConfigError("provider", provider, "one of " + ", ".join(map(repr, PROVIDERS)))
+        self._provider_name = provider
+        self._local: LocalProvider | None = None
         config = DeploymentConfig() if config is None else config
         if not isinstance(config, DeploymentConfig):
             raise ConfigError("config", config, "a DeploymentConfig")
@@ -186,6 +194,56 @@ class Deployment:
             return body()
         with concurrent.futures.ThreadPoolExecutor(1, "rclaude-engine") as pool:
             return pool.submit(body).result()
+
+    # -- tasks -----------------------------------------------------------------------------
+
+    @property
+    def provider(self) -> str:
+        """Where tasks run: ``"ecs-ec2"`` (the stack) or ``"local"`` (subprocesses here)."""
+        return self._provider_name
+
+    def _tasks(self) -> LocalProvider:
+        if self._provider_name != "local":
+            raise NotSupportedError(
+                "running tasks on ECS is not in this release yet; Deployment(name, "
+                "provider='local') runs the same tasks as local processes")
+        if self._local is None:
+            from ._pulumi.engine import rclaude_home
+            from .tasks.local import LocalProvider
+
+            self._local = LocalProvider(rclaude_home() / "local" / self._name / "tasks")
+        return self._local
+
+    def run_task(self, spec: TaskSpec) -> Task:
+        """Start a task; returns its handle at once (``task.wait()`` blocks).
+
+        Submitting the same ``task_id`` again returns the existing task: a retried
+        submission never starts a task twice.
+        """
+        if not isinstance(spec, TaskSpec):
+            raise ConfigError("spec", spec, "a TaskSpec")
+        return self._tasks().submit(spec)
+
+    def run_tasks(self, specs: Iterable[TaskSpec]) -> list[Task]:
+        """Start several tasks; handles in the same order."""
+        specs = list(specs)
+        for spec in specs:
+            if not isinstance(spec, TaskSpec):
+                raise ConfigError("specs", spec, "TaskSpec objects")
+        ids = [s.task_id for s in specs]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("specs", ids, "distinct task ids")
+        return [self.run_task(spec) for spec in specs]
+
+    def task(self, task_id: str) -> Task:
+        """Re-attach to a task by id, from any process."""
+        provider = self._tasks()
+        provider.state(task_id)  # TaskNotFoundError now rather than later
+        return Task(task_id, provider)
+
+    def tasks(self, *, limit: int | None = 20, status: TaskStatus | None = None) -> list[Task]:
+        """Task history, newest first, optionally of one status."""
+        return self._tasks().list(limit=limit, status=status)
 
     def _guard(self) -> None:
         """Refuse before any cloud call: mandatory policy violations, budget."""

@@ -1,0 +1,238 @@
+"""The task runner: ``python -m rclaude_infra.runner --task-dir DIR``.
+
+The same code runs a task in the container and under the local provider. It reads
+``spec.json`` from the task directory, clones the repository at the ref when one is
+given, runs the command (by default Claude Code headless on the prompt), streams its
+output line by line to stdout and to ``log.jsonl`` (each line with its time), enforces
+the timeout, and always writes ``result.json`` (exit code, timing, status, reason), the
+transcript, the git diff and an ``artifacts/`` folder, also when the command fails, times
+out or is stopped.
+
+Layout of a task directory::
+
+    spec.json         the TaskSpec
+    log.jsonl         {"t": epoch ms, "line": text} per output line (the followable log)
+    transcript.jsonl  the command's output as it printed it (stream-json for Claude Code)
+    diff.patch        git diff of the work against the checked-out ref (when a repo)
+    artifacts/        anything the command writes to $RCLAUDE_ARTIFACTS
+    result.json       written last: the outcome
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from .config import TaskSpec
+
+RESULT_FILE = "result.json"
+SPEC_FILE = "spec.json"
+LOG_FILE = "log.jsonl"
+TRANSCRIPT_FILE = "transcript.jsonl"
+DIFF_FILE = "diff.patch"
+ARTIFACTS_DIR = "artifacts"
+#: Written by whoever stops the task, read by the runner for its result's reason.
+STOP_REASON_FILE = "stop_reason"
+#: Exit code of a command stopped for its timeout (as coreutils' ``timeout`` uses).
+TIMEOUT_EXIT = 124
+_KILL_GRACE_SECONDS = 10
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Log:
+    """Each output line to stdout (the container's log stream) and to log.jsonl."""
+
+    def __init__(self, task_dir: Path) -> None:
+        self._jsonl = (task_dir / LOG_FILE).open("a", encoding="utf-8")
+        self._transcript: IO[str] | None = None
+        self._lock = threading.Lock()
+
+    def attach_transcript(self, path: Path) -> None:
+        self._transcript = path.open("a", encoding="utf-8")
+
+    def line(self, text: str, *, transcript: bool = False) -> None:
+        with self._lock:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+            self._jsonl.write(json.dumps({"t": int(time.time() * 1000), "line": text}) + "\n")
+            self._jsonl.flush()
+            if transcript and self._transcript is not None:
+                self._transcript.write(text + "\n")
+                self._transcript.flush()
+
+    def close(self) -> None:
+        self._jsonl.close()
+        if self._transcript is not None:
+            self._transcript.close()
+
+
+def _git(args: list[str], cwd: Path | None = None, timeout: float = 600) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout)
+    if done.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
+def _checkout(spec: TaskSpec, work: Path, log: _Log) -> tuple[Path, str | None]:
+    """Clone the repository at the ref; returns the working directory and HEAD's commit."""
+    if spec.repo is None:
+        work.mkdir(parents=True, exist_ok=True)
+        return work, None
+    target = work / "repo"
+    log.line(f"[runner] cloning {spec.repo}" + (f" at {spec.ref}" if spec.ref else ""))
+    try:
+        _git(["clone", "--quiet", "--branch", spec.ref, "--", spec.repo, str(target)]
+             if spec.ref else ["clone", "--quiet", "--", spec.repo, str(target)])
+    except RuntimeError:
+        if spec.ref is None:
+            raise
+        # Not a branch or tag: clone, then check the commit out.
+        _git(["clone", "--quiet", "--", spec.repo, str(target)])
+        _git(["checkout", "--quiet", spec.ref], cwd=target)
+    return target, _git(["rev-parse", "HEAD"], cwd=target).strip()
+
+
+def _diff(repo: Path) -> str:
+    # Intent-to-add makes new files show in the diff without staging their content.
+    _git(["add", "--intent-to-add", "--all"], cwd=repo)
+    return _git(["diff", "HEAD", "--binary"], cwd=repo)
+
+
+class _Stopper:
+    """Ends the command's process group: on timeout, or when the runner is told to stop."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[str] | None = None
+        self.reason: str | None = None
+        self._lock = threading.Lock()
+
+    def stop(self, reason: str) -> None:
+        with self._lock:
+            if self.reason is not None or self.process is None:
+                self.reason = self.reason or reason
+                return
+            self.reason = reason
+            process = self.process
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=_KILL_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def run(task_dir: Path) -> int:
+    """Run the task in ``task_dir``; returns the exit code for the runner's process."""
+    started = _now()
+    log = _Log(task_dir)
+    stopper = _Stopper()
+    result: dict[str, Any] = {"started_at": started.isoformat(), "attempt": 1}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # ECS stops a task (and drains a spot instance) with SIGTERM; so does stop().
+        threading.Thread(target=stopper.stop, args=("stopped",), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    exit_code: int | None = None
+    repo: Path | None = None
+    try:
+        spec = TaskSpec.from_mapping(json.loads((task_dir / SPEC_FILE).read_text()))
+        result.update(task_id=spec.task_id, repo=spec.repo, ref=spec.ref, timeout=spec.timeout)
+        artifacts = task_dir / ARTIFACTS_DIR
+        artifacts.mkdir(exist_ok=True)
+        cwd, commit = _checkout(spec, task_dir / "workspace", log)
+        repo = cwd if spec.repo else None
+        result["commit"] = commit
+        env = {**os.environ, **spec.env, "RCLAUDE_TASK_ID": spec.task_id,
+               "RCLAUDE_ARTIFACTS": str(artifacts)}
+        missing = [name for name in spec.secrets if name not in env]
+        if missing:
+            raise RuntimeError(f"secrets not provided to the task: {', '.join(missing)}")
+        log.attach_transcript(task_dir / TRANSCRIPT_FILE)
+        argv = spec.argv()
+        log.line(f"[runner] running {argv[0]} in {cwd.name}")
+        timer = threading.Timer(spec.timeout, stopper.stop, args=("timeout",))
+        timer.daemon = True
+        with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                              errors="replace", start_new_session=True) as process:
+            stopper.process = process
+            if stopper.reason is not None:  # stopped while cloning
+                stopper.reason = None
+                stopper.stop("stopped")
+            timer.start()
+            assert process.stdout is not None
+            for raw in process.stdout:
+                log.line(raw.rstrip("\n"), transcript=True)
+            exit_code = process.wait()
+        timer.cancel()
+    except FileNotFoundError as exc:
+        result["reason"] = f"command not found: {exc.filename}"
+    except Exception as exc:
+        result["reason"] = str(exc)
+    finally:
+        if repo is not None:
+            try:
+                (task_dir / DIFF_FILE).write_text(_diff(repo))
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                log.line(f"[runner] could not write the diff: {exc}")
+        finished = _now()
+        if stopper.reason == "timeout":
+            status, exit_code = "timeout", TIMEOUT_EXIT
+            result["reason"] = f"timed out after {result['timeout']}s"
+        elif stopper.reason == "stopped":
+            status = "stopped"
+            asked = task_dir / STOP_REASON_FILE
+            result["reason"] = asked.read_text().strip() if asked.is_file() else "stopped"
+        elif exit_code == 0:
+            status = "succeeded"
+        else:
+            status = "failed"
+            if exit_code is not None:
+                result.setdefault("reason", f"exit code {exit_code}")
+        result.update(
+            status=status, exit_code=exit_code, finished_at=finished.isoformat(),
+            duration_seconds=round((finished - started).total_seconds(), 3),
+            files=[name for name in (LOG_FILE, TRANSCRIPT_FILE, DIFF_FILE, ARTIFACTS_DIR)
+                   if (task_dir / name).exists()],
+        )
+        log.line(f"[runner] {status}" + (f": {result['reason']}" if result.get("reason")
+                                         else ""))
+        log.close()
+        tmp = task_dir / (RESULT_FILE + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        tmp.replace(task_dir / RESULT_FILE)  # atomic: a reader sees all of it or nothing
+    return exit_code if exit_code is not None else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rclaude_infra.runner",
+                                     description="Run one rclaude task.")
+    parser.add_argument("--task-dir", type=Path, required=True,
+                        help="directory holding spec.json; outputs are written beside it")
+    args = parser.parse_args(argv)
+    if not (args.task_dir / SPEC_FILE).is_file():
+        parser.error(f"--task-dir: no {SPEC_FILE} in {args.task_dir}")
+    return run(args.task_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

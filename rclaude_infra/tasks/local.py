@@ -1,0 +1,236 @@
+"""The local provider: each task is a runner subprocess on this machine.
+
+Task directories live under ``~/.rclaude/local/<deployment>/tasks/<task_id>/`` with the
+same layout as a task's S3 prefix (see :mod:`rclaude_infra.runner`), plus
+``process.json`` (the runner's pid and start time) and ``runner.out`` (the runner's own
+stdout and stderr). Everything a handle needs is in that directory, so any process can
+re-attach to a task and follow it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from ..config import TaskSpec
+from ..runner import (
+    ARTIFACTS_DIR,
+    DIFF_FILE,
+    LOG_FILE,
+    RESULT_FILE,
+    SPEC_FILE,
+    STOP_REASON_FILE,
+    TRANSCRIPT_FILE,
+)
+from .model import LogLine, Task, TaskNotFoundError, TaskState, TaskStatus
+
+PROCESS_FILE = "process.json"
+RUNNER_OUT = "runner.out"
+_STATUS = {
+    "succeeded": TaskStatus.SUCCEEDED,
+    "failed": TaskStatus.FAILED,
+    "timeout": TaskStatus.FAILED,
+    "stopped": TaskStatus.STOPPED,
+}
+
+
+def _proc_start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (guards against pid reuse)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] == "Z":  # a zombie has exited
+        return None
+    return int(fields[19])
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+class LocalProvider:
+    """Runs tasks as local subprocesses of ``python -m rclaude_infra.runner``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._lock = threading.Lock()
+
+    def _dir(self, task_id: str) -> Path:
+        return self.root / task_id
+
+    def _existing(self, task_id: str) -> Path:
+        path = self._dir(task_id)
+        if not (path / SPEC_FILE).is_file():
+            raise TaskNotFoundError(f"no task {task_id!r} under {self.root}")
+        return path
+
+    # -- submitting ------------------------------------------------------------------
+
+    def submit(self, spec: TaskSpec) -> Task:
+        """Start the runner for ``spec``; the same task id is never started twice."""
+        path = self._dir(spec.task_id)
+        with self._lock:
+            try:
+                path.mkdir(parents=True)
+            except FileExistsError:
+                return Task(spec.task_id, self)
+            (path / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2))
+            with (path / RUNNER_OUT).open("wb") as out:
+                child = subprocess.Popen(
+                    [sys.executable, "-m", "rclaude_infra.runner", "--task-dir", str(path)],
+                    cwd=path, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
+            self._children[spec.task_id] = child
+            (path / PROCESS_FILE).write_text(json.dumps({
+                "pid": child.pid, "start_ticks": _proc_start_ticks(child.pid),
+                "submitted_at": dt.datetime.now(dt.UTC).isoformat(),
+            }))
+        return Task(spec.task_id, self)
+
+    def _alive(self, task_id: str, path: Path) -> bool:
+        child = self._children.get(task_id)
+        if child is not None:
+            return child.poll() is None  # our own child: poll() also reaps it
+        try:
+            process = json.loads((path / PROCESS_FILE).read_text())
+        except (OSError, ValueError):
+            return False
+        ticks = _proc_start_ticks(process["pid"])
+        return ticks is not None and ticks == process.get("start_ticks")
+
+    # -- reading -----------------------------------------------------------------------
+
+    def state(self, task_id: str) -> TaskState:
+        path = self._existing(task_id)
+        result = self._read_result(path)
+        if result is not None:
+            return TaskState(
+                status=_STATUS.get(result.get("status", ""), TaskStatus.FAILED),
+                reason=result.get("reason"), exit_code=result.get("exit_code"),
+                started_at=_parse_time(result.get("started_at")),
+                stopped_at=_parse_time(result.get("finished_at")),
+                attempt=int(result.get("attempt", 1)),
+            )
+        submitted = self._submitted_at(path)
+        if self._alive(task_id, path):
+            running = (path / LOG_FILE).exists()
+            return TaskState(status=TaskStatus.RUNNING if running else TaskStatus.PENDING,
+                             started_at=submitted)
+        if self._read_result(path) is not None:  # finished between the two reads
+            return self.state(task_id)
+        return TaskState(
+            status=TaskStatus.FAILED, started_at=submitted,
+            reason=f"the runner exited without a result; see {path / RUNNER_OUT}",
+        )
+
+    def _submitted_at(self, path: Path) -> dt.datetime | None:
+        try:
+            return _parse_time(json.loads((path / PROCESS_FILE).read_text())["submitted_at"])
+        except (OSError, ValueError, KeyError):
+            return None
+
+    @staticmethod
+    def _read_result(path: Path) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads((path / RESULT_FILE).read_text())
+            return data
+        except (OSError, ValueError):
+            return None
+
+    def log_lines(self, task_id: str, *, since: dt.datetime | None,
+                  follow: bool) -> Iterator[LogLine]:
+        path = self._existing(task_id)
+        since_ms = None if since is None else since.timestamp() * 1000
+        offset, pending = 0, b""
+        while True:
+            finished = self._read_result(path) is not None
+            try:
+                with (path / LOG_FILE).open("rb") as f:
+                    f.seek(offset)
+                    chunk = f.read()
+            except FileNotFoundError:
+                chunk = b""
+            offset += len(chunk)
+            data = pending + chunk
+            *complete, pending = data.split(b"\n")
+            for raw in complete:
+                if not raw.strip():
+                    continue
+                entry = json.loads(raw)
+                if since_ms is not None and entry["t"] < since_ms:
+                    continue
+                yield LogLine(time=dt.datetime.fromtimestamp(entry["t"] / 1000, dt.UTC),
+                              text=entry["line"])
+            # The result is written after the last log line: once it was there before
+            # this read, everything has been read.
+            if not follow or (finished and not chunk):
+                return
+            if not chunk:
+                if not finished and self.state(task_id).status.done:
+                    continue  # the runner died without a result: read what is left, once
+                time.sleep(0.1)
+
+    def result(self, task_id: str) -> Mapping[str, Any]:
+        path = self._existing(task_id)
+        result = self._read_result(path)
+        if result is None:
+            state = self.state(task_id)
+            raise TaskNotFoundError(f"task {task_id} has no result yet (it is "
+                                    f"{state.status.value}); wait() for it first")
+        return result
+
+    def download(self, task_id: str, dest: Path) -> list[Path]:
+        path = self._existing(task_id)
+        target = dest / task_id
+        target.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in (RESULT_FILE, SPEC_FILE, LOG_FILE, TRANSCRIPT_FILE, DIFF_FILE):
+            if (path / name).is_file():
+                written.append(Path(shutil.copy2(path / name, target / name)))
+        if (path / ARTIFACTS_DIR).is_dir():
+            shutil.copytree(path / ARTIFACTS_DIR, target / ARTIFACTS_DIR, dirs_exist_ok=True)
+            written += sorted(p for p in (target / ARTIFACTS_DIR).rglob("*") if p.is_file())
+        return written
+
+    def stop(self, task_id: str, reason: str) -> None:
+        path = self._existing(task_id)
+        if not self._alive(task_id, path):
+            return
+        pid = json.loads((path / PROCESS_FILE).read_text())["pid"]
+        (path / STOP_REASON_FILE).write_text(reason)
+        # The runner forwards this to the command's process group, then writes its
+        # result (status "stopped") with the logs and the diff so far.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+
+    def list(self, *, limit: int | None = None,
+             status: TaskStatus | None = None) -> list[Task]:
+        """Tasks, newest first."""
+        if not self.root.is_dir():
+            return []
+        paths = sorted((p for p in self.root.iterdir() if (p / SPEC_FILE).is_file()),
+                       key=lambda p: (p / SPEC_FILE).stat().st_mtime, reverse=True)
+        tasks = []
+        for path in paths:
+            task = Task(path.name, self)
+            if status is not None and task.status is not status:
+                continue
+            tasks.append(task)
+            if limit is not None and len(tasks) >= limit:
+                break
+        return tasks

@@ -1,0 +1,190 @@
+"""The task handle users hold, whatever runs the task (a local process, ECS).
+
+A :class:`Task` asks its provider for everything, every time: status, logs, results.
+Nothing is cached that another process could change, so a handle re-attached from a new
+process (``Deployment.task(task_id)``) sees the same task.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import attrs
+
+from ..errors import RclaudeError
+
+
+class TaskStatus(enum.StrEnum):
+    """Where a task is: PENDING and RUNNING, then one of the four ends."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+    PREEMPTED = "PREEMPTED"
+
+    @property
+    def done(self) -> bool:
+        return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
+
+
+class TaskNotFoundError(RclaudeError, LookupError):
+    """No task with this id in this deployment."""
+
+
+class TaskTimeoutError(RclaudeError, TimeoutError):
+    """``Task.wait(timeout=...)`` ran out before the task ended (the task keeps running)."""
+
+
+@attrs.frozen(kw_only=True)
+class TaskState:
+    """A task's status at one moment, with why, its exit code and its times."""
+
+    status: TaskStatus
+    reason: str | None = None
+    exit_code: int | None = None
+    started_at: dt.datetime | None = None
+    stopped_at: dt.datetime | None = None
+    attempt: int = 1
+
+
+@attrs.frozen(kw_only=True)
+class LogLine:
+    """One line of a task's output and when it was written."""
+
+    time: dt.datetime
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+class TaskProvider(Protocol):
+    """What a provider does for a task handle."""
+
+    def state(self, task_id: str) -> TaskState: ...
+
+    def log_lines(self, task_id: str, *, since: dt.datetime | None,
+                  follow: bool) -> Iterator[LogLine]: ...
+
+    def result(self, task_id: str) -> Mapping[str, Any]: ...
+
+    def download(self, task_id: str, dest: Path) -> list[Path]: ...
+
+    def stop(self, task_id: str, reason: str) -> None: ...
+
+
+@attrs.frozen(kw_only=True)
+class TaskResult:
+    """What a finished task left: ``result.json``'s fields, and its files to download."""
+
+    task_id: str
+    data: Mapping[str, Any] = attrs.field(eq=False)
+    _provider: TaskProvider = attrs.field(eq=False, repr=False, alias="provider")
+
+    @property
+    def status(self) -> str | None:
+        return self.data.get("status")
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.data.get("exit_code")
+
+    @property
+    def reason(self) -> str | None:
+        return self.data.get("reason")
+
+    @property
+    def files(self) -> list[str]:
+        return list(self.data.get("files", []))
+
+    def download(self, dest: str | Path) -> list[Path]:
+        """Copy the transcript, the git diff, the artifacts, the log and result.json into
+        ``dest/<task_id>/``; returns the files written."""
+        return self._provider.download(self.task_id, Path(dest))
+
+
+class Task:
+    """A handle on one task: its status, logs, results, and how to stop it.
+
+    >>> # from rclaude_infra import Deployment, TaskSpec
+    >>> # task = Deployment("dev", provider="local").run_task(TaskSpec(command="make test"))
+    >>> # for line in task.logs(follow=True): print(line)
+    >>> # task.wait().status, task.exit_code, task.result().download("out/")
+    """
+
+    def __init__(self, task_id: str, provider: TaskProvider) -> None:
+        self.task_id = task_id
+        self._provider = provider
+
+    def state(self) -> TaskState:
+        """The task's state now (asks the provider)."""
+        return self._provider.state(self.task_id)
+
+    @property
+    def status(self) -> TaskStatus:
+        return self.state().status
+
+    @property
+    def reason(self) -> str | None:
+        return self.state().reason
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.state().exit_code
+
+    @property
+    def started_at(self) -> dt.datetime | None:
+        return self.state().started_at
+
+    @property
+    def stopped_at(self) -> dt.datetime | None:
+        return self.state().stopped_at
+
+    def wait(self, timeout: float | None = None, *, poll: float = 0.2) -> TaskState:
+        """Block until the task ends; :class:`TaskTimeoutError` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = poll
+        while True:
+            state = self.state()
+            if state.status.done:
+                return state
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TaskTimeoutError(
+                    f"task {self.task_id} is still {state.status.value} after {timeout}s; it "
+                    "keeps running (stop() ends it)")
+            time.sleep(delay if deadline is None else min(delay, max(0.0, deadline -
+                                                                      time.monotonic())))
+            delay = min(delay * 1.5, 5.0)
+
+    def logs(self, follow: bool = False, since: dt.datetime | None = None) -> Iterator[LogLine]:
+        """The task's output lines. ``follow=True`` keeps reading until the task ends;
+        one iterator never repeats or skips a line. ``since`` starts at a time."""
+        return self._provider.log_lines(self.task_id, since=since, follow=follow)
+
+    def result(self) -> TaskResult:
+        """``result.json`` and the files of a finished task."""
+        return TaskResult(task_id=self.task_id, data=self._provider.result(self.task_id),
+                          provider=self._provider)
+
+    def stop(self, reason: str = "stopped by the user") -> None:
+        """Stop the task; it ends STOPPED and still writes its result, logs and diff."""
+        self._provider.stop(self.task_id, reason)
+
+    def __repr__(self) -> str:
+        state = self.state()
+        return f"Task({self.task_id!r}, status={state.status.value})"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        state = self.state()
+        reason = f" ({html.escape(state.reason)})" if state.reason else ""
+        return (f"<div><strong>Task {html.escape(self.task_id)}</strong>: "
+                f"{state.status.value}{reason}; exit code {state.exit_code}</div>")
