@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -13,18 +13,21 @@ import attrs
 from ._plan import Plan
 from .checks import CheckReport
 from .config import DeploymentConfig, TaskSpec, Usage, validate_name
-from .errors import ConfigError, MissingDependencyError, NotSupportedError
+from .errors import ConfigError, MissingDependencyError
 from .outputs import StackOutputs
 from .progress import OnProgress, ProgressEvent
 from .tasks.model import Task, TaskStatus
 
 if TYPE_CHECKING:
+    from ._aws.ecs import EcsProvider
     from ._aws.sweep import SweepReport
     from ._pulumi.engine import StackSession
     from .cost import CostEstimate
     from .policy import PolicyReport
     from .prices import PriceBook
     from .tasks.local import LocalProvider
+
+    TaskBackend = LocalProvider | EcsProvider
 
 DEFAULT_NAME = "dev"
 PROVIDERS = ("ecs-ec2", "local")
@@ -142,6 +145,7 @@ class Deployment:
             raise ConfigError("provider", provider, "one of " + ", ".join(map(repr, PROVIDERS)))
         self._provider_name = provider
         self._local: LocalProvider | None = None
+        self._ecs: EcsProvider | None = None
         config = DeploymentConfig() if config is None else config
         if not isinstance(config, DeploymentConfig):
             raise ConfigError("config", config, "a DeploymentConfig")
@@ -202,11 +206,32 @@ class Deployment:
         """Where tasks run: ``"ecs-ec2"`` (the stack) or ``"local"`` (subprocesses here)."""
         return self._provider_name
 
-    def _tasks(self) -> LocalProvider:
+    @classmethod
+    def from_outputs(cls, name: str, outputs: Mapping[str, Any] | str | StackOutputs, *,
+                     session: Any = None, config: DeploymentConfig | None = None) -> Deployment:
+        """A task-capable Deployment for a stack deployed elsewhere (the Pulumi CLI in CI):
+        ``outputs`` is what ``pulumi stack output --json`` prints, or ``Deployment.outputs``.
+
+        >>> d = Deployment.from_outputs("dev", {"region": "eu-west-1", "bucket": "b"})
+        >>> d.config.region
+        'eu-west-1'
+        """
+        parsed = outputs if isinstance(outputs, StackOutputs) else StackOutputs.from_mapping(
+            outputs)
+        if config is None:
+            config = DeploymentConfig(region=parsed.region or "us-east-1")
+        deployment = cls(name, config, aws_session=session)
+        deployment._outputs = parsed
+        return deployment
+
+    def _tasks(self) -> TaskBackend:
         if self._provider_name != "local":
-            raise NotSupportedError(
-                "running tasks on ECS is not in this release yet; Deployment(name, "
-                "provider='local') runs the same tasks as local processes")
+            if self._ecs is None:
+                from ._aws.ecs import EcsProvider
+
+                self._ecs = EcsProvider(self._boto_session(), self.outputs,
+                                        deployment=self._name)
+            return self._ecs
         if self._local is None:
             from ._pulumi.engine import rclaude_home
             from .tasks.local import LocalProvider

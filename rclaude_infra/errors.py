@@ -121,7 +121,3 @@ class DeploymentFailedError(EngineError):
         super().__init__(message)
         self.resource = resource
         self.provider_message = provider_message
-
-
-class NotSupportedError(RclaudeError, NotImplementedError):
-    """The operation is not available for this provider (the message says what is)."""

@@ -223,12 +223,38 @@ def run(task_dir: Path) -> int:
     return exit_code if exit_code is not None else 1
 
 
+def run_from_s3(bucket: str, task_id: str, work_root: Path) -> int:
+    """The container's entry: the spec from ``s3://bucket/tasks/<id>/``, the outputs back."""
+    import boto3
+
+    from ._aws.s3_tasks import key, upload_outputs
+
+    s3 = boto3.client("s3")
+    task_dir = work_root / task_id
+    task_dir.mkdir(parents=True, exist_ok=True)
+    s3.download_file(bucket, key(task_id, SPEC_FILE), str(task_dir / SPEC_FILE))
+    code = run(task_dir)
+    upload_outputs(s3, bucket, task_id, task_dir)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rclaude_infra.runner",
                                      description="Run one rclaude task.")
-    parser.add_argument("--task-dir", type=Path, required=True,
-                        help="directory holding spec.json; outputs are written beside it")
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--task-dir", type=Path,
+                       help="directory holding spec.json; outputs are written beside it")
+    where.add_argument("--s3", action="store_true",
+                       help="read the spec from s3://$RCLAUDE_BUCKET/tasks/$RCLAUDE_TASK_ID/ "
+                       "and upload the outputs there (the container's mode)")
+    parser.add_argument("--work-root", type=Path, default=Path("/workspace"),
+                        help="with --s3: where the task directory is made")
     args = parser.parse_args(argv)
+    if args.s3:
+        bucket, task_id = os.environ.get("RCLAUDE_BUCKET"), os.environ.get("RCLAUDE_TASK_ID")
+        if not bucket or not task_id:
+            parser.error("--s3 needs RCLAUDE_BUCKET and RCLAUDE_TASK_ID in the environment")
+        return run_from_s3(bucket, task_id, args.work_root)
     if not (args.task_dir / SPEC_FILE).is_file():
         parser.error(f"--task-dir: no {SPEC_FILE} in {args.task_dir}")
     return run(args.task_dir)

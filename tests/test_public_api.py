@@ -38,7 +38,7 @@ def test_all_is_pinned() -> None:
         "CostEstimate", "CostLine", "CredentialsError", "Deployment", "DeploymentConfig",
         "DeploymentFailedError", "Diagnostic", "EngineError", "Finding", "HOURS_PER_MONTH",
         "InstancePrice", "InstanceType", "LOG_RETENTION_DAYS", "LogLine",
-        "MissingDependencyError", "NAT_MODES", "NotSupportedError", "Plan", "PlanError",
+        "MissingDependencyError", "NAT_MODES", "Plan", "PlanError",
         "PlannedResource", "PolicyReport", "PolicyViolationError", "Price", "PriceBook",
         "PriceNotFoundError", "PricingUnavailableError", "PulumiNotFoundError", "RclaudeError",
         "RegionNotEnabledError", "ResourceDone", "ResourceFailed", "ResourceStarted",

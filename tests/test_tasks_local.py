@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rclaude_infra import ConfigError, Deployment, NotSupportedError, TaskSpec
+from rclaude_infra import ConfigError, Deployment, EngineError, TaskSpec
 from rclaude_infra.tasks.model import TaskNotFoundError, TaskStatus, TaskTimeoutError
 
 
@@ -206,9 +206,9 @@ def test_wait_timeout_leaves_the_task_running(local: Deployment) -> None:
     assert task.wait(timeout=30).status is TaskStatus.STOPPED
 
 
-def test_ecs_tasks_are_not_in_this_release() -> None:
-    with pytest.raises(NotSupportedError, match="provider='local'"):
-        Deployment("dev").run_task(TaskSpec(command="true"))
+def test_ecs_tasks_need_a_deployed_stack() -> None:
+    with pytest.raises(EngineError, match="outputs lack cluster_arn"):
+        Deployment.from_outputs("dev", {"region": "us-east-1"}).run_task(TaskSpec(command="x"))
     with pytest.raises(ConfigError, match=r"^provider: "):
         Deployment("dev", provider="fargate")
 

@@ -33,16 +33,10 @@ from ..runner import (
     STOP_REASON_FILE,
     TRANSCRIPT_FILE,
 )
-from .model import LogLine, Task, TaskNotFoundError, TaskState, TaskStatus
+from .model import LogLine, Task, TaskNotFoundError, TaskState, TaskStatus, state_from_result
 
 PROCESS_FILE = "process.json"
 RUNNER_OUT = "runner.out"
-_STATUS = {
-    "succeeded": TaskStatus.SUCCEEDED,
-    "failed": TaskStatus.FAILED,
-    "timeout": TaskStatus.FAILED,
-    "stopped": TaskStatus.STOPPED,
-}
 
 
 def _proc_start_ticks(pid: int) -> int | None:
@@ -119,13 +113,7 @@ class LocalProvider:
         path = self._existing(task_id)
         result = self._read_result(path)
         if result is not None:
-            return TaskState(
-                status=_STATUS.get(result.get("status", ""), TaskStatus.FAILED),
-                reason=result.get("reason"), exit_code=result.get("exit_code"),
-                started_at=_parse_time(result.get("started_at")),
-                stopped_at=_parse_time(result.get("finished_at")),
-                attempt=int(result.get("attempt", 1)),
-            )
+            return state_from_result(result)
         submitted = self._submitted_at(path)
         if self._alive(task_id, path):
             running = (path / LOG_FILE).exists()

@@ -65,6 +65,23 @@ class LogLine:
         return self.text
 
 
+_RESULT_STATUS = {"succeeded": TaskStatus.SUCCEEDED, "stopped": TaskStatus.STOPPED}
+
+
+def state_from_result(result: Mapping[str, Any], attempt: int | None = None) -> TaskState:
+    """The end state a runner's ``result.json`` records (timeouts and errors are FAILED)."""
+    def when(key: str) -> dt.datetime | None:
+        value = result.get(key)
+        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+
+    return TaskState(
+        status=_RESULT_STATUS.get(result.get("status", ""), TaskStatus.FAILED),
+        reason=result.get("reason"), exit_code=result.get("exit_code"),
+        started_at=when("started_at"), stopped_at=when("finished_at"),
+        attempt=int(attempt if attempt is not None else result.get("attempt", 1)),
+    )
+
+
 class TaskProvider(Protocol):
     """What a provider does for a task handle."""
 

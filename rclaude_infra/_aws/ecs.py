@@ -1,0 +1,334 @@
+"""The ECS provider: tasks on the stack's cluster, through its capacity provider.
+
+A task's spec goes to ``s3://<bucket>/tasks/<task_id>/spec.json`` first (container
+overrides are capped at 8 KiB), then one ``RunTask`` with the capacity provider
+strategy, a ``clientToken`` derived from the task id and attempt, and the task id in
+``startedBy`` and the tags. ``attempts.json`` beside the spec records each attempt's task
+ARN, so any process can re-attach. Status for every watched task comes from one shared
+``DescribeTasks`` per 100 ARNs; a task stopped by a spot interruption is PREEMPTED and
+submitted again, under the same task id, while it has retries left.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..config import DEPLOYMENT_TAG, TaskSpec
+from ..errors import EngineError
+from ..outputs import StackOutputs
+from ..tasks.model import (
+    LogLine,
+    Task,
+    TaskNotFoundError,
+    TaskState,
+    TaskStatus,
+    state_from_result,
+)
+from . import s3_tasks
+
+TASK_TAG = "rclaude:task-id"
+#: Written by stop(): who stopped the task and why.
+STOP_FILE = "stop.json"
+_BATCH = 100
+_PENDING_STATES = {"PROVISIONING", "PENDING", "ACTIVATING"}
+_RUNNING_STATES = {"RUNNING"}
+_PREEMPTION_CODES = {"SpotInterruption", "TerminationNotice"}
+
+
+def _client_config() -> Any:
+    from botocore.config import Config
+
+    # Adaptive retries: botocore backs off on throttling with a client-side rate limit.
+    return Config(retries={"mode": "adaptive", "max_attempts": 12})
+
+
+def map_task(task: Mapping[str, Any], container: str) -> TaskState:
+    """An ECS ``DescribeTasks`` task as a :class:`TaskState`."""
+    last = task.get("lastStatus", "")
+    started, stopped = task.get("startedAt"), task.get("stoppedAt")
+    if last in _PENDING_STATES:
+        reason = ("waiting for capacity (the group is scaling out)" if last == "PROVISIONING"
+                  else f"{last.lower()}: starting")
+        return TaskState(status=TaskStatus.PENDING, reason=reason)
+    if last in _RUNNING_STATES or last in ("DEACTIVATING", "STOPPING", "DEPROVISIONING"):
+        return TaskState(status=TaskStatus.RUNNING, started_at=started,
+                         reason=None if last == "RUNNING" else f"{last.lower()}")
+    code = task.get("stopCode")
+    stopped_reason = task.get("stoppedReason") or ""
+    runner: Mapping[str, Any] = next(
+        (c for c in task.get("containers", []) if c.get("name") == container), {})
+    exit_code = runner.get("exitCode")
+    container_reason = runner.get("reason") or ""
+    if code in _PREEMPTION_CODES or ("spot" in stopped_reason.lower() and "interrupt" in (
+            stopped_reason.lower())):
+        return TaskState(status=TaskStatus.PREEMPTED, exit_code=exit_code, started_at=started,
+                         stopped_at=stopped,
+                         reason=f"spot interruption: {stopped_reason or code}")
+    if code == "UserInitiated":
+        return TaskState(status=TaskStatus.STOPPED, exit_code=exit_code, started_at=started,
+                         stopped_at=stopped, reason=stopped_reason or "stopped")
+    if code == "TaskFailedToStart":
+        why = container_reason or stopped_reason
+        if "CannotPullContainer" in why:
+            why = f"image pull failed: {why}"
+        return TaskState(status=TaskStatus.FAILED, exit_code=exit_code, started_at=started,
+                         stopped_at=stopped, reason=why or "the task failed to start")
+    if "OutOfMemory" in container_reason:
+        return TaskState(status=TaskStatus.FAILED, exit_code=exit_code, started_at=started,
+                         stopped_at=stopped, reason=f"out of memory: {container_reason}")
+    if exit_code == 0:
+        return TaskState(status=TaskStatus.SUCCEEDED, exit_code=0, started_at=started,
+                         stopped_at=stopped)
+    if exit_code is None:
+        return TaskState(status=TaskStatus.FAILED, started_at=started, stopped_at=stopped,
+                         reason=container_reason or stopped_reason or "stopped without an exit "
+                         "code")
+    return TaskState(status=TaskStatus.FAILED, exit_code=exit_code, started_at=started,
+                     stopped_at=stopped, reason=container_reason or f"exit code {exit_code}")
+
+
+class EcsProvider:
+    """Runs tasks on the stack described by ``outputs``, with the clients of ``session``."""
+
+    def __init__(self, session: Any, outputs: StackOutputs, *, deployment: str,
+                 poll_interval: float = 2.0) -> None:
+        missing = [name for name in ("cluster_arn", "capacity_provider", "task_definition_arn",
+                                     "container_name", "bucket", "log_group")
+                   if not getattr(outputs, name)]
+        if missing:
+            raise EngineError(f"the stack outputs lack {', '.join(missing)}: deploy the stack "
+                              "(Deployment.up()) or pass the outputs it printed")
+        self.outputs = outputs
+        self.deployment = deployment
+        region = outputs.region
+        config = _client_config()
+        self.ecs = session.client("ecs", region_name=region, config=config)
+        self.s3 = session.client("s3", region_name=region, config=config)
+        self.logs = session.client("logs", region_name=region, config=config)
+        self.poll_interval = poll_interval
+        self._described: dict[str, tuple[float, Mapping[str, Any] | None]] = {}
+        self._attempts: dict[str, list[dict[str, Any]]] = {}
+        # Re-entrant: resubmitting after a preemption records the attempt under the lock.
+        self._lock = threading.RLock()
+        self._describe_lock = threading.Lock()
+        self.describe_calls = 0
+
+    @property
+    def _bucket(self) -> str:
+        assert self.outputs.bucket is not None
+        return self.outputs.bucket
+
+    # -- submitting ------------------------------------------------------------------
+
+    def submit(self, spec: TaskSpec) -> Task:
+        if self._attempts_of(spec.task_id):
+            return Task(spec.task_id, self)  # submitted before: never twice
+        s3_tasks.write_json(self.s3, self._bucket, spec.task_id, "spec.json", spec.to_dict())
+        self._start(spec, attempt=1)
+        return Task(spec.task_id, self)
+
+    def _start(self, spec: TaskSpec, *, attempt: int) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        request: dict[str, Any] = {
+            "cluster": self.outputs.cluster_arn,
+            "taskDefinition": self.outputs.task_definition_arn,
+            "capacityProviderStrategy": [
+                {"capacityProvider": self.outputs.capacity_provider, "weight": 1, "base": 0}],
+            "clientToken": f"{spec.task_id}-a{attempt}",
+            "startedBy": spec.task_id,
+            "enableExecuteCommand": True,
+            "tags": [{"key": TASK_TAG, "value": spec.task_id},
+                     {"key": DEPLOYMENT_TAG, "value": self.deployment}],
+            "overrides": {"containerOverrides": [{
+                "name": self.outputs.container_name,
+                "command": ["python", "-m", "rclaude_infra.runner", "--s3"],
+                "environment": [{"name": "RCLAUDE_TASK_ID", "value": spec.task_id},
+                                {"name": "RCLAUDE_ATTEMPT", "value": str(attempt)}],
+            }]},
+        }
+        if spec.cpu is not None:
+            request["overrides"]["cpu"] = str(spec.cpu)
+        if spec.memory is not None:
+            request["overrides"]["memory"] = str(spec.memory)
+        try:
+            response = self.ecs.run_task(**request)
+        except (ClientError, BotoCoreError) as exc:
+            # The request may have reached ECS before it failed: look before starting again.
+            arn = self._find_started(spec.task_id, attempt)
+            if arn is None:
+                raise EngineError(f"could not start task {spec.task_id}: {exc}") from exc
+        else:
+            if response.get("failures") or not response.get("tasks"):
+                reasons = "; ".join(f"{f.get('reason')} {f.get('detail', '')}".strip()
+                                    for f in response.get("failures", []))
+                raise EngineError(f"ECS did not start task {spec.task_id}: {reasons or 'no task'}")
+            arn = response["tasks"][0]["taskArn"]
+            with self._describe_lock:
+                self._described[arn] = (time.monotonic(), response["tasks"][0])
+        self._record_attempt(spec.task_id, attempt, arn)
+        return arn
+
+    def _find_started(self, task_id: str, attempt: int) -> str | None:
+        known = {a["arn"] for a in self._attempts_of(task_id)}
+        for desired in ("RUNNING", "STOPPED"):
+            arns = self.ecs.list_tasks(cluster=self.outputs.cluster_arn, startedBy=task_id,
+                                       desiredStatus=desired)["taskArns"]
+            fresh = [a for a in arns if a not in known]
+            if fresh:
+                return str(fresh[0])
+        return None
+
+    def _record_attempt(self, task_id: str, attempt: int, arn: str) -> None:
+        with self._lock:
+            attempts = [a for a in self._attempts_of(task_id) if a["attempt"] != attempt]
+            attempts.append({"attempt": attempt, "arn": arn,
+                             "submitted_at": dt.datetime.now(dt.UTC).isoformat()})
+            self._attempts[task_id] = attempts
+        s3_tasks.write_json(self.s3, self._bucket, task_id, s3_tasks.ATTEMPTS_FILE, attempts)
+
+    def _attempts_of(self, task_id: str) -> list[dict[str, Any]]:
+        if task_id not in self._attempts:
+            found = s3_tasks.read_json(self.s3, self._bucket, task_id, s3_tasks.ATTEMPTS_FILE)
+            if found is None:
+                return []
+            self._attempts[task_id] = list(found)
+        return self._attempts[task_id]
+
+    # -- status: one DescribeTasks per 100 ARNs, shared ----------------------------------
+
+    def _describe(self, arn: str) -> Mapping[str, Any] | None:
+        now = time.monotonic()
+        with self._describe_lock:
+            seen = self._described.get(arn)
+            if seen is not None and now - seen[0] < self.poll_interval:
+                return seen[1]
+            # Refresh every watched task that is due, in batches, with this one first.
+            due = [arn] + [a for a, (t, d) in self._described.items()
+                           if a != arn and now - t >= self.poll_interval
+                           and (d is None or d.get("lastStatus") != "STOPPED")]
+            for start in range(0, len(due), _BATCH):
+                batch = due[start:start + _BATCH]
+                self.describe_calls += 1
+                found = {t["taskArn"]: t for t in self.ecs.describe_tasks(
+                    cluster=self.outputs.cluster_arn, tasks=batch)["tasks"]}
+                stamp = time.monotonic() - random.uniform(0, self.poll_interval / 4)  # jitter
+                for a in batch:
+                    self._described[a] = (stamp, found.get(a))
+            return self._described[arn][1]
+
+    def state(self, task_id: str) -> TaskState:
+        attempts = self._attempts_of(task_id)
+        if not attempts:
+            raise TaskNotFoundError(f"no task {task_id!r} in s3://{self._bucket}/tasks/")
+        latest = max(attempts, key=lambda a: a["attempt"])
+        described = self._describe(latest["arn"])
+        container = self.outputs.container_name or "runner"
+        if described is None:
+            # ECS forgets stopped tasks after about an hour; the result stays in S3.
+            result = s3_tasks.read_json(self.s3, self._bucket, task_id, "result.json")
+            if result is None:
+                return TaskState(status=TaskStatus.FAILED, attempt=latest["attempt"],
+                                 reason="ECS no longer knows the task and it left no result")
+            return state_from_result(result, latest["attempt"])
+        state = attrs.evolve(map_task(described, container), attempt=latest["attempt"])
+        if described.get("lastStatus") == "STOPPED" and state.status is not TaskStatus.PREEMPTED:
+            # A stop we asked for is STOPPED, whatever exit code the container left.
+            stop = s3_tasks.read_json(self.s3, self._bucket, task_id, STOP_FILE)
+            if stop is not None:
+                state = attrs.evolve(state, status=TaskStatus.STOPPED, reason=stop["reason"])
+        if state.status is TaskStatus.PREEMPTED:
+            spec = TaskSpec.from_mapping(
+                s3_tasks.read_json(self.s3, self._bucket, task_id, "spec.json") or {})
+            if latest["attempt"] <= spec.max_retries_on_preemption:
+                attempt = latest["attempt"] + 1
+                with self._lock:
+                    if max(a["attempt"] for a in self._attempts_of(task_id)) < attempt:
+                        self._start(spec, attempt=attempt)
+                return TaskState(status=TaskStatus.PENDING, attempt=attempt,
+                                 reason=f"submitted again after a spot interruption "
+                                 f"(attempt {attempt})")
+        return state
+
+    # -- logs, results, stop, history --------------------------------------------------
+
+    def _stream(self, task_id: str) -> str | None:
+        attempts = self._attempts_of(task_id)
+        if not attempts:
+            raise TaskNotFoundError(f"no task {task_id!r}")
+        arn = max(attempts, key=lambda a: a["attempt"])["arn"]
+        return f"task/{self.outputs.container_name}/{arn.rsplit('/', 1)[-1]}"
+
+    def log_lines(self, task_id: str, *, since: dt.datetime | None,
+                  follow: bool) -> Iterator[LogLine]:
+        from botocore.exceptions import ClientError
+
+        stream = self._stream(task_id)
+        token: str | None = None
+        while True:
+            done = self.state(task_id).status.done
+            request: dict[str, Any] = {"logGroupName": self.outputs.log_group,
+                                       "logStreamName": stream, "startFromHead": True}
+            if token is not None:
+                request["nextToken"] = token
+            elif since is not None:
+                request["startTime"] = int(since.timestamp() * 1000)
+            try:
+                page = self.logs.get_log_events(**request)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                    raise
+                page = {"events": [], "nextForwardToken": token}  # the stream is not there yet
+            for event in page["events"]:
+                yield LogLine(time=dt.datetime.fromtimestamp(event["timestamp"] / 1000, dt.UTC),
+                              text=event["message"].rstrip("\n"))
+            new_token = page.get("nextForwardToken")
+            # The same token back means nothing more for now.
+            exhausted = new_token == token or not page["events"]
+            token = new_token or token
+            if exhausted and (not follow or done):
+                return
+            if exhausted:
+                time.sleep(self.poll_interval)
+
+    def result(self, task_id: str) -> Mapping[str, Any]:
+        result = s3_tasks.read_json(self.s3, self._bucket, task_id, "result.json")
+        if result is None:
+            state = self.state(task_id)
+            raise TaskNotFoundError(f"task {task_id} has no result in S3 yet (it is "
+                                    f"{state.status.value})")
+        return dict(result)
+
+    def download(self, task_id: str, dest: Path) -> list[Path]:
+        return s3_tasks.download_outputs(self.s3, self._bucket, task_id, dest)
+
+    def stop(self, task_id: str, reason: str) -> None:
+        attempts = self._attempts_of(task_id)
+        if not attempts:
+            raise TaskNotFoundError(f"no task {task_id!r}")
+        arn = max(attempts, key=lambda a: a["attempt"])["arn"]
+        s3_tasks.write_json(self.s3, self._bucket, task_id, STOP_FILE, {
+            "reason": reason, "at": dt.datetime.now(dt.UTC).isoformat()})
+        self.ecs.stop_task(cluster=self.outputs.cluster_arn, task=arn, reason=reason[:255])
+        with self._describe_lock:
+            self._described.pop(arn, None)
+
+    def list(self, *, limit: int | None = None, status: TaskStatus | None = None) -> list[Task]:
+        """Tasks from the S3 history (newest ids first), with live ECS state."""
+        tasks = []
+        for task_id in sorted(s3_tasks.list_task_ids(self.s3, self._bucket), reverse=True):
+            task = Task(task_id, self)
+            if status is not None and task.status is not status:
+                continue
+            tasks.append(task)
+            if limit is not None and len(tasks) >= limit:
+                break
+        return tasks

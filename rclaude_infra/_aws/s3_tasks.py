@@ -1,0 +1,75 @@
+"""A task's S3 prefix: ``s3://<bucket>/tasks/<task_id>/`` holds its spec, its attempts
+and, once the runner is done, its outputs (the same layout as a local task directory)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+PREFIX = "tasks/"
+ATTEMPTS_FILE = "attempts.json"
+#: What the runner uploads from its task directory; result.json goes last.
+OUTPUT_FILES = ("transcript.jsonl", "diff.patch", "log.jsonl")
+
+
+def key(task_id: str, name: str) -> str:
+    return f"{PREFIX}{task_id}/{name}"
+
+
+def read_json(s3: Any, bucket: str, task_id: str, name: str) -> Any | None:
+    """A JSON file of the task's prefix, or ``None`` when it is not there."""
+    from botocore.exceptions import ClientError
+
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key(task_id, name))["Body"].read()
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+    return json.loads(body)
+
+
+def write_json(s3: Any, bucket: str, task_id: str, name: str, data: Any) -> None:
+    s3.put_object(Bucket=bucket, Key=key(task_id, name),
+                  Body=json.dumps(data, indent=2).encode(), ContentType="application/json")
+
+
+def upload_outputs(s3: Any, bucket: str, task_id: str, task_dir: Path) -> None:
+    """Upload what the runner wrote, result.json last: its presence means all is there."""
+    for name in OUTPUT_FILES:
+        if (task_dir / name).is_file():
+            s3.upload_file(str(task_dir / name), bucket, key(task_id, name))
+    artifacts = task_dir / "artifacts"
+    if artifacts.is_dir():
+        for path in sorted(p for p in artifacts.rglob("*") if p.is_file()):
+            s3.upload_file(str(path), bucket,
+                           key(task_id, f"artifacts/{path.relative_to(artifacts).as_posix()}"))
+    if (task_dir / "result.json").is_file():
+        s3.upload_file(str(task_dir / "result.json"), bucket, key(task_id, "result.json"))
+
+
+def download_outputs(s3: Any, bucket: str, task_id: str, dest: Path) -> list[Path]:
+    """Copy the task's outputs (not its spec or attempts) into ``dest/<task_id>/``."""
+    target = dest / task_id
+    written = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                              Prefix=key(task_id, "")):
+        for item in page.get("Contents", []):
+            name = item["Key"][len(key(task_id, "")):]
+            if name in ("spec.json", ATTEMPTS_FILE, "stop.json") or not name:
+                continue
+            path = target / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, item["Key"], str(path))
+            written.append(path)
+    return sorted(written)
+
+
+def list_task_ids(s3: Any, bucket: str) -> list[str]:
+    """Every task with a prefix in the bucket (ECS forgets stopped tasks; S3 does not)."""
+    ids = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=PREFIX,
+                                                              Delimiter="/"):
+        ids += [p["Prefix"][len(PREFIX):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+    return ids

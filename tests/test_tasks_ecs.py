@@ -1,0 +1,258 @@
+"""The ECS provider against moto's server: a cluster with a registered container instance,
+a capacity provider, the results bucket and the log group, created the way the stack
+would, reached through Deployment.from_outputs. Status mapping is checked on DescribeTasks
+shapes from the ECS API reference (moto sets no stopCode, see emulator-gaps.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from rclaude_infra import Deployment, StackOutputs, TaskSpec, TaskStatus
+from rclaude_infra._aws.ecs import EcsProvider, map_task
+from rclaude_infra.runner import run_from_s3
+
+
+@pytest.fixture(name="stack")
+def _stack(aws: Any) -> StackOutputs:
+    """The resources a deployed stack gives the task runner, made in moto."""
+    suffix = uuid.uuid4().hex[:8]
+    ec2, ecs, scaling = aws.client("ec2"), aws.client("ecs"), aws.client("autoscaling")
+    cluster = ecs.create_cluster(clusterName=f"rclaude-dev-cluster-{suffix}")["cluster"]
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1,
+                                 InstanceType="t3.medium")["Instances"][0]
+    ecs.register_container_instance(
+        cluster=cluster["clusterArn"],
+        instanceIdentityDocument=json.dumps({
+            "instanceId": instance["InstanceId"], "instanceType": "t3.medium",
+            "region": "us-east-1", "availabilityZone": "us-east-1a"}),
+        # Room for every task the tests start: moto places tasks on registered instances
+        # only (real ECS would keep the rest PROVISIONING while the group scales out).
+        totalResources=[{"name": "CPU", "type": "INTEGER", "integerValue": 10_000_000},
+                        {"name": "MEMORY", "type": "INTEGER", "integerValue": 10_000_000}],
+    )
+    ec2.create_launch_template(LaunchTemplateName=f"lt-{suffix}",
+                               LaunchTemplateData={"ImageId": image})
+    scaling.create_auto_scaling_group(
+        AutoScalingGroupName=f"rclaude-dev-asg-{suffix}", MinSize=0, MaxSize=4,
+        LaunchTemplate={"LaunchTemplateName": f"lt-{suffix}"}, AvailabilityZones=["us-east-1a"])
+    group = scaling.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[f"rclaude-dev-asg-{suffix}"])["AutoScalingGroups"][0]
+    provider = ecs.create_capacity_provider(
+        name=f"rclaude-dev-cp-{suffix}",
+        autoScalingGroupProvider={"autoScalingGroupArn": group["AutoScalingGroupARN"],
+                                  "managedScaling": {"status": "ENABLED", "targetCapacity": 100},
+                                  "managedTerminationProtection": "DISABLED"},
+    )["capacityProvider"]["name"]
+    ecs.put_cluster_capacity_providers(
+        cluster=cluster["clusterArn"], capacityProviders=[provider],
+        defaultCapacityProviderStrategy=[{"capacityProvider": provider, "weight": 1}])
+    definition = ecs.register_task_definition(
+        family=f"rclaude-dev-runner-{suffix}", requiresCompatibilities=["EC2"],
+        networkMode="bridge", cpu="1024", memory="2048",
+        containerDefinitions=[{"name": "runner", "image": "runner:1", "essential": True,
+                               "cpu": 10, "memory": 10}],
+    )["taskDefinition"]
+    bucket = f"rclaude-dev-results-{suffix}"
+    aws.client("s3").create_bucket(Bucket=bucket)
+    log_group = f"/rclaude/dev-{suffix}"
+    aws.client("logs").create_log_group(logGroupName=log_group)
+    return StackOutputs(
+        deployment="dev", region="us-east-1", cluster_name=cluster["clusterName"],
+        cluster_arn=cluster["clusterArn"], capacity_provider=provider,
+        task_definition_family=definition["family"],
+        task_definition_arn=definition["taskDefinitionArn"], container_name="runner",
+        bucket=bucket, log_group=log_group,
+    )
+
+
+@pytest.fixture(name="deployment")
+def _deployment(aws: Any, stack: StackOutputs) -> Deployment:
+    # The CLI's JSON, as `pulumi stack output --json` prints it.
+    return Deployment.from_outputs("dev", json.dumps(stack.to_dict()), session=aws)
+
+
+def test_run_task_puts_the_spec_first_then_one_run_task(deployment: Deployment, aws: Any,
+                                                         stack: StackOutputs) -> None:
+    spec = TaskSpec(prompt="Fix the failing tests " * 400, repo="https://github.com/me/app",
+                    cpu=512, memory=1024)
+    task = deployment.run_task(spec)
+    s3 = aws.client("s3")
+    stored = json.loads(s3.get_object(Bucket=stack.bucket,
+                                      Key=f"tasks/{spec.task_id}/spec.json")["Body"].read())
+    assert TaskSpec.from_mapping(stored) == spec  # the 9 KB prompt rides in S3, not overrides
+    attempts = json.loads(s3.get_object(Bucket=stack.bucket,
+                                        Key=f"tasks/{spec.task_id}/attempts.json")["Body"].read())
+    assert [a["attempt"] for a in attempts] == [1]
+    ecs = aws.client("ecs")
+    (described,) = ecs.describe_tasks(cluster=stack.cluster_arn, tasks=[attempts[0]["arn"]],
+                                      include=["TAGS"])["tasks"]
+    assert described["startedBy"] == spec.task_id
+    assert described["capacityProviderName"] == stack.capacity_provider
+    assert {"key": "rclaude:task-id", "value": spec.task_id} in described["tags"]
+    assert task.status is TaskStatus.RUNNING
+
+
+def test_resubmission_and_reattach_use_the_s3_record(deployment: Deployment, aws: Any,
+                                                      stack: StackOutputs) -> None:
+    spec = TaskSpec(command="true")
+    first = deployment.run_task(spec)
+    again = deployment.run_task(spec)
+    assert again.task_id == first.task_id
+    ecs = aws.client("ecs")
+    assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 1
+    # Another process: a new Deployment from the same outputs finds it.
+    other = Deployment.from_outputs("dev", stack.to_dict(), session=aws)
+    assert other.task(spec.task_id).status is TaskStatus.RUNNING
+    assert spec.task_id in {t.task_id for t in other.tasks(limit=None)}
+
+
+def test_a_task_runs_end_to_end_through_s3_and_logs(
+    deployment: Deployment, aws: Any, stack: StackOutputs, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    spec = TaskSpec(command="echo hello from the task; echo x > $RCLAUDE_ARTIFACTS/out.txt")
+    task = deployment.run_task(spec)
+    # What the container does: the runner in S3 mode (here against moto's server).
+    # In the container the task role's credentials come from the ECS agent.
+    for name, value in (("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "testing"),
+                        ("AWS_SECRET_ACCESS_KEY", "testing")):
+        monkeypatch.setenv(name, value)
+    assert run_from_s3(stack.bucket or "", spec.task_id, tmp_path / "work") == 0
+    # The container's awslogs stream: task/<container>/<ecs task id>.
+    arn = json.loads(aws.client("s3").get_object(
+        Bucket=stack.bucket, Key=f"tasks/{spec.task_id}/attempts.json")["Body"].read())[0]["arn"]
+    stream = f"task/runner/{arn.rsplit('/', 1)[-1]}"
+    logs = aws.client("logs")
+    logs.create_log_stream(logGroupName=stack.log_group, logStreamName=stream)
+    now = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    logs.put_log_events(logGroupName=stack.log_group, logStreamName=stream, logEvents=[
+        {"timestamp": now + i, "message": f"line {i}"} for i in range(250)])
+    aws.client("ecs").stop_task(cluster=stack.cluster_arn, task=arn, reason="Essential container "
+                                "in task exited")
+    lines = [str(x) for x in task.logs()]
+    assert lines == [f"line {i}" for i in range(250)]
+    state = task.wait(timeout=30, poll=0.05)
+    assert state.status in (TaskStatus.SUCCEEDED, TaskStatus.STOPPED)
+    result = task.result()
+    assert result.status == "succeeded" and result.exit_code == 0
+    files = result.download(tmp_path / "out")
+    names = {p.relative_to(tmp_path / "out" / spec.task_id).as_posix() for p in files}
+    assert {"result.json", "transcript.jsonl", "log.jsonl", "artifacts/out.txt"} <= names
+
+
+def test_status_of_many_tasks_is_shared_and_batched(deployment: Deployment,
+                                                    stack: StackOutputs) -> None:
+    tasks = deployment.run_tasks([TaskSpec(command="true") for _ in range(150)])
+    provider = deployment._tasks()
+    assert isinstance(provider, EcsProvider)
+    provider.poll_interval = 60.0
+    # Every task is due for a refresh, as after one poll interval.
+    provider._described = {arn: (0.0, seen) for arn, (_, seen) in provider._described.items()}
+    before = provider.describe_calls
+    statuses = [task.status for task in tasks]  # 150 readers
+    assert statuses == [TaskStatus.RUNNING] * 150
+    assert provider.describe_calls - before == 2  # shared: ceil(150 / 100) DescribeTasks
+
+
+def test_stop(deployment: Deployment) -> None:
+    task = deployment.run_task(TaskSpec(command="sleep 600"))
+    task.stop("user asked")
+    state = task.state()
+    # moto sets no stopCode and keeps exit code 0 (emulator-gaps.md): the provider's own
+    # record of the stop decides, as it would on ECS.
+    assert state.status is TaskStatus.STOPPED and state.reason == "user asked"
+
+
+# -- status mapping from DescribeTasks shapes (ECS API reference) ----------------------
+
+STARTED = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+STOPPED_AT = dt.datetime(2026, 11, 27, 12, 15, tzinfo=dt.UTC)
+
+
+def described(last: str, *, stop_code: str | None = None, stopped_reason: str | None = None,
+              exit_code: int | None = None, container_reason: str | None = None) -> dict:
+    container: dict[str, Any] = {"name": "runner", "lastStatus": last,
+                                 "containerArn": "arn:aws:ecs:us-east-1:1:container/c/x"}
+    if exit_code is not None:
+        container["exitCode"] = exit_code
+    if container_reason:
+        container["reason"] = container_reason
+    task: dict[str, Any] = {
+        "taskArn": "arn:aws:ecs:us-east-1:111122223333:task/c/0f3e", "lastStatus": last,
+        "desiredStatus": "STOPPED" if last == "STOPPED" else "RUNNING",
+        "containers": [container], "capacityProviderName": "rclaude-dev-cp",
+        "startedBy": "t-1", "createdAt": STARTED,
+    }
+    if last in ("RUNNING", "STOPPED"):
+        task["startedAt"] = STARTED
+    if last == "STOPPED":
+        task.update(stoppedAt=STOPPED_AT, stopCode=stop_code, stoppedReason=stopped_reason)
+    return task
+
+
+@pytest.mark.parametrize(("task", "status", "reason"), [
+    (described("PROVISIONING"), TaskStatus.PENDING, "waiting for capacity"),
+    (described("PENDING"), TaskStatus.PENDING, "pending"),
+    (described("RUNNING"), TaskStatus.RUNNING, None),
+    (described("STOPPED", stop_code="EssentialContainerExited",
+               stopped_reason="Essential container in task exited", exit_code=0),
+     TaskStatus.SUCCEEDED, None),
+    (described("STOPPED", stop_code="EssentialContainerExited",
+               stopped_reason="Essential container in task exited", exit_code=2),
+     TaskStatus.FAILED, "exit code 2"),
+    (described("STOPPED", stop_code="EssentialContainerExited", exit_code=137,
+               stopped_reason="Essential container in task exited",
+               container_reason="OutOfMemoryError: Container killed due to memory usage"),
+     TaskStatus.FAILED, "out of memory"),
+    (described("STOPPED", stop_code="TaskFailedToStart",
+               stopped_reason="CannotPullContainerError: pull image manifest has been retried "
+               "5 time(s): failed to resolve ref runner:1: not found"),
+     TaskStatus.FAILED, "image pull failed"),
+    (described("STOPPED", stop_code="UserInitiated", stopped_reason="user asked",
+               exit_code=143), TaskStatus.STOPPED, "user asked"),
+    (described("STOPPED", stop_code="SpotInterruption",
+               stopped_reason="Your Spot Task was interrupted.", exit_code=143),
+     TaskStatus.PREEMPTED, "spot interruption"),
+    (described("STOPPED", stop_code="TerminationNotice",
+               stopped_reason="Task stopped due to instance termination"),
+     TaskStatus.PREEMPTED, "spot interruption"),
+])
+def test_status_mapping(task: dict, status: TaskStatus, reason: str | None) -> None:
+    state = map_task(task, "runner")
+    assert state.status is status
+    if reason is None:
+        assert state.reason is None
+    else:
+        assert reason in (state.reason or "")
+    if task["lastStatus"] == "STOPPED":
+        assert state.stopped_at == STOPPED_AT
+
+
+def test_a_preempted_task_is_submitted_again(deployment: Deployment, aws: Any,
+                                             stack: StackOutputs) -> None:
+    spec = TaskSpec(command="true", max_retries_on_preemption=1)
+    task = deployment.run_task(spec)
+    provider = deployment._tasks()
+    assert isinstance(provider, EcsProvider)
+    first_arn = provider._attempts_of(spec.task_id)[0]["arn"]
+    # ECS reported the spot interruption (moto cannot: it sets no stopCode).
+    provider._described[first_arn] = (float("inf"), described(
+        "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted."))
+    state = task.state()
+    assert state.status is TaskStatus.PENDING and state.attempt == 2
+    assert "attempt 2" in (state.reason or "")
+    attempts = provider._attempts_of(spec.task_id)
+    assert [a["attempt"] for a in attempts] == [1, 2] and attempts[1]["arn"] != first_arn
+    ecs = aws.client("ecs")
+    assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 2
+    # Out of retries: the second interruption is the end.
+    provider._described[attempts[1]["arn"]] = (float("inf"), described(
+        "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted."))
+    assert task.state().status is TaskStatus.PREEMPTED
