@@ -271,15 +271,25 @@ class Usage:
         return round(self.tasks_per_day * HOURS_PER_MONTH / 24, 4)
 
 
+def _known_fields(cls: type, data: object, what: str, prefix: str = "") -> dict[str, Any]:
+    """``data`` as keyword arguments for the attrs class ``cls``; an unknown key is an
+    error naming the key and the fields there are."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(what, data, f"a mapping of {cls.__name__} fields")
+    names = [a.name for a in attrs.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}", data[key],
+                              f"a {cls.__name__} field: " + ", ".join(names))
+    return dict(data)
+
+
 def _usage(value: object) -> object:
     """Accept a table (TOML, JSON) where a Usage is wanted; unknown keys name themselves."""
     if isinstance(value, Mapping):
-        names = [a.name for a in attrs.fields(Usage)]
-        for key in value:
-            if key not in names:
-                raise ConfigError(f"usage.{key}", value[key], "a Usage field: " + ", ".join(names))
+        fields = _known_fields(Usage, value, "usage", prefix="usage.")
         try:
-            return Usage(**dict(value))
+            return Usage(**fields)
         except ConfigError as exc:
             raise ConfigError(f"usage.{exc.field}", exc.value, exc.allowed) from None
     return value
@@ -418,13 +428,7 @@ class DeploymentConfig:
         >>> DeploymentConfig.from_mapping({"region": "us-west-2", "spot": False}).spot
         False
         """
-        if not isinstance(data, Mapping):
-            raise ConfigError("config", data, "a mapping of DeploymentConfig fields")
-        names = [a.name for a in attrs.fields(cls)]
-        for key in data:
-            if key not in names:
-                raise ConfigError(key, data[key], "a DeploymentConfig field: " + ", ".join(names))
-        return cls(**dict(data))
+        return cls(**_known_fields(cls, data, "config"))
 
     @classmethod
     def from_stack_config(cls, values: Mapping[str, str]) -> DeploymentConfig:
@@ -599,10 +603,4 @@ class TaskSpec:
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> TaskSpec:
         """From plain data (``spec.json``); unknown keys are errors naming the key."""
-        if not isinstance(data, Mapping):
-            raise ConfigError("spec", data, "a mapping of TaskSpec fields")
-        names = [a.name for a in attrs.fields(cls)]
-        for key in data:
-            if key not in names:
-                raise ConfigError(key, data[key], "a TaskSpec field: " + ", ".join(names))
-        return cls(**dict(data))
+        return cls(**_known_fields(cls, data, "spec"))

@@ -63,46 +63,39 @@ def build_sources(reference: Path) -> Path:
     return out
 
 
-def build_ec2_prices(reference: Path) -> Path:
-    """Every region's on-demand Linux prices in one file: region,instance_type,usd_per_hour."""
-    out = DATA / "ec2_on_demand.csv"
+def _by_region(reference: Path, pattern: str, prefix: str, out_name: str,
+               columns: list[str], number: str) -> Path:
+    """Concatenate per-region reference files into one, with a region column; each
+    region's source comments are kept, indented under its name."""
+    out = DATA / out_name
     header: list[str] = []
     rows: list[dict[str, str]] = []
-    for path in sorted(reference.glob("ec2-on-demand-*.csv")):
-        region = path.stem.removeprefix("ec2-on-demand-")
+    for path in sorted(reference.glob(pattern)):
+        region = path.stem.removeprefix(prefix)
         comments, region_rows = _split(path)
         header.append(f"# region {region}:")
         header += [f"#   {line.lstrip('# ')}" for line in comments]
         for row in region_rows:
-            float(row["usd_per_hour"])
+            float(row[number])  # every price parses
             rows.append({"region": region, **row})
     with out.open("w", newline="") as f:
         f.write("\n".join(header) + "\n")
-        writer = csv.DictWriter(f, ["region", "instance_type", "usd_per_hour"])
+        writer = csv.DictWriter(f, ["region", *columns])
         writer.writeheader()
         writer.writerows(rows)
     return out
+
+
+def build_ec2_prices(reference: Path) -> Path:
+    """Every region's on-demand Linux prices in one file: region,instance_type,usd_per_hour."""
+    return _by_region(reference, "ec2-on-demand-*.csv", "ec2-on-demand-", "ec2_on_demand.csv",
+                      ["instance_type", "usd_per_hour"], "usd_per_hour")
 
 
 def build_other_prices(reference: Path) -> Path:
     """Non-EC2 prices, one region per source file: region,item,unit,usd,source."""
-    out = DATA / "other_prices.csv"
-    header: list[str] = []
-    rows: list[dict[str, str]] = []
-    for path in sorted(reference.glob("other-prices-*.csv")):
-        region = path.stem.removeprefix("other-prices-")
-        comments, region_rows = _split(path)
-        header.append(f"# region {region}:")
-        header += [f"#   {line.lstrip('# ')}" for line in comments]
-        for row in region_rows:
-            float(row["usd"])
-            rows.append({"region": region, **row})
-    with out.open("w", newline="") as f:
-        f.write("\n".join(header) + "\n")
-        writer = csv.DictWriter(f, ["region", "item", "unit", "usd", "source"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return out
+    return _by_region(reference, "other-prices-*.csv", "other-prices-", "other_prices.csv",
+                      ["item", "unit", "usd", "source"], "usd")
 
 
 def main(argv: list[str]) -> int:

@@ -30,6 +30,7 @@ from ..tasks.model import (
     TaskNotFoundError,
     TaskState,
     TaskStatus,
+    select_tasks,
     state_from_result,
 )
 from . import s3_tasks
@@ -323,12 +324,5 @@ class EcsProvider:
 
     def list(self, *, limit: int | None = None, status: TaskStatus | None = None) -> list[Task]:
         """Tasks from the S3 history (newest ids first), with live ECS state."""
-        tasks = []
-        for task_id in sorted(s3_tasks.list_task_ids(self.s3, self._bucket), reverse=True):
-            task = Task(task_id, self)
-            if status is not None and task.status is not status:
-                continue
-            tasks.append(task)
-            if limit is not None and len(tasks) >= limit:
-                break
-        return tasks
+        ids = sorted(s3_tasks.list_task_ids(self.s3, self._bucket), reverse=True)
+        return select_tasks(ids, self, limit=limit, status=status)

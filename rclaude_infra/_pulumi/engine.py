@@ -256,39 +256,34 @@ class StackSession:
     def _policy_packs(self) -> list[str]:
         return [str(POLICY_PACK_DIR)] if (POLICY_PACK_DIR / "PulumiPolicy.yaml").is_file() else []
 
-    def up(self, on_progress: OnProgress | None = None) -> dict[str, Any]:
-        """Deploy; returns the stack outputs (plain values, secrets unwrapped)."""
+    def _operate(self, operation: str, on_progress: OnProgress | None,
+                 **options: Any) -> tuple[Any, EventAdapter]:
+        """Run ``stack.<operation>`` with the current config, events and logging."""
         with self._lock:
             stack = self._sync_config()
             adapter = EventAdapter(on_progress)
-            result = self._call(lambda: stack.up(
-                on_event=adapter, on_output=_log_line, on_error=_log_line,
-                policy_packs=self._policy_packs(), color="never",
-            ), adapter)
-            return _plain_outputs(result.outputs)
+            method = getattr(stack, operation)
+            result = self._call(lambda: method(on_event=adapter, on_output=_log_line,
+                                               on_error=_log_line, color="never", **options),
+                                adapter)
+            return result, adapter
+
+    def up(self, on_progress: OnProgress | None = None) -> dict[str, Any]:
+        """Deploy; returns the stack outputs (plain values, secrets unwrapped)."""
+        result, _ = self._operate("up", on_progress, policy_packs=self._policy_packs())
+        return _plain_outputs(result.outputs)
 
     def preview(self, on_progress: OnProgress | None = None) -> dict[str, int]:
         """What an ``up`` would change: counts by operation."""
-        with self._lock:
-            stack = self._sync_config()
-            adapter = EventAdapter(on_progress)
-            result = self._call(lambda: stack.preview(
-                on_event=adapter, on_output=_log_line, on_error=_log_line,
-                policy_packs=self._policy_packs(), color="never",
-            ), adapter)
-            return changes_by_op(result.change_summary)
+        result, _ = self._operate("preview", on_progress, policy_packs=self._policy_packs())
+        return changes_by_op(result.change_summary)
 
     def refresh(self, on_progress: OnProgress | None = None) -> dict[str, int]:
-        with self._lock:
-            stack = self._sync_config()
-            adapter = EventAdapter(on_progress)
-            result = self._call(lambda: stack.refresh(
-                on_event=adapter, on_output=_log_line, on_error=_log_line, color="never",
-            ), adapter)
-            # This operation's own summary event; the history entry is the fallback.
-            if adapter.summary is not None:
-                return dict(adapter.summary.changes)
-            return changes_by_op(result.summary.resource_changes)
+        result, adapter = self._operate("refresh", on_progress)
+        # This operation's own summary event; the history entry is the fallback.
+        if adapter.summary is not None:
+            return dict(adapter.summary.changes)
+        return changes_by_op(result.summary.resource_changes)
 
     def destroy(self, *, remove: bool = False, on_progress: OnProgress | None = None) -> None:
         with self._lock:

@@ -33,7 +33,15 @@ from ..runner import (
     STOP_REASON_FILE,
     TRANSCRIPT_FILE,
 )
-from .model import LogLine, Task, TaskNotFoundError, TaskState, TaskStatus, state_from_result
+from .model import (
+    LogLine,
+    Task,
+    TaskNotFoundError,
+    TaskState,
+    TaskStatus,
+    select_tasks,
+    state_from_result,
+)
 
 PROCESS_FILE = "process.json"
 RUNNER_OUT = "runner.out"
@@ -213,12 +221,4 @@ class LocalProvider:
             return []
         paths = sorted((p for p in self.root.iterdir() if (p / SPEC_FILE).is_file()),
                        key=lambda p: (p / SPEC_FILE).stat().st_mtime, reverse=True)
-        tasks = []
-        for path in paths:
-            task = Task(path.name, self)
-            if status is not None and task.status is not status:
-                continue
-            tasks.append(task)
-            if limit is not None and len(tasks) >= limit:
-                break
-        return tasks
+        return select_tasks([p.name for p in paths], self, limit=limit, status=status)

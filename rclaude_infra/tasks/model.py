@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -205,3 +205,16 @@ class Task:
         reason = f" ({html.escape(state.reason)})" if state.reason else ""
         return (f"<div><strong>Task {html.escape(self.task_id)}</strong>: "
                 f"{state.status.value}{reason}; exit code {state.exit_code}</div>")
+
+
+def select_tasks(task_ids: Iterable[str], provider: TaskProvider, *, limit: int | None,
+                 status: TaskStatus | None) -> list[Task]:
+    """Handles for ``task_ids`` in order, keeping those of ``status``, at most ``limit``."""
+    tasks: list[Task] = []
+    for task_id in task_ids:
+        if limit is not None and len(tasks) >= limit:
+            break
+        task = Task(task_id, provider)
+        if status is None or task.status is status:
+            tasks.append(task)
+    return tasks
