@@ -99,6 +99,28 @@ def test_run_task_puts_the_spec_first_then_one_run_task(deployment: Deployment, 
     assert task.status is TaskStatus.RUNNING
 
 
+def test_no_secret_value_reaches_s3_or_the_container_overrides(
+    deployment: Deployment, aws: Any, stack: StackOutputs, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = "sk-ant-api03-PLANTED-ecs-hygiene-3Kx"
+    monkeypatch.setenv("ANTHROPIC_API_KEY", key)
+    monkeypatch.setenv("GITHUB_TOKEN", key)
+    spec = TaskSpec(command="true", secrets=["GITHUB_TOKEN"])
+    deployment.run_task(spec)
+    s3 = aws.client("s3")
+    for name in ("spec.json", "attempts.json"):
+        body = s3.get_object(Bucket=stack.bucket, Key=f"tasks/{spec.task_id}/{name}")["Body"]
+        assert key not in body.read().decode()
+    arns = aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
+                                        startedBy=spec.task_id)["taskArns"]
+    (described,) = aws.client("ecs").describe_tasks(cluster=stack.cluster_arn,
+                                                    tasks=arns)["tasks"]
+    assert key not in json.dumps(described, default=str)
+    overrides = described["overrides"]["containerOverrides"][0]
+    assert {e["name"] for e in overrides["environment"]} == {"RCLAUDE_TASK_ID",
+                                                             "RCLAUDE_ATTEMPT"}
+
+
 def test_resubmission_and_reattach_use_the_s3_record(deployment: Deployment, aws: Any,
                                                       stack: StackOutputs) -> None:
     spec = TaskSpec(command="true")
