@@ -394,3 +394,15 @@ def test_without_a_key_the_secret_exists_but_has_no_value(default_plan: Plan) ->
     assert secret["namePrefix"] == "rclaude/dev/anthropic-api-key-"
     assert secret["recoveryWindowInDays"] == 0
     assert not default_plan.by_type("aws:secretsmanager:SecretVersion")
+
+
+def test_the_image_the_stack_builds_runs_the_runner_in_container_mode(default_plan: Plan) -> None:
+    from pathlib import Path
+
+    dockerfile = Path(default_plan.one("awsx:ecr:Image").inputs["dockerfile"])
+    text = dockerfile.read_text()
+    assert 'CMD ["python", "-m", "rclaude_infra.runner", "--s3"]' in text
+    assert "USER 1000:1000" in text  # the task definition's non-root user
+    assert "@anthropic-ai/claude-code" in text and " git " in text
+    context = Path(default_plan.one("awsx:ecr:Image").inputs["context"])
+    assert (context / "pyproject.toml").is_file() and (context / ".dockerignore").is_file()
