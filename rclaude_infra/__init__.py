@@ -10,7 +10,6 @@ only by the functions that need them.
 from typing import TYPE_CHECKING, Any
 
 from ._plan import SECRET_MASK, Plan, PlannedResource
-from .checks import CheckItem, CheckReport
 from .config import (
     LOG_RETENTION_DAYS,
     NAT_MODES,
@@ -40,20 +39,11 @@ from .errors import (
 )
 from .instance_types import InstanceType, instance_types
 from .outputs import StackOutputs
-from .progress import Diagnostic, ResourceDone, ResourceFailed, ResourceStarted, Summary
-from .tasks.model import (
-    LogLine,
-    Task,
-    TaskNotFoundError,
-    TaskResult,
-    TaskState,
-    TaskStatus,
-    TaskTimeoutError,
-)
 
 if TYPE_CHECKING:
     from ._aws.pricing import live_prices
     from ._aws.sweep import SweepReport
+    from .checks import CheckItem, CheckReport
     from .cost import (
         CostDiff,
         CostEstimate,
@@ -65,6 +55,16 @@ if TYPE_CHECKING:
     )
     from .policy import Finding, PolicyReport, check_policies
     from .prices import HOURS_PER_MONTH, Price, PriceBook
+    from .progress import Diagnostic, ResourceDone, ResourceFailed, ResourceStarted, Summary
+    from .tasks.model import (
+        LogLine,
+        Task,
+        TaskNotFoundError,
+        TaskResult,
+        TaskState,
+        TaskStatus,
+        TaskTimeoutError,
+    )
 
 __version__ = "0.1.0"
 
@@ -78,6 +78,11 @@ _LAZY = {
          "instance_prices", "task_cost"], ".cost"),
     **dict.fromkeys(["HOURS_PER_MONTH", "Price", "PriceBook"], ".prices"),
     **dict.fromkeys(["Finding", "PolicyReport", "check_policies"], ".policy"),
+    **dict.fromkeys(["CheckItem", "CheckReport"], ".checks"),
+    **dict.fromkeys(["Diagnostic", "ResourceDone", "ResourceFailed", "ResourceStarted",
+                     "Summary"], ".progress"),
+    **dict.fromkeys(["LogLine", "Task", "TaskNotFoundError", "TaskResult", "TaskState",
+                     "TaskStatus", "TaskTimeoutError"], ".tasks.model"),
 }
 
 

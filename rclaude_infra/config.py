@@ -21,6 +21,21 @@ import attrs
 from .errors import ConfigError
 from .instance_types import InstanceType, families, instance_types
 
+
+class _Pattern:
+    """A regular expression compiled on first use: the config module is imported by
+    ``import rclaude_infra`` and most of its patterns are never needed."""
+
+    def __init__(self, pattern: str) -> None:
+        self._pattern = pattern
+        self._compiled: re.Pattern[str] | None = None
+
+    def match(self, text: str) -> re.Match[str] | None:
+        if self._compiled is None:
+            self._compiled = re.compile(self._pattern)
+        return self._compiled.match(text)
+
+
 #: The log retention periods CloudWatch Logs accepts (PutRetentionPolicy), in days.
 LOG_RETENTION_DAYS: tuple[int, ...] = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
@@ -35,17 +50,17 @@ DEPLOYMENT_TAG = "rclaude:deployment"
 #: ``rclaude-<name>-execution-xxxxxxx``, must fit IAM's 64 characters and the
 #: results bucket ``rclaude-<name>-results-xxxxxxx`` S3's 63.
 MAX_NAME_LENGTH = 32
-_NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
-_INSTANCE_TYPE_RE = re.compile(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
-_VPC_ID_RE = re.compile(r"^vpc-[0-9a-f]{8,17}$")
-_SUBNET_ID_RE = re.compile(r"^subnet-[0-9a-f]{8,17}$")
+_NAME_RE = _Pattern(r"^[a-z][a-z0-9-]*$")
+_INSTANCE_TYPE_RE = _Pattern(r"^[a-z][a-z0-9-]*\.[a-z0-9-]+$")
+_VPC_ID_RE = _Pattern(r"^vpc-[0-9a-f]{8,17}$")
+_SUBNET_ID_RE = _Pattern(r"^subnet-[0-9a-f]{8,17}$")
 # An image reference as Docker parses it: [registry[:port]/]path[:tag][@digest].
-_IMAGE_RE = re.compile(
+_IMAGE_RE = _Pattern(
     r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-][a-z0-9]+)*"
     r"(?:/[a-z0-9]+(?:[._-][a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$"
 )
 # AWS tag keys and values: letters, digits, spaces and _ . : / = + - @
-_TAG_RE = re.compile(r"^[\w\s.:/=+\-@]*$")
+_TAG_RE = _Pattern(r"^[\w\s.:/=+\-@]*$")
 _MAX_USER_TAGS = 40  # AWS allows 50; the stack adds its own
 HOURS_PER_MONTH = 730
 
@@ -146,7 +161,7 @@ def _check_instance_types(_: object, attribute: attrs.Attribute[Any], value: obj
         )
 
 
-def _check_optional_str(pattern: re.Pattern[str], example: str) -> Any:
+def _check_optional_str(pattern: _Pattern, example: str) -> Any:
     def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if value is not None and (not isinstance(value, str) or not pattern.match(value)):
             raise ConfigError(attribute.name, value, f"None or an id like {example!r}")
@@ -468,10 +483,10 @@ class DeploymentConfig:
         return data
 
 
-_TASK_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,35}$")
-_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_REPO_RE = re.compile(r"^(https://[^\s]+|ssh://[^\s]+|git@[^\s:]+:[^\s]+|file://[^\s]+|/[^\s]*)$")
-_REF_RE = re.compile(r"^[A-Za-z0-9._/-]{1,200}$")
+_TASK_ID_RE = _Pattern(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,35}$")
+_ENV_NAME_RE = _Pattern(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REPO_RE = _Pattern(r"^(https://[^\s]+|ssh://[^\s]+|git@[^\s:]+:[^\s]+|file://[^\s]+|/[^\s]*)$")
+_REF_RE = _Pattern(r"^[A-Za-z0-9._/-]{1,200}$")
 MAX_PROMPT_CHARS = 1_000_000
 
 

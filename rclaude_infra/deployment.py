@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -11,21 +9,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from ._plan import Plan
-from .checks import CheckReport
 from .config import DeploymentConfig, TaskSpec, Usage, validate_name
 from .errors import ConfigError, MissingDependencyError
 from .outputs import StackOutputs
-from .progress import OnProgress, ProgressEvent
-from .tasks.model import Task, TaskStatus
 
 if TYPE_CHECKING:
     from ._aws.ecs import EcsProvider
     from ._aws.sweep import SweepReport
     from ._pulumi.engine import StackSession
+    from .checks import CheckReport
     from .cost import CostEstimate
     from .policy import PolicyReport
     from .prices import PriceBook
+    from .progress import OnProgress, ProgressEvent
     from .tasks.local import LocalProvider
+    from .tasks.model import Task, TaskStatus
 
     TaskBackend = LocalProvider | EcsProvider
 
@@ -192,6 +190,9 @@ class Deployment:
 
                 return call(both)
 
+        import asyncio  # here, not at import: asyncio costs more than the rest of the package
+        import concurrent.futures
+
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -262,6 +263,8 @@ class Deployment:
 
     def task(self, task_id: str) -> Task:
         """Re-attach to a task by id, from any process."""
+        from .tasks.model import Task
+
         provider = self._tasks()
         provider.state(task_id)  # TaskNotFoundError now rather than later
         return Task(task_id, provider)
@@ -324,15 +327,23 @@ class Deployment:
 
     async def up_async(self, **kwargs: Any) -> StackOutputs:
         """:meth:`up` in a worker thread, for async code."""
+        import asyncio
+
         return await asyncio.to_thread(self.up, **kwargs)
 
     async def preview_async(self, **kwargs: Any) -> dict[str, int]:
+        import asyncio
+
         return await asyncio.to_thread(self.preview, **kwargs)
 
     async def refresh_async(self, **kwargs: Any) -> dict[str, int]:
+        import asyncio
+
         return await asyncio.to_thread(self.refresh, **kwargs)
 
     async def destroy_async(self, **kwargs: Any) -> None:
+        import asyncio
+
         await asyncio.to_thread(self.destroy, **kwargs)
 
     @classmethod
@@ -375,7 +386,7 @@ class Deployment:
 
         from ._aws.prereqs import aws_checks
         from ._pulumi.engine import MIN_PULUMI_VERSION, PULUMI_INSTALL_HINT, pulumi_cli_version
-        from .checks import OK, PROBLEM, CheckItem
+        from .checks import OK, PROBLEM, CheckItem, CheckReport
 
         items = []
         version = pulumi_cli_version(self._pulumi_command)
