@@ -234,7 +234,7 @@ class Deployment:
                                         deployment=self._name)
             return self._ecs
         if self._local is None:
-            from ._pulumi.engine import rclaude_home
+            from .paths import rclaude_home
             from .tasks.local import LocalProvider
 
             self._local = LocalProvider(rclaude_home() / "local" / self._name / "tasks")

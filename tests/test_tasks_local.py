@@ -245,3 +245,16 @@ def test_task_spec_round_trip_and_argv() -> None:
     assert TaskSpec(command="make test").argv() == ["bash", "-lc", "make test"]
     with pytest.raises(ConfigError, match="TaskSpec field"):
         TaskSpec.from_mapping({"comand": "x"})
+
+
+def test_local_tasks_need_neither_pulumi_nor_boto3(_home: Path) -> None:
+    code = (
+        "import json, sys; from rclaude_infra import Deployment, TaskSpec;"
+        "t = Deployment('dev', provider='local').run_task(TaskSpec(command='true'));"
+        "t.wait(timeout=60);"
+        "print(json.dumps([m for m in ('pulumi', 'pulumi_aws', 'boto3', 'botocore')"
+        " if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "RCLAUDE_HOME": str(_home)}, check=True, timeout=90)
+    assert json.loads(out.stdout) == []

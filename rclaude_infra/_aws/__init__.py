@@ -1,1 +1,12 @@
 """The AWS edge: the only package that imports boto3 / botocore (inside its functions)."""
+
+from typing import Any
+
+
+def client_config() -> Any:
+    """botocore client settings for every client the library makes."""
+    from botocore.config import Config
+
+    # Adaptive retries: botocore backs off on throttling with a client-side rate limit,
+    # shared by the clients of one process; no hand-written sleeps.
+    return Config(retries={"mode": "adaptive", "max_attempts": 12})

@@ -33,7 +33,7 @@ from ..tasks.model import (
     select_tasks,
     state_from_result,
 )
-from . import s3_tasks
+from . import client_config, s3_tasks
 
 TASK_TAG = "rclaude:task-id"
 #: Written by stop(): who stopped the task and why.
@@ -42,13 +42,6 @@ _BATCH = 100
 _PENDING_STATES = {"PROVISIONING", "PENDING", "ACTIVATING"}
 _RUNNING_STATES = {"RUNNING"}
 _PREEMPTION_CODES = {"SpotInterruption", "TerminationNotice"}
-
-
-def _client_config() -> Any:
-    from botocore.config import Config
-
-    # Adaptive retries: botocore backs off on throttling with a client-side rate limit.
-    return Config(retries={"mode": "adaptive", "max_attempts": 12})
 
 
 def map_task(task: Mapping[str, Any], container: str) -> TaskState:
@@ -110,7 +103,7 @@ class EcsProvider:
         self.outputs = outputs
         self.deployment = deployment
         region = outputs.region
-        config = _client_config()
+        config = client_config()
         self.ecs = session.client("ecs", region_name=region, config=config)
         self.s3 = session.client("s3", region_name=region, config=config)
         self.logs = session.client("logs", region_name=region, config=config)

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import statistics
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from ..errors import PriceNotFoundError, PricingUnavailableError
+from ..paths import rclaude_home
 from ..prices import PriceBook
+from . import client_config
 
 #: The Price List Query API answers in these regions only; us-east-1 serves every region.
 PRICING_API_REGION = "us-east-1"
@@ -24,14 +25,7 @@ DEFAULT_MAX_AGE = dt.timedelta(hours=24)
 
 def default_cache_dir() -> Path:
     """``$RCLAUDE_HOME/cache``, by default ``~/.rclaude/cache``."""
-    return Path(os.environ.get("RCLAUDE_HOME") or Path.home() / ".rclaude") / "cache"
-
-
-def _client_config() -> Any:
-    from botocore.config import Config
-
-    # Adaptive retries: botocore backs off on throttling with a client-side rate limit.
-    return Config(retries={"mode": "adaptive", "max_attempts": 10})
+    return rclaude_home() / "cache"
 
 
 def _translate(exc: Exception, what: str) -> PricingUnavailableError:
@@ -145,7 +139,7 @@ def live_prices(
     if cached is not None and set(types) <= set(cached["on_demand"]):
         on_demand, spot, fetched_at = cached["on_demand"], cached["spot"], cached["fetched_at"]
     else:
-        config = _client_config()
+        config = client_config()
         if session is None:
             import boto3
 

@@ -33,6 +33,7 @@ from ..errors import (
     StackLockedError,
     StackNotFoundError,
 )
+from ..paths import rclaude_home
 from ..progress import OnProgress
 from .events import EventAdapter, changes_by_op
 
@@ -60,11 +61,6 @@ _CREDENTIALS_RE = re.compile(
 )
 _REGION_RE = re.compile(r"OptInRequired|region .* is not enabled|is not enabled for this account",
                         re.IGNORECASE)
-
-
-def rclaude_home() -> Path:
-    """``$RCLAUDE_HOME``, by default ``~/.rclaude``: state, passphrase, workspaces, cache."""
-    return Path(os.environ.get("RCLAUDE_HOME") or Path.home() / ".rclaude")
 
 
 def default_backend() -> str:
