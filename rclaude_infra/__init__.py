@@ -1,7 +1,8 @@
 """rclaude-infra: run coding-agent tasks on your own AWS account.
 
-Provision an ECS-on-EC2 stack with the Pulumi Automation API, plan it offline, price
-it from the plan, and (as the library grows) run tasks on it and tear it down.
+Provision an ECS-on-EC2 stack with the Pulumi Automation API, plan and price it offline,
+check it against security rules, run tasks on it (or locally), follow them, price them,
+and tear it down.
 
 Importing this package is cheap: pulumi, pulumi_aws, boto3 and rich are imported
 only by the functions that need them.
@@ -18,7 +19,7 @@ from .config import (
     Usage,
     validate_name,
 )
-from .deployment import Deployment, StackInfo, plan
+from .deployment import Deployment, Spend, StackInfo, plan
 from .errors import (
     BudgetExceededError,
     ConfigError,
@@ -137,6 +138,7 @@ __all__ = [
     "ResourceDone",
     "ResourceFailed",
     "ResourceStarted",
+    "Spend",
     "StackInfo",
     "StackLockedError",
     "StackNotFoundError",

@@ -33,6 +33,21 @@ _T = TypeVar("_T")
 
 
 @attrs.frozen(kw_only=True)
+class Spend:
+    """What a deployment cost over a window (:meth:`Deployment.spend`)."""
+
+    since: datetime
+    until: datetime
+    tasks: int
+    tasks_usd: float
+    baseline_usd: float
+
+    @property
+    def total_usd(self) -> float:
+        return self.tasks_usd + self.baseline_usd
+
+
+@attrs.frozen(kw_only=True)
 class StackInfo:
     """A deployment in a backend (:meth:`Deployment.list`)."""
 
@@ -272,6 +287,30 @@ class Deployment:
     def tasks(self, *, limit: int | None = 20, status: TaskStatus | None = None) -> list[Task]:
         """Task history, newest first, optionally of one status."""
         return self._tasks().list(limit=limit, status=status)
+
+    def spend(self, since: datetime, *, prices: PriceBook | None = None) -> Spend:
+        """What the deployment cost since ``since``: every task that ran in that window
+        (``Task.cost()``) plus the idle baseline of the planned stack for those hours."""
+        import datetime as dt
+
+        from .cost import estimate_cost
+        from .prices import HOURS_PER_MONTH
+
+        if since.tzinfo is None:
+            raise ConfigError("since", since, "a timezone-aware datetime")
+        now = dt.datetime.now(dt.UTC)
+        hours = max(0.0, (now - since).total_seconds() / 3600)
+        book = prices or self.prices()
+        tasks_usd, counted = 0.0, 0
+        for task in self.tasks(limit=None):
+            state = task.state()
+            if state.stopped_at is not None and state.stopped_at < since:
+                continue
+            tasks_usd += task.cost(book)
+            counted += 1
+        idle = estimate_cost(self.plan(), prices=book).idle_monthly
+        return Spend(since=since, until=now, tasks=counted, tasks_usd=tasks_usd,
+                     baseline_usd=idle * hours / HOURS_PER_MONTH)
 
     def _guard(self) -> None:
         """Refuse before any cloud call: mandatory policy violations, budget."""

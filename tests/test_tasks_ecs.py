@@ -278,3 +278,25 @@ def test_a_preempted_task_is_submitted_again(deployment: Deployment, aws: Any,
     provider._described[attempts[1]["arn"]] = (float("inf"), described(
         "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted."))
     assert task.state().status is TaskStatus.PREEMPTED
+
+
+def test_task_cost_is_runtime_times_share_times_price(deployment: Deployment, aws: Any,
+                                                      stack: StackOutputs) -> None:
+    spec = TaskSpec(command="true")
+    task = deployment.run_task(spec)
+    arn = aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
+                                       startedBy=spec.task_id)["taskArns"][0]
+    (placed,) = aws.client("ecs").describe_tasks(cluster=stack.cluster_arn,
+                                                 tasks=[arn])["tasks"]
+    provider = deployment._tasks()
+    assert isinstance(provider, EcsProvider)
+    # moto's DescribeTasks has no startedAt / stoppedAt: the times come from a recorded
+    # shape; the container instance and its EC2 instance (a t3.medium) come from moto.
+    finished = {**described("STOPPED", stop_code="EssentialContainerExited", exit_code=0,
+                            stopped_reason="Essential container in task exited"),
+                "taskArn": arn, "containerInstanceArn": placed["containerInstanceArn"],
+                "cpu": "1024", "memory": "2048"}
+    provider._described[arn] = (float("inf"), finished)
+    hours = (STOPPED_AT - STARTED).total_seconds() / 3600  # 15 minutes
+    # 1024 CPU units of t3.medium's 2048, 2048 MiB of the 3840 ECS gives tasks: 2048/3840.
+    assert task.cost() == pytest.approx(hours * (2048 / 3840) * 0.0416)

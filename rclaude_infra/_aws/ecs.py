@@ -22,8 +22,9 @@ from typing import Any
 import attrs
 
 from ..config import DEPLOYMENT_TAG, TaskSpec
-from ..errors import EngineError
+from ..errors import EngineError, PriceNotFoundError
 from ..outputs import StackOutputs
+from ..prices import PriceBook
 from ..tasks.model import (
     LogLine,
     Task,
@@ -107,6 +108,8 @@ class EcsProvider:
         self.ecs = session.client("ecs", region_name=region, config=config)
         self.s3 = session.client("s3", region_name=region, config=config)
         self.logs = session.client("logs", region_name=region, config=config)
+        self._session = session
+        self._ec2_client: Any = None
         self.poll_interval = poll_interval
         self._described: dict[str, tuple[float, Mapping[str, Any] | None]] = {}
         self._attempts: dict[str, list[dict[str, Any]]] = {}
@@ -251,6 +254,51 @@ class EcsProvider:
                                  reason=f"submitted again after a spot interruption "
                                  f"(attempt {attempt})")
         return state
+
+    # -- what a task cost ----------------------------------------------------------------
+
+    def cost(self, task_id: str, prices: PriceBook | None = None) -> float:
+        """Runtime x the task's share of its instance x the instance's price, summed over
+        its attempts (a preempted attempt ran, and was paid, too); spot-aware."""
+        from ..cost import task_cost
+
+        attempts = self._attempts_of(task_id)
+        if not attempts:
+            raise TaskNotFoundError(f"no task {task_id!r}")
+        region = self.outputs.region or "us-east-1"
+        book = prices or PriceBook.snapshot(region)
+        ec2 = self._ec2()
+        total = 0.0
+        for attempt in attempts:
+            task = self._describe(attempt["arn"])
+            if task is None:
+                raise PriceNotFoundError(
+                    f"ECS no longer knows attempt {attempt['attempt']} of task {task_id}; its "
+                    "instance, and so its price, cannot be looked up")
+            started = task.get("startedAt") or task.get("createdAt")
+            if started is None or not task.get("containerInstanceArn"):
+                continue  # never placed: nothing ran, nothing to pay
+            stopped = task.get("stoppedAt") or dt.datetime.now(dt.UTC)
+            instance = self.ecs.describe_container_instances(
+                cluster=self.outputs.cluster_arn,
+                containerInstances=[task["containerInstanceArn"]])["containerInstances"][0]
+            described = ec2.describe_instances(InstanceIds=[instance["ec2InstanceId"]])
+            ec2_instance = described["Reservations"][0]["Instances"][0]
+            total += task_cost(
+                runtime_hours=max(0.0, (stopped - started).total_seconds() / 3600),
+                task_cpu=int(task.get("cpu", 0)) or 1024,
+                task_memory=int(task.get("memory", 0)) or 2048,
+                instance_type=ec2_instance["InstanceType"],
+                spot=ec2_instance.get("InstanceLifecycle") == "spot",
+                prices=book,
+            )
+        return total
+
+    def _ec2(self) -> Any:
+        if self._ec2_client is None:
+            self._ec2_client = self._session.client("ec2", region_name=self.outputs.region,
+                                                    config=client_config())
+        return self._ec2_client
 
     # -- logs, results, stop, history --------------------------------------------------
 

@@ -214,6 +214,11 @@ class LocalProvider:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
 
+    def cost(self, task_id: str, prices: Any = None) -> float:
+        """A local task runs on this machine: it costs nothing on AWS."""
+        self._existing(task_id)
+        return 0.0
+
     def list(self, *, limit: int | None = None,
              status: TaskStatus | None = None) -> list[Task]:
         """Tasks, newest first."""

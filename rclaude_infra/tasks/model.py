@@ -96,6 +96,8 @@ class TaskProvider(Protocol):
 
     def stop(self, task_id: str, reason: str) -> None: ...
 
+    def cost(self, task_id: str, prices: Any = None) -> float: ...
+
 
 @attrs.frozen(kw_only=True)
 class TaskResult:
@@ -193,6 +195,13 @@ class Task:
     def stop(self, reason: str = "stopped by the user") -> None:
         """Stop the task; it ends STOPPED and still writes its result, logs and diff."""
         self._provider.stop(self.task_id, reason)
+
+    def cost(self, prices: Any = None) -> float:
+        """USD the task used: its runtime x its share of the instance (the larger of its
+        CPU and memory share) x the instance's price, spot-aware, over every attempt.
+        ``prices``: a :class:`~rclaude_infra.PriceBook` (default: the shipped snapshot).
+        A local task costs 0."""
+        return self._provider.cost(self.task_id, prices)
 
     def __repr__(self) -> str:
         state = self.state()
