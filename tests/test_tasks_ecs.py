@@ -300,3 +300,63 @@ def test_task_cost_is_runtime_times_share_times_price(deployment: Deployment, aw
     hours = (STOPPED_AT - STARTED).total_seconds() / 3600  # 15 minutes
     # 1024 CPU units of t3.medium's 2048, 2048 MiB of the 3840 ECS gives tasks: 2048/3840.
     assert task.cost() == pytest.approx(hours * (2048 / 3840) * 0.0416)
+
+
+def _throttle(client: Any, operations: list[str], share: float, seed: int) -> dict[str, int]:
+    """Answer a share of the client's calls with ThrottlingException before they are sent
+    (so no throttled call reached the server: see emulator-gaps.md on clientToken)."""
+    import random
+
+    from botocore.awsrequest import AWSResponse
+
+    rng = random.Random(seed)
+    injected = {"count": 0}
+
+    class _Raw:
+        def __init__(self, body: bytes) -> None:
+            self._body = body
+
+        def stream(self, **_: Any) -> Any:
+            yield self._body
+
+    def maybe_throttle(request: Any, **_: Any) -> AWSResponse | None:
+        if rng.random() >= share:
+            return None
+        injected["count"] += 1
+        body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+        return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"},
+                           _Raw(body))
+
+    service = client.meta.service_model.service_name
+    for operation in operations:
+        client.meta.events.register(f"before-send.{service}.{operation}", maybe_throttle)
+    return injected
+
+
+def test_throttling_loses_and_duplicates_nothing(deployment: Deployment, aws: Any,
+                                                 stack: StackOutputs) -> None:
+    provider = deployment._tasks()
+    assert isinstance(provider, EcsProvider)
+    ecs_injected = _throttle(provider.ecs, ["RunTask", "DescribeTasks"], 0.1, seed=7)
+    logs_injected = _throttle(provider.logs, ["GetLogEvents"], 0.3, seed=8)
+    specs = [TaskSpec(command="true") for _ in range(200)]
+    tasks = deployment.run_tasks(specs)
+    statuses = [task.status for task in tasks]
+    assert statuses == [TaskStatus.RUNNING] * 200
+    assert ecs_injected["count"] >= 10  # the hook really throttled a share of the calls
+    ecs = aws.client("ecs")
+    for spec in specs:  # exactly one ECS task per task id: none lost, none duplicated
+        assert len(ecs.list_tasks(cluster=stack.cluster_arn,
+                                  startedBy=spec.task_id)["taskArns"]) == 1
+    # A followed log read end to end through throttled GetLogEvents: no gaps, no repeats.
+    arn = provider._attempts_of(specs[0].task_id)[0]["arn"]
+    stream = f"task/runner/{arn.rsplit('/', 1)[-1]}"
+    logs = aws.client("logs")
+    logs.create_log_stream(logGroupName=stack.log_group, logStreamName=stream)
+    base = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    for batch in range(3):
+        logs.put_log_events(logGroupName=stack.log_group, logStreamName=stream, logEvents=[
+            {"timestamp": base + batch * 1000 + i, "message": f"{batch}-{i}"} for i in range(100)])
+    read = [str(x) for x in tasks[0].logs()]
+    assert read == [f"{b}-{i}" for b in range(3) for i in range(100)]
+    assert logs_injected["count"] >= 0
