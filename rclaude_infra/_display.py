@@ -6,16 +6,9 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from ._plan import Plan
+from ._plan import Plan, short_type
 from .cost import CostEstimate, InstancePrice
 from .policy import PolicyReport
-
-
-def _short_type(token: str) -> str:
-    """``aws:ec2/launchTemplate:LaunchTemplate`` -> ``aws:ec2:LaunchTemplate``."""
-    package, _, rest = token.partition(":")
-    module, _, kind = rest.partition(":")
-    return f"{package}:{module.split('/', 1)[0]}:{kind}"
 
 
 def plan_renderable(plan: Plan) -> Group:
@@ -27,7 +20,7 @@ def plan_renderable(plan: Plan) -> Group:
     table.add_column("name", style="bold")
     table.add_column("parent", style="dim")
     for i, resource in enumerate(plan.resources, 1):
-        table.add_row(str(i), _short_type(resource.type), resource.name, resource.parent or "")
+        table.add_row(str(i), short_type(resource.type), resource.name, resource.parent or "")
     capacity = "spot" if cfg.spot else "on-demand"
     summary = Text.assemble(
         (f"{len(plan.stack_resources)} resources", "bold"),

@@ -138,9 +138,12 @@ class Plan:
         return "\n".join(lines)
 
 
-def _type_matches(token: str, query: str) -> bool:
-    if token == query:
-        return True
+def short_type(token: str) -> str:
+    """``aws:ec2/launchTemplate:LaunchTemplate`` -> ``aws:ec2:LaunchTemplate``."""
     package, _, rest = token.partition(":")
     module, _, kind = rest.partition(":")
-    return query == f"{package}:{module.split('/', 1)[0]}:{kind}"
+    return f"{package}:{module.split('/', 1)[0]}:{kind}"
+
+
+def _type_matches(token: str, query: str) -> bool:
+    return token == query or short_type(token) == query

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from ._plan import Plan, PlannedResource
+from ._plan import Plan, PlannedResource, short_type
 from .config import Usage
 from .errors import BudgetExceededError, ConfigError
 from .instance_types import InstanceType, instance_types
@@ -74,7 +74,7 @@ def _line(
     """A line for ``quantity`` units at ``price.usd`` per ``per`` units."""
     return CostLine(
         resource=resource.name,
-        resource_type=_short(resource.type),
+        resource_type=short_type(resource.type),
         component=component,
         quantity=quantity,
         unit=unit or price.unit,
@@ -84,12 +84,6 @@ def _line(
         price_source=price.source,
         assumed=price.assumed,
     )
-
-
-def _short(token: str) -> str:
-    package, _, rest = token.partition(":")
-    module, _, kind = rest.partition(":")
-    return f"{package}:{module.split('/', 1)[0]}:{kind}"
 
 
 @attrs.frozen(kw_only=True)
@@ -388,17 +382,18 @@ def estimate_cost(
     if not fleet.tasks:
         # Keep the usage-driven instance line visible, at zero, as Infracost does.
         lines.append(CostLine(
-            resource=group.name, resource_type=_short(group.type),
+            resource=group.name, resource_type=short_type(group.type),
             component="Instance usage, task instances (none for this usage)",
             quantity=0.0, unit="instance-hour", unit_price=0.0, monthly_cost=0.0,
             baseline=False, price_source="",
         ))
 
     egress_gb = tasks * usage.egress_gb_per_task
-    for nat in plan.by_type("aws:ec2:NatGateway"):
+    nats = plan.by_type("aws:ec2:NatGateway")
+    for nat in nats:
         lines.append(_line(nat, "NAT gateway", HOURS_PER_MONTH, prices.item("nat_gateway_hour"),
                            baseline=True))
-        share = egress_gb / len(plan.by_type("aws:ec2:NatGateway"))
+        share = egress_gb / len(nats)
         lines.append(_line(nat, "Data processed", share,
                            prices.item("nat_gateway_data_processed"), baseline=False))
     for address in plan.by_type("aws:ec2:Eip"):

@@ -87,8 +87,8 @@ def plan(
 
 
 _BACKEND_SCHEMES = ("file://", "s3://", "gs://", "azblob://", "https://", "http://")
-_SECRETS_SCHEMES = ("passphrase", "default", "awskms://", "azurekeyvault://", "gcpkms://",
-                    "hashivault://")
+_SECRETS_PROVIDERS = ("passphrase", "default")
+_SECRETS_SCHEMES = ("awskms://", "azurekeyvault://", "gcpkms://", "hashivault://")
 
 
 def _check_backend(backend: object) -> str | None:
@@ -107,7 +107,7 @@ def _check_secrets_provider(provider: object) -> str | None:
     if provider is None:
         return None
     if not isinstance(provider, str) or not (
-        provider in ("passphrase", "default") or provider.startswith(_SECRETS_SCHEMES[2:])
+        provider in _SECRETS_PROVIDERS or provider.startswith(_SECRETS_SCHEMES)
     ):
         raise ConfigError(
             "secrets_provider", provider,

@@ -687,29 +687,34 @@ def waiver_for(rule_id: str, config: DeploymentConfig | None) -> Waiver | None:
     return None
 
 
+def rule_hits(rule: Rule, resources: Sequence[tuple[str, str, Props]]
+              ) -> Iterator[tuple[str, str]]:
+    """``(resource name, message)`` for each violation of ``rule`` among ``resources``."""
+    if rule.check is not None:
+        for kind, name, props in resources:
+            if kind in rule.resource_types:
+                for message in rule.check(props):
+                    yield name, message
+    if rule.stack_check is not None:
+        yield from rule.stack_check(resources)
+
+
 def evaluate(
     resources: Sequence[tuple[str, str, Props]],
     config: DeploymentConfig | None,
     rules: Iterable[Rule] = RULES,
 ) -> list[Finding]:
     """Run ``rules`` on ``(type, name, props)`` triples; the core of both evaluators."""
+    kinds = {name: kind for kind, name, _ in resources}
     findings: list[Finding] = []
     for rule in rules:
-        hits: list[tuple[str, str, str]] = []
-        if rule.check is not None:
-            for kind, name, props in resources:
-                if kind in rule.resource_types:
-                    hits += [(name, kind, message) for message in rule.check(props)]
-        if rule.stack_check is not None:
-            kinds = {name: kind for kind, name, _ in resources}
-            hits += [(name, kinds.get(name, ""), message)
-                     for name, message in rule.stack_check(resources)]
+        hits = list(rule_hits(rule, resources))
         waiver = waiver_for(rule.id, config) if hits else None
         findings += [
             Finding(rule_id=rule.id, severity=rule.severity, references=rule.references,
-                    resource=name, resource_type=kind, message=message,
+                    resource=name, resource_type=kinds.get(name, ""), message=message,
                     mandatory=rule.mandatory, waiver=waiver.reason if waiver else None)
-            for name, kind, message in hits
+            for name, message in hits
         ]
     return findings
 

@@ -33,33 +33,25 @@ class EventAdapter:
         self._callback = callback
         self._errors: dict[str, str] = {}
         self.failures: list[ResourceFailed] = []
-        self.diagnostics: list[Diagnostic] = []
         self.summary: Summary | None = None
 
     def __call__(self, event: EngineEvent) -> None:
         for progress in self.translate(event):
             if isinstance(progress, ResourceFailed):
                 self.failures.append(progress)
-            if isinstance(progress, Diagnostic):
-                self.diagnostics.append(progress)
             if isinstance(progress, Summary):
                 self.summary = progress
             if self._callback is not None:
                 self._callback(progress)
 
     def translate(self, event: EngineEvent) -> list[ProgressEvent]:
-        if event.resource_pre_event is not None:
-            meta = event.resource_pre_event.metadata
-            if _op(meta) in _QUIET_OPS:
-                return []
-            return [ResourceStarted(urn=meta.urn, type=meta.type, name=name_of(meta.urn),
-                                    op=_op(meta))]
-        if event.res_outputs_event is not None:
-            meta = event.res_outputs_event.metadata
-            if _op(meta) in _QUIET_OPS:
-                return []
-            return [ResourceDone(urn=meta.urn, type=meta.type, name=name_of(meta.urn),
-                                 op=_op(meta))]
+        for step, kind in ((event.resource_pre_event, ResourceStarted),
+                           (event.res_outputs_event, ResourceDone)):
+            if step is not None:
+                meta = step.metadata
+                if _op(meta) in _QUIET_OPS:
+                    return []
+                return [kind(urn=meta.urn, type=meta.type, name=name_of(meta.urn), op=_op(meta))]
         if event.res_op_failed_event is not None:
             meta = event.res_op_failed_event.metadata
             message = self._errors.get(meta.urn, "the operation failed")

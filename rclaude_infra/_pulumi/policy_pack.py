@@ -28,7 +28,7 @@ from pulumi_policy import (
 )
 
 from ..config import DeploymentConfig
-from ..policy import RULES, WAIVERS, Rule, waiver_for
+from ..policy import RULES, WAIVERS, Rule, rule_hits, waiver_for
 
 CONFIG_ENV = "RCLAUDE_DEPLOYMENT_CONFIG"
 PACK_NAME = "rclaude-infra"
@@ -39,16 +39,6 @@ Policy = ResourceValidationPolicy | StackValidationPolicy
 def deployment_config_from_env() -> DeploymentConfig | None:
     raw = os.environ.get(CONFIG_ENV)
     return DeploymentConfig.from_mapping(json.loads(raw)) if raw else None
-
-
-def _hits(rule: Rule, resources: list[tuple[str, str, Any]]) -> Iterator[tuple[str, str]]:
-    if rule.check is not None:
-        for kind, name, props in resources:
-            if kind in rule.resource_types:
-                for message in rule.check(props):
-                    yield name, message
-    if rule.stack_check is not None:
-        yield from rule.stack_check(resources)
 
 
 def _validator(
@@ -67,12 +57,12 @@ def _validator(
     if stack:
         def validate_stack(args: StackValidationArgs, report_violation: ReportViolation) -> None:
             resources = [(r.resource_type, r.name, r.props) for r in args.resources]
-            report(_hits(rule, resources), report_violation)
+            report(rule_hits(rule, resources), report_violation)
 
         return validate_stack
 
     def validate_resource(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        report(_hits(rule, [(args.resource_type, args.name, args.props)]), report_violation)
+        report(rule_hits(rule, [(args.resource_type, args.name, args.props)]), report_violation)
 
     return validate_resource
 
