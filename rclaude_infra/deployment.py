@@ -10,7 +10,7 @@ import attrs
 
 from ._plan import Plan
 from .config import DeploymentConfig, TaskSpec, Usage, validate_name
-from .errors import ConfigError, MissingDependencyError
+from .errors import ConfigError, EngineError, MissingDependencyError
 from .outputs import StackOutputs
 
 if TYPE_CHECKING:
@@ -265,8 +265,15 @@ class Deployment:
             raise ConfigError("spec", spec, "a TaskSpec")
         return self._tasks().submit(spec)
 
-    def run_tasks(self, specs: Iterable[TaskSpec]) -> list[Task]:
-        """Start several tasks; handles in the same order."""
+    def run_tasks(self, specs: Iterable[TaskSpec], *, workers: int = 16) -> list[Task]:
+        """Start several tasks, ``workers`` submissions at a time; handles in the same order.
+
+        Every spec is tried. When some could not start, :class:`~rclaude_infra.EngineError`
+        names each with why; the others run. Calling again with the same specs starts only
+        the missing ones (a task id is never started twice).
+        """
+        import concurrent.futures
+
         specs = list(specs)
         for spec in specs:
             if not isinstance(spec, TaskSpec):
@@ -274,7 +281,24 @@ class Deployment:
         ids = [s.task_id for s in specs]
         if len(set(ids)) != len(ids):
             raise ConfigError("specs", ids, "distinct task ids")
-        return [self.run_task(spec) for spec in specs]
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            raise ConfigError("workers", workers, "an integer of at least 1")
+        if not specs:
+            return []
+        backend = self._tasks()
+        with concurrent.futures.ThreadPoolExecutor(min(workers, len(specs)),
+                                                   "rclaude-submit") as pool:
+            futures = [pool.submit(backend.submit, spec) for spec in specs]
+        failed = [(spec.task_id, f.exception()) for spec, f in zip(specs, futures, strict=True)
+                  if f.exception() is not None]
+        if failed:
+            detail = "; ".join(f"{task_id}: {exc}" for task_id, exc in failed[:5])
+            more = f" (and {len(failed) - 5} more)" if len(failed) > 5 else ""
+            raise EngineError(
+                f"{len(failed)} of {len(specs)} tasks could not start: {detail}{more}. The "
+                f"other {len(specs) - len(failed)} run; run_tasks() with the same specs "
+                "again starts only the missing ones") from failed[0][1]
+        return [f.result() for f in futures]
 
     def task(self, task_id: str) -> Task:
         """Re-attach to a task by id, from any process."""

@@ -121,3 +121,12 @@ class DeploymentFailedError(EngineError):
         super().__init__(message)
         self.resource = resource
         self.provider_message = provider_message
+
+
+class ExecError(RclaudeError):
+    """An interactive session into a task could not start: the task is not running, or
+    ECS Exec refused (the agent in the container is not up yet, or not allowed)."""
+
+
+class SessionManagerPluginNotFoundError(ExecError):
+    """``Task.exec()`` on ECS needs AWS's ``session-manager-plugin`` on PATH."""

@@ -80,6 +80,23 @@ def _aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     )
 
 
+@pytest.fixture(name="stack")
+def _stack(aws: Any) -> Any:
+    """A deployed stack's task-side resources, made in moto (:mod:`moto_stack`)."""
+    from moto_stack import make_stack
+
+    return make_stack(aws)
+
+
+@pytest.fixture(name="deployment")
+def _deployment(aws: Any, stack: Any) -> Any:
+    """A task-capable Deployment on ``stack``, from the JSON ``pulumi stack output --json``
+    prints."""
+    from rclaude_infra import Deployment
+
+    return Deployment.from_outputs("dev", json.dumps(stack.to_dict()), session=aws)
+
+
 # -- live tests: a real AWS account and the Pulumi CLI, only when asked -----------------
 
 

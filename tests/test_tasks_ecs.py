@@ -7,75 +7,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from moto_stack import answer
 
-from rclaude_infra import Deployment, StackOutputs, TaskSpec, TaskStatus
+from rclaude_infra import Deployment, EngineError, StackOutputs, TaskSpec, TaskStatus
 from rclaude_infra._aws.ecs import EcsProvider, map_task
 from rclaude_infra.runner import run_from_s3
-
-
-@pytest.fixture(name="stack")
-def _stack(aws: Any) -> StackOutputs:
-    """The resources a deployed stack gives the task runner, made in moto."""
-    suffix = uuid.uuid4().hex[:8]
-    ec2, ecs, scaling = aws.client("ec2"), aws.client("ecs"), aws.client("autoscaling")
-    cluster = ecs.create_cluster(clusterName=f"rclaude-dev-cluster-{suffix}")["cluster"]
-    image = ec2.describe_images()["Images"][0]["ImageId"]
-    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1,
-                                 InstanceType="t3.medium")["Instances"][0]
-    ecs.register_container_instance(
-        cluster=cluster["clusterArn"],
-        instanceIdentityDocument=json.dumps({
-            "instanceId": instance["InstanceId"], "instanceType": "t3.medium",
-            "region": "us-east-1", "availabilityZone": "us-east-1a"}),
-        # Room for every task the tests start: moto places tasks on registered instances
-        # only (real ECS would keep the rest PROVISIONING while the group scales out).
-        totalResources=[{"name": "CPU", "type": "INTEGER", "integerValue": 10_000_000},
-                        {"name": "MEMORY", "type": "INTEGER", "integerValue": 10_000_000}],
-    )
-    ec2.create_launch_template(LaunchTemplateName=f"lt-{suffix}",
-                               LaunchTemplateData={"ImageId": image})
-    scaling.create_auto_scaling_group(
-        AutoScalingGroupName=f"rclaude-dev-asg-{suffix}", MinSize=0, MaxSize=4,
-        LaunchTemplate={"LaunchTemplateName": f"lt-{suffix}"}, AvailabilityZones=["us-east-1a"])
-    group = scaling.describe_auto_scaling_groups(
-        AutoScalingGroupNames=[f"rclaude-dev-asg-{suffix}"])["AutoScalingGroups"][0]
-    provider = ecs.create_capacity_provider(
-        name=f"rclaude-dev-cp-{suffix}",
-        autoScalingGroupProvider={"autoScalingGroupArn": group["AutoScalingGroupARN"],
-                                  "managedScaling": {"status": "ENABLED", "targetCapacity": 100},
-                                  "managedTerminationProtection": "DISABLED"},
-    )["capacityProvider"]["name"]
-    ecs.put_cluster_capacity_providers(
-        cluster=cluster["clusterArn"], capacityProviders=[provider],
-        defaultCapacityProviderStrategy=[{"capacityProvider": provider, "weight": 1}])
-    definition = ecs.register_task_definition(
-        family=f"rclaude-dev-runner-{suffix}", requiresCompatibilities=["EC2"],
-        networkMode="bridge", cpu="1024", memory="2048",
-        containerDefinitions=[{"name": "runner", "image": "runner:1", "essential": True,
-                               "cpu": 10, "memory": 10}],
-    )["taskDefinition"]
-    bucket = f"rclaude-dev-results-{suffix}"
-    aws.client("s3").create_bucket(Bucket=bucket)
-    log_group = f"/rclaude/dev-{suffix}"
-    aws.client("logs").create_log_group(logGroupName=log_group)
-    return StackOutputs(
-        deployment="dev", region="us-east-1", cluster_name=cluster["clusterName"],
-        cluster_arn=cluster["clusterArn"], capacity_provider=provider,
-        task_definition_family=definition["family"],
-        task_definition_arn=definition["taskDefinitionArn"], container_name="runner",
-        bucket=bucket, log_group=log_group,
-    )
-
-
-@pytest.fixture(name="deployment")
-def _deployment(aws: Any, stack: StackOutputs) -> Deployment:
-    # The CLI's JSON, as `pulumi stack output --json` prints it.
-    return Deployment.from_outputs("dev", json.dumps(stack.to_dict()), session=aws)
 
 
 def test_run_task_puts_the_spec_first_then_one_run_task(deployment: Deployment, aws: Any,
@@ -307,29 +247,16 @@ def _throttle(client: Any, operations: list[str], share: float, seed: int) -> di
     (so no throttled call reached the server: see emulator-gaps.md on clientToken)."""
     import random
 
-    from botocore.awsrequest import AWSResponse
-
     rng = random.Random(seed)
     injected = {"count": 0}
 
-    class _Raw:
-        def __init__(self, body: bytes) -> None:
-            self._body = body
-
-        def stream(self, **_: Any) -> Any:
-            yield self._body
-
-    def maybe_throttle(request: Any, **_: Any) -> AWSResponse | None:
+    def maybe_throttle(_request: Any) -> tuple[int, dict[str, Any]] | None:
         if rng.random() >= share:
             return None
         injected["count"] += 1
-        body = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
-        return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"},
-                           _Raw(body))
+        return 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
 
-    service = client.meta.service_model.service_name
-    for operation in operations:
-        client.meta.events.register(f"before-send.{service}.{operation}", maybe_throttle)
+    answer(client, operations, maybe_throttle)
     return injected
 
 
@@ -361,3 +288,66 @@ def test_throttling_loses_and_duplicates_nothing(deployment: Deployment, aws: An
     read = [str(x) for x in tasks[0].logs()]
     assert read == [f"{b}-{i}" for b in range(3) for i in range(100)]
     assert logs_injected["count"] >= 2
+
+
+def test_run_tasks_reports_what_did_not_start_and_a_rerun_starts_only_that(
+    deployment: Deployment, aws: Any, stack: StackOutputs,
+) -> None:
+    provider = deployment._tasks()
+    assert isinstance(provider, EcsProvider)
+    specs = [TaskSpec(command="true") for _ in range(12)]
+    refused = {specs[3].task_id, specs[8].task_id}
+    state = {"refuse": True}
+
+    def refuse_some(request: Any) -> tuple[int, dict[str, Any]] | None:
+        if state["refuse"] and json.loads(request.body)["startedBy"] in refused:
+            return 400, {"__type": "ClientException", "message": "no capacity for you"}
+        return None
+
+    answer(provider.ecs, ["RunTask"], refuse_some)
+    with pytest.raises(EngineError, match="2 of 12 tasks could not start") as err:
+        deployment.run_tasks(specs)
+    assert all(task_id in str(err.value) for task_id in refused)
+    ecs = aws.client("ecs")
+
+    def started(task_id: str) -> int:
+        return len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=task_id)["taskArns"])
+
+    assert [started(s.task_id) for s in specs] == [0 if s.task_id in refused else 1
+                                                   for s in specs]
+    state["refuse"] = False
+    tasks = deployment.run_tasks(specs)  # again: only the two missing ones start
+    assert [started(s.task_id) for s in specs] == [1] * 12
+    assert [t.task_id for t in tasks] == [s.task_id for s in specs]
+
+
+def test_a_submitter_that_died_after_the_spec_is_picked_up(
+    deployment: Deployment, aws: Any, stack: StackOutputs,
+) -> None:
+    spec = TaskSpec(command="true")
+    # Another process wrote the spec and started the task, then died before recording it.
+    aws.client("s3").put_object(Bucket=stack.bucket, Key=f"tasks/{spec.task_id}/spec.json",
+                                Body=json.dumps(spec.to_dict()).encode())
+    arn = aws.client("ecs").run_task(
+        cluster=stack.cluster_arn, taskDefinition=stack.task_definition_arn,
+        startedBy=spec.task_id, capacityProviderStrategy=[
+            {"capacityProvider": stack.capacity_provider, "weight": 1}])["tasks"][0]["taskArn"]
+    task = deployment.run_task(spec)
+    provider = deployment._tasks()
+    assert isinstance(provider, EcsProvider)
+    assert [a["arn"] for a in provider._attempts_of(spec.task_id)] == [arn]
+    assert len(aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
+                                            startedBy=spec.task_id)["taskArns"]) == 1
+    assert task.status is TaskStatus.RUNNING
+
+
+def test_an_ended_task_is_not_asked_about_again(deployment: Deployment) -> None:
+    task = deployment.run_task(TaskSpec(command="sleep 600"))
+    task.stop("enough")
+    provider = deployment._tasks()
+    assert isinstance(provider, EcsProvider)
+    assert task.status is TaskStatus.STOPPED
+    calls = provider.describe_calls
+    provider._described.clear()
+    assert [task.status for _ in range(5)] == [TaskStatus.STOPPED] * 5
+    assert provider.describe_calls == calls

@@ -9,4 +9,6 @@ def client_config() -> Any:
 
     # Adaptive retries: botocore backs off on throttling with a client-side rate limit,
     # shared by the clients of one process; no hand-written sleeps.
-    return Config(retries={"mode": "adaptive", "max_attempts": 12})
+    # A pool as large as the submitting threads (Deployment.run_tasks), so no connection
+    # is dropped and made again under load.
+    return Config(retries={"mode": "adaptive", "max_attempts": 12}, max_pool_connections=32)

@@ -22,7 +22,7 @@ from typing import Any
 import attrs
 
 from ..config import DEPLOYMENT_TAG, TaskSpec
-from ..errors import EngineError, PriceNotFoundError
+from ..errors import EngineError, ExecError, PriceNotFoundError
 from ..outputs import StackOutputs
 from ..prices import PriceBook
 from ..tasks.model import (
@@ -113,6 +113,7 @@ class EcsProvider:
         self.poll_interval = poll_interval
         self._described: dict[str, tuple[float, Mapping[str, Any] | None]] = {}
         self._attempts: dict[str, list[dict[str, Any]]] = {}
+        self._final: dict[str, TaskState] = {}
         # Re-entrant: resubmitting after a preemption records the attempt under the lock.
         self._lock = threading.RLock()
         self._describe_lock = threading.Lock()
@@ -126,9 +127,21 @@ class EcsProvider:
     # -- submitting ------------------------------------------------------------------
 
     def submit(self, spec: TaskSpec) -> Task:
-        if self._attempts_of(spec.task_id):
-            return Task(spec.task_id, self)  # submitted before: never twice
-        s3_tasks.write_json(self.s3, self._bucket, spec.task_id, "spec.json", spec.to_dict())
+        """Start ``spec`` unless its task id was submitted before: the spec is created in S3
+        only if absent (one conditional put: the check and the record in one call)."""
+        if s3_tasks.create_json(self.s3, self._bucket, spec.task_id, "spec.json",
+                                spec.to_dict()):
+            self._attempts[spec.task_id] = []  # new: no attempts to look up
+        else:
+            if self._attempts_of(spec.task_id):
+                return Task(spec.task_id, self)  # submitted before: never twice
+            # The spec is there but no attempt is: its submitter stopped between the two
+            # calls, or is between them now. Look before starting (the client token also
+            # keeps two submitters to one task on ECS).
+            arn = self._find_started(spec.task_id, attempt=1)
+            if arn is not None:
+                self._record_attempt(spec.task_id, 1, arn)
+                return Task(spec.task_id, self)
         self._start(spec, attempt=1)
         return Task(spec.task_id, self)
 
@@ -223,6 +236,15 @@ class EcsProvider:
             return self._described[arn][1]
 
     def state(self, task_id: str) -> TaskState:
+        final = self._final.get(task_id)
+        if final is not None:
+            return final
+        state = self._current_state(task_id)
+        if state.status.done:
+            self._final[task_id] = state  # an ended task does not change: no more calls
+        return state
+
+    def _current_state(self, task_id: str) -> TaskState:
         attempts = self._attempts_of(task_id)
         if not attempts:
             raise TaskNotFoundError(f"no task {task_id!r} in s3://{self._bucket}/tasks/")
@@ -237,8 +259,12 @@ class EcsProvider:
                                  reason="ECS no longer knows the task and it left no result")
             return state_from_result(result, latest["attempt"])
         state = attrs.evolve(map_task(described, container), attempt=latest["attempt"])
-        if described.get("lastStatus") == "STOPPED" and state.status is not TaskStatus.PREEMPTED:
-            # A stop we asked for is STOPPED, whatever exit code the container left.
+        if (described.get("lastStatus") == "STOPPED" and described.get("stopCode") is None
+                and described.get("stoppedReason")
+                and state.status is not TaskStatus.PREEMPTED):
+            # ECS says UserInitiated for a stop; with a reason but no stop code (moto sets
+            # none), our own record decides: a stop we asked for is STOPPED, whatever the
+            # exit code.
             stop = s3_tasks.read_json(self.s3, self._bucket, task_id, STOP_FILE)
             if stop is not None:
                 state = attrs.evolve(state, status=TaskStatus.STOPPED, reason=stop["reason"])
@@ -356,12 +382,35 @@ class EcsProvider:
         attempts = self._attempts_of(task_id)
         if not attempts:
             raise TaskNotFoundError(f"no task {task_id!r}")
+        if task_id in self._final:
+            return  # it ended: nothing to stop, and its end stays what it was
         arn = max(attempts, key=lambda a: a["attempt"])["arn"]
         s3_tasks.write_json(self.s3, self._bucket, task_id, STOP_FILE, {
             "reason": reason, "at": dt.datetime.now(dt.UTC).isoformat()})
         self.ecs.stop_task(cluster=self.outputs.cluster_arn, task=arn, reason=reason[:255])
         with self._describe_lock:
             self._described.pop(arn, None)
+
+    def exec(self, task_id: str, command: str, *, run: Any = None) -> int:
+        """An interactive ``command`` in the task's container over ECS Exec; the session's
+        exit code. ``run`` starts ``session-manager-plugin`` (default: a subprocess)."""
+        from .ecs_exec import execute, find_plugin
+
+        find_plugin()  # before any call: say what to install first
+        attempts = self._attempts_of(task_id)
+        if not attempts:
+            raise TaskNotFoundError(f"no task {task_id!r}")
+        arn = max(attempts, key=lambda a: a["attempt"])["arn"]
+        with self._describe_lock:
+            self._described.pop(arn, None)  # exec needs now, not the last poll
+        described = self._describe(arn)
+        if described is None or described.get("lastStatus") != "RUNNING":
+            state = self.state(task_id)
+            raise ExecError(f"exec needs a RUNNING task; task {task_id} is "
+                            f"{state.status.value}" + (f" ({state.reason})" if state.reason
+                                                       else ""))
+        return execute(self.ecs, described, self.outputs.container_name or "runner", command,
+                       profile=getattr(self._session, "profile_name", None), run=run)
 
     def list(self, *, limit: int | None = None, status: TaskStatus | None = None) -> list[Task]:
         """Tasks from the S3 history (newest ids first), with live ECS state."""

@@ -35,6 +35,23 @@ def write_json(s3: Any, bucket: str, task_id: str, name: str, data: Any) -> None
                   Body=json.dumps(data, indent=2).encode(), ContentType="application/json")
 
 
+def create_json(s3: Any, bucket: str, task_id: str, name: str, data: Any) -> bool:
+    """Write a JSON file of the task's prefix only if it is absent (S3's conditional write,
+    ``If-None-Match: *``); ``False`` when it was there already."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.put_object(Bucket=bucket, Key=key(task_id, name), IfNoneMatch="*",
+                      Body=json.dumps(data, indent=2).encode(), ContentType="application/json")
+    except ClientError as exc:
+        # 409: another conditional write of the same key is in flight: it exists.
+        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed",
+                                                         "ConditionalRequestConflict"):
+            return False
+        raise
+    return True
+
+
 def upload_outputs(s3: Any, bucket: str, task_id: str, task_dir: Path) -> None:
     """Upload what the runner wrote, result.json last: its presence means all is there."""
     for name in OUTPUT_FILES:

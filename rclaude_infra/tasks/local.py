@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import TaskSpec
+from ..errors import ExecError
 from ..runner import (
     ARTIFACTS_DIR,
     DIFF_FILE,
@@ -65,6 +66,9 @@ def _parse_time(value: Any) -> dt.datetime | None:
 
 class LocalProvider:
     """Runs tasks as local subprocesses of ``python -m rclaude_infra.runner``."""
+
+    #: A local task's files are cheap to read: look often.
+    poll_interval = 0.1
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -179,7 +183,7 @@ class LocalProvider:
             if not chunk:
                 if not finished and self.state(task_id).status.done:
                     continue  # the runner died without a result: read what is left, once
-                time.sleep(0.1)
+                time.sleep(self.poll_interval)
 
     def result(self, task_id: str) -> Mapping[str, Any]:
         path = self._existing(task_id)
@@ -218,6 +222,18 @@ class LocalProvider:
         """A local task runs on this machine: it costs nothing on AWS."""
         self._existing(task_id)
         return 0.0
+
+    def exec(self, task_id: str, command: str, *, run: Any = None) -> int:
+        """``command`` through the shell in the running task's working directory (its
+        clone when it has a repository), with this terminal; the command's exit code."""
+        path = self._existing(task_id)
+        state = self.state(task_id)
+        if state.status is not TaskStatus.RUNNING:
+            raise ExecError(f"exec needs a RUNNING task; task {task_id} is "
+                            f"{state.status.value}")
+        work = path / "workspace"
+        cwd = work / "repo" if (work / "repo").is_dir() else work
+        return int((run or subprocess.call)(["/bin/sh", "-c", command], cwd=cwd))
 
     def list(self, *, limit: int | None = None,
              status: TaskStatus | None = None) -> list[Task]:

@@ -85,6 +85,9 @@ def state_from_result(result: Mapping[str, Any], attempt: int | None = None) -> 
 class TaskProvider(Protocol):
     """What a provider does for a task handle."""
 
+    #: Seconds between two looks at the same task's status (a wait never sleeps longer).
+    poll_interval: float
+
     def state(self, task_id: str) -> TaskState: ...
 
     def log_lines(self, task_id: str, *, since: dt.datetime | None,
@@ -97,6 +100,8 @@ class TaskProvider(Protocol):
     def stop(self, task_id: str, reason: str) -> None: ...
 
     def cost(self, task_id: str, prices: Any = None) -> float: ...
+
+    def exec(self, task_id: str, command: str, *, run: Any = None) -> int: ...
 
 
 @attrs.frozen(kw_only=True)
@@ -167,9 +172,14 @@ class Task:
         return self.state().stopped_at
 
     def wait(self, timeout: float | None = None, *, poll: float = 0.2) -> TaskState:
-        """Block until the task ends; :class:`TaskTimeoutError` after ``timeout`` seconds."""
+        """Block until the task ends; :class:`TaskTimeoutError` after ``timeout`` seconds.
+
+        Looks after ``poll`` seconds, then less often, never less often than the
+        provider's own status refresh (ECS: one shared ``DescribeTasks`` per interval for
+        every task waited on, so waiting on many tasks costs no more calls)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = poll
+        longest = max(poll, min(5.0, self._provider.poll_interval))
         while True:
             state = self.state()
             if state.status.done:
@@ -180,7 +190,7 @@ class Task:
                     "keeps running (stop() ends it)")
             time.sleep(delay if deadline is None else min(delay, max(0.0, deadline -
                                                                       time.monotonic())))
-            delay = min(delay * 1.5, 5.0)
+            delay = min(delay * 1.5, longest)
 
     def logs(self, follow: bool = False, since: dt.datetime | None = None) -> Iterator[LogLine]:
         """The task's output lines. ``follow=True`` keeps reading until the task ends;
@@ -195,6 +205,18 @@ class Task:
     def stop(self, reason: str = "stopped by the user") -> None:
         """Stop the task; it ends STOPPED and still writes its result, logs and diff."""
         self._provider.stop(self.task_id, reason)
+
+    def exec(self, command: str = "bash", *, run: Any = None) -> int:
+        """An interactive ``command`` inside the running task, on this terminal; returns
+        its exit code when the session ends.
+
+        On ECS this is ECS Exec: ``ExecuteCommand``, then AWS's ``session-manager-plugin``
+        carries the terminal (:class:`~rclaude_infra.errors.SessionManagerPluginNotFoundError`
+        with the install link when it is missing). Locally the command runs in the task's
+        working directory. :class:`~rclaude_infra.errors.ExecError` when the task is not
+        RUNNING. ``run`` replaces :func:`subprocess.call` (for tools that host the terminal).
+        """
+        return self._provider.exec(self.task_id, command, run=run)
 
     def cost(self, prices: Any = None) -> float:
         """USD the task used: its runtime x its share of the instance (the larger of its

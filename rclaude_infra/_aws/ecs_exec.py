@@ -1,0 +1,112 @@
+"""ECS Exec: an interactive command inside a running task's container.
+
+``ExecuteCommand`` opens an SSM session; AWS's ``session-manager-plugin`` binary carries
+the terminal over it, started the way the AWS CLI starts it (``aws ecs execute-command``):
+the session, the region, ``StartSession``, the profile, the target
+``ecs:<cluster>_<task id>_<container runtime id>`` and the endpoint. Plugins newer than
+1.2.497.0 read the session (which holds a token) from an environment variable instead of
+argv, so the token stays out of the process list whenever the plugin allows it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from ..errors import ExecError, SessionManagerPluginNotFoundError
+
+PLUGIN = "session-manager-plugin"
+INSTALL_URL = ("https://docs.aws.amazon.com/systems-manager/latest/userguide/"
+               "session-manager-working-with-install-plugin.html")
+SESSION_ENV = "AWS_SSM_START_SESSION_RESPONSE"
+_LAST_VERSION_WITHOUT_ENV = (1, 2, 497, 0)
+
+
+def find_plugin() -> str:
+    """The plugin's path, or :class:`SessionManagerPluginNotFoundError` saying where to get it."""
+    path = shutil.which(PLUGIN)
+    if path is None:
+        raise SessionManagerPluginNotFoundError(
+            f"Task.exec() on ECS needs AWS's {PLUGIN} on PATH (the AWS CLI uses the same one "
+            f"for `aws ecs execute-command`); install it: {INSTALL_URL}")
+    return path
+
+
+def plugin_version(plugin: str) -> tuple[int, ...] | None:
+    """``session-manager-plugin --version`` as a tuple, ``None`` when it says nothing usable."""
+    try:
+        out = subprocess.run([plugin, "--version"], capture_output=True, text=True,
+                             timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    match = re.search(r"\d+(?:\.\d+)+", out)
+    return tuple(int(p) for p in match.group(0).split(".")) if match else None
+
+
+def target(task: Mapping[str, Any], container: str) -> str:
+    """The SSM target of ``container`` in a ``DescribeTasks`` task."""
+    runtime_id = next((c.get("runtimeId") for c in task.get("containers", [])
+                       if c.get("name") == container), None)
+    if not runtime_id:
+        raise ExecError(f"container {container!r} of task {task.get('taskArn')} has no runtime "
+                        "id yet (it is still starting); try again in a few seconds")
+    cluster = str(task["clusterArn"]).rsplit("/", 1)[-1]
+    task_id = str(task["taskArn"]).rsplit("/", 1)[-1]
+    return f"ecs:{cluster}_{task_id}_{runtime_id}"
+
+
+@contextmanager
+def _terminal_signals_to_child() -> Iterator[None]:
+    """Ctrl-C and Ctrl-Z belong to the remote shell, not to this process (only the main
+    thread may set handlers; elsewhere the caller's handlers stay)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTSTP, signal.SIGQUIT)}
+    try:
+        for s in saved:
+            signal.signal(s, signal.SIG_IGN)
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+def execute(ecs: Any, task: Mapping[str, Any], container: str, command: str, *,
+            profile: str | None, run: Callable[..., int] | None = None) -> int:
+    """Run ``command`` interactively in ``container`` of the running ``task``; returns the
+    plugin's exit code. ``run`` starts the plugin (default: :func:`subprocess.call`)."""
+    from botocore.exceptions import ClientError
+
+    plugin = find_plugin()  # before ExecuteCommand: no session opened that nobody uses
+    ssm_target = target(task, container)
+    try:
+        response = ecs.execute_command(cluster=task["clusterArn"], task=task["taskArn"],
+                                       container=container, command=command, interactive=True)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        hint = ""
+        if error.get("Code") in ("InvalidParameterException", "TargetNotConnectedException"):
+            hint = (" (ECS Exec needs the agent in the container to be up: a task started "
+                    "seconds ago may need a moment; the stack's task role allows the SSM "
+                    "channels it uses)")
+        raise ExecError(f"ECS refused the exec session: {error.get('Code')}: "
+                        f"{error.get('Message')}{hint}") from exc
+    session = json.dumps(response["session"])
+    env = dict(os.environ)
+    version = plugin_version(plugin)
+    if version is not None and version > _LAST_VERSION_WITHOUT_ENV:
+        env[SESSION_ENV] = session
+        session = SESSION_ENV
+    argv = [plugin, session, ecs.meta.region_name, "StartSession", profile or "",
+            json.dumps({"Target": ssm_target}), ecs.meta.endpoint_url]
+    with _terminal_signals_to_child():
+        return (run or subprocess.call)(argv, env=env)

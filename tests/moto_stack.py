@@ -1,0 +1,118 @@
+"""A deployed stack's task-side resources, made in moto's server, and a way to answer
+chosen calls before they are sent (for what moto lacks or to inject faults).
+
+Shared by the ECS tests and ``benchmarks/bench_dispatch.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from rclaude_infra import StackOutputs
+
+
+def make_stack(session: Any, *, region: str = "us-east-1", instances: int = 1) -> StackOutputs:
+    """The resources a deployed stack gives the task runner: a cluster with ``instances``
+    registered container instances, a capacity provider on an auto scaling group, the task
+    definition,
+    the results bucket and the log group."""
+    suffix = uuid.uuid4().hex[:8]
+    ec2 = session.client("ec2", region_name=region)
+    ecs = session.client("ecs", region_name=region)
+    scaling = session.client("autoscaling", region_name=region)
+    cluster = ecs.create_cluster(clusterName=f"rclaude-dev-cluster-{suffix}")["cluster"]
+    image = ec2.describe_images()["Images"][0]["ImageId"]
+    # moto places a task on a registered instance only, and gives each its type's
+    # resources (ignoring totalResources): about 400 of these tasks fit on one.
+    # Real ECS would keep the rest PROVISIONING while the group scales out.
+    for _ in range(instances):
+        instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1,
+                                     InstanceType="t3.medium")["Instances"][0]
+        ecs.register_container_instance(
+            cluster=cluster["clusterArn"],
+            instanceIdentityDocument=json.dumps({
+                "instanceId": instance["InstanceId"], "instanceType": "t3.medium",
+                "region": region, "availabilityZone": f"{region}a"}),
+        )
+    ec2.create_launch_template(LaunchTemplateName=f"lt-{suffix}",
+                               LaunchTemplateData={"ImageId": image})
+    scaling.create_auto_scaling_group(
+        AutoScalingGroupName=f"rclaude-dev-asg-{suffix}", MinSize=0, MaxSize=4,
+        LaunchTemplate={"LaunchTemplateName": f"lt-{suffix}"},
+        AvailabilityZones=[f"{region}a"])
+    group = scaling.describe_auto_scaling_groups(
+        AutoScalingGroupNames=[f"rclaude-dev-asg-{suffix}"])["AutoScalingGroups"][0]
+    provider = ecs.create_capacity_provider(
+        name=f"rclaude-dev-cp-{suffix}",
+        autoScalingGroupProvider={"autoScalingGroupArn": group["AutoScalingGroupARN"],
+                                  "managedScaling": {"status": "ENABLED", "targetCapacity": 100},
+                                  "managedTerminationProtection": "DISABLED"},
+    )["capacityProvider"]["name"]
+    ecs.put_cluster_capacity_providers(
+        cluster=cluster["clusterArn"], capacityProviders=[provider],
+        defaultCapacityProviderStrategy=[{"capacityProvider": provider, "weight": 1}])
+    definition = ecs.register_task_definition(
+        family=f"rclaude-dev-runner-{suffix}", requiresCompatibilities=["EC2"],
+        networkMode="bridge", cpu="1024", memory="2048",
+        containerDefinitions=[{"name": "runner", "image": "runner:1", "essential": True,
+                               "cpu": 10, "memory": 10}],
+    )["taskDefinition"]
+    bucket = f"rclaude-dev-results-{suffix}"
+    session.client("s3", region_name=region).create_bucket(Bucket=bucket)
+    log_group = f"/rclaude/dev-{suffix}"
+    session.client("logs", region_name=region).create_log_group(logGroupName=log_group)
+    return StackOutputs(
+        deployment="dev", region=region, cluster_name=cluster["clusterName"],
+        cluster_arn=cluster["clusterArn"], capacity_provider=provider,
+        task_definition_family=definition["family"],
+        task_definition_arn=definition["taskDefinitionArn"], container_name="runner",
+        bucket=bucket, log_group=log_group,
+    )
+
+
+class _Raw:
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    def stream(self, **_: Any) -> Any:
+        yield self._body
+
+
+Answer = Callable[[Any], "tuple[int, dict[str, Any]] | None"]
+
+
+def answer(client: Any, operations: list[str], respond: Answer) -> None:
+    """Before ``client`` sends one of ``operations``, ask ``respond(request)``: a
+    ``(status, json body)`` is the response (the call never reaches the server), ``None``
+    sends the call on."""
+    from botocore.awsrequest import AWSResponse
+
+    def hook(request: Any, **_: Any) -> AWSResponse | None:
+        answered = respond(request)
+        if answered is None:
+            return None
+        status, body = answered
+        return AWSResponse(request.url, status, {"Content-Type": "application/x-amz-json-1.1"},
+                           _Raw(json.dumps(body).encode()))
+
+    service = client.meta.service_model.service_name
+    for operation in operations:
+        client.meta.events.register(f"before-send.{service}.{operation}", hook)
+
+
+def hold_tasks_running(endpoint: str, hold: bool = True) -> None:
+    """moto advances a task one lifecycle step per DescribeTasks (RUNNING, DEACTIVATING,
+    ...); ``hold`` keeps them RUNNING, ``hold=False`` restores moto's default."""
+    import urllib.request
+
+    action = "set-transition" if hold else "unset-transition"
+    body: dict[str, Any] = {"model_name": "ecs::task"}
+    if hold:
+        body["transition"] = {"progression": "manual", "times": 1_000_000_000}
+    request = urllib.request.Request(f"{endpoint}/moto-api/state-manager/{action}",
+                                     data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(request, timeout=10):
+        pass

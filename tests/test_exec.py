@@ -1,0 +1,185 @@
+"""Task.exec(): ECS Exec at its boundary, and the local provider's shell.
+
+moto has no ExecuteCommand and no container runtime ids (emulator-gaps.md): the
+ExecuteCommand answer is the response shape of the ECS API reference, given before the
+call is sent, and the runtime id is added to moto's DescribeTasks answer. Everything else
+(RunTask, DescribeTasks, S3) is moto's server. ``session-manager-plugin`` is a real
+executable on PATH that records how it was started.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from moto_stack import answer, hold_tasks_running
+
+from rclaude_infra import (
+    Deployment,
+    ExecError,
+    SessionManagerPluginNotFoundError,
+    StackOutputs,
+    TaskSpec,
+    TaskStatus,
+)
+from rclaude_infra._aws.ecs import EcsProvider
+from rclaude_infra._aws.ecs_exec import INSTALL_URL, SESSION_ENV
+
+
+@pytest.fixture(autouse=True)
+def _tasks_stay_running(moto_endpoint: str) -> Any:
+    hold_tasks_running(moto_endpoint)
+    yield
+    hold_tasks_running(moto_endpoint, hold=False)
+
+
+RUNTIME_ID = "8f1d2a6c7e9b4f3aa1b2c3d4e5f60718-2785592478"
+TOKEN = "AAEAAdQxFAKEtokenVALUEnotREAL0123456789"
+
+
+@pytest.fixture(name="plugin")
+def _plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A session-manager-plugin on PATH that records its argv and the session variable;
+    exits 7, as a remote shell's ``exit 7`` would make it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    record = tmp_path / "plugin.json"
+    script = bin_dir / "session-manager-plugin"
+    script.write_text(f"""#!{sys.executable}
+import json, os, sys
+if sys.argv[1:] == ["--version"]:
+    print(os.environ.get("FAKE_PLUGIN_VERSION", "1.2.707.0"))
+    sys.exit(0)
+with open({str(record)!r}, "w") as f:
+    json.dump({{"argv": sys.argv[1:], "session_env": os.environ.get({SESSION_ENV!r})}}, f)
+sys.exit(7)
+""")
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    return record
+
+
+def _running_task(deployment: Deployment) -> tuple[Any, EcsProvider, list[dict[str, Any]]]:
+    provider = deployment._tasks()
+    assert isinstance(provider, EcsProvider)
+    calls: list[dict[str, Any]] = []
+
+    def execute_command(request: Any) -> tuple[int, dict[str, Any]]:
+        body = json.loads(request.body)
+        calls.append(body)
+        # ExecuteCommand's response, as in the ECS API reference.
+        return 200, {
+            "clusterArn": body["cluster"], "taskArn": body["task"],
+            "containerName": body["container"], "interactive": True,
+            "containerArn": body["task"].replace(":task/", ":container/") + "/runner",
+            "session": {"sessionId": "ecs-execute-command-0f9e8d7c6b5a",
+                        "streamUrl": "wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/"
+                        "ecs-execute-command-0f9e8d7c6b5a?role=publish_subscribe",
+                        "tokenValue": TOKEN},
+        }
+
+    def with_runtime_id(parsed: dict[str, Any], **_: Any) -> None:
+        for task in parsed.get("tasks", []):
+            for container in task.get("containers", []):
+                container["runtimeId"] = RUNTIME_ID
+
+    answer(provider.ecs, ["ExecuteCommand"], execute_command)
+    provider.ecs.meta.events.register("after-call.ecs.DescribeTasks", with_runtime_id)
+    task = deployment.run_task(TaskSpec(command="sleep 600"))
+    return task, provider, calls
+
+
+def test_exec_opens_a_session_and_hands_it_to_the_plugin(
+    deployment: Deployment, stack: StackOutputs, plugin: Path, moto_endpoint: str,
+) -> None:
+    task, provider, calls = _running_task(deployment)
+    assert task.exec("bash") == 7  # the session's exit code
+    (call,) = calls
+    arn = provider._attempts_of(task.task_id)[0]["arn"]
+    assert call == {"cluster": stack.cluster_arn, "task": arn, "container": "runner",
+                    "command": "bash", "interactive": True}
+    recorded = json.loads(plugin.read_text())
+    session, region, action, profile, params, endpoint = recorded["argv"]
+    # A plugin newer than 1.2.497.0 reads the session from the environment: the token
+    # stays out of the process list.
+    assert session == SESSION_ENV and TOKEN not in json.dumps(recorded["argv"])
+    assert json.loads(recorded["session_env"])["tokenValue"] == TOKEN
+    assert (region, action, endpoint) == ("us-east-1", "StartSession", moto_endpoint)
+    assert profile in ("", "default")
+    ecs_task_id = arn.rsplit("/", 1)[-1]
+    assert json.loads(params) == {
+        "Target": f"ecs:{stack.cluster_name}_{ecs_task_id}_{RUNTIME_ID}"}
+
+
+def test_an_old_plugin_gets_the_session_in_argv(
+    deployment: Deployment, plugin: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAKE_PLUGIN_VERSION", "1.2.463.0")
+    task, _, _ = _running_task(deployment)
+    task.exec("ls")
+    recorded = json.loads(plugin.read_text())
+    assert json.loads(recorded["argv"][0])["tokenValue"] == TOKEN
+    assert recorded["session_env"] is None
+
+
+def test_without_the_plugin_exec_says_where_to_get_it_before_any_call(
+    deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    task, _, calls = _running_task(deployment)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(SessionManagerPluginNotFoundError, match="session-manager-plugin") as err:
+        task.exec()
+    assert INSTALL_URL in str(err.value)
+    assert calls == []  # no session opened that nobody would use
+
+
+def test_exec_needs_a_running_task(deployment: Deployment, plugin: Path) -> None:
+    task, _, calls = _running_task(deployment)
+    task.stop("done with it")
+    with pytest.raises(ExecError, match=r"RUNNING.*STOPPED"):
+        task.exec()
+    assert calls == []
+
+
+def test_a_refused_session_says_why(deployment: Deployment, plugin: Path) -> None:
+    provider = deployment._tasks()
+    assert isinstance(provider, EcsProvider)
+    answer(provider.ecs, ["ExecuteCommand"], lambda _: (400, {
+        "__type": "InvalidParameterException",
+        "message": "The execute command failed because execute command was not enabled when "
+                   "the task was run or the execute command agent isn't running."}))
+    provider.ecs.meta.events.register(
+        "after-call.ecs.DescribeTasks",
+        lambda parsed, **_: [c.update(runtimeId=RUNTIME_ID) for t in parsed.get("tasks", [])
+                             for c in t.get("containers", [])])
+    task = deployment.run_task(TaskSpec(command="sleep 600"))
+    with pytest.raises(ExecError, match=r"InvalidParameterException.*agent"):
+        task.exec()
+    assert not plugin.exists()  # the plugin never started
+
+
+# -- local provider -------------------------------------------------------------------
+
+
+def test_local_exec_runs_in_the_task_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    local = Deployment("dev", provider="local")
+    task = local.run_task(TaskSpec(command="touch started; sleep 60"))
+    deadline = time.monotonic() + 30
+    while not list((tmp_path / "home").rglob("workspace/started")):
+        assert time.monotonic() < deadline, "the task never started"
+        time.sleep(0.05)
+    assert task.status is TaskStatus.RUNNING
+    assert task.exec("ls > seen.txt; exit 3") == 3
+    (seen,) = (tmp_path / "home").rglob("workspace/seen.txt")
+    assert "started" in seen.read_text().split()
+    task.stop()
+    task.wait(timeout=30)
+    with pytest.raises(ExecError, match="RUNNING"):
+        task.exec()
