@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from .policy import Finding, PolicyReport, check_policies
     from .prices import HOURS_PER_MONTH, Price, PriceBook
     from .progress import Diagnostic, ResourceDone, ResourceFailed, ResourceStarted, Summary
+    from .status import DeploymentStatus, InstanceInfo
     from .tasks.model import (
         LogLine,
         Task,
@@ -82,6 +83,7 @@ _LAZY = {
     **dict.fromkeys(["HOURS_PER_MONTH", "Price", "PriceBook"], ".prices"),
     **dict.fromkeys(["Finding", "PolicyReport", "check_policies"], ".policy"),
     **dict.fromkeys(["CheckItem", "CheckReport"], ".checks"),
+    **dict.fromkeys(["DeploymentStatus", "InstanceInfo"], ".status"),
     **dict.fromkeys(["Diagnostic", "ResourceDone", "ResourceFailed", "ResourceStarted",
                      "Summary"], ".progress"),
     **dict.fromkeys(["LogLine", "Task", "TaskNotFoundError", "TaskResult", "TaskState",
@@ -118,10 +120,12 @@ __all__ = [
     "Deployment",
     "DeploymentConfig",
     "DeploymentFailedError",
+    "DeploymentStatus",
     "Diagnostic",
     "EngineError",
     "ExecError",
     "Finding",
+    "InstanceInfo",
     "InstancePrice",
     "InstanceType",
     "LogLine",

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from ._plan import Plan, short_type
+from .checks import CheckReport
 from .cost import CostEstimate, InstancePrice
+from .outputs import StackOutputs
 from .policy import PolicyReport
+from .status import DeploymentStatus
+from .tasks.model import LogLine, TaskState
 
 
 def plan_renderable(plan: Plan) -> Group:
@@ -112,3 +118,84 @@ def policy_renderable(report: PolicyReport) -> Group:
         style="bold green" if report.ok else "bold red",
     )
     return Group(table, summary) if report.findings else Group(summary)
+
+
+_STATUS_STYLE = {"ok": "green", "warning": "yellow", "problem": "bold red",
+                 "SUCCEEDED": "green", "RUNNING": "cyan", "PENDING": "blue",
+                 "FAILED": "bold red", "STOPPED": "yellow", "PREEMPTED": "magenta"}
+
+
+def _styled(value: str) -> Text:
+    return Text(value, style=_STATUS_STYLE.get(value, ""))
+
+
+def check_renderable(report: CheckReport) -> Group:
+    """Prerequisites: one row per check, with the fix for each problem."""
+    table = Table(title="Prerequisites for up", title_justify="left")
+    for column in ("status", "check", "found", "fix"):
+        table.add_column(column)
+    for item in report.items:
+        table.add_row(_styled(item.status), item.name, item.detail, item.fix)
+    summary = Text("ready to deploy" if report.ok else
+                   f"{len(report.problems)} problem(s) to fix before up",
+                   style="bold green" if report.ok else "bold red")
+    return Group(table, summary)
+
+
+def outputs_renderable(outputs: StackOutputs) -> Table:
+    table = Table(title="Stack outputs", title_justify="left", show_header=False)
+    table.add_column("output", style="bold")
+    table.add_column("value")
+    for key, value in outputs.to_dict().items():
+        if value:
+            table.add_row(key, ", ".join(value) if isinstance(value, list) else str(value))
+    return table
+
+
+def status_renderable(status: DeploymentStatus) -> Group:
+    parts: list[Table | Text] = []
+    if status.outputs is not None:
+        parts.append(outputs_renderable(status.outputs))
+        instances = Table(title=f"Instances ({len(status.instances)})", title_justify="left")
+        for column in ("instance", "type", "lifecycle", "status", "running", "pending",
+                       "agent"):
+            instances.add_column(column)
+        for i in status.instances:
+            instances.add_row(i.instance_id, i.instance_type or "?", i.lifecycle, i.status,
+                              str(i.running_tasks), str(i.pending_tasks),
+                              "connected" if i.agent_connected else "disconnected")
+        parts.append(instances)
+    if status.tasks:
+        tasks = Table(title=f"Tasks not ended ({len(status.tasks)})", title_justify="left")
+        tasks.add_column("task")
+        tasks.add_column("status")
+        for task_id, state in status.tasks.items():
+            tasks.add_row(task_id, _styled(state))
+        parts.append(tasks)
+    else:
+        parts.append(Text(f"No tasks running in {status.name!r} ({status.provider}).",
+                          style="dim"))
+    return Group(*parts)
+
+
+def tasks_renderable(rows: list[tuple[str, TaskState]]) -> Table:
+    table = Table(title=f"Tasks ({len(rows)}, newest first)", title_justify="left")
+    for column in ("task", "status", "exit", "started", "stopped", "reason"):
+        table.add_column(column)
+    for task_id, state in rows:
+        table.add_row(task_id, _styled(state.status.value),
+                      "" if state.exit_code is None else str(state.exit_code),
+                      _when(state.started_at), _when(state.stopped_at), state.reason or "")
+    return table
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def log_line(line: LogLine, *, timestamps: bool) -> Text:
+    """A log line for a terminal: the runner's own lines dimmed, times when asked."""
+    text = Text(line.text, style="cyan" if line.text.startswith("[runner]") else "")
+    if timestamps:
+        return Text.assemble((line.time.astimezone().strftime("%H:%M:%S "), "dim"), text)
+    return text

@@ -138,6 +138,23 @@ class Plan:
         return "\n".join(lines)
 
 
+    def _repr_html_(self) -> str:
+        import html
+
+        cfg = self.config
+        rows = "".join(
+            f"<tr><td>{html.escape(short_type(r.type))}</td><td>{html.escape(r.name)}</td></tr>"
+            for r in self.stack_resources)
+        capacity = "spot" if cfg.spot else "on-demand"
+        return (
+            f"<div><strong>Plan for {html.escape(self.name)}</strong> in {cfg.region}: "
+            f"{len(self.stack_resources)} resources; {html.escape(', '.join(cfg.instance_types))}"
+            f" ({capacity}, {cfg.min_instances}-{cfg.max_instances} instances), NAT "
+            f"{cfg.nat}; offline, nothing deployed</div>"
+            f"<details><summary>resources</summary><table><thead><tr><th>type</th>"
+            f"<th>name</th></tr></thead><tbody>{rows}</tbody></table></details>")
+
+
 def short_type(token: str) -> str:
     """``aws:ec2/launchTemplate:LaunchTemplate`` -> ``aws:ec2:LaunchTemplate``."""
     package, _, rest = token.partition(":")

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from .policy import PolicyReport
     from .prices import PriceBook
     from .progress import OnProgress, ProgressEvent
+    from .status import DeploymentStatus
     from .tasks.local import LocalProvider
     from .tasks.model import Task, TaskStatus
 
@@ -548,5 +549,35 @@ class Deployment:
         estimate.check_budget(self._config.max_monthly_usd)
         return estimate
 
+    def status(self) -> DeploymentStatus:
+        """The deployment now: its outputs, the cluster's instances (type, spot or
+        on-demand, tasks on each) and every task not yet ended. Locally: the tasks."""
+        from .status import DeploymentStatus
+
+        backend = self._tasks()
+        if self._provider_name == "local":
+            return DeploymentStatus(name=self._name, provider="local",
+                                    tasks=backend.active_task_ids())
+        assert self._ecs is not None
+        return DeploymentStatus(name=self._name, provider=self._provider_name,
+                                outputs=self.outputs, instances=self._ecs.instances(),
+                                tasks=backend.active_task_ids())
+
     def __repr__(self) -> str:
-        return f"Deployment({self._name!r}, region={self._config.region!r})"
+        return (f"Deployment({self._name!r}, region={self._config.region!r}, "
+                f"provider={self._provider_name!r})")
+
+    def _repr_html_(self) -> str:
+        import html
+
+        cfg = self._config
+        capacity = "spot" if cfg.spot else "on-demand"
+        deployed = ("" if self._outputs is None else
+                    f"<br>deployed: cluster {html.escape(self._outputs.cluster_name or '?')}, "
+                    f"bucket {html.escape(self._outputs.bucket or '?')}")
+        return (f"<div><strong>Deployment {html.escape(self._name)}</strong> "
+                f"({html.escape(self._provider_name)}) in {cfg.region}: "
+                f"{html.escape(', '.join(cfg.instance_types))} ({capacity}, "
+                f"{cfg.min_instances}-{cfg.max_instances} instances), NAT {cfg.nat}"
+                + ("" if cfg.max_monthly_usd is None else
+                   f", budget ${cfg.max_monthly_usd:,.2f}/month") + f"{deployed}</div>")

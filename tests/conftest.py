@@ -45,6 +45,28 @@ def container(plan: Plan) -> dict[str, Any]:
     return definitions[0]
 
 
+@pytest.fixture(name="ssh_open_to_the_world")
+def _ssh_open_to_the_world(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The program also creates a security group with SSH open to 0.0.0.0/0 (a mandatory
+    violation); returns that group's name."""
+    from rclaude_infra._pulumi import program
+
+    original = program.RclaudeStack._security_group
+
+    def open_ssh(self: Any, vpc_id: Any) -> Any:
+        import pulumi_aws as aws
+
+        group = original(self, vpc_id)
+        aws.ec2.SecurityGroup("rclaude-dev-debug", description="debug", vpc_id=vpc_id,
+                              ingress=[{"protocol": "tcp", "from_port": 22, "to_port": 22,
+                                        "cidr_blocks": ["0.0.0.0/0"], "description": "ssh"}],
+                              opts=self._child)
+        return group
+
+    monkeypatch.setattr(program.RclaudeStack, "_security_group", open_ssh)
+    return "rclaude-dev-debug"
+
+
 # -- moto's server: real HTTP, real botocore validation --------------------------------
 
 

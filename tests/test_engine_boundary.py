@@ -191,25 +191,10 @@ def test_up_refuses_over_budget_before_any_pulumi_call() -> None:
     assert fake.calls == []
 
 
-def test_up_refuses_a_mandatory_policy_violation(monkeypatch: pytest.MonkeyPatch) -> None:
-    from rclaude_infra._pulumi import program
-
-    original = program.RclaudeStack._security_group
-
-    def open_ssh(self: Any, vpc_id: Any) -> Any:
-        import pulumi_aws as aws
-
-        group = original(self, vpc_id)
-        aws.ec2.SecurityGroup("rclaude-dev-debug", description="debug", vpc_id=vpc_id,
-                              ingress=[{"protocol": "tcp", "from_port": 22, "to_port": 22,
-                                        "cidr_blocks": ["0.0.0.0/0"], "description": "ssh"}],
-                              opts=self._child)
-        return group
-
-    monkeypatch.setattr(program.RclaudeStack, "_security_group", open_ssh)
+def test_up_refuses_a_mandatory_policy_violation(ssh_open_to_the_world: str) -> None:
     fake = FakePulumi()
     with pytest.raises(PolicyViolationError, match="sg-no-ingress-from-anywhere on "
-                                                   "rclaude-dev-debug"):
+                                                   f"{ssh_open_to_the_world}"):
         deployment(fake).up(progress=False)
     assert fake.calls == []
 

@@ -36,9 +36,10 @@ def test_all_is_pinned() -> None:
     assert sorted(rclaude_infra.__all__) == sorted([
         "BudgetExceededError", "CheckItem", "CheckReport", "ConfigError", "CostDiff",
         "CostEstimate", "CostLine", "CredentialsError", "Deployment", "DeploymentConfig",
-        "DeploymentFailedError", "Diagnostic", "EngineError", "ExecError", "Finding",
+        "DeploymentFailedError", "DeploymentStatus", "Diagnostic", "EngineError", "ExecError",
+        "Finding",
         "HOURS_PER_MONTH",
-        "InstancePrice", "InstanceType", "LOG_RETENTION_DAYS", "LogLine",
+        "InstanceInfo", "InstancePrice", "InstanceType", "LOG_RETENTION_DAYS", "LogLine",
         "MissingDependencyError", "NAT_MODES", "Plan", "PlanError",
         "PlannedResource", "PolicyReport", "PolicyViolationError", "Price", "PriceBook",
         "PriceNotFoundError", "PricingUnavailableError", "PulumiNotFoundError", "RclaudeError",

@@ -25,6 +25,7 @@ from ..config import DEPLOYMENT_TAG, TaskSpec
 from ..errors import EngineError, ExecError, PriceNotFoundError
 from ..outputs import StackOutputs
 from ..prices import PriceBook
+from ..status import InstanceInfo
 from ..tasks.model import (
     LogLine,
     Task,
@@ -411,6 +412,50 @@ class EcsProvider:
                                                        else ""))
         return execute(self.ecs, described, self.outputs.container_name or "runner", command,
                        profile=getattr(self._session, "profile_name", None), run=run)
+
+    def active_task_ids(self) -> dict[str, str]:
+        """Task id -> status of every task ECS still runs or starts in the cluster."""
+        arns: list[str] = []
+        for page in self.ecs.get_paginator("list_tasks").paginate(
+                cluster=self.outputs.cluster_arn, desiredStatus="RUNNING"):
+            arns += page["taskArns"]
+        container = self.outputs.container_name or "runner"
+        active = {}
+        for start in range(0, len(arns), _BATCH):
+            described = self.ecs.describe_tasks(cluster=self.outputs.cluster_arn,
+                                                tasks=arns[start:start + _BATCH])["tasks"]
+            for task in described:
+                if task.get("startedBy"):  # ours carry the task id; others are not tasks
+                    active[task["startedBy"]] = map_task(task, container).status.value
+        return active
+
+    def instances(self) -> tuple[InstanceInfo, ...]:
+        """The cluster's container instances, with their EC2 type and lifecycle."""
+        arns: list[str] = []
+        for page in self.ecs.get_paginator("list_container_instances").paginate(
+                cluster=self.outputs.cluster_arn):
+            arns += page["containerInstanceArns"]
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(arns), _BATCH):
+            found += self.ecs.describe_container_instances(
+                cluster=self.outputs.cluster_arn,
+                containerInstances=arns[start:start + _BATCH])["containerInstances"]
+        ec2: dict[str, Any] = {}
+        ids = [c["ec2InstanceId"] for c in found]
+        if ids:
+            for page in self._ec2().get_paginator("describe_instances").paginate(
+                    InstanceIds=ids):
+                for reservation in page["Reservations"]:
+                    ec2.update({i["InstanceId"]: i for i in reservation["Instances"]})
+        return tuple(InstanceInfo(
+            instance_id=c["ec2InstanceId"],
+            instance_type=ec2.get(c["ec2InstanceId"], {}).get("InstanceType"),
+            lifecycle="spot" if ec2.get(c["ec2InstanceId"], {}).get(
+                "InstanceLifecycle") == "spot" else "on-demand",
+            status=c.get("status", ""), running_tasks=int(c.get("runningTasksCount", 0)),
+            pending_tasks=int(c.get("pendingTasksCount", 0)),
+            agent_connected=bool(c.get("agentConnected", False)),
+        ) for c in found)
 
     def list(self, *, limit: int | None = None, status: TaskStatus | None = None) -> list[Task]:
         """Tasks from the S3 history (newest ids first), with live ECS state."""

@@ -235,6 +235,11 @@ class LocalProvider:
         cwd = work / "repo" if (work / "repo").is_dir() else work
         return int((run or subprocess.call)(["/bin/sh", "-c", command], cwd=cwd))
 
+    def active_task_ids(self) -> dict[str, str]:
+        """Task id -> status of every task not ended yet."""
+        return {t.task_id: status.value for t in self.list()
+                if not (status := t.status).done}
+
     def list(self, *, limit: int | None = None,
              status: TaskStatus | None = None) -> list[Task]:
         """Tasks, newest first."""

@@ -192,6 +192,12 @@ class Task:
                                                                       time.monotonic())))
             delay = min(delay * 1.5, longest)
 
+    async def wait_async(self, timeout: float | None = None) -> TaskState:
+        """:meth:`wait` in a worker thread: a notebook's event loop keeps running."""
+        import asyncio
+
+        return await asyncio.to_thread(self.wait, timeout)
+
     def logs(self, follow: bool = False, since: dt.datetime | None = None) -> Iterator[LogLine]:
         """The task's output lines. ``follow=True`` keeps reading until the task ends;
         one iterator never repeats or skips a line. ``since`` starts at a time."""

@@ -1,0 +1,65 @@
+"""The ``rclaude-infra`` command line (also ``python -m rclaude_infra``).
+
+Verbs: ``init`` (and ``init-deployment``), ``check``, ``plan``, ``cost``, ``preview``,
+``up``, ``status``, ``run``, ``logs``, ``tasks``, ``result``, ``stop``, ``destroy``. Read
+verbs take ``--json``. Settings come from ``./rclaude.toml`` (``DeploymentConfig``
+fields, plus ``name``, ``provider`` and ``backend``), and flags override them.
+
+Exit codes: 0 ok; 1 an error while working, a failed check, or a followed task that
+failed without an exit code of its own; a followed task's own non-zero exit code; 2 bad
+input (a flag, the config file or a value: the message names the field); 130 when
+following is interrupted (the task keeps running).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import ConfigError, RclaudeError
+from . import _init, _offline, _stack, _tasks
+from ._common import DEFAULT_CONFIG_FILE, Aborted
+
+__all__ = ["DEFAULT_CONFIG_FILE", "main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rclaude-infra",
+        description="Provision, run and price an AWS ECS-on-EC2 stack for coding-agent tasks.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in (_init, _stack, _offline, _tasks):
+        module.add_parsers(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        if args.debug:
+            raise
+        print(f"rclaude-infra: error: {exc}", file=sys.stderr)
+        return 2
+    except Aborted as exc:
+        print(f"rclaude-infra: {exc}", file=sys.stderr)
+        return 1
+    except RclaudeError as exc:
+        if args.debug:
+            raise
+        print(f"rclaude-infra: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("rclaude-infra: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""What every verb shares: the config file and flags, the Deployment they describe, and
+how results are written (rich on a terminal, plain when piped, JSON when asked)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import enum
+import json
+import re
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from ..config import NAT_MODES, DeploymentConfig
+from ..deployment import DEFAULT_NAME, PROVIDERS, Deployment
+from ..errors import ConfigError, RclaudeError
+
+DEFAULT_CONFIG_FILE = "rclaude.toml"
+#: Top-level keys of rclaude.toml that are not DeploymentConfig fields.
+CLI_KEYS = ("name", "provider", "backend")
+
+# Flag destinations that map onto DeploymentConfig fields of the same name.
+_CONFIG_FLAGS = (
+    "region", "instance_types", "spot", "on_demand_base", "min_instances", "max_instances",
+    "az_count", "nat", "vpc_id", "subnet_ids", "root_volume_gb", "log_retention_days",
+    "results_expire_days", "task_cpu", "task_memory", "image", "egress_ports",
+)
+_USAGE_FLAGS = ("tasks_per_day", "task_minutes", "concurrency")
+
+
+class Aborted(RclaudeError):
+    """The user answered no."""
+
+
+@attrs.frozen
+class Loaded:
+    """The config file and flags, merged: flags win."""
+
+    name: str
+    config: DeploymentConfig
+    provider: str
+    backend: str | None
+
+
+def config_file_argument(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
+    group = parser.add_argument_group("deployment (override the config file)")
+    group.add_argument("--config", metavar="FILE", type=Path,
+                       help="TOML file of DeploymentConfig fields "
+                       f"(default: ./{DEFAULT_CONFIG_FILE} when present)")
+    group.add_argument("--name", help=f"deployment name (default: {DEFAULT_NAME})")
+    return group
+
+
+def config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The config file, the name, and a flag per DeploymentConfig field."""
+    group = config_file_argument(parser)
+    group.add_argument("--region")
+    group.add_argument("--instance-type", dest="instance_types", action="append",
+                       metavar="TYPE", help="repeat for several types")
+    group.add_argument("--spot", action=argparse.BooleanOptionalAction, default=None)
+    for flag in ("on-demand-base", "min-instances", "max-instances", "az-count",
+                 "root-volume-gb", "log-retention-days", "results-expire-days",
+                 "task-cpu", "task-memory"):
+        group.add_argument(f"--{flag}", type=int, metavar="N")
+    group.add_argument("--nat", choices=NAT_MODES)
+    group.add_argument("--vpc-id")
+    group.add_argument("--subnet-id", dest="subnet_ids", action="append", metavar="ID")
+    group.add_argument("--image", help="use this runner image instead of building one")
+    group.add_argument("--egress-port", dest="egress_ports", action="append", type=int,
+                       metavar="PORT")
+
+
+def usage_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("usage (override the config's [usage] table)")
+    group.add_argument("--tasks-per-day", type=float, metavar="N")
+    group.add_argument("--task-minutes", type=float, metavar="MIN")
+    group.add_argument("--concurrency", type=int, metavar="N",
+                       help="tasks that run at the same time")
+    group.add_argument("--max-monthly-usd", type=float, metavar="USD",
+                       help="budget: exit 1 when the estimate is over it")
+
+
+def backend_argument(parser: Any) -> None:
+    parser.add_argument("--backend", metavar="URL",
+                        help="where the stack's state lives (default: ~/.rclaude/state; "
+                        "'s3://bucket/prefix?region=...' for teams)")
+
+
+def task_source_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where tasks run: the provider, and for ECS the stack's outputs."""
+    group = parser.add_argument_group("where tasks run")
+    group.add_argument("--provider", choices=PROVIDERS,
+                       help="ecs-ec2: the deployed stack (default); local: processes here")
+    group.add_argument("--outputs", metavar="FILE", type=Path,
+                       help="the stack's outputs as `pulumi stack output --json` prints them "
+                       "(a stack deployed elsewhere); default: read from the stack's state")
+    backend_argument(group)
+
+
+def json_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def load(args: argparse.Namespace) -> Loaded:
+    """The config file (``--config`` or ./rclaude.toml) with the flags over it."""
+    data: dict[str, Any] = {}
+    path: Path | None = getattr(args, "config", None)
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = Path(DEFAULT_CONFIG_FILE)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(
+                "--config", str(path), f"a readable TOML file ({exc.strerror})"
+            ) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError("--config", str(path), f"valid TOML ({exc})") from exc
+    extras = {key: data.pop(key, None) for key in CLI_KEYS}
+    for key, value in extras.items():
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(key, value, "a string")
+    for key in _CONFIG_FLAGS:
+        value = getattr(args, key, None)
+        if value is not None:
+            data[key] = value
+    if getattr(args, "image", None) is not None:
+        data["build_image"] = False
+    usage = {key: getattr(args, key) for key in _USAGE_FLAGS
+             if getattr(args, key, None) is not None}
+    if usage:
+        table = data.get("usage", {})
+        data["usage"] = {**table, **usage} if isinstance(table, dict) else table
+    if getattr(args, "max_monthly_usd", None) is not None:
+        data["max_monthly_usd"] = args.max_monthly_usd
+    provider = getattr(args, "provider", None) or extras["provider"] or "ecs-ec2"
+    if provider not in PROVIDERS:
+        raise ConfigError("provider", provider, "one of " + ", ".join(map(repr, PROVIDERS)))
+    return Loaded(name=getattr(args, "name", None) or extras["name"] or DEFAULT_NAME,
+                  config=DeploymentConfig.from_mapping(data), provider=provider,
+                  backend=getattr(args, "backend", None) or extras["backend"])
+
+
+def deployment(args: argparse.Namespace, *, for_tasks: bool = False) -> Deployment:
+    """The Deployment the flags and config describe. For task verbs: the local provider,
+    or the stack from ``--outputs``, or the stack in its backend."""
+    loaded = load(args)
+    if for_tasks and loaded.provider == "local":
+        return Deployment(loaded.name, loaded.config, provider="local")
+    outputs: Path | None = getattr(args, "outputs", None)
+    if outputs is not None:
+        try:
+            text = outputs.read_text()
+        except OSError as exc:
+            raise ConfigError("--outputs", str(outputs),
+                              f"a readable JSON file ({exc.strerror})") from exc
+        return Deployment.from_outputs(loaded.name, text, config=loaded.config)
+    return Deployment(loaded.name, loaded.config, backend=loaded.backend)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if attrs.has(type(value)):
+        return attrs.asdict(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def emit_json(data: Any, *, indent: int | None = 2) -> None:
+    print(json.dumps(data, indent=indent, default=_json_default), flush=True)
+
+
+def console() -> Any:
+    """A rich console on stdout: colours on a terminal only (and never with NO_COLOR)."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def note(message: str) -> None:
+    """A line for the person at the terminal, on stderr (stdout stays parseable)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def confirm(args: argparse.Namespace, question: str) -> None:
+    """Ask yes/no on a terminal; without one, ``--yes`` must say it."""
+    if getattr(args, "yes", False):
+        return
+    if not sys.stdin.isatty():
+        raise ConfigError("--yes", False, f"--yes to {args.command} without a terminal to "
+                          "confirm on")
+    answer = input(f"{question} [y/N] ").strip().lower()
+    if answer not in ("y", "yes"):
+        raise Aborted(f"{args.command} cancelled; nothing changed")
+
+
+_RELATIVE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(value: str) -> dt.datetime:
+    """``--since``: an ISO time (UTC when it has no zone) or a duration back from now."""
+    match = _RELATIVE.match(value)
+    if match:
+        seconds = float(match.group(1)) * _UNITS[match.group(2)]
+        return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        # argparse names the flag: "argument --since: got 'x'; allowed: ..."
+        raise argparse.ArgumentTypeError(
+            f"got {value!r}; allowed: an ISO 8601 time (2026-11-27T12:00) or a duration "
+            "like 30s, 10m, 2h, 1d") from None
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)

@@ -1,0 +1,131 @@
+"""``check``, ``preview``, ``up``, ``status`` and ``destroy``: the deployed stack."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ._common import (
+    backend_argument,
+    config_arguments,
+    confirm,
+    console,
+    deployment,
+    emit_json,
+    json_argument,
+    note,
+    task_source_arguments,
+    usage_arguments,
+)
+
+
+def add_parsers(commands: Any) -> None:
+    check = commands.add_parser(
+        "check", help="prerequisites for up: Pulumi CLI, AWS credentials, region, quotas")
+    config_arguments(check)
+    json_argument(check)
+    check.set_defaults(handler=_check)
+
+    for verb, text, handler in (
+            ("preview", "what up would change, from the engine", _preview),
+            ("up", "deploy (create or update) the stack", _up),
+            ("destroy", "delete every resource of the stack", _destroy)):
+        cmd = commands.add_parser(verb, help=text)
+        config_arguments(cmd)
+        if verb != "destroy":
+            usage_arguments(cmd)  # the budget up and preview hold the estimate to
+        backend_argument(cmd)
+        if verb != "preview":
+            cmd.add_argument("--yes", "-y", action="store_true",
+                             help="do not ask for confirmation (required without a terminal)")
+            cmd.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                             default=None, help="live progress bar (default: on a terminal)")
+        if verb == "destroy":
+            cmd.add_argument("--remove", action="store_true",
+                             help="also remove the stack and its history from the backend")
+        json_argument(cmd)
+        cmd.set_defaults(handler=handler)
+
+    status = commands.add_parser(
+        "status", help="the stack's outputs, its instances and the tasks not ended")
+    config_arguments(status)
+    task_source_arguments(status)
+    json_argument(status)
+    status.set_defaults(handler=_status)
+
+
+def _check(args: argparse.Namespace) -> int:
+    report = deployment(args).check()
+    if args.json:
+        emit_json([{"name": i.name, "status": i.status, "detail": i.detail, "fix": i.fix}
+                   for i in report.items])
+    else:
+        from .._display import check_renderable
+
+        console().print(check_renderable(report))
+    return 0 if report.ok else 1
+
+
+def _preview(args: argparse.Namespace) -> int:
+    changes = deployment(args).preview(progress=False)
+    if args.json:
+        emit_json({"changes": changes})
+    else:
+        summary = ", ".join(f"{count} to {op}" for op, count in changes.items()) or "no changes"
+        print(f"preview: {summary}")
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    from ..errors import PriceNotFoundError
+
+    d = deployment(args)
+    if not args.json:
+        try:
+            estimate = d.estimate_cost()
+            note(f"deploying {d.name!r} in {d.config.region}: about "
+                 f"${estimate.idle_monthly:,.2f}/month idle, ${estimate.monthly:,.2f}/month "
+                 "for the config's usage (rclaude-infra cost for the detail)")
+        except PriceNotFoundError:
+            note(f"deploying {d.name!r} in {d.config.region} (no price snapshot for this "
+                 "region's services: rclaude-infra cost --other-rates-from us-east-1)")
+    # up() itself refuses over budget or on a mandatory policy violation, before any call.
+    confirm(args, f"Deploy {d.name!r} to {d.config.region}?")
+    outputs = d.up(progress=_progress(args))
+    if args.json:
+        emit_json(outputs.to_dict())
+    else:
+        from .._display import outputs_renderable
+
+        console().print(outputs_renderable(outputs))
+        note(f"next: rclaude-infra run --name {d.name} --prompt '...' --follow")
+    return 0
+
+
+def _destroy(args: argparse.Namespace) -> int:
+    d = deployment(args)
+    confirm(args, f"Delete every resource of {d.name!r} in {d.config.region}?")
+    d.destroy(remove=args.remove, progress=_progress(args))
+    if args.json:
+        emit_json({"destroyed": d.name, "removed": args.remove})
+    else:
+        note(f"destroyed {d.name!r}" + (" and removed its stack" if args.remove else ""))
+    return 0
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    if args.json:
+        return False  # stdout is for the JSON
+    return bool(sys.stdout.isatty()) if args.progress is None else bool(args.progress)
+
+
+def _status(args: argparse.Namespace) -> int:
+    status = deployment(args, for_tasks=True).status()
+    if args.json:
+        emit_json(status.to_dict())
+    else:
+        from .._display import status_renderable
+
+        console().print(status_renderable(status))
+    return 0

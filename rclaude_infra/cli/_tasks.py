@@ -1,0 +1,251 @@
+"""``run``, ``logs``, ``tasks``, ``result`` and ``stop``: tasks on ECS or locally."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from ..config import TaskSpec
+from ..errors import ConfigError
+from ..tasks.model import LogLine, Task, TaskState, TaskStatus
+from ._common import (
+    config_file_argument,
+    console,
+    deployment,
+    emit_json,
+    json_argument,
+    note,
+    parse_since,
+    task_source_arguments,
+)
+
+
+def add_parsers(commands: Any) -> None:
+    run = commands.add_parser("run", help="start a task (a Claude Code prompt or a command)")
+    what = run.add_mutually_exclusive_group(required=True)
+    what.add_argument("--prompt", help="run Claude Code headless on this prompt")
+    what.add_argument("--command", help="run this shell command instead")
+    run.add_argument("--repo", help="git URL (or path) to clone first")
+    run.add_argument("--ref", help="branch, tag or commit to check out")
+    run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                     help="environment for the task (repeat)")
+    run.add_argument("--secret", action="append", default=[], metavar="NAME",
+                     help="name of a secret the task gets (repeat; never its value)")
+    run.add_argument("--cpu", type=int, metavar="UNITS", help="CPU units (1024 = 1 vCPU)")
+    run.add_argument("--memory", type=int, metavar="MIB")
+    run.add_argument("--timeout", type=int, metavar="SECONDS")
+    run.add_argument("--task-id", help="your id for the task (default: generated)")
+    run.add_argument("--max-retries-on-preemption", type=int, metavar="N")
+    run.add_argument("--follow", "-f", action="store_true",
+                     help="stream the logs until the task ends; exit with its exit code")
+    run.add_argument("--timestamps", "-t", action="store_true",
+                     help="with --follow: show each line's time")
+    run.add_argument("--interactive", "-i", action="store_true",
+                     help="once the task runs, open a shell in it (ECS Exec locally a shell)")
+    config_file_argument(run)
+    task_source_arguments(run)
+    json_argument(run)
+    run.set_defaults(handler=_run)
+
+    logs = commands.add_parser("logs", help="a task's output")
+    logs.add_argument("task_id", metavar="TASK")
+    logs.add_argument("--follow", "-f", action="store_true",
+                      help="keep reading until the task ends; exit with its exit code")
+    logs.add_argument("--since", type=parse_since, metavar="WHEN",
+                      help="from this time on: ISO 8601, or 30s / 10m / 2h / 1d ago")
+    logs.add_argument("--timestamps", "-t", action="store_true", help="show each line's time")
+    config_file_argument(logs)
+    task_source_arguments(logs)
+    logs.add_argument("--json", action="store_true", help="one JSON object per line")
+    logs.set_defaults(handler=_logs)
+
+    tasks = commands.add_parser("tasks", help="task history, newest first")
+    tasks.add_argument("--limit", type=_positive, default=20, metavar="N")
+    tasks.add_argument("--status", type=_status_arg, metavar="STATUS",
+                       help="only this status: " + ", ".join(s.value for s in TaskStatus))
+    config_file_argument(tasks)
+    task_source_arguments(tasks)
+    json_argument(tasks)
+    tasks.set_defaults(handler=_tasks)
+
+    result = commands.add_parser("result", help="what a finished task left")
+    result.add_argument("task_id", metavar="TASK")
+    result.add_argument("--download", metavar="DIR",
+                        help="copy result.json, transcript, diff.patch and artifacts here")
+    config_file_argument(result)
+    task_source_arguments(result)
+    json_argument(result)
+    result.set_defaults(handler=_result)
+
+    stop = commands.add_parser("stop", help="stop a task (its logs, diff and result stay)")
+    stop.add_argument("task_id", metavar="TASK")
+    stop.add_argument("--reason", default="stopped from the command line")
+    config_file_argument(stop)
+    task_source_arguments(stop)
+    json_argument(stop)
+    stop.set_defaults(handler=_stop)
+
+
+def _positive(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"got {value!r}; allowed: an integer of at least 1")
+    return number
+
+
+def _status_arg(value: str) -> TaskStatus:
+    try:
+        return TaskStatus(value.upper())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"got {value!r}; allowed: one of " + ", ".join(s.value for s in TaskStatus)
+        ) from None
+
+
+def _spec(args: argparse.Namespace) -> TaskSpec:
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError("--env", item, "KEY=VALUE")
+        env[key] = value
+    fields: dict[str, Any] = {"prompt": args.prompt, "command": args.command,
+                              "repo": args.repo, "ref": args.ref, "env": env,
+                              "secrets": args.secret, "cpu": args.cpu, "memory": args.memory,
+                              "timeout": args.timeout, "task_id": args.task_id,
+                              "max_retries_on_preemption": args.max_retries_on_preemption}
+    return TaskSpec.from_mapping({k: v for k, v in fields.items() if v is not None})
+
+
+def _run(args: argparse.Namespace) -> int:
+    spec = _spec(args)  # a bad spec exits 2 here, before any call
+    task = deployment(args, for_tasks=True).run_task(spec)
+    if args.json and not args.follow:
+        emit_json({"task_id": task.task_id, "status": task.status.value})
+        return 0
+    note(f"task {task.task_id} started")
+    if args.interactive:
+        return _interactive(task)
+    if args.follow:
+        return _follow(task, task.logs(follow=True), args)
+    print(task.task_id)
+    note(f"follow it: rclaude-infra logs {task.task_id} --follow")
+    return 0
+
+
+def _interactive(task: Task) -> int:
+    delay = 0.2
+    while (state := task.state()).status is TaskStatus.PENDING:
+        time.sleep(delay)
+        delay = min(delay * 1.5, 3.0)
+    if state.status.done:
+        note(f"task {task.task_id} ended ({state.status.value}) before a shell could open")
+        return _exit_code(state)
+    return task.exec("bash")
+
+
+def _follow(task: Task, lines: Iterable[LogLine], args: argparse.Namespace) -> int:
+    """Print lines as they come; the task's outcome becomes the exit code."""
+    try:
+        _print_lines(lines, args)
+        state = task.wait()
+    except KeyboardInterrupt:
+        note(f"\nstopped following; task {task.task_id} keeps running "
+             f"(rclaude-infra stop {task.task_id} ends it)")
+        return 130
+    reason = f": {state.reason}" if state.reason else ""
+    if args.json:
+        emit_json({"task_id": task.task_id, "status": state.status.value,
+                   "exit_code": state.exit_code, "reason": state.reason}, indent=None)
+    else:
+        note(f"task {task.task_id} {state.status.value}{reason}")
+    return _exit_code(state)
+
+
+def _exit_code(state: TaskState) -> int:
+    """The task's outcome as this process's exit code: its own, a signal as the shell
+    reports it (128 + N), else 1."""
+    code = state.exit_code
+    if state.status is TaskStatus.SUCCEEDED:
+        return 0
+    if code is not None and code < 0:
+        return 128 + min(-code, 127)
+    return code if code and code < 256 else 1
+
+
+def _print_lines(lines: Iterable[LogLine], args: argparse.Namespace) -> None:
+    if args.json:
+        for line in lines:
+            emit_json({"time": line.time, "text": line.text}, indent=None)
+        return
+    out = console()
+    if not out.is_terminal:
+        for line in lines:  # piped: the output itself, as written
+            print(f"{line.time.isoformat()} {line.text}" if args.timestamps else line.text,
+                  flush=True)
+        return
+    from .._display import log_line
+
+    for line in lines:
+        out.print(log_line(line, timestamps=args.timestamps))
+
+
+def _logs(args: argparse.Namespace) -> int:
+    task = deployment(args, for_tasks=True).task(args.task_id)
+    lines = task.logs(follow=args.follow, since=args.since)
+    if args.follow:
+        return _follow(task, lines, args)
+    _print_lines(lines, args)
+    return 0
+
+
+def _tasks(args: argparse.Namespace) -> int:
+    found = deployment(args, for_tasks=True).tasks(limit=args.limit, status=args.status)
+    rows = [(t.task_id, t.state()) for t in found]
+    if args.json:
+        emit_json([{"task_id": task_id, "status": s.status.value, "reason": s.reason,
+                    "exit_code": s.exit_code, "started_at": s.started_at,
+                    "stopped_at": s.stopped_at, "attempt": s.attempt} for task_id, s in rows])
+    else:
+        from .._display import tasks_renderable
+
+        console().print(tasks_renderable(rows))
+    return 0
+
+
+def _result(args: argparse.Namespace) -> int:
+    result = deployment(args, for_tasks=True).task(args.task_id).result()
+    files = result.download(args.download) if args.download else []
+    if args.json:
+        emit_json({**result.data, "downloaded": [str(p) for p in files]})
+        return 0
+    out = console()
+    from rich.table import Table
+
+    table = Table(title=f"Result of {result.task_id}", title_justify="left", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in result.data.items():
+        if key != "files":
+            table.add_row(key, str(value))
+    out.print(table)
+    if files:
+        note(f"{len(files)} files in {args.download}/{result.task_id}/")
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    task = deployment(args, for_tasks=True).task(args.task_id)
+    task.stop(args.reason)
+    if args.json:
+        emit_json({"task_id": task.task_id, "stopping": True, "reason": args.reason})
+    else:
+        note(f"stopping {task.task_id}: its logs, diff and result stay")
+    return 0
+
+
