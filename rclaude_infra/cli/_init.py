@@ -120,7 +120,10 @@ def _init(args: argparse.Namespace) -> int:
     w = _Wizard(args)
     defaults = DeploymentConfig()
 
-    name = w.ask("name", "Deployment name", DEFAULT_NAME, str, store=validate_name)
+    def check_name(value: str) -> None:
+        validate_name(value)
+
+    name = w.ask("name", "Deployment name", DEFAULT_NAME, str, store=check_name)
     region = w.ask("region", "AWS region", defaults.region, str,
                    store=lambda v: w.data.__setitem__("region", v))
     _show_prices(region)
