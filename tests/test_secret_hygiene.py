@@ -65,3 +65,30 @@ def test_the_key_in_the_environment_stays_out_of_cli_output(tmp_path: Path) -> N
                                 capture_output=True, text=True, env=env, cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         assert KEY not in result.stdout and KEY not in result.stderr
+
+
+def test_the_key_stays_out_of_the_task_verbs_output_and_files(tmp_path: Path) -> None:
+    """A task given the key as a secret: no verb prints it, no task file holds it (the
+    command itself does not print it; what a command prints is the user's)."""
+    home = tmp_path / "home"
+    env = {**os.environ, "ANTHROPIC_API_KEY": KEY, "GITHUB_TOKEN": KEY, "COLUMNS": "200",
+           "RCLAUDE_HOME": str(home)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run([sys.executable, "-m", "rclaude_infra", *args,
+                                 "--provider", "local"], capture_output=True, text=True,
+                                env=env, cwd=tmp_path, timeout=120)
+        assert KEY not in result.stdout and KEY not in result.stderr, args
+        return result
+
+    run = cli("run", "--command", 'test -n "$GITHUB_TOKEN" && echo has-token',
+              "--secret", "GITHUB_TOKEN", "--task-id", "t-hygiene", "--follow", "--json")
+    assert run.returncode == 0, run.stderr
+    assert "has-token" in run.stdout  # the secret did reach the task
+    for args in (["logs", "t-hygiene", "--json"], ["logs", "t-hygiene"], ["tasks", "--json"],
+                 ["tasks"], ["status", "--json"], ["result", "t-hygiene", "--json",
+                                                   "--download", "out"]):
+        assert cli(*args).returncode == 0
+    for path in [*home.rglob("*"), *(tmp_path / "out").rglob("*")]:
+        if path.is_file():
+            assert KEY.encode() not in path.read_bytes(), path
