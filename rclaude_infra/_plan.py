@@ -26,7 +26,13 @@ SECRET_MASK = "[secret]"
 
 @attrs.frozen(kw_only=True)
 class PlannedResource:
-    """One resource the program would create."""
+    """One resource the program would create.
+
+    >>> from rclaude_infra import plan
+    >>> cluster = plan().one("aws:ecs:Cluster")
+    >>> cluster.name, cluster.type, cluster.parent
+    ('rclaude-dev-cluster', 'aws:ecs/cluster:Cluster', 'dev')
+"""
 
     #: Pulumi type token, e.g. ``aws:ec2/launchTemplate:LaunchTemplate``.
     type: str
@@ -52,13 +58,15 @@ class PlannedResource:
 class Plan:
     """Every resource ``up`` would create for a deployment, in registration order.
 
-    Example::
+    ``print(p)`` is a table of type, name and parent; ``p.to_json()`` is everything,
+    secrets masked.
 
-        from rclaude_infra import DeploymentConfig, plan
-        p = plan(DeploymentConfig(), name="dev")
-        p.one("aws:ec2:LaunchTemplate").inputs["metadataOptions"]["httpTokens"]  # 'required'
-        print(p)              # a table of type, name, parent
-        p.to_json()           # everything, secrets masked
+    >>> from rclaude_infra import DeploymentConfig, plan
+    >>> p = plan(DeploymentConfig(), name="dev")
+    >>> p.one("aws:ec2:LaunchTemplate").inputs["metadataOptions"]["httpTokens"]
+    'required'
+    >>> len(p.stack_resources)
+    32
     """
 
     name: str

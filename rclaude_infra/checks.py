@@ -12,7 +12,12 @@ OK, WARNING, PROBLEM = "ok", "warning", "problem"
 
 @attrs.frozen(kw_only=True)
 class CheckItem:
-    """One prerequisite: its status, what was found, and how to fix it when not ok."""
+    """One prerequisite: its status, what was found, and how to fix it when not ok.
+
+    >>> CheckItem(name="Docker", status="problem", detail="no docker on PATH",
+    ...           fix="install Docker, or set image=").status
+    'problem'
+"""
 
     name: str
     status: str = attrs.field(validator=attrs.validators.in_((OK, WARNING, PROBLEM)))
@@ -26,6 +31,12 @@ class CheckReport:
 
     ``report["AWS credentials"]`` looks one up by name; ``str(report)`` is a table,
     and notebooks render it as HTML.
+
+    >>> report = CheckReport(items=(
+    ...     CheckItem(name="Pulumi CLI", status="ok", detail="pulumi 3.205.0"),
+    ...     CheckItem(name="Docker", status="problem", detail="not running", fix="start it")))
+    >>> report.ok, [i.name for i in report.problems]
+    (False, ['Docker'])
     """
 
     items: tuple[CheckItem, ...]

@@ -33,7 +33,12 @@ _MIB_PER_GB = 1024
 
 @attrs.frozen(kw_only=True)
 class CostLine:
-    """One priced component of one planned resource, per month."""
+    """One priced component of one planned resource, per month.
+
+    >>> from rclaude_infra import estimate_cost, plan
+    >>> line = estimate_cost(plan()).lines[0]
+    >>> line.resource, line.component
+    ('rclaude-dev-asg', 'Instance usage (Linux, spot, t3a.medium), task instances')"""
 
     resource: str
     resource_type: str
@@ -88,7 +93,14 @@ def _line(
 
 @attrs.frozen(kw_only=True)
 class CostDiff:
-    """Monthly cost of two estimates side by side, line by line (see :meth:`CostEstimate.diff`)."""
+    """Monthly cost of two estimates side by side, line by line (see :meth:`CostEstimate.diff`).
+
+    >>> from rclaude_infra import Usage, estimate_cost, plan
+    >>> p = plan()
+    >>> diff = estimate_cost(p, Usage(tasks_per_day=10)).diff(
+    ...     estimate_cost(p, Usage(tasks_per_day=20)))
+    >>> round(diff.monthly_delta, 2), diff.idle_delta
+    (7.0, 0.0)"""
 
     rows: tuple[tuple[str, str, float, float], ...]
     idle_before: float
@@ -120,6 +132,11 @@ class CostDiff:
 @attrs.frozen(kw_only=True)
 class CostEstimate:
     """The cost of one plan under one usage.
+
+    >>> from rclaude_infra import Usage, estimate_cost, plan
+    >>> estimate = estimate_cost(plan(), Usage(tasks_per_day=10, task_minutes=15))
+    >>> round(estimate.idle_monthly, 2), round(estimate.monthly, 2)
+    (0.5, 7.5)
 
     ``idle_monthly`` is what the stack costs with nothing running, ``per_task`` what
     one more task adds, ``monthly`` the total for the usage.
@@ -457,7 +474,12 @@ def _expiration_days(plan: Plan) -> int:
 
 @attrs.frozen(kw_only=True)
 class InstancePrice:
-    """On-demand and spot prices of one instance type (the seed's cost table)."""
+    """On-demand and spot prices of one instance type (the seed's cost table).
+
+    >>> from rclaude_infra import instance_prices
+    >>> row = instance_prices(["t3.medium"])[0]
+    >>> row.on_demand_hourly, round(row.on_demand_monthly, 2), row.spot_assumed
+    (0.0416, 30.37, True)"""
 
     instance_type: str
     vcpu: int

@@ -35,7 +35,14 @@ _T = TypeVar("_T")
 
 @attrs.frozen(kw_only=True)
 class Spend:
-    """What a deployment cost over a window (:meth:`Deployment.spend`)."""
+    """What a deployment cost over a window (:meth:`Deployment.spend`).
+
+    >>> import datetime as dt
+    >>> since = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    >>> Spend(since=since, until=since + dt.timedelta(days=1), tasks=4, tasks_usd=0.25,
+    ...       baseline_usd=0.5).total_usd
+    0.75
+"""
 
     since: datetime
     until: datetime
@@ -50,7 +57,12 @@ class Spend:
 
 @attrs.frozen(kw_only=True)
 class StackInfo:
-    """A deployment in a backend (:meth:`Deployment.list`)."""
+    """A deployment in a backend (:meth:`Deployment.list`).
+
+    >>> StackInfo(name="dev", last_update=None, update_in_progress=False,
+    ...           resource_count=33).name
+    'dev'
+"""
 
     name: str
     last_update: datetime | None

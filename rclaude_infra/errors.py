@@ -11,7 +11,16 @@ from typing import Any
 
 
 class RclaudeError(Exception):
-    """Base of every error rclaude-infra raises on purpose."""
+    """Base of every error rclaude-infra raises on purpose.
+
+    Catch it to handle anything the library refuses or fails at, with a message that says
+    what to do next::
+
+        try:
+            Deployment("dev").up()
+        except RclaudeError as exc:
+            print(f"not deployed: {exc}")
+"""
 
 
 class ConfigError(RclaudeError, ValueError):
@@ -37,13 +46,25 @@ class ConfigError(RclaudeError, ValueError):
 class PlanError(RclaudeError):
     """The Pulumi program failed while being planned offline.
 
+    ::
+
+        try:
+            plan(config)
+        except PlanError as exc:
+            print(exc.__cause__)   # the program's own exception
+
+
     This is a bug in the program or an input the config validation let through;
     the message carries the original error.
     """
 
 
 class MissingDependencyError(RclaudeError, ImportError):
-    """An optional dependency needed for this call is not installed."""
+    """An optional dependency needed for this call is not installed.
+
+    >>> str(MissingDependencyError("pulumi", "The offline plan"))  # doctest: +ELLIPSIS
+    "The offline plan needs the 'pulumi' package; install it with ..."
+"""
 
     def __init__(self, package: str, purpose: str) -> None:
         self.package = package
@@ -56,17 +77,40 @@ class MissingDependencyError(RclaudeError, ImportError):
 class PriceNotFoundError(RclaudeError, LookupError):
     """A price the estimate needs is in neither the snapshot nor the live data.
 
+    >>> from rclaude_infra import PriceBook
+    >>> PriceBook.snapshot("eu-west-1").item("nat_gateway_hour")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rclaude_infra.errors.PriceNotFoundError: no price for 'nat_gateway_hour' in eu-west-1: ...
+
+
     The message names the region and item and how to get a price for it; the library
     never guesses a missing price.
     """
 
 
 class PricingUnavailableError(RclaudeError):
-    """Live prices could not be fetched (no credentials, no access, throttled)."""
+    """Live prices could not be fetched (no credentials, no access, throttled).
+
+    ::
+
+        try:
+            prices = live_prices(session, "us-east-1", ["t3.medium"])
+        except PricingUnavailableError:
+            prices = PriceBook.snapshot("us-east-1")   # the shipped snapshot instead
+"""
 
 
 class BudgetExceededError(RclaudeError):
     """The cost estimate for the declared usage is over ``max_monthly_usd``.
+
+    >>> from rclaude_infra import Deployment, DeploymentConfig
+    >>> Deployment("dev", DeploymentConfig(nat="single", max_monthly_usd=5)).check_budget()
+    ... # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rclaude_infra.errors.BudgetExceededError: estimated $44.53/month ... over ... $5.00 ...
+
 
     ``estimate`` is the :class:`~rclaude_infra.cost.CostEstimate` that was over,
     ``limit`` the budget; the message says by how much and which lines drive it.
@@ -79,7 +123,16 @@ class BudgetExceededError(RclaudeError):
 
 
 class PolicyViolationError(RclaudeError):
-    """The plan breaks a mandatory security rule; ``findings`` name each rule and resource."""
+    """The plan breaks a mandatory security rule; ``findings`` name each rule and resource.
+
+    ::
+
+        try:
+            Deployment("dev", config).up()   # refused before any cloud call
+        except PolicyViolationError as exc:
+            for finding in exc.findings:
+                print(finding.rule_id, finding.resource)
+"""
 
     def __init__(self, message: str, *, findings: object) -> None:
         super().__init__(message)
@@ -87,35 +140,101 @@ class PolicyViolationError(RclaudeError):
 
 
 class SweepError(RclaudeError):
-    """The leak sweep could not list the deployment's resources (credentials, permissions)."""
+    """The leak sweep could not list the deployment's resources (credentials, permissions).
+
+    ::
+
+        try:
+            report = Deployment("dev").sweep(known=(), dry_run=True)
+        except SweepError as exc:
+            print(exc)   # says which permission or credential is missing
+"""
 
 
 class EngineError(RclaudeError):
-    """A Pulumi operation failed; the message carries the end of the engine's output."""
+    """A Pulumi operation failed; the message carries the end of the engine's output.
+
+    The base of the engine's errors below::
+
+        try:
+            d.up()
+        except StackLockedError:
+            d.cancel()          # a crashed update left its lock; then up() again
+        except DeploymentFailedError as exc:
+            print(exc.resource, exc.provider_message)
+        except EngineError as exc:
+            print(exc)
+"""
 
 
 class PulumiNotFoundError(EngineError):
-    """The Pulumi CLI is missing or too old for the Automation API."""
+    """The Pulumi CLI is missing or too old for the Automation API.
+
+    ``Deployment(name, install_pulumi=True)`` installs the CLI matching the SDK into
+    ``~/.rclaude/pulumi`` instead of raising it::
+
+        Deployment("dev", install_pulumi=True).up()
+"""
 
 
 class StackLockedError(EngineError):
-    """Another update holds the stack's lock; ``Deployment.cancel()`` releases a stale one."""
+    """Another update holds the stack's lock; ``Deployment.cancel()`` releases a stale one.
+
+    ::
+
+        try:
+            d.up()
+        except StackLockedError:
+            d.cancel()
+            d.up()
+"""
 
 
 class StackNotFoundError(EngineError):
-    """The stack does not exist in the backend."""
+    """The stack does not exist in the backend.
+
+    ::
+
+        try:
+            d = Deployment.attach("dev")
+        except StackNotFoundError:
+            d = Deployment("dev")   # a new one; up() creates it
+"""
 
 
 class CredentialsError(EngineError):
-    """AWS credentials are missing, invalid or expired."""
+    """AWS credentials are missing, invalid or expired.
+
+    ``Deployment("dev").check()`` reports the same before any operation::
+
+        report = Deployment("dev").check()
+        report["AWS credentials"].fix   # e.g. "configure credentials: `aws configure`, ..."
+"""
 
 
 class RegionNotEnabledError(EngineError):
-    """The AWS region is not enabled for the account (opt-in regions)."""
+    """The AWS region is not enabled for the account (opt-in regions).
+
+    ::
+
+        try:
+            Deployment("dev", DeploymentConfig(region="af-south-1")).up()
+        except RegionNotEnabledError as exc:
+            print(exc)   # enable it under Account > AWS Regions, or choose another
+"""
 
 
 class DeploymentFailedError(EngineError):
-    """A resource failed to deploy; ``resource`` and ``provider_message`` say which and why."""
+    """A resource failed to deploy; ``resource`` and ``provider_message`` say which and why.
+
+    ::
+
+        try:
+            d.up()
+        except DeploymentFailedError as exc:
+            print(exc.resource)          # e.g. "rclaude-dev-asg"
+            print(exc.provider_message)  # AWS's own words
+"""
 
     def __init__(self, message: str, *, resource: str | None, provider_message: str) -> None:
         super().__init__(message)
@@ -125,8 +244,26 @@ class DeploymentFailedError(EngineError):
 
 class ExecError(RclaudeError):
     """An interactive session into a task could not start: the task is not running, or
-    ECS Exec refused (the agent in the container is not up yet, or not allowed)."""
+    ECS Exec refused (the agent in the container is not up yet, or not allowed).
+
+    >>> from rclaude_infra import Deployment, TaskSpec
+    >>> task = Deployment("dev", provider="local").run_task(TaskSpec(command="true"))
+    >>> task.wait(timeout=60).status.value
+    'SUCCEEDED'
+    >>> task.exec("bash")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rclaude_infra.errors.ExecError: exec needs a RUNNING task; task t-... is SUCCEEDED
+"""
 
 
 class SessionManagerPluginNotFoundError(ExecError):
-    """``Task.exec()`` on ECS needs AWS's ``session-manager-plugin`` on PATH."""
+    """``Task.exec()`` on ECS needs AWS's ``session-manager-plugin`` on PATH.
+
+    The message carries the install link; it is raised before any call to ECS::
+
+        try:
+            task.exec()
+        except SessionManagerPluginNotFoundError as exc:
+            print(exc)   # ... install it: https://docs.aws.amazon.com/systems-manager/...
+"""

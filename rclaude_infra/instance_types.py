@@ -25,7 +25,13 @@ _OVERHEAD_MIN_MIB = 256
 
 @attrs.frozen(kw_only=True)
 class InstanceType:
-    """One EC2 instance type: its name, vCPUs, memory (MiB) and CPU architecture."""
+    """One EC2 instance type: its name, vCPUs, memory (MiB) and CPU architecture.
+
+    >>> from rclaude_infra import instance_types
+    >>> t = instance_types()["t3.medium"]
+    >>> t.vcpu, t.memory_mib, t.arch, t.cpu_units
+    (2, 4096, 'x86_64', 2048)
+"""
 
     name: str
     vcpu: int

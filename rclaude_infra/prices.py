@@ -33,7 +33,13 @@ SPOT_DISCOUNT_SOURCE = (
 
 @attrs.frozen(kw_only=True)
 class Price:
-    """One unit price in USD, with where it comes from."""
+    """One unit price in USD, with where it comes from.
+
+    >>> from rclaude_infra import PriceBook
+    >>> price = PriceBook.snapshot("us-east-1").instance_hour("t3.medium", spot=False)
+    >>> price.usd, price.unit, price.assumed
+    (0.0416, 'instance-hour', False)
+"""
 
     usd: float
     unit: str

@@ -13,7 +13,15 @@ import attrs
 
 @attrs.frozen(kw_only=True)
 class ResourceStarted:
-    """The engine began an operation (``create``, ``update``, ``delete``, ...) on a resource."""
+    """The engine began an operation (``create``, ``update``, ``delete``, ...) on a resource.
+
+    >>> def on_progress(event):  # Deployment.up(on_progress=on_progress)
+    ...     if isinstance(event, ResourceStarted):
+    ...         print(event.op, event.name)
+    >>> on_progress(ResourceStarted(urn="urn:...::rclaude-dev-cluster", name="rclaude-dev-cluster",
+    ...                             type="aws:ecs/cluster:Cluster", op="create"))
+    create rclaude-dev-cluster
+"""
 
     urn: str
     type: str
@@ -23,7 +31,11 @@ class ResourceStarted:
 
 @attrs.frozen(kw_only=True)
 class ResourceDone:
-    """The operation on a resource finished."""
+    """The operation on a resource finished.
+
+    >>> ResourceDone(urn="u", type="aws:s3/bucket:Bucket", name="b", op="create").op
+    'create'
+"""
 
     urn: str
     type: str
@@ -33,7 +45,11 @@ class ResourceDone:
 
 @attrs.frozen(kw_only=True)
 class ResourceFailed:
-    """The operation on a resource failed; ``message`` is the provider's error."""
+    """The operation on a resource failed; ``message`` is the provider's error.
+
+    >>> ResourceFailed(urn="u", type="t", name="asg", op="create", message="quota").message
+    'quota'
+"""
 
     urn: str
     type: str
@@ -44,7 +60,11 @@ class ResourceFailed:
 
 @attrs.frozen(kw_only=True)
 class Diagnostic:
-    """A message from the engine, a provider or a policy (``severity``: error, warning, ...)."""
+    """A message from the engine, a provider or a policy (``severity``: error, warning, ...).
+
+    >>> Diagnostic(severity="warning", message="deprecated input").severity
+    'warning'
+"""
 
     severity: str
     message: str
@@ -53,7 +73,11 @@ class Diagnostic:
 
 @attrs.frozen(kw_only=True)
 class Summary:
-    """The operation ended: resource changes by kind and how long it took."""
+    """The operation ended: resource changes by kind and how long it took.
+
+    >>> Summary(changes={"create": 31, "same": 2}, duration_seconds=184.0).changed
+    31
+"""
 
     changes: Mapping[str, int]
     duration_seconds: float

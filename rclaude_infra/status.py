@@ -14,7 +14,13 @@ from .outputs import StackOutputs
 
 @attrs.frozen(kw_only=True)
 class InstanceInfo:
-    """One EC2 instance registered in the cluster."""
+    """One EC2 instance registered in the cluster.
+
+    >>> InstanceInfo(instance_id="i-0abc", instance_type="t3.medium", lifecycle="spot",
+    ...              status="ACTIVE", running_tasks=2, pending_tasks=0,
+    ...              agent_connected=True).lifecycle
+    'spot'
+"""
 
     instance_id: str
     instance_type: str | None

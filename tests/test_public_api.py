@@ -99,3 +99,17 @@ def test_lazy_names_resolve_and_unknown_names_fail() -> None:
         assert "no_such_name" in str(exc)
     else:
         raise AssertionError("unknown attribute did not raise")
+
+
+def test_every_public_name_has_a_docstring_with_an_example() -> None:
+    import inspect
+
+    missing = []
+    for name in rclaude_infra.__all__:
+        value = getattr(rclaude_infra, name)
+        if not (inspect.isclass(value) or inspect.isfunction(value)):
+            continue  # constants and the version
+        doc = inspect.getdoc(value) or ""
+        if ">>>" not in doc and "::" not in doc:
+            missing.append(name)
+    assert missing == []

@@ -274,3 +274,13 @@ def test_spend_adds_task_costs_and_the_idle_baseline(local: Deployment) -> None:
     assert spend.total_usd == pytest.approx(spend.baseline_usd)
     with pytest.raises(ConfigError, match="since"):
         local.spend(dt.datetime(2026, 1, 1))
+
+
+def test_a_task_stopped_while_its_runner_starts_is_stopped_not_failed(
+    local: Deployment,
+) -> None:
+    task = local.run_task(TaskSpec(command="sleep 30"))
+    task.stop("changed my mind")  # at once: the runner has not set its handlers yet
+    state = task.wait(timeout=30)
+    assert state.status is TaskStatus.STOPPED
+    assert state.reason == "changed my mind"

@@ -131,6 +131,14 @@ def live_prices(
     not given); other services' prices come from the snapshot. Results are cached in
     ``cache_dir`` (default ``~/.rclaude/cache``) and reused while younger than ``max_age``.
     A type with no spot history keeps the labelled discount assumption.
+
+    With credentials (the CLI's ``cost --live``)::
+
+        import boto3
+        from rclaude_infra import estimate_cost, live_prices, plan
+        prices = live_prices(boto3.Session(), "us-east-1", ["t3.medium", "t3a.medium"])
+        prices.instance_hour("t3a.medium", spot=True)   # from the spot price history
+        estimate_cost(plan(), prices=prices)
     """
     types = sorted(set(instance_types))
     cache = (cache_dir or default_cache_dir()) / f"prices-{region}.json"

@@ -37,7 +37,15 @@ class SweptResource:
 
 @attrs.frozen(kw_only=True)
 class SweepReport:
-    """What a sweep found that the stack does not know, and what it did with each."""
+    """What a sweep found that the stack does not know, and what it did with each.
+
+    ::
+
+        report = Deployment("dev").sweep(known=(), dry_run=True)   # after a destroy
+        for item in report.swept:
+            print(item.resource.arn, item.outcome)   # "would delete", "deleted", ...
+        report.failed                                # what could not be deleted
+"""
 
     deployment: str
     region: str

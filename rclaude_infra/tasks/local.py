@@ -133,6 +133,10 @@ class LocalProvider:
                              started_at=submitted)
         if self._read_result(path) is not None:  # finished between the two reads
             return self.state(task_id)
+        if (path / STOP_REASON_FILE).is_file():
+            # Stopped before the runner could handle the signal (it was still starting).
+            return TaskState(status=TaskStatus.STOPPED, started_at=submitted,
+                             reason=(path / STOP_REASON_FILE).read_text())
         return TaskState(
             status=TaskStatus.FAILED, started_at=submitted,
             reason=f"the runner exited without a result; see {path / RUNNER_OUT}",

@@ -20,7 +20,13 @@ from ..errors import RclaudeError
 
 
 class TaskStatus(enum.StrEnum):
-    """Where a task is: PENDING and RUNNING, then one of the four ends."""
+    """Where a task is: PENDING and RUNNING, then one of the four ends.
+
+    >>> TaskStatus.RUNNING.done, TaskStatus.PREEMPTED.done
+    (False, True)
+    >>> TaskStatus("FAILED") is TaskStatus.FAILED
+    True
+"""
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"
@@ -35,16 +41,38 @@ class TaskStatus(enum.StrEnum):
 
 
 class TaskNotFoundError(RclaudeError, LookupError):
-    """No task with this id in this deployment."""
+    """No task with this id in this deployment.
+
+    >>> from rclaude_infra import Deployment
+    >>> Deployment("dev", provider="local").task("t-nope")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    rclaude_infra.tasks.model.TaskNotFoundError: no task 't-nope' under ...
+"""
 
 
 class TaskTimeoutError(RclaudeError, TimeoutError):
-    """``Task.wait(timeout=...)`` ran out before the task ended (the task keeps running)."""
+    """``Task.wait(timeout=...)`` ran out before the task ended (the task keeps running).
+
+    >>> from rclaude_infra import Deployment, TaskSpec
+    >>> task = Deployment("dev", provider="local").run_task(TaskSpec(command="sleep 30"))
+    >>> try:
+    ...     task.wait(timeout=0.1)
+    ... except TaskTimeoutError:
+    ...     task.stop("waited long enough")
+    >>> task.wait(timeout=60).status.value
+    'STOPPED'
+"""
 
 
 @attrs.frozen(kw_only=True)
 class TaskState:
-    """A task's status at one moment, with why, its exit code and its times."""
+    """A task's status at one moment, with why, its exit code and its times.
+
+    >>> state = TaskState(status=TaskStatus.FAILED, reason="out of memory", exit_code=137)
+    >>> state.status.done, state.attempt
+    (True, 1)
+"""
 
     status: TaskStatus
     reason: str | None = None
@@ -56,7 +84,12 @@ class TaskState:
 
 @attrs.frozen(kw_only=True)
 class LogLine:
-    """One line of a task's output and when it was written."""
+    """One line of a task's output and when it was written.
+
+    >>> import datetime as dt
+    >>> str(LogLine(time=dt.datetime(2026, 11, 27, tzinfo=dt.UTC), text="tests passed"))
+    'tests passed'
+"""
 
     time: dt.datetime
     text: str
@@ -106,7 +139,14 @@ class TaskProvider(Protocol):
 
 @attrs.frozen(kw_only=True)
 class TaskResult:
-    """What a finished task left: ``result.json``'s fields, and its files to download."""
+    """What a finished task left: ``result.json``'s fields, and its files to download.
+
+    >>> from rclaude_infra import Deployment, TaskSpec
+    >>> task = Deployment("dev", provider="local").run_task(TaskSpec(command="true"))
+    >>> result = task.wait(timeout=60) and task.result()
+    >>> result.status, result.exit_code
+    ('succeeded', 0)
+"""
 
     task_id: str
     data: Mapping[str, Any] = attrs.field(eq=False)
@@ -137,10 +177,16 @@ class TaskResult:
 class Task:
     """A handle on one task: its status, logs, results, and how to stop it.
 
-    >>> # from rclaude_infra import Deployment, TaskSpec
-    >>> # task = Deployment("dev", provider="local").run_task(TaskSpec(command="make test"))
-    >>> # for line in task.logs(follow=True): print(line)
-    >>> # task.wait().status, task.exit_code, task.result().download("out/")
+    >>> from rclaude_infra import Deployment, TaskSpec
+    >>> task = Deployment("dev", provider="local").run_task(
+    ...     TaskSpec(command="echo hello; exit 3", task_id="t-doc"))
+    >>> state = task.wait(timeout=60)
+    >>> state.status.value, state.exit_code
+    ('FAILED', 3)
+    >>> [line.text for line in task.logs() if not line.text.startswith("[runner]")]
+    ['hello']
+    >>> task.result().reason
+    'exit code 3'
     """
 
     def __init__(self, task_id: str, provider: TaskProvider) -> None:
