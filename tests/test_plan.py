@@ -49,7 +49,7 @@ def test_deployment_plan_uses_its_name_and_config() -> None:
     p = d.plan()
     assert p.name == "team-a" and p.config.region == "us-west-2"
     assert p.outputs["log_group"] == "/rclaude/team-a"
-    assert repr(d) == "Deployment('team-a', region='us-west-2')"
+    assert repr(d) == "Deployment('team-a', region='us-west-2', provider='ecs-ec2')"
 
 
 @pytest.mark.parametrize("bad", ["Team", "x" * 40, "-a"])
