@@ -203,14 +203,14 @@ class Deployment:
              on_progress: OnProgress | None, progress: bool | None) -> _T:
         """Run a blocking engine call, with the live display when someone is watching, off
         the event loop's thread when one is running (Jupyter)."""
-        from ._console import ProgressDisplay, interactive
+        from ._console import interactive, progress_display
 
         show = interactive() if progress is None else progress
 
         def body() -> _T:
             if not show:
                 return call(on_progress)
-            with ProgressDisplay(f"{operation} {self._name}") as display:
+            with progress_display(f"{operation} {self._name}") as display:
                 def both(event: ProgressEvent) -> None:
                     display(event)
                     if on_progress is not None:

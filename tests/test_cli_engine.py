@@ -62,3 +62,9 @@ def test_a_mandatory_policy_violation_stops_up_before_the_engine(
     err = capsys.readouterr().err
     assert "sg-no-ingress-from-anywhere" in err and ssh_open_to_the_world in err
     assert "up" not in fake.verbs()
+
+
+def test_up_with_a_progress_bar(fake: FakePulumi, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["up", "--yes", "--progress"]) == 0
+    out = capsys.readouterr().out
+    assert "up dev" in out and "2/2" in out and "changed in" in out

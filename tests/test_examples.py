@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_pulumi import FakePulumi
@@ -25,23 +26,31 @@ def _offline_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_the_quickstart_notebook_runs_top_to_bottom(
-    tmp_path: Path, offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import nbformat
+def execute(notebook: Any, tmp_path: Path, env: dict[str, str],
+            monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """Run ``notebook`` top to bottom in a python3 kernel with ``env``; its outputs."""
     from nbclient import NotebookClient
 
     for key in list(os.environ):
-        if key not in offline_env:
+        if key not in env:
             monkeypatch.delenv(key)
-    for key, value in offline_env.items():
+    for key, value in env.items():
         monkeypatch.setenv(key, value)  # the kernel inherits this environment
-    notebook = nbformat.read(EXAMPLES / "quickstart.ipynb", as_version=4)
     NotebookClient(notebook, timeout=180, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     outputs = [o for cell in notebook.cells if cell.cell_type == "code"
                for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.output_type == "error"]
+    return outputs
+
+
+def test_the_quickstart_notebook_runs_top_to_bottom(
+    tmp_path: Path, offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import nbformat
+
+    notebook = nbformat.read(EXAMPLES / "quickstart.ipynb", as_version=4)
+    outputs = execute(notebook, tmp_path, offline_env, monkeypatch)
     text = "\n".join(o.get("text", "") + json.dumps(o.get("data", {})) for o in outputs)
     assert "Deployment notebook" in text                 # the Deployment's HTML repr
     assert "resources; t3.medium" in text                # the plan's
@@ -52,6 +61,38 @@ def test_the_quickstart_notebook_runs_top_to_bottom(
     assert "SUCCEEDED" in text
     assert (tmp_path / "quickstart-results").is_dir()
     assert list((tmp_path / "quickstart-results").rglob("report.txt"))
+
+
+def test_up_shows_its_progress_in_the_cell(
+    tmp_path: Path, offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``up()`` in a cell (the engine behind the recording PulumiCommand): an HTML progress
+    bar updated in place, with the failed resource listed under it."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    tests = Path(__file__).resolve().parent
+    notebook = nbformat.from_dict(new_notebook(cells=[new_code_cell(f"""
+import sys
+sys.path.insert(0, {str(tests)!r})
+from fake_pulumi import FakePulumi, failure_events
+from rclaude_infra import Deployment, DeploymentFailedError
+outputs = Deployment("nb", pulumi_command=FakePulumi()).up()
+outputs.bucket"""), new_code_cell("""
+try:
+    Deployment("nb2", pulumi_command=FakePulumi(events=failure_events)).up()
+except DeploymentFailedError as exc:
+    print("refused:", exc.resource)""")]))
+    execute(notebook, tmp_path, offline_env, monkeypatch)
+    first, second = ([o for o in cell.outputs if o.output_type == "display_data"]
+                     for cell in notebook.cells)
+    (bar,) = first
+    shown = bar.data["text/html"]
+    assert "<progress value='2' max='2'" in shown and "up nb" in shown
+    assert "changed in" in shown  # the summary, after the last update
+    (failed_bar,) = second
+    assert "failed</span> create rclaude-dev-asg" in failed_bar.data["text/html"]
+    assert any("refused: " in o.get("text", "") for o in notebook.cells[1].outputs)
 
 
 def test_embed_runs_offline(tmp_path: Path, offline_env: dict[str, str]) -> None:
