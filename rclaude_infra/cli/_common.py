@@ -10,6 +10,7 @@ import json
 import re
 import sys
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,21 @@ def task_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 def json_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def task_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("task_id", metavar="TASK")
+
+
+def verb(commands: Any, name: str, text: str, handler: Callable[[argparse.Namespace], int],
+         *parts: Callable[[argparse.ArgumentParser], object]) -> argparse.ArgumentParser:
+    """A subcommand: its name and help, the argument groups it shares with others, and
+    the function that runs it; its own arguments are added to what this returns."""
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=text)
+    for part in parts:
+        part(parser)
+    parser.set_defaults(handler=handler)
+    return parser
 
 
 def load(args: argparse.Namespace) -> Loaded:

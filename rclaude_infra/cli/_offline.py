@@ -19,29 +19,24 @@ from ._common import (
     load,
     note,
     usage_arguments,
+    verb,
 )
 
 
 def add_parsers(commands: Any) -> None:
-    plan_cmd = commands.add_parser(
-        "plan", help="print every resource the stack would create (offline, no credentials)")
-    config_arguments(plan_cmd)
-    json_argument(plan_cmd)
+    plan_cmd = verb(commands, "plan", "print every resource the stack would create (offline, "
+                    "no credentials)", _plan, config_arguments, json_argument)
     plan_cmd.add_argument("--policies", action="store_true",
                           help="also check the security rules (exit 1 on a mandatory violation)")
-    plan_cmd.set_defaults(handler=_plan)
-    cost_cmd = commands.add_parser(
-        "cost", help="the plan and what it costs: idle, per task, monthly (offline by default)")
-    config_arguments(cost_cmd)
-    usage_arguments(cost_cmd)
+    cost_cmd = verb(commands, "cost", "the plan and what it costs: idle, per task, monthly "
+                    "(offline by default)", _cost, config_arguments, usage_arguments,
+                    json_argument)
     prices = cost_cmd.add_argument_group("prices")
     prices.add_argument("--live", action="store_true",
                         help="live on-demand and spot prices from AWS (needs credentials)")
     prices.add_argument("--other-rates-from", metavar="REGION",
                         help="use this region's snapshot rates for non-EC2 services "
                         "(the snapshot has them for us-east-1 only)")
-    json_argument(cost_cmd)
-    cost_cmd.set_defaults(handler=_cost)
 
 
 def _plan(args: argparse.Namespace) -> int:

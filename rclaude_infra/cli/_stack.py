@@ -17,42 +17,31 @@ from ._common import (
     note,
     task_source_arguments,
     usage_arguments,
+    verb,
 )
 
 
 def add_parsers(commands: Any) -> None:
-    check = commands.add_parser(
-        "check", help="prerequisites for up: Pulumi CLI, AWS credentials, region, quotas")
-    config_arguments(check)
-    json_argument(check)
-    check.set_defaults(handler=_check)
-
-    for verb, text, handler in (
+    verb(commands, "check", "prerequisites for up: Pulumi CLI, AWS credentials, region, "
+         "quotas", _check, config_arguments, json_argument)
+    for name, text, handler in (
             ("preview", "what up would change, from the engine", _preview),
             ("up", "deploy (create or update) the stack", _up),
             ("destroy", "delete every resource of the stack", _destroy)):
-        cmd = commands.add_parser(verb, help=text)
-        config_arguments(cmd)
-        if verb != "destroy":
+        cmd = verb(commands, name, text, handler, config_arguments, backend_argument,
+                   json_argument)
+        if name != "destroy":
             usage_arguments(cmd)  # the budget up and preview hold the estimate to
-        backend_argument(cmd)
-        if verb != "preview":
+        if name != "preview":
             cmd.add_argument("--yes", "-y", action="store_true",
                              help="do not ask for confirmation (required without a terminal)")
             cmd.add_argument("--progress", action=argparse.BooleanOptionalAction,
                              default=None, help="live progress bar (default: on a terminal)")
-        if verb == "destroy":
+        if name == "destroy":
             cmd.add_argument("--remove", action="store_true",
                              help="also remove the stack and its history from the backend")
-        json_argument(cmd)
-        cmd.set_defaults(handler=handler)
-
-    status = commands.add_parser(
-        "status", help="the stack's outputs, its instances and the tasks not ended")
-    config_arguments(status)
-    task_source_arguments(status)
-    json_argument(status)
-    status.set_defaults(handler=_status)
+    verb(commands, "status", "the stack's outputs, its instances and the tasks not ended",
+         _status, config_arguments, task_source_arguments, json_argument)
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -18,12 +18,16 @@ from ._common import (
     json_argument,
     note,
     parse_since,
+    task_argument,
     task_source_arguments,
+    verb,
 )
 
 
 def add_parsers(commands: Any) -> None:
-    run = commands.add_parser("run", help="start a task (a Claude Code prompt or a command)")
+    where = (config_file_argument, task_source_arguments)
+    run = verb(commands, "run", "start a task (a Claude Code prompt or a command)", _run,
+               *where, json_argument)
     what = run.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt", help="run Claude Code headless on this prompt")
     what.add_argument("--command", help="run this shell command instead")
@@ -44,48 +48,29 @@ def add_parsers(commands: Any) -> None:
                      help="with --follow: show each line's time")
     run.add_argument("--interactive", "-i", action="store_true",
                      help="once the task runs, open a shell in it (ECS Exec locally a shell)")
-    config_file_argument(run)
-    task_source_arguments(run)
-    json_argument(run)
-    run.set_defaults(handler=_run)
 
-    logs = commands.add_parser("logs", help="a task's output")
-    logs.add_argument("task_id", metavar="TASK")
+    logs = verb(commands, "logs", "a task's output", _logs, task_argument, *where)
     logs.add_argument("--follow", "-f", action="store_true",
                       help="keep reading until the task ends; exit with its exit code")
     logs.add_argument("--since", type=parse_since, metavar="WHEN",
                       help="from this time on: ISO 8601, or 30s / 10m / 2h / 1d ago")
     logs.add_argument("--timestamps", "-t", action="store_true", help="show each line's time")
-    config_file_argument(logs)
-    task_source_arguments(logs)
     logs.add_argument("--json", action="store_true", help="one JSON object per line")
-    logs.set_defaults(handler=_logs)
 
-    tasks = commands.add_parser("tasks", help="task history, newest first")
+    tasks = verb(commands, "tasks", "task history, newest first", _tasks, *where,
+                 json_argument)
     tasks.add_argument("--limit", type=_positive, default=20, metavar="N")
     tasks.add_argument("--status", type=_status_arg, metavar="STATUS",
                        help="only this status: " + ", ".join(s.value for s in TaskStatus))
-    config_file_argument(tasks)
-    task_source_arguments(tasks)
-    json_argument(tasks)
-    tasks.set_defaults(handler=_tasks)
 
-    result = commands.add_parser("result", help="what a finished task left")
-    result.add_argument("task_id", metavar="TASK")
+    result = verb(commands, "result", "what a finished task left", _result, task_argument,
+                  *where, json_argument)
     result.add_argument("--download", metavar="DIR",
                         help="copy result.json, transcript, diff.patch and artifacts here")
-    config_file_argument(result)
-    task_source_arguments(result)
-    json_argument(result)
-    result.set_defaults(handler=_result)
 
-    stop = commands.add_parser("stop", help="stop a task (its logs, diff and result stay)")
-    stop.add_argument("task_id", metavar="TASK")
+    stop = verb(commands, "stop", "stop a task (its logs, diff and result stay)", _stop,
+                task_argument, *where, json_argument)
     stop.add_argument("--reason", default="stopped from the command line")
-    config_file_argument(stop)
-    task_source_arguments(stop)
-    json_argument(stop)
-    stop.set_defaults(handler=_stop)
 
 
 def _positive(value: str) -> int:
