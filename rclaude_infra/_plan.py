@@ -32,7 +32,7 @@ class PlannedResource:
     >>> cluster = plan().one("aws:ecs:Cluster")
     >>> cluster.name, cluster.type, cluster.parent
     ('rclaude-dev-cluster', 'aws:ecs/cluster:Cluster', 'dev')
-"""
+    """
 
     #: Pulumi type token, e.g. ``aws:ec2/launchTemplate:LaunchTemplate``.
     type: str

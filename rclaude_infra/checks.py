@@ -17,7 +17,7 @@ class CheckItem:
     >>> CheckItem(name="Docker", status="problem", detail="no docker on PATH",
     ...           fix="install Docker, or set image=").status
     'problem'
-"""
+    """
 
     name: str
     status: str = attrs.field(validator=attrs.validators.in_((OK, WARNING, PROBLEM)))

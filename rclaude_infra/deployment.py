@@ -42,7 +42,7 @@ class Spend:
     >>> Spend(since=since, until=since + dt.timedelta(days=1), tasks=4, tasks_usd=0.25,
     ...       baseline_usd=0.5).total_usd
     0.75
-"""
+    """
 
     since: datetime
     until: datetime
@@ -62,7 +62,7 @@ class StackInfo:
     >>> StackInfo(name="dev", last_update=None, update_in_progress=False,
     ...           resource_count=33).name
     'dev'
-"""
+    """
 
     name: str
     last_update: datetime | None

@@ -20,7 +20,7 @@ class RclaudeError(Exception):
             Deployment("dev").up()
         except RclaudeError as exc:
             print(f"not deployed: {exc}")
-"""
+    """
 
 
 class ConfigError(RclaudeError, ValueError):
@@ -64,7 +64,7 @@ class MissingDependencyError(RclaudeError, ImportError):
 
     >>> str(MissingDependencyError("pulumi", "The offline plan"))  # doctest: +ELLIPSIS
     "The offline plan needs the 'pulumi' package; install it with ..."
-"""
+    """
 
     def __init__(self, package: str, purpose: str) -> None:
         self.package = package
@@ -98,7 +98,7 @@ class PricingUnavailableError(RclaudeError):
             prices = live_prices(session, "us-east-1", ["t3.medium"])
         except PricingUnavailableError:
             prices = PriceBook.snapshot("us-east-1")   # the shipped snapshot instead
-"""
+    """
 
 
 class BudgetExceededError(RclaudeError):
@@ -132,7 +132,7 @@ class PolicyViolationError(RclaudeError):
         except PolicyViolationError as exc:
             for finding in exc.findings:
                 print(finding.rule_id, finding.resource)
-"""
+    """
 
     def __init__(self, message: str, *, findings: object) -> None:
         super().__init__(message)
@@ -148,7 +148,7 @@ class SweepError(RclaudeError):
             report = Deployment("dev").sweep(known=(), dry_run=True)
         except SweepError as exc:
             print(exc)   # says which permission or credential is missing
-"""
+    """
 
 
 class EngineError(RclaudeError):
@@ -164,7 +164,7 @@ class EngineError(RclaudeError):
             print(exc.resource, exc.provider_message)
         except EngineError as exc:
             print(exc)
-"""
+    """
 
 
 class PulumiNotFoundError(EngineError):
@@ -174,7 +174,7 @@ class PulumiNotFoundError(EngineError):
     ``~/.rclaude/pulumi`` instead of raising it::
 
         Deployment("dev", install_pulumi=True).up()
-"""
+    """
 
 
 class StackLockedError(EngineError):
@@ -187,7 +187,7 @@ class StackLockedError(EngineError):
         except StackLockedError:
             d.cancel()
             d.up()
-"""
+    """
 
 
 class StackNotFoundError(EngineError):
@@ -199,7 +199,7 @@ class StackNotFoundError(EngineError):
             d = Deployment.attach("dev")
         except StackNotFoundError:
             d = Deployment("dev")   # a new one; up() creates it
-"""
+    """
 
 
 class CredentialsError(EngineError):
@@ -209,7 +209,7 @@ class CredentialsError(EngineError):
 
         report = Deployment("dev").check()
         report["AWS credentials"].fix   # e.g. "configure credentials: `aws configure`, ..."
-"""
+    """
 
 
 class RegionNotEnabledError(EngineError):
@@ -221,7 +221,7 @@ class RegionNotEnabledError(EngineError):
             Deployment("dev", DeploymentConfig(region="af-south-1")).up()
         except RegionNotEnabledError as exc:
             print(exc)   # enable it under Account > AWS Regions, or choose another
-"""
+    """
 
 
 class DeploymentFailedError(EngineError):
@@ -234,7 +234,7 @@ class DeploymentFailedError(EngineError):
         except DeploymentFailedError as exc:
             print(exc.resource)          # e.g. "rclaude-dev-asg"
             print(exc.provider_message)  # AWS's own words
-"""
+    """
 
     def __init__(self, message: str, *, resource: str | None, provider_message: str) -> None:
         super().__init__(message)
@@ -254,7 +254,7 @@ class ExecError(RclaudeError):
     Traceback (most recent call last):
     ...
     rclaude_infra.errors.ExecError: exec needs a RUNNING task; task t-... is SUCCEEDED
-"""
+    """
 
 
 class SessionManagerPluginNotFoundError(ExecError):
@@ -266,4 +266,4 @@ class SessionManagerPluginNotFoundError(ExecError):
             task.exec()
         except SessionManagerPluginNotFoundError as exc:
             print(exc)   # ... install it: https://docs.aws.amazon.com/systems-manager/...
-"""
+    """

@@ -31,7 +31,7 @@ class InstanceType:
     >>> t = instance_types()["t3.medium"]
     >>> t.vcpu, t.memory_mib, t.arch, t.cpu_units
     (2, 4096, 'x86_64', 2048)
-"""
+    """
 
     name: str
     vcpu: int

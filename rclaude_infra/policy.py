@@ -118,7 +118,7 @@ class Finding:
     >>> finding = plan().check_policies().waived[0]
     >>> finding.rule_id, finding.waived
     ('lt-no-public-ip', True)
-"""
+    """
 
     rule_id: str
     severity: str
@@ -151,7 +151,7 @@ class PolicyReport:
     >>> report = plan().check_policies()
     >>> report.ok, report.rules_checked, len(report.mandatory_violations)
     (True, 37, 0)
-"""
+    """
 
     findings: tuple[Finding, ...]
     rules_checked: int

@@ -39,7 +39,7 @@ class Price:
     >>> price = PriceBook.snapshot("us-east-1").instance_hour("t3.medium", spot=False)
     >>> price.usd, price.unit, price.assumed
     (0.0416, 'instance-hour', False)
-"""
+    """
 
     usd: float
     unit: str

@@ -21,7 +21,7 @@ class ResourceStarted:
     >>> on_progress(ResourceStarted(urn="urn:...::rclaude-dev-cluster", name="rclaude-dev-cluster",
     ...                             type="aws:ecs/cluster:Cluster", op="create"))
     create rclaude-dev-cluster
-"""
+    """
 
     urn: str
     type: str
@@ -35,7 +35,7 @@ class ResourceDone:
 
     >>> ResourceDone(urn="u", type="aws:s3/bucket:Bucket", name="b", op="create").op
     'create'
-"""
+    """
 
     urn: str
     type: str
@@ -49,7 +49,7 @@ class ResourceFailed:
 
     >>> ResourceFailed(urn="u", type="t", name="asg", op="create", message="quota").message
     'quota'
-"""
+    """
 
     urn: str
     type: str
@@ -64,7 +64,7 @@ class Diagnostic:
 
     >>> Diagnostic(severity="warning", message="deprecated input").severity
     'warning'
-"""
+    """
 
     severity: str
     message: str
@@ -77,7 +77,7 @@ class Summary:
 
     >>> Summary(changes={"create": 31, "same": 2}, duration_seconds=184.0).changed
     31
-"""
+    """
 
     changes: Mapping[str, int]
     duration_seconds: float

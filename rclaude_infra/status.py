@@ -20,7 +20,7 @@ class InstanceInfo:
     ...              status="ACTIVE", running_tasks=2, pending_tasks=0,
     ...              agent_connected=True).lifecycle
     'spot'
-"""
+    """
 
     instance_id: str
     instance_type: str | None

@@ -45,7 +45,7 @@ class SweepReport:
         for item in report.swept:
             print(item.resource.arn, item.outcome)   # "would delete", "deleted", ...
         report.failed                                # what could not be deleted
-"""
+    """
 
     deployment: str
     region: str

@@ -26,7 +26,7 @@ class TaskStatus(enum.StrEnum):
     (False, True)
     >>> TaskStatus("FAILED") is TaskStatus.FAILED
     True
-"""
+    """
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"
@@ -48,7 +48,7 @@ class TaskNotFoundError(RclaudeError, LookupError):
     Traceback (most recent call last):
     ...
     rclaude_infra.tasks.model.TaskNotFoundError: no task 't-nope' under ...
-"""
+    """
 
 
 class TaskTimeoutError(RclaudeError, TimeoutError):
@@ -62,7 +62,7 @@ class TaskTimeoutError(RclaudeError, TimeoutError):
     ...     task.stop("waited long enough")
     >>> task.wait(timeout=60).status.value
     'STOPPED'
-"""
+    """
 
 
 @attrs.frozen(kw_only=True)
@@ -72,7 +72,7 @@ class TaskState:
     >>> state = TaskState(status=TaskStatus.FAILED, reason="out of memory", exit_code=137)
     >>> state.status.done, state.attempt
     (True, 1)
-"""
+    """
 
     status: TaskStatus
     reason: str | None = None
@@ -89,7 +89,7 @@ class LogLine:
     >>> import datetime as dt
     >>> str(LogLine(time=dt.datetime(2026, 11, 27, tzinfo=dt.UTC), text="tests passed"))
     'tests passed'
-"""
+    """
 
     time: dt.datetime
     text: str
@@ -146,7 +146,7 @@ class TaskResult:
     >>> result = task.wait(timeout=60) and task.result()
     >>> result.status, result.exit_code
     ('succeeded', 0)
-"""
+    """
 
     task_id: str
     data: Mapping[str, Any] = attrs.field(eq=False)
