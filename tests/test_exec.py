@@ -26,6 +26,7 @@ from rclaude_infra import (
     TaskSpec,
     TaskStatus,
 )
+from rclaude_infra._aws import ecs_exec
 from rclaude_infra._aws.ecs import EcsProvider
 from rclaude_infra._aws.ecs_exec import INSTALL_URL, SESSION_ENV
 
@@ -63,7 +64,20 @@ sys.exit(7)
     return record
 
 
-def _running_task(deployment: Deployment) -> tuple[Any, EcsProvider, list[dict[str, Any]]]:
+NOT_READY = {"__type": "InvalidParameterException",
+             "message": "The execute command failed because execute command was not enabled "
+                        "when the task was run or the execute command agent isn't running."}
+
+
+@pytest.fixture(autouse=True)
+def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ecs_exec, "READY_DELAYS", (0.0, 0.0))
+
+
+def _running_task(deployment: Deployment, *, refusals: int = 0,
+                  refusal: dict[str, str] = NOT_READY,
+                  ) -> tuple[Any, EcsProvider, list[dict[str, Any]]]:
+    """A running task whose ExecuteCommand is refused ``refusals`` times, then answered."""
     provider = deployment._tasks()
     assert isinstance(provider, EcsProvider)
     calls: list[dict[str, Any]] = []
@@ -71,6 +85,8 @@ def _running_task(deployment: Deployment) -> tuple[Any, EcsProvider, list[dict[s
     def execute_command(request: Any) -> tuple[int, dict[str, Any]]:
         body = json.loads(request.body)
         calls.append(body)
+        if len(calls) <= refusals:
+            return 400, refusal
         # ExecuteCommand's response, as in the ECS API reference.
         return 200, {
             "clusterArn": body["cluster"], "taskArn": body["task"],
@@ -145,21 +161,29 @@ def test_exec_needs_a_running_task(deployment: Deployment, plugin: Path) -> None
     assert calls == []
 
 
-def test_a_refused_session_says_why(deployment: Deployment, plugin: Path) -> None:
-    provider = deployment._tasks()
-    assert isinstance(provider, EcsProvider)
-    answer(provider.ecs, ["ExecuteCommand"], lambda _: (400, {
-        "__type": "InvalidParameterException",
-        "message": "The execute command failed because execute command was not enabled when "
-                   "the task was run or the execute command agent isn't running."}))
-    provider.ecs.meta.events.register(
-        "after-call.ecs.DescribeTasks",
-        lambda parsed, **_: [c.update(runtimeId=RUNTIME_ID) for t in parsed.get("tasks", [])
-                             for c in t.get("containers", [])])
-    task = deployment.run_task(TaskSpec(command="sleep 600"))
+def test_exec_waits_for_the_container_agent(deployment: Deployment, plugin: Path) -> None:
+    task, _, calls = _running_task(deployment, refusals=2)
+    assert task.exec() == 7
+    assert len(calls) == 3  # refused twice while the agent came up, then the session
+    assert json.loads(plugin.read_text())["argv"][2] == "StartSession"
+
+
+def test_an_agent_that_never_comes_up_is_an_error(deployment: Deployment,
+                                                  plugin: Path) -> None:
+    task, _, calls = _running_task(deployment, refusals=10)
     with pytest.raises(ExecError, match=r"InvalidParameterException.*agent"):
         task.exec()
+    assert len(calls) == 3  # every try of READY_DELAYS, then the error
     assert not plugin.exists()  # the plugin never started
+
+
+def test_a_refused_session_is_not_retried(deployment: Deployment, plugin: Path) -> None:
+    task, _, calls = _running_task(deployment, refusals=1, refusal={
+        "__type": "AccessDeniedException",
+        "message": "User is not authorized to perform: ecs:ExecuteCommand"})
+    with pytest.raises(ExecError, match=r"AccessDeniedException: User is not authorized"):
+        task.exec()
+    assert len(calls) == 1
 
 
 # -- local provider -------------------------------------------------------------------

@@ -220,6 +220,26 @@ def test_a_preempted_task_is_submitted_again(deployment: Deployment, aws: Any,
     assert task.state().status is TaskStatus.PREEMPTED
 
 
+def test_a_preemption_seen_by_two_processes_is_submitted_again_once(
+    deployment: Deployment, aws: Any, stack: StackOutputs,
+) -> None:
+    spec = TaskSpec(command="true", max_retries_on_preemption=1)
+    task = deployment.run_task(spec)
+    mine = deployment._tasks()
+    other = Deployment.from_outputs("dev", stack, session=aws)
+    theirs = other._tasks()
+    assert isinstance(mine, EcsProvider) and isinstance(theirs, EcsProvider)
+    first_arn = mine._attempts_of(spec.task_id)[0]["arn"]
+    interrupted = (float("inf"), described(
+        "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted."))
+    theirs._described[first_arn] = mine._described[first_arn] = interrupted
+    assert other.task(spec.task_id).state().attempt == 2  # the other process resubmits
+    state = task.state()  # this one still remembers only attempt 1
+    assert state.status is TaskStatus.PENDING and state.attempt == 2
+    ecs = aws.client("ecs")
+    assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 2
+
+
 def test_task_cost_is_runtime_times_share_times_price(deployment: Deployment, aws: Any,
                                                       stack: StackOutputs) -> None:
     spec = TaskSpec(command="true")

@@ -275,6 +275,8 @@ class EcsProvider:
             if latest["attempt"] <= spec.max_retries_on_preemption:
                 attempt = latest["attempt"] + 1
                 with self._lock:
+                    # Another process may have submitted it again already: read its record.
+                    self._attempts.pop(task_id, None)
                     if max(a["attempt"] for a in self._attempts_of(task_id)) < attempt:
                         self._start(spec, attempt=attempt)
                 return TaskState(status=TaskStatus.PENDING, attempt=attempt,

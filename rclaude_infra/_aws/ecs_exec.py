@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -28,6 +29,9 @@ INSTALL_URL = ("https://docs.aws.amazon.com/systems-manager/latest/userguide/"
                "session-manager-working-with-install-plugin.html")
 SESSION_ENV = "AWS_SSM_START_SESSION_RESPONSE"
 _LAST_VERSION_WITHOUT_ENV = (1, 2, 497, 0)
+#: Seconds between tries while ECS says the container's exec agent is not connected yet.
+READY_DELAYS = (1.0, 2.0, 3.0, 5.0, 8.0)
+_NOT_READY = ("InvalidParameterException", "TargetNotConnectedException")
 
 
 def find_plugin() -> str:
@@ -88,18 +92,24 @@ def execute(ecs: Any, task: Mapping[str, Any], container: str, command: str, *,
 
     plugin = find_plugin()  # before ExecuteCommand: no session opened that nobody uses
     ssm_target = target(task, container)
-    try:
-        response = ecs.execute_command(cluster=task["clusterArn"], task=task["taskArn"],
-                                       container=container, command=command, interactive=True)
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        hint = ""
-        if error.get("Code") in ("InvalidParameterException", "TargetNotConnectedException"):
-            hint = (" (ECS Exec needs the agent in the container to be up: a task started "
-                    "seconds ago may need a moment; the stack's task role allows the SSM "
-                    "channels it uses)")
-        raise ExecError(f"ECS refused the exec session: {error.get('Code')}: "
-                        f"{error.get('Message')}{hint}") from exc
+    for delay in (*READY_DELAYS, None):
+        try:
+            response = ecs.execute_command(cluster=task["clusterArn"], task=task["taskArn"],
+                                           container=container, command=command,
+                                           interactive=True)
+            break
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            # The agent in the container comes up seconds after the task is RUNNING.
+            not_ready = error.get("Code") in _NOT_READY
+            if not_ready and delay is not None:
+                time.sleep(delay)
+                continue
+            hint = (" (ECS Exec's agent in the container did not come up: the task role "
+                    "must allow the ssmmessages channels, as the stack's does)"
+                    if not_ready else "")
+            raise ExecError(f"ECS refused the exec session: {error.get('Code')}: "
+                            f"{error.get('Message')}{hint}") from exc
     session = json.dumps(response["session"])
     env = dict(os.environ)
     version = plugin_version(plugin)
