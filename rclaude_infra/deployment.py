@@ -185,6 +185,7 @@ class Deployment:
         self._pulumi_command = pulumi_command
         self._session: StackSession | None = None
         self._outputs: StackOutputs | None = None
+        self._plan: Plan | None = None
 
     def _stack(self) -> StackSession:
         """The Automation API session: one work directory and one CLI for this object."""
@@ -501,8 +502,13 @@ class Deployment:
         return self._config
 
     def plan(self) -> Plan:
-        """Every resource ``up`` would create, computed offline (see :func:`plan`)."""
-        return plan(self._config, name=self._name)
+        """Every resource ``up`` would create, computed offline (see :func:`plan`).
+
+        Computed once per Deployment (its name and config are immutable): the policy and
+        budget guards of ``up``, estimates and ``spend`` all read the same plan."""
+        if self._plan is None:
+            self._plan = plan(self._config, name=self._name)
+        return self._plan
 
     def check_policies(self) -> PolicyReport:
         """Every security rule on the planned stack, offline, with declared waivers applied.

@@ -331,3 +331,22 @@ def test_api_key_from_the_environment_is_sent_as_a_secret(
     assert fake.config["rclaude:anthropic_api_key"] == {"value": KEY, "secret": True}
     assert all(KEY not in value for c in fake.calls for value in c.env.values())
     assert os.environ["ANTHROPIC_API_KEY"] == KEY
+
+
+def test_the_plan_is_computed_once_per_deployment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``up``'s policy and budget guards, and an estimate before it, read one plan."""
+    from rclaude_infra._pulumi import mock_plan as module
+
+    calls = []
+    real = module.mock_plan
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, "mock_plan", counted)
+    d = deployment(FakePulumi(), DeploymentConfig(max_monthly_usd=100))
+    d.estimate_cost()
+    d.up(progress=False)
+    d.check_policies()
+    assert len(calls) == 1
