@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from plan_helpers import PlanFor
 
-from rclaude_infra import DeploymentConfig, Plan, PlannedResource, plan
-
-PlanFor = Callable[..., Plan]
+from rclaude_infra import DeploymentConfig, Plan, plan
 
 
 @pytest.fixture(scope="session", name="plan_for")
@@ -31,18 +29,6 @@ def _plan_for() -> PlanFor:
 @pytest.fixture(name="default_plan")
 def _default_plan(plan_for: PlanFor) -> Plan:
     return plan_for()
-
-
-def policy_document(resource: PlannedResource, key: str = "policy") -> dict[str, Any]:
-    """A JSON policy input of a planned resource, parsed."""
-    return json.loads(resource.inputs[key])
-
-
-def container(plan: Plan) -> dict[str, Any]:
-    """The runner's container definition in the plan's task definition."""
-    definitions = json.loads(plan.one("aws:ecs:TaskDefinition").inputs["containerDefinitions"])
-    assert len(definitions) == 1
-    return definitions[0]
 
 
 @pytest.fixture(name="ssh_open_to_the_world")

@@ -9,9 +9,9 @@ from typing import Any
 
 import attrs
 import pytest
-from conftest import PlanFor
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from plan_helpers import PlanFor
 
 from rclaude_infra import (
     BudgetExceededError,

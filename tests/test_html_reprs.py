@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import PlanFor
+from plan_helpers import PlanFor
 
 from rclaude_infra import (
     CheckItem,

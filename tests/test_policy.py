@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PlanFor
+from plan_helpers import PlanFor
 
 from rclaude_infra import Deployment, DeploymentConfig, Plan, PolicyViolationError
 from rclaude_infra.policy import (

@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import PlanFor, container, policy_document
+from plan_helpers import PlanFor, container, policy_document
 
 from rclaude_infra import SECRET_MASK, Plan
 from rclaude_infra._pulumi.program import DEPLOYMENT_TAG, ami_parameter
