@@ -46,6 +46,12 @@ _RUNNING_STATES = {"RUNNING"}
 _PREEMPTION_CODES = {"SpotInterruption", "TerminationNotice"}
 
 
+def _batches(items: list[str]) -> Iterator[list[str]]:
+    """``items`` 100 at a time: what DescribeTasks and DescribeContainerInstances take."""
+    for start in range(0, len(items), _BATCH):
+        yield items[start:start + _BATCH]
+
+
 def map_task(task: Mapping[str, Any], container: str) -> TaskState:
     """An ECS ``DescribeTasks`` task as a :class:`TaskState`."""
     last = task.get("lastStatus", "")
@@ -130,8 +136,8 @@ class EcsProvider:
     def submit(self, spec: TaskSpec) -> Task:
         """Start ``spec`` unless its task id was submitted before: the spec is created in S3
         only if absent (one conditional put: the check and the record in one call)."""
-        if s3_tasks.create_json(self.s3, self._bucket, spec.task_id, "spec.json",
-                                spec.to_dict()):
+        if s3_tasks.write_json(self.s3, self._bucket, spec.task_id, "spec.json",
+                               spec.to_dict(), only_if_absent=True):
             self._attempts[spec.task_id] = []  # new: no attempts to look up
         else:
             if self._attempts_of(spec.task_id):
@@ -226,8 +232,7 @@ class EcsProvider:
             due = [arn] + [a for a, (t, d) in self._described.items()
                            if a != arn and now - t >= self.poll_interval
                            and (d is None or d.get("lastStatus") != "STOPPED")]
-            for start in range(0, len(due), _BATCH):
-                batch = due[start:start + _BATCH]
+            for batch in _batches(due):
                 self.describe_calls += 1
                 found = {t["taskArn"]: t for t in self.ecs.describe_tasks(
                     cluster=self.outputs.cluster_arn, tasks=batch)["tasks"]}
@@ -399,7 +404,7 @@ class EcsProvider:
         exit code. ``run`` starts ``session-manager-plugin`` (default: a subprocess)."""
         from .ecs_exec import execute, find_plugin
 
-        find_plugin()  # before any call: say what to install first
+        plugin = find_plugin()  # before any call: say what to install first
         attempts = self._attempts_of(task_id)
         if not attempts:
             raise TaskNotFoundError(f"no task {task_id!r}")
@@ -413,7 +418,8 @@ class EcsProvider:
                             f"{state.status.value}" + (f" ({state.reason})" if state.reason
                                                        else ""))
         return execute(self.ecs, described, self.outputs.container_name or "runner", command,
-                       profile=getattr(self._session, "profile_name", None), run=run)
+                       plugin=plugin, profile=getattr(self._session, "profile_name", None),
+                       run=run)
 
     def active_task_ids(self) -> dict[str, str]:
         """Task id -> status of every task ECS still runs or starts in the cluster."""
@@ -423,9 +429,9 @@ class EcsProvider:
             arns += page["taskArns"]
         container = self.outputs.container_name or "runner"
         active = {}
-        for start in range(0, len(arns), _BATCH):
+        for batch in _batches(arns):
             described = self.ecs.describe_tasks(cluster=self.outputs.cluster_arn,
-                                                tasks=arns[start:start + _BATCH])["tasks"]
+                                                tasks=batch)["tasks"]
             for task in described:
                 if task.get("startedBy"):  # ours carry the task id; others are not tasks
                     active[task["startedBy"]] = map_task(task, container).status.value
@@ -438,10 +444,9 @@ class EcsProvider:
                 cluster=self.outputs.cluster_arn):
             arns += page["containerInstanceArns"]
         found: list[dict[str, Any]] = []
-        for start in range(0, len(arns), _BATCH):
+        for batch in _batches(arns):
             found += self.ecs.describe_container_instances(
-                cluster=self.outputs.cluster_arn,
-                containerInstances=arns[start:start + _BATCH])["containerInstances"]
+                cluster=self.outputs.cluster_arn, containerInstances=batch)["containerInstances"]
         ec2: dict[str, Any] = {}
         ids = [c["ec2InstanceId"] for c in found]
         if ids:

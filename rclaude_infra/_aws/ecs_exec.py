@@ -85,12 +85,12 @@ def _terminal_signals_to_child() -> Iterator[None]:
 
 
 def execute(ecs: Any, task: Mapping[str, Any], container: str, command: str, *,
-            profile: str | None, run: Callable[..., int] | None = None) -> int:
-    """Run ``command`` interactively in ``container`` of the running ``task``; returns the
-    plugin's exit code. ``run`` starts the plugin (default: :func:`subprocess.call`)."""
+            plugin: str, profile: str | None, run: Callable[..., int] | None = None) -> int:
+    """Run ``command`` interactively in ``container`` of the running ``task`` through
+    ``plugin`` (:func:`find_plugin`, called before any AWS call); returns the plugin's exit
+    code. ``run`` starts the plugin (default: :func:`subprocess.call`)."""
     from botocore.exceptions import ClientError
 
-    plugin = find_plugin()  # before ExecuteCommand: no session opened that nobody uses
     ssm_target = target(task, container)
     for delay in (*READY_DELAYS, None):
         try:

@@ -30,23 +30,20 @@ def read_json(s3: Any, bucket: str, task_id: str, name: str) -> Any | None:
     return json.loads(body)
 
 
-def write_json(s3: Any, bucket: str, task_id: str, name: str, data: Any) -> None:
-    s3.put_object(Bucket=bucket, Key=key(task_id, name),
-                  Body=json.dumps(data, indent=2).encode(), ContentType="application/json")
-
-
-def create_json(s3: Any, bucket: str, task_id: str, name: str, data: Any) -> bool:
-    """Write a JSON file of the task's prefix only if it is absent (S3's conditional write,
-    ``If-None-Match: *``); ``False`` when it was there already."""
+def write_json(s3: Any, bucket: str, task_id: str, name: str, data: Any, *,
+               only_if_absent: bool = False) -> bool:
+    """Write a JSON file of the task's prefix. ``only_if_absent``: S3's conditional write
+    (``If-None-Match: *``), ``False`` when the file was there already."""
     from botocore.exceptions import ClientError
 
+    condition = {"IfNoneMatch": "*"} if only_if_absent else {}
     try:
-        s3.put_object(Bucket=bucket, Key=key(task_id, name), IfNoneMatch="*",
+        s3.put_object(Bucket=bucket, Key=key(task_id, name), **condition,
                       Body=json.dumps(data, indent=2).encode(), ContentType="application/json")
     except ClientError as exc:
         # 409: another conditional write of the same key is in flight: it exists.
-        if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed",
-                                                         "ConditionalRequestConflict"):
+        if only_if_absent and exc.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed", "ConditionalRequestConflict"):
             return False
         raise
     return True
