@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 from rich.console import Group
 from rich.table import Table
@@ -142,14 +144,20 @@ def check_renderable(report: CheckReport) -> Group:
     return Group(table, summary)
 
 
-def outputs_renderable(outputs: StackOutputs) -> Table:
-    table = Table(title="Stack outputs", title_justify="left", show_header=False)
-    table.add_column("output", style="bold")
+def fields_renderable(title: str, fields: Mapping[str, Any]) -> Table:
+    """Name and value per row (empty values left out; lists joined)."""
+    table = Table(title=title, title_justify="left", show_header=False)
+    table.add_column("field", style="bold")
     table.add_column("value")
-    for key, value in outputs.to_dict().items():
-        if value:
-            table.add_row(key, ", ".join(value) if isinstance(value, list) else str(value))
+    for key, value in fields.items():
+        if value is not None and value != "" and value != []:
+            table.add_row(key, ", ".join(map(str, value)) if isinstance(value, list)
+                          else str(value))
     return table
+
+
+def outputs_renderable(outputs: StackOutputs) -> Table:
+    return fields_renderable("Stack outputs", outputs.to_dict())
 
 
 def status_renderable(status: DeploymentStatus) -> Group:

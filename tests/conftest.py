@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -103,6 +104,22 @@ def _deployment(aws: Any, stack: Any) -> Any:
     from rclaude_infra import Deployment
 
     return Deployment.from_outputs("dev", json.dumps(stack.to_dict()), session=aws)
+
+
+@pytest.fixture(name="offline_env")
+def _offline_env(tmp_path: Path) -> dict[str, str]:
+    """An environment for subprocesses with no AWS credentials (and no metadata endpoint),
+    no Pulumi CLI on PATH, no API key, and a private ~/.rclaude."""
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "PULUMI_")) and k != "ANTHROPIC_API_KEY"}
+    env.update(COLUMNS="200", RCLAUDE_HOME=str(tmp_path / "home"),
+               AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=str(tmp_path / "none"),
+               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
+               PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin")
+    return env
 
 
 # -- live tests: a real AWS account and the Pulumi CLI, only when asked -----------------

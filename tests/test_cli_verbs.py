@@ -6,7 +6,6 @@ the recording PulumiCommand, run in-process in test_cli_engine.py.)"""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,15 +20,8 @@ from rclaude_infra import DeploymentConfig, StackOutputs
 
 
 @pytest.fixture(name="env")
-def _env(tmp_path: Path) -> dict[str, str]:
-    """No AWS credentials, no Pulumi CLI, a private ~/.rclaude."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AWS_", "PULUMI_")) and k != "ANTHROPIC_API_KEY"}
-    env.update(COLUMNS="200", RCLAUDE_HOME=str(tmp_path / "home"),
-               AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=str(tmp_path / "none"),
-               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-               PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin")
-    return env
+def _env(offline_env: dict[str, str]) -> dict[str, str]:
+    return offline_env
 
 
 def cli(env: dict[str, str], cwd: Path, *args: str, stdin: str | None = None,

@@ -16,16 +16,6 @@ from fake_pulumi import FakePulumi
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.fixture(name="offline_env")
-def _offline_env(tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "PULUMI_"))}
-    env.update(RCLAUDE_HOME=str(tmp_path / "home"), AWS_EC2_METADATA_DISABLED="true",
-               AWS_CONFIG_FILE=str(tmp_path / "none"),
-               AWS_SHARED_CREDENTIALS_FILE=str(tmp_path / "none"),
-               PATH=f"{Path(sys.executable).parent}:/usr/bin:/bin")
-    return env
-
-
 def execute(notebook: Any, tmp_path: Path, env: dict[str, str],
             monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """Run ``notebook`` top to bottom in a python3 kernel with ``env``; its outputs."""

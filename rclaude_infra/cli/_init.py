@@ -91,7 +91,7 @@ class _Wizard:
             DeploymentConfig.from_mapping({**self.data, "usage": self.usage})
         except ConfigError as exc:
             # Only this answer's own errors: later answers may fix the others.
-            if exc.field.split(".")[-1] == field or exc.field == field:
+            if exc.field.split(".")[-1] == field:  # "usage.task_minutes" is task_minutes
                 raise
 
 

@@ -61,14 +61,6 @@ def _plan(args: argparse.Namespace) -> int:
     return 1 if report is not None and report.mandatory_violations else 0
 
 
-def cost_data(deployment: Deployment, prices: PriceBook) -> tuple[Any, Any, list[Any]]:
-    """The plan, its estimate for the config's usage, and the instance price rows."""
-    config = deployment.config
-    result = deployment.plan()
-    return (result, estimate_cost(result, config.usage, prices),
-            instance_prices(config.instance_types, prices))
-
-
 def _cost(args: argparse.Namespace) -> int:
     loaded = load(args)
     config = loaded.config
@@ -77,7 +69,9 @@ def _cost(args: argparse.Namespace) -> int:
         prices = deployment.prices(live=True)
     else:
         prices = PriceBook.snapshot(config.region, other_rates_from=args.other_rates_from)
-    result, estimate, rows = cost_data(deployment, prices)
+    result = deployment.plan()
+    estimate = estimate_cost(result, config.usage, prices)
+    rows = instance_prices(config.instance_types, prices)
     over: BudgetExceededError | None = None
     try:
         estimate.check_budget(config.max_monthly_usd)

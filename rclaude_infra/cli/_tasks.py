@@ -209,16 +209,10 @@ def _result(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({**result.data, "downloaded": [str(p) for p in files]})
         return 0
-    out = console()
-    from rich.table import Table
+    from .._display import fields_renderable
 
-    table = Table(title=f"Result of {result.task_id}", title_justify="left", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
-    for key, value in result.data.items():
-        if key != "files":
-            table.add_row(key, str(value))
-    out.print(table)
+    console().print(fields_renderable(f"Result of {result.task_id}", {
+        k: v for k, v in result.data.items() if k != "files"}))
     if files:
         note(f"{len(files)} files in {args.download}/{result.task_id}/")
     return 0
