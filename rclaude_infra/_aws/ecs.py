@@ -220,6 +220,13 @@ class EcsProvider:
             self._attempts[task_id] = list(found)
         return self._attempts[task_id]
 
+    def _latest(self, task_id: str) -> dict[str, Any]:
+        """The task's newest attempt (its number and ARN); TaskNotFoundError without one."""
+        attempts = self._attempts_of(task_id)
+        if not attempts:
+            raise TaskNotFoundError(f"no task {task_id!r} in s3://{self._bucket}/tasks/")
+        return max(attempts, key=lambda a: a["attempt"])
+
     # -- status: one DescribeTasks per 100 ARNs, shared ----------------------------------
 
     def _describe(self, arn: str) -> Mapping[str, Any] | None:
@@ -251,10 +258,7 @@ class EcsProvider:
         return state
 
     def _current_state(self, task_id: str) -> TaskState:
-        attempts = self._attempts_of(task_id)
-        if not attempts:
-            raise TaskNotFoundError(f"no task {task_id!r} in s3://{self._bucket}/tasks/")
-        latest = max(attempts, key=lambda a: a["attempt"])
+        latest = self._latest(task_id)
         described = self._describe(latest["arn"])
         container = self.outputs.container_name or "runner"
         if described is None:
@@ -337,10 +341,7 @@ class EcsProvider:
     # -- logs, results, stop, history --------------------------------------------------
 
     def _stream(self, task_id: str) -> str | None:
-        attempts = self._attempts_of(task_id)
-        if not attempts:
-            raise TaskNotFoundError(f"no task {task_id!r}")
-        arn = max(attempts, key=lambda a: a["attempt"])["arn"]
+        arn = self._latest(task_id)["arn"]
         return f"task/{self.outputs.container_name}/{arn.rsplit('/', 1)[-1]}"
 
     def log_lines(self, task_id: str, *, since: dt.datetime | None,
@@ -387,12 +388,9 @@ class EcsProvider:
         return s3_tasks.download_outputs(self.s3, self._bucket, task_id, dest)
 
     def stop(self, task_id: str, reason: str) -> None:
-        attempts = self._attempts_of(task_id)
-        if not attempts:
-            raise TaskNotFoundError(f"no task {task_id!r}")
+        arn = self._latest(task_id)["arn"]
         if task_id in self._final:
             return  # it ended: nothing to stop, and its end stays what it was
-        arn = max(attempts, key=lambda a: a["attempt"])["arn"]
         s3_tasks.write_json(self.s3, self._bucket, task_id, STOP_FILE, {
             "reason": reason, "at": dt.datetime.now(dt.UTC).isoformat()})
         self.ecs.stop_task(cluster=self.outputs.cluster_arn, task=arn, reason=reason[:255])
@@ -405,10 +403,7 @@ class EcsProvider:
         from .ecs_exec import execute, find_plugin
 
         plugin = find_plugin()  # before any call: say what to install first
-        attempts = self._attempts_of(task_id)
-        if not attempts:
-            raise TaskNotFoundError(f"no task {task_id!r}")
-        arn = max(attempts, key=lambda a: a["attempt"])["arn"]
+        arn = self._latest(task_id)["arn"]
         with self._describe_lock:
             self._described.pop(arn, None)  # exec needs now, not the last poll
         described = self._describe(arn)
