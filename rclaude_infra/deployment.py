@@ -571,14 +571,14 @@ class Deployment:
         """The deployment now: its outputs, the cluster's instances (type, spot or
         on-demand, tasks on each) and every task not yet ended. Locally: the tasks."""
         from .status import DeploymentStatus
+        from .tasks.local import LocalProvider
 
         backend = self._tasks()
-        if self._provider_name == "local":
+        if isinstance(backend, LocalProvider):
             return DeploymentStatus(name=self._name, provider="local",
                                     tasks=backend.active_task_ids())
-        assert self._ecs is not None
         return DeploymentStatus(name=self._name, provider=self._provider_name,
-                                outputs=self.outputs, instances=self._ecs.instances(),
+                                outputs=self.outputs, instances=backend.instances(),
                                 tasks=backend.active_task_ids())
 
     def __repr__(self) -> str:
