@@ -42,6 +42,23 @@ LOG_RETENTION_DAYS: tuple[int, ...] = (
     1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )
 NAT_MODES: tuple[str, ...] = ("none", "single", "per-az")
+#: How tasks sign in to Claude: an Anthropic API key, a Claude subscription token from
+#: ``claude setup-token``, or Amazon Bedrock through the task role.
+AUTH_MODES: tuple[str, ...] = ("api-key", "oauth-token", "bedrock")
+#: The environment variable that carries each mode's credential to Claude Code (Bedrock
+#: needs none: the task role signs its requests).
+CREDENTIAL_ENV: Mapping[str, str | None] = {
+    "api-key": "ANTHROPIC_API_KEY",
+    "oauth-token": "CLAUDE_CODE_OAUTH_TOKEN",
+    "bedrock": None,
+}
+#: Claude models on Bedrock used when ``bedrock_models`` is not given: the first is the
+#: tasks' model, the second Claude Code's small fast model. Each is a cross-region
+#: inference profile id without its geography prefix (see :func:`bedrock_model_ids`).
+BEDROCK_DEFAULT_MODELS: tuple[str, ...] = (
+    "anthropic.claude-sonnet-4-5-20250929-v1:0",
+    "anthropic.claude-haiku-4-5-20251001-v1:0",
+)
 #: Tag carrying the deployment name on every taggable resource (leak sweeps look for it).
 DEPLOYMENT_TAG = "rclaude:deployment"
 
@@ -62,6 +79,9 @@ _IMAGE_RE = _Pattern(
 # AWS tag keys and values: letters, digits, spaces and _ . : / = + - @
 _TAG_RE = _Pattern(r"^[\w\s.:/=+\-@]*$")
 _MAX_USER_TAGS = 40  # AWS allows 50; the stack adds its own
+# A Bedrock model id or cross-region inference profile id for a Claude model.
+_BEDROCK_MODEL_RE = _Pattern(
+    r"^(?:(?:us|eu|apac|jp|au|ca|us-gov|global)\.)?anthropic\.claude-[a-z0-9.-]+(?::\d+)?$")
 HOURS_PER_MONTH = 730
 
 
@@ -167,6 +187,48 @@ def _check_optional_str(pattern: _Pattern, example: str) -> Any:
             raise ConfigError(attribute.name, value, f"None or an id like {example!r}")
 
     return check
+
+
+def bedrock_geography(region: str) -> str:
+    """The cross-region inference profile prefix for a region's geography.
+
+    >>> bedrock_geography("eu-west-1"), bedrock_geography("us-east-2")
+    ('eu', 'us')
+    """
+    if region.startswith("us-gov-"):
+        return "us-gov"
+    if region.startswith(("us-", "ca-")):
+        return "us"
+    if region.startswith("eu-"):
+        return "eu"
+    if region.startswith("ap-"):
+        return "apac"
+    return "global"
+
+
+def bedrock_model_ids(region: str, models: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """The Bedrock model ids a deployment in ``region`` uses: ``models`` as given, or the
+    defaults as inference profiles of the region's geography.
+
+    >>> bedrock_model_ids("eu-central-1")[0]
+    'eu.anthropic.claude-sonnet-4-5-20250929-v1:0'
+    """
+    if models:
+        return models
+    return tuple(f"{bedrock_geography(region)}.{m}" for m in BEDROCK_DEFAULT_MODELS)
+
+
+def _check_bedrock_models(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if (
+        not isinstance(value, tuple)
+        or len(set(value)) != len(value)
+        or not all(isinstance(m, str) and _BEDROCK_MODEL_RE.match(m) for m in value)
+    ):
+        raise ConfigError(
+            attribute.name, value,
+            "a list of distinct Bedrock Claude model or inference profile ids, e.g. "
+            "'us.anthropic.claude-sonnet-4-5-20250929-v1:0' (the first is the tasks' model)",
+        )
 
 
 def _check_subnet_ids(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -381,6 +443,17 @@ class DeploymentConfig:
     usage: Usage = attrs.field(factory=Usage, converter=_usage, validator=_check_usage)
     #: Refuse to deploy when the estimate for ``usage`` is over this (USD a month).
     max_monthly_usd: float | None = attrs.field(default=None, validator=_check_budget)
+    #: How tasks sign in to Claude: ``"api-key"`` (``ANTHROPIC_API_KEY``, kept in Secrets
+    #: Manager), ``"oauth-token"`` (``CLAUDE_CODE_OAUTH_TOKEN`` from ``claude setup-token``,
+    #: kept the same way) or ``"bedrock"`` (Claude on Amazon Bedrock through the task role;
+    #: no secret at all).
+    auth: str = attrs.field(default="api-key", validator=_one_of(AUTH_MODES))
+    #: With ``auth="bedrock"``: the model and inference profile ids tasks may call (the
+    #: task role is scoped to them; the first is the tasks' default model). Empty: the
+    #: defaults of :data:`BEDROCK_DEFAULT_MODELS` for the region's geography.
+    bedrock_models: tuple[str, ...] = attrs.field(
+        default=(), converter=_tuple, validator=_check_bedrock_models
+    )
 
     def __attrs_post_init__(self) -> None:
         if self.max_instances < self.min_instances:
@@ -410,6 +483,9 @@ class DeploymentConfig:
             )
         if self.image is None and not self.build_image:
             raise ConfigError("image", None, "an image reference when build_image is false")
+        if self.bedrock_models and self.auth != "bedrock":
+            raise ConfigError("bedrock_models", self.bedrock_models,
+                              "empty unless auth is 'bedrock'")
         fits = [
             t for t in self.instance_specs
             if t.cpu_units >= self.task_cpu and t.task_memory_mib >= self.task_memory
@@ -428,6 +504,24 @@ class DeploymentConfig:
         """The :class:`InstanceType` of each configured type, in order."""
         known = instance_types()
         return tuple(known[name] for name in self.instance_types)
+
+    @property
+    def credential_env(self) -> str | None:
+        """The environment variable that gives tasks their Claude credential under
+        :attr:`auth` (``None`` for Bedrock, which signs with the task role).
+
+        >>> DeploymentConfig(auth="oauth-token").credential_env
+        'CLAUDE_CODE_OAUTH_TOKEN'
+        """
+        return CREDENTIAL_ENV[self.auth]
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """With Bedrock, the model ids tasks may call (:func:`bedrock_model_ids`); else
+        empty (any model the Anthropic API offers)."""
+        if self.auth != "bedrock":
+            return ()
+        return bedrock_model_ids(self.region, self.bedrock_models)
 
     @property
     def arch(self) -> str:
@@ -488,6 +582,31 @@ _ENV_NAME_RE = _Pattern(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _REPO_RE = _Pattern(r"^(https://[^\s]+|ssh://[^\s]+|git@[^\s:]+:[^\s]+|file://[^\s]+|/[^\s]*)$")
 _REF_RE = _Pattern(r"^[A-Za-z0-9._/-]{1,200}$")
 MAX_PROMPT_CHARS = 1_000_000
+_MODEL_RE = _Pattern(r"^[A-Za-z0-9][A-Za-z0-9._:/@\[\]-]{0,199}$")
+_MAX_CLAUDE_ARGS_CHARS = 32_768
+_MAX_CLAUDE_SETTINGS_CHARS = 65_536
+#: Claude Code's tools the agent may use when the runner runs as root, where Claude Code
+#: refuses ``--permission-mode bypassPermissions``: allowing each tool by name lets it edit
+#: and run commands the same way (names a Claude Code version lacks are ignored).
+ROOT_ALLOWED_TOOLS: tuple[str, ...] = (
+    "Bash", "Edit", "Write", "MultiEdit", "NotebookEdit", "Read", "Glob", "Grep", "LS",
+    "WebFetch", "WebSearch", "TodoWrite", "Task", "Skill",
+)
+#: Claude Code flags the runner sets itself, each with the TaskSpec field to use instead
+#: (``None``: the runner owns it outright).
+RUNNER_FLAGS: Mapping[str, str | None] = {
+    "-p": None, "--print": None, "--output-format": None, "--input-format": None,
+    "--verbose": None, "--permission-mode": None, "--dangerously-skip-permissions": None,
+    "--allow-dangerously-skip-permissions": None, "--model": "model",
+    "--max-turns": "max_turns", "--max-budget-usd": "max_budget_usd",
+    "--settings": "claude_settings", "--resume": None, "-r": None, "--continue": None,
+    "-c": None, "--session-id": None, "--fork-session": None,
+}
+
+
+# Claude credentials: never part of a spec (spec.json is stored as it is).
+_CREDENTIAL_NAMES = frozenset(
+    [*(v for v in CREDENTIAL_ENV.values() if v), "ANTHROPIC_AUTH_TOKEN"])
 
 
 def new_task_id() -> str:
@@ -542,6 +661,57 @@ def _check_secret_names(_: object, attribute: attrs.Attribute[Any], value: objec
                           "names of secrets (environment variable names), not their values")
 
 
+def _check_model(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not _MODEL_RE.match(value)):
+        raise ConfigError(attribute.name, value, "None or a Claude model name or alias, e.g. "
+                          "'sonnet', 'claude-sonnet-4-5' or a Bedrock inference profile id")
+
+
+def _check_claude_args(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if (not isinstance(value, tuple) or not all(isinstance(a, str) and a for a in value)
+            or sum(len(a) for a in value) > _MAX_CLAUDE_ARGS_CHARS):
+        raise ConfigError(attribute.name, value, "a list of non-empty strings, at most "
+                          f"{_MAX_CLAUDE_ARGS_CHARS} characters in all")
+    for arg in value:
+        flag = arg.split("=", 1)[0]
+        if flag in RUNNER_FLAGS:
+            field = RUNNER_FLAGS[flag]
+            raise ConfigError(attribute.name, arg, "Claude Code arguments the runner does not "
+                              "set itself; " + (f"use TaskSpec.{field} for {flag}" if field
+                                                else f"{flag} is the runner's own"))
+
+
+def _frozen_json(value: object) -> object:
+    """A read-only copy of a JSON-able mapping (through JSON: nothing shared, nothing
+    that JSON cannot carry); anything else is left for the validator to refuse."""
+    if isinstance(value, Mapping):
+        from types import MappingProxyType
+
+        try:
+            return MappingProxyType(json.loads(json.dumps(dict(value))))
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+def _check_claude_settings(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    allowed = (f"a mapping of Claude Code settings (settings.json keys) that JSON can carry, "
+               f"at most {_MAX_CLAUDE_SETTINGS_CHARS} characters as JSON")
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(attribute.name, value, allowed)
+    try:
+        text = json.dumps(dict(value))
+    except (TypeError, ValueError):
+        raise ConfigError(attribute.name, value, allowed) from None
+    if len(text) > _MAX_CLAUDE_SETTINGS_CHARS:
+        raise ConfigError(attribute.name, text[:40], allowed)
+
+
+def _check_optional_usd(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _float_between(0, 100_000, low_open=True)(_, attribute, value)
+
+
 def _check_optional_int(low: int, high: int) -> Any:
     def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
         if value is not None:
@@ -554,14 +724,18 @@ def _check_optional_int(low: int, high: int) -> Any:
 class TaskSpec:
     """One coding-agent task: a prompt for Claude Code, or a command, in an optional repo.
 
-    >>> spec = TaskSpec(prompt="Fix the failing tests", repo="https://github.com/me/app")
+    >>> spec = TaskSpec(prompt="Fix the failing tests", repo="https://github.com/me/app",
+    ...                 max_turns=30, max_budget_usd=2.5)
     >>> spec.task_id.startswith("t-"), spec.timeout
     (True, 3600)
     >>> TaskSpec(command=["pytest", "-q"]).argv()
     ['pytest', '-q']
 
-    Exactly one of ``prompt`` and ``command`` is given. ``secrets`` names secrets the task
-    receives as environment variables (their values never enter the spec). Invalid
+    Exactly one of ``prompt`` and ``command`` is given. A prompt runs Claude Code headless
+    (the prompt on its standard input, allowed to edit files and run commands in the task's
+    sandbox); ``model``, ``max_turns``, ``max_budget_usd``, ``claude_args`` and
+    ``claude_settings`` go to it and are for prompts only. ``secrets`` names secrets the
+    task receives as environment variables (their values never enter the spec). Invalid
     values raise :class:`~rclaude_infra.errors.ConfigError` naming the field.
     """
 
@@ -583,6 +757,21 @@ class TaskSpec:
     timeout: int = attrs.field(default=3600, validator=_int_between(1, 86400))
     max_retries_on_preemption: int = attrs.field(default=1, validator=_int_between(0, 5))
     task_id: str = attrs.field(factory=new_task_id, validator=_check_task_id)
+    #: Claude Code's model (``--model``): an alias (``"sonnet"``), a full name, or with
+    #: Bedrock one of the deployment's ``bedrock_models``. Default: Claude Code's own.
+    model: str | None = attrs.field(default=None, validator=_check_model)
+    #: Agent turns before Claude Code stops with ``error_max_turns`` (the task FAILS).
+    max_turns: int | None = attrs.field(default=None, validator=_check_optional_int(1, 10_000))
+    #: USD of model use before Claude Code stops with ``error_max_budget_usd`` (the task
+    #: FAILS, saying the budget was reached).
+    max_budget_usd: float | None = attrs.field(default=None, validator=_check_optional_usd)
+    #: More Claude Code arguments, for advanced use (e.g. ``["--disallowedTools",
+    #: "WebFetch"]``); the flags the runner sets itself are refused.
+    claude_args: tuple[str, ...] = attrs.field(
+        default=(), converter=_tuple, validator=_check_claude_args)
+    #: Claude Code settings (``settings.json`` keys) for this task, given with ``--settings``.
+    claude_settings: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=_frozen_json, validator=_check_claude_settings, hash=False)
 
     def __attrs_post_init__(self) -> None:
         if (self.prompt is None) == (self.command is None):
@@ -597,11 +786,48 @@ class TaskSpec:
             raise ConfigError("ref", self.ref, "None or a branch, tag or commit name")
         if self.ref is not None and self.repo is None:
             raise ConfigError("ref", self.ref, "None unless repo is given")
+        if self.command is not None:
+            for name in ("model", "max_turns", "max_budget_usd"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(name, getattr(self, name), "None unless prompt is given "
+                                      "(it is passed to Claude Code)")
+            for name in ("claude_args", "claude_settings"):
+                if getattr(self, name):
+                    raise ConfigError(name, getattr(self, name),
+                                      "empty unless prompt is given (it is passed to Claude Code)")
+        leaked = [name for name in self.env if name in _CREDENTIAL_NAMES]
+        if leaked:
+            raise ConfigError(f"env[{leaked[0]!r}]", "[hidden]", "no Claude credential in env "
+                              "(it would be stored with the spec): the runner takes it from "
+                              "the deployment's secret, or locally from your environment")
 
-    def argv(self) -> list[str]:
-        """The command the runner executes."""
+    def argv(self, *, as_root: bool = False, settings_file: str | None = None) -> list[str]:
+        """The command the runner executes.
+
+        For a prompt, Claude Code headless reading the prompt on its standard input (no
+        length limit, never parsed as options) and printing its JSON event stream. The
+        runner is the sandbox, so the agent may edit and run commands without asking:
+        ``--permission-mode bypassPermissions``, or, as root (which Claude Code refuses
+        that mode to), every tool allowed by name (:data:`ROOT_ALLOWED_TOOLS`).
+
+        >>> TaskSpec(prompt="-v is a prompt, not a flag", max_turns=5).argv()[-4:]
+        ['--permission-mode', 'bypassPermissions', '--max-turns', '5']
+        """
         if self.prompt is not None:
-            return ["claude", "-p", self.prompt, "--output-format", "stream-json", "--verbose"]
+            args = ["claude", "-p", "--output-format", "stream-json", "--verbose"]
+            if as_root:
+                args += ["--allowedTools", ",".join(ROOT_ALLOWED_TOOLS)]
+            else:
+                args += ["--permission-mode", "bypassPermissions"]
+            if self.model is not None:
+                args += ["--model", self.model]
+            if self.max_turns is not None:
+                args += ["--max-turns", str(self.max_turns)]
+            if self.max_budget_usd is not None:
+                args += ["--max-budget-usd", repr(float(self.max_budget_usd))]
+            if settings_file is not None:
+                args += ["--settings", settings_file]
+            return args + list(self.claude_args)
         if isinstance(self.command, str):
             return ["bash", "-lc", self.command]
         assert self.command is not None
@@ -611,6 +837,8 @@ class TaskSpec:
         data = attrs.asdict(self, recurse=False)
         data["env"] = dict(self.env)
         data["secrets"] = list(self.secrets)
+        data["claude_args"] = list(self.claude_args)
+        data["claude_settings"] = dict(self.claude_settings)
         if isinstance(self.command, tuple):
             data["command"] = list(self.command)
         return data

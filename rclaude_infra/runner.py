@@ -2,19 +2,26 @@
 
 The same code runs a task in the container and under the local provider. It reads
 ``spec.json`` from the task directory, clones the repository at the ref when one is
-given, runs the command (by default Claude Code headless on the prompt), streams its
-output line by line to stdout and to ``log.jsonl`` (each line with its time), enforces
-the timeout, and always writes ``result.json`` (exit code, timing, status, reason), the
-transcript, the git diff and an ``artifacts/`` folder, also when the command fails, times
-out or is stopped.
+given, runs the command (by default Claude Code headless, the prompt on its standard
+input), streams its output line by line to stdout and to ``log.jsonl`` (each line with
+its time), enforces the timeout, and always writes ``result.json`` (exit code, timing,
+status, reason and, for a prompt, the agent's own result), the transcript, the git diff
+and an ``artifacts/`` folder, also when the command fails, times out or is stopped.
+
+A prompt task is judged by Claude Code's own result line, not by its exit code: it
+exits 0 even when it did nothing. An error it reports (an API error, the turn or budget
+limit) fails the task with its words; no result line at all fails it too.
 
 Layout of a task directory::
 
     spec.json         the TaskSpec
     log.jsonl         {"t": epoch ms, "line": text} per output line (the followable log)
-    transcript.jsonl  the command's output as it printed it (stream-json for Claude Code)
+    transcript.jsonl  the command's standard output (for Claude Code: its JSON event
+                      stream, nothing else)
+    stderr.log        the command's standard error (also in the log)
     diff.patch        git diff of the work against the checked-out ref (when a repo)
     artifacts/        anything the command writes to $RCLAUDE_ARTIFACTS
+    claude/           Claude Code's configuration directory for this task (its session)
     result.json       written last: the outcome
 """
 
@@ -34,15 +41,21 @@ from pathlib import Path
 from typing import IO, Any
 
 from .config import TaskSpec
+from .tasks.agent import AGENT_ENV, AgentStream
+from .tasks.layout import (
+    ARTIFACTS_DIR,
+    CLAUDE_DIR,
+    DIFF_FILE,
+    LOG_FILE,
+    OUTPUT_FILES,
+    RESULT_FILE,
+    SETTINGS_FILE,
+    SPEC_FILE,
+    STDERR_FILE,
+    STOP_REASON_FILE,
+    TRANSCRIPT_FILE,
+)
 
-RESULT_FILE = "result.json"
-SPEC_FILE = "spec.json"
-LOG_FILE = "log.jsonl"
-TRANSCRIPT_FILE = "transcript.jsonl"
-DIFF_FILE = "diff.patch"
-ARTIFACTS_DIR = "artifacts"
-#: Written by whoever stops the task, read by the runner for its result's reason.
-STOP_REASON_FILE = "stop_reason"
 #: Exit code of a command stopped for its timeout (as coreutils' ``timeout`` uses).
 TIMEOUT_EXIT = 124
 _KILL_GRACE_SECONDS = 10
@@ -53,30 +66,39 @@ def _now() -> dt.datetime:
 
 
 class _Log:
-    """Each output line to stdout (the container's log stream) and to log.jsonl."""
+    """Each output line to stdout (the container's log stream) and to log.jsonl; the
+    command's standard output also to the transcript, its standard error to stderr.log."""
 
     def __init__(self, task_dir: Path) -> None:
         self._jsonl = (task_dir / LOG_FILE).open("a", encoding="utf-8")
         self._transcript: IO[str] | None = None
+        self._stderr: IO[str] | None = None
         self._lock = threading.Lock()
 
-    def attach_transcript(self, path: Path) -> None:
-        self._transcript = path.open("a", encoding="utf-8")
+    def attach(self, task_dir: Path) -> None:
+        self._transcript = (task_dir / TRANSCRIPT_FILE).open("a", encoding="utf-8")
+        self._stderr = (task_dir / STDERR_FILE).open("a", encoding="utf-8")
 
-    def line(self, text: str, *, transcript: bool = False) -> None:
+    def line(self, text: str, *, to: IO[str] | None = None) -> None:
         with self._lock:
             sys.stdout.write(text + "\n")
             sys.stdout.flush()
             self._jsonl.write(json.dumps({"t": int(time.time() * 1000), "line": text}) + "\n")
             self._jsonl.flush()
-            if transcript and self._transcript is not None:
-                self._transcript.write(text + "\n")
-                self._transcript.flush()
+            if to is not None:
+                to.write(text + "\n")
+                to.flush()
+
+    def transcript(self, text: str) -> None:
+        self.line(text, to=self._transcript)
+
+    def stderr(self, text: str) -> None:
+        self.line(text, to=self._stderr)
 
     def close(self) -> None:
-        self._jsonl.close()
-        if self._transcript is not None:
-            self._transcript.close()
+        for stream in (self._jsonl, self._transcript, self._stderr):
+            if stream is not None:
+                stream.close()
 
 
 def _git(args: list[str], cwd: Path | None = None, timeout: float = 600) -> str:
@@ -138,6 +160,40 @@ class _Stopper:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
+def _agent_setup(spec: TaskSpec, task_dir: Path, env: dict[str, str]) -> list[str]:
+    """Claude Code's command line and environment for a prompt task: its own
+    configuration directory in the task, no updates or telemetry, the spec's settings."""
+    config_dir = task_dir / CLAUDE_DIR
+    config_dir.mkdir(exist_ok=True)
+    env.update(AGENT_ENV)
+    env["CLAUDE_CONFIG_DIR"] = str(config_dir)
+    settings = None
+    if spec.claude_settings:
+        settings = config_dir / SETTINGS_FILE
+        settings.write_text(json.dumps(dict(spec.claude_settings), indent=2))
+    return spec.argv(as_root=os.geteuid() == 0,
+                     settings_file=None if settings is None else str(settings))
+
+
+def _feed(stream: IO[str] | None, data: str) -> None:
+    """Write the prompt to the command's standard input and close it (a thread: the
+    command may print before it has read everything)."""
+    assert stream is not None
+    with contextlib.suppress(BrokenPipeError, OSError):
+        stream.write(data)
+    with contextlib.suppress(BrokenPipeError, OSError):
+        stream.close()
+
+
+def _drain(stream: IO[str] | None, log: _Log, last: list[str]) -> None:
+    assert stream is not None
+    for raw in stream:
+        text = raw.rstrip("\n")
+        log.stderr(text)
+        if text.strip():
+            last[:] = [text]
+
+
 def run(task_dir: Path) -> int:
     """Run the task in ``task_dir``; returns the exit code for the runner's process."""
     started = _now()
@@ -153,6 +209,8 @@ def run(task_dir: Path) -> int:
     signal.signal(signal.SIGINT, on_signal)
     exit_code: int | None = None
     repo: Path | None = None
+    agent: AgentStream | None = None
+    last_stderr: list[str] = []
     try:
         spec = TaskSpec.from_mapping(json.loads((task_dir / SPEC_FILE).read_text()))
         result.update(task_id=spec.task_id, repo=spec.repo, ref=spec.ref, timeout=spec.timeout)
@@ -166,26 +224,47 @@ def run(task_dir: Path) -> int:
         missing = [name for name in spec.secrets if name not in env]
         if missing:
             raise RuntimeError(f"secrets not provided to the task: {', '.join(missing)}")
-        log.attach_transcript(task_dir / TRANSCRIPT_FILE)
-        argv = spec.argv()
+        log.attach(task_dir)
+        if spec.prompt is not None:
+            argv = _agent_setup(spec, task_dir, env)
+            agent = AgentStream()
+        else:
+            argv = spec.argv()
         log.line(f"[runner] running {argv[0]} in {cwd.name}")
         timer = threading.Timer(spec.timeout, stopper.stop, args=("timeout",))
         timer.daemon = True
         with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-                              errors="replace", start_new_session=True) as process:
+                              stderr=subprocess.PIPE, text=True, errors="replace",
+                              stdin=subprocess.DEVNULL if agent is None else subprocess.PIPE,
+                              start_new_session=True) as process:
             stopper.process = process
             if stopper.reason is not None:  # stopped while cloning
                 stopper.reason = None
                 stopper.stop("stopped")
             timer.start()
+            helpers = [threading.Thread(target=_drain, args=(process.stderr, log, last_stderr),
+                                        daemon=True)]
+            if agent is not None:
+                assert spec.prompt is not None
+                helpers.append(threading.Thread(target=_feed, args=(process.stdin, spec.prompt),
+                                                daemon=True))
+            for helper in helpers:
+                helper.start()
             assert process.stdout is not None
             for raw in process.stdout:
-                log.line(raw.rstrip("\n"), transcript=True)
+                text = raw.rstrip("\n")
+                if agent is None or agent.feed(text):
+                    log.transcript(text)
+                else:
+                    log.line(text)  # not part of the event stream: the log only
             exit_code = process.wait()
+            for helper in helpers:
+                helper.join(timeout=_KILL_GRACE_SECONDS)
         timer.cancel()
     except FileNotFoundError as exc:
-        result["reason"] = f"command not found: {exc.filename}"
+        result["reason"] = f"command not found: {exc.filename}" + (
+            " (Claude Code is not installed where the task runs: npm install -g "
+            "@anthropic-ai/claude-code)" if agent is not None else "")
     except Exception as exc:
         result["reason"] = str(exc)
     finally:
@@ -195,6 +274,9 @@ def run(task_dir: Path) -> int:
             except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                 log.line(f"[runner] could not write the diff: {exc}")
         finished = _now()
+        summary = agent.summary() if agent is not None else None
+        if summary is not None:
+            result["agent"] = summary.to_dict()
         if stopper.reason == "timeout":
             status, exit_code = "timeout", TIMEOUT_EXIT
             result["reason"] = f"timed out after {result['timeout']}s"
@@ -202,6 +284,14 @@ def run(task_dir: Path) -> int:
             status = "stopped"
             asked = task_dir / STOP_REASON_FILE
             result["reason"] = asked.read_text().strip() if asked.is_file() else "stopped"
+        elif summary is not None and exit_code is not None and summary.failure_reason:
+            # Judged by the agent's own result line, not by its exit code.
+            status = "failed"
+            reason = summary.failure_reason
+            if summary.subtype is None:
+                reason += f" (exit code {exit_code})" + (
+                    f": {last_stderr[0]}" if last_stderr else "")
+            result["reason"] = reason
         elif exit_code == 0:
             status = "succeeded"
         else:
@@ -211,7 +301,7 @@ def run(task_dir: Path) -> int:
         result.update(
             status=status, exit_code=exit_code, finished_at=finished.isoformat(),
             duration_seconds=round((finished - started).total_seconds(), 3),
-            files=[name for name in (LOG_FILE, TRANSCRIPT_FILE, DIFF_FILE, ARTIFACTS_DIR)
+            files=[name for name in (*OUTPUT_FILES, ARTIFACTS_DIR)
                    if (task_dir / name).exists()],
         )
         log.line(f"[runner] {status}" + (f": {result['reason']}" if result.get("reason")

@@ -122,6 +122,77 @@ def _offline_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+# -- the real Claude Code CLI against a scripted Anthropic API -------------------------
+
+def claude_cache() -> Path:
+    """Where the pinned Claude Code is installed once for the tests: world-readable, so a
+    test can run it as another user too (``RCLAUDE_TEST_CACHE`` to move it)."""
+    import os
+    import tempfile
+
+    return Path(os.environ.get("RCLAUDE_TEST_CACHE")
+                or Path(tempfile.gettempdir()) / "rclaude-infra-test-cache")
+
+
+@pytest.fixture(scope="session", name="claude_bin")
+def _claude_bin() -> Path:
+    """The directory holding the real ``claude`` of the pinned version, installed from npm
+    into :func:`claude_cache` on first use (skips, saying why, only when npm is missing or
+    cannot install it)."""
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    from rclaude_infra.tasks.agent import CLAUDE_CODE_VERSION
+
+    root = claude_cache()
+    target = root / f"claude-code-{CLAUDE_CODE_VERSION}"
+    binary = target / "node_modules" / ".bin" / "claude"
+    if not binary.exists():
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip("npm is not installed: the real Claude Code CLI cannot be installed")
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o755)
+        staging = Path(tempfile.mkdtemp(dir=root, prefix="installing-"))
+        done = subprocess.run(
+            [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix",
+             str(staging), f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}"],
+            capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            pytest.skip(f"npm could not install @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}:"
+                        f" {done.stderr.strip()[-300:]}")
+        os.chmod(staging, 0o755)
+        try:
+            staging.rename(target)
+        except OSError:  # another run installed it meanwhile
+            shutil.rmtree(staging, ignore_errors=True)
+    version = subprocess.run([str(binary), "--version"], capture_output=True, text=True,
+                             timeout=60).stdout
+    assert CLAUDE_CODE_VERSION in version, version
+    return binary.parent
+
+
+@pytest.fixture(name="fake_api")
+def _fake_api(claude_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A scripted Anthropic API on loopback, with the environment that points the real
+    Claude Code at it (inherited by local runners): set ``fake_api.script`` first."""
+    import os
+
+    from fake_anthropic import PLANTED_KEY, FakeAnthropic
+
+    with FakeAnthropic() as fake:
+        monkeypatch.setenv("PATH", f"{claude_bin}{os.pathsep}{os.environ['PATH']}")
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", fake.url)
+        monkeypatch.setenv("ANTHROPIC_API_KEY", PLANTED_KEY)
+        # An error is final at once: Claude Code would otherwise retry a 5xx with backoff.
+        monkeypatch.setenv("CLAUDE_CODE_MAX_RETRIES", "0")
+        monkeypatch.delenv("CLAUDE_CODE_OAUTH_TOKEN", raising=False)
+        yield fake
+
+
 # -- live tests: a real AWS account and the Pulumi CLI, only when asked -----------------
 
 

@@ -26,6 +26,7 @@ from ..errors import EngineError, ExecError, PriceNotFoundError
 from ..outputs import StackOutputs
 from ..prices import PriceBook
 from ..status import InstanceInfo
+from ..tasks.layout import RESULT_FILE, SPEC_FILE
 from ..tasks.model import (
     LogLine,
     Task,
@@ -136,7 +137,7 @@ class EcsProvider:
     def submit(self, spec: TaskSpec) -> Task:
         """Start ``spec`` unless its task id was submitted before: the spec is created in S3
         only if absent (one conditional put: the check and the record in one call)."""
-        if s3_tasks.write_json(self.s3, self._bucket, spec.task_id, "spec.json",
+        if s3_tasks.write_json(self.s3, self._bucket, spec.task_id, SPEC_FILE,
                                spec.to_dict(), only_if_absent=True):
             self._attempts[spec.task_id] = []  # new: no attempts to look up
         else:
@@ -263,7 +264,7 @@ class EcsProvider:
         container = self.outputs.container_name or "runner"
         if described is None:
             # ECS forgets stopped tasks after about an hour; the result stays in S3.
-            result = s3_tasks.read_json(self.s3, self._bucket, task_id, "result.json")
+            result = s3_tasks.read_json(self.s3, self._bucket, task_id, RESULT_FILE)
             if result is None:
                 return TaskState(status=TaskStatus.FAILED, attempt=latest["attempt"],
                                  reason="ECS no longer knows the task and it left no result")
@@ -280,7 +281,7 @@ class EcsProvider:
                 state = attrs.evolve(state, status=TaskStatus.STOPPED, reason=stop["reason"])
         if state.status is TaskStatus.PREEMPTED:
             spec = TaskSpec.from_mapping(
-                s3_tasks.read_json(self.s3, self._bucket, task_id, "spec.json") or {})
+                s3_tasks.read_json(self.s3, self._bucket, task_id, SPEC_FILE) or {})
             if latest["attempt"] <= spec.max_retries_on_preemption:
                 attempt = latest["attempt"] + 1
                 with self._lock:
@@ -377,7 +378,7 @@ class EcsProvider:
                 time.sleep(self.poll_interval)
 
     def result(self, task_id: str) -> Mapping[str, Any]:
-        result = s3_tasks.read_json(self.s3, self._bucket, task_id, "result.json")
+        result = s3_tasks.read_json(self.s3, self._bucket, task_id, RESULT_FILE)
         if result is None:
             state = self.state(task_id)
             raise TaskNotFoundError(f"task {task_id} has no result in S3 yet (it is "

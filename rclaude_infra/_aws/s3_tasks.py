@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from ..tasks.layout import ARTIFACTS_DIR, OUTPUT_FILES, RESULT_FILE, SPEC_FILE
+
 PREFIX = "tasks/"
 ATTEMPTS_FILE = "attempts.json"
-#: What the runner uploads from its task directory; result.json goes last.
-OUTPUT_FILES = ("transcript.jsonl", "diff.patch", "log.jsonl")
 
 
 def key(task_id: str, name: str) -> str:
@@ -54,13 +54,13 @@ def upload_outputs(s3: Any, bucket: str, task_id: str, task_dir: Path) -> None:
     for name in OUTPUT_FILES:
         if (task_dir / name).is_file():
             s3.upload_file(str(task_dir / name), bucket, key(task_id, name))
-    artifacts = task_dir / "artifacts"
+    artifacts = task_dir / ARTIFACTS_DIR
     if artifacts.is_dir():
         for path in sorted(p for p in artifacts.rglob("*") if p.is_file()):
-            s3.upload_file(str(path), bucket,
-                           key(task_id, f"artifacts/{path.relative_to(artifacts).as_posix()}"))
-    if (task_dir / "result.json").is_file():
-        s3.upload_file(str(task_dir / "result.json"), bucket, key(task_id, "result.json"))
+            s3.upload_file(str(path), bucket, key(
+                task_id, f"{ARTIFACTS_DIR}/{path.relative_to(artifacts).as_posix()}"))
+    if (task_dir / RESULT_FILE).is_file():
+        s3.upload_file(str(task_dir / RESULT_FILE), bucket, key(task_id, RESULT_FILE))
 
 
 def download_outputs(s3: Any, bucket: str, task_id: str, dest: Path) -> list[Path]:
@@ -71,7 +71,7 @@ def download_outputs(s3: Any, bucket: str, task_id: str, dest: Path) -> list[Pat
                                                               Prefix=key(task_id, "")):
         for item in page.get("Contents", []):
             name = item["Key"][len(key(task_id, "")):]
-            if name in ("spec.json", ATTEMPTS_FILE, "stop.json") or not name:
+            if name in (SPEC_FILE, ATTEMPTS_FILE, "stop.json") or not name:
                 continue
             path = target / name
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,14 +25,13 @@ from typing import Any
 
 from ..config import TaskSpec
 from ..errors import ExecError
-from ..runner import (
+from .layout import (
     ARTIFACTS_DIR,
-    DIFF_FILE,
     LOG_FILE,
+    OUTPUT_FILES,
     RESULT_FILE,
     SPEC_FILE,
     STOP_REASON_FILE,
-    TRANSCRIPT_FILE,
 )
 from .model import (
     LogLine,
@@ -203,7 +202,7 @@ class LocalProvider:
         target = dest / task_id
         target.mkdir(parents=True, exist_ok=True)
         written = []
-        for name in (RESULT_FILE, SPEC_FILE, LOG_FILE, TRANSCRIPT_FILE, DIFF_FILE):
+        for name in (RESULT_FILE, SPEC_FILE, *OUTPUT_FILES):
             if (path / name).is_file():
                 written.append(Path(shutil.copy2(path / name, target / name)))
         if (path / ARTIFACTS_DIR).is_dir():

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import attrs
 
 from ..errors import RclaudeError
+from .agent import AgentResult
 
 
 class TaskStatus(enum.StrEnum):
@@ -168,6 +169,13 @@ class TaskResult:
     def files(self) -> list[str]:
         return list(self.data.get("files", []))
 
+    @property
+    def agent(self) -> AgentResult | None:
+        """Claude Code's own account of a prompt task (turns, cost, tokens, session, its
+        final text or error); ``None`` for a command task."""
+        section = self.data.get("agent")
+        return AgentResult.from_dict(section) if isinstance(section, Mapping) else None
+
     def download(self, dest: str | Path) -> list[Path]:
         """Copy the transcript, the git diff, the artifacts, the log and result.json into
         ``dest/<task_id>/``; returns the files written."""
@@ -253,6 +261,13 @@ class Task:
         """``result.json`` and the files of a finished task."""
         return TaskResult(task_id=self.task_id, data=self._provider.result(self.task_id),
                           provider=self._provider)
+
+    @property
+    def agent(self) -> AgentResult | None:
+        """Claude Code's account of a finished prompt task (``result().agent``): its turns,
+        cost in USD, tokens per model, session id, final text or error. ``None`` for a
+        command task; :class:`TaskNotFoundError` while it has no result yet."""
+        return self.result().agent
 
     def stop(self, reason: str = "stopped by the user") -> None:
         """Stop the task; it ends STOPPED and still writes its result, logs and diff."""

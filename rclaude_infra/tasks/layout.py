@@ -1,0 +1,27 @@
+"""The names in a task directory, the same locally and under a task's S3 prefix.
+
+One list, read by the runner that writes them, the local provider that reads them and
+the S3 records of the ECS provider.
+"""
+
+from __future__ import annotations
+
+SPEC_FILE = "spec.json"
+#: ``{"t": epoch ms, "line": text}`` per output line: the followable log.
+LOG_FILE = "log.jsonl"
+#: The command's standard output; for Claude Code its JSON event stream, nothing else.
+TRANSCRIPT_FILE = "transcript.jsonl"
+#: The command's standard error (also in the log).
+STDERR_FILE = "stderr.log"
+DIFF_FILE = "diff.patch"
+ARTIFACTS_DIR = "artifacts"
+#: Written last by the runner: the outcome. Its presence means every output is there.
+RESULT_FILE = "result.json"
+#: Claude Code's configuration directory for the task (``CLAUDE_CONFIG_DIR``).
+CLAUDE_DIR = "claude"
+#: The Claude Code settings a spec gives (``--settings``), inside :data:`CLAUDE_DIR`.
+SETTINGS_FILE = "task-settings.json"
+#: Written by whoever stops a local task, read by the runner for its result's reason.
+STOP_REASON_FILE = "stop_reason"
+#: The files a finished task leaves for its user, besides artifacts and the result.
+OUTPUT_FILES: tuple[str, ...] = (LOG_FILE, TRANSCRIPT_FILE, STDERR_FILE, DIFF_FILE)
