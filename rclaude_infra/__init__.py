@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._plan import SECRET_MASK, Plan, PlannedResource
 from .config import (
+    AUTH_MODES,
     LOG_RETENTION_DAYS,
     NAT_MODES,
     DeploymentConfig,
@@ -27,6 +28,7 @@ from .errors import (
     DeploymentFailedError,
     EngineError,
     ExecError,
+    MissingCredentialError,
     MissingDependencyError,
     PlanError,
     PolicyViolationError,
@@ -60,6 +62,7 @@ if TYPE_CHECKING:
     from .prices import HOURS_PER_MONTH, Price, PriceBook
     from .progress import Diagnostic, ResourceDone, ResourceFailed, ResourceStarted, Summary
     from .status import DeploymentStatus, InstanceInfo
+    from .tasks.agent import AgentResult
     from .tasks.model import (
         LogLine,
         Task,
@@ -86,6 +89,7 @@ _LAZY = {
     **dict.fromkeys(["DeploymentStatus", "InstanceInfo"], ".status"),
     **dict.fromkeys(["Diagnostic", "ResourceDone", "ResourceFailed", "ResourceStarted",
                      "Summary"], ".progress"),
+    "AgentResult": ".tasks.agent",
     **dict.fromkeys(["LogLine", "Task", "TaskNotFoundError", "TaskResult", "TaskState",
                      "TaskStatus", "TaskTimeoutError"], ".tasks.model"),
 }
@@ -105,10 +109,12 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 __all__ = [
+    "AUTH_MODES",
     "HOURS_PER_MONTH",
     "LOG_RETENTION_DAYS",
     "NAT_MODES",
     "SECRET_MASK",
+    "AgentResult",
     "BudgetExceededError",
     "CheckItem",
     "CheckReport",
@@ -129,6 +135,7 @@ __all__ = [
     "InstancePrice",
     "InstanceType",
     "LogLine",
+    "MissingCredentialError",
     "MissingDependencyError",
     "Plan",
     "PlanError",

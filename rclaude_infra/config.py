@@ -52,6 +52,12 @@ CREDENTIAL_ENV: Mapping[str, str | None] = {
     "oauth-token": "CLAUDE_CODE_OAUTH_TOKEN",
     "bedrock": None,
 }
+#: The Pulumi stack config key (namespace ``rclaude``) holding each mode's credential as a
+#: secret.
+CREDENTIAL_CONFIG: Mapping[str, str] = {
+    "api-key": "anthropic_api_key",
+    "oauth-token": "claude_oauth_token",
+}
 #: Claude models on Bedrock used when ``bedrock_models`` is not given: the first is the
 #: tasks' model, the second Claude Code's small fast model. Each is a cross-region
 #: inference profile id without its geography prefix (see :func:`bedrock_model_ids`).
@@ -514,6 +520,21 @@ class DeploymentConfig:
         'CLAUDE_CODE_OAUTH_TOKEN'
         """
         return CREDENTIAL_ENV[self.auth]
+
+    def agent_environment(self) -> dict[str, str]:
+        """What Claude Code needs in every task of this deployment beside its credential:
+        with Bedrock, the switch, the region and the pinned models.
+
+        >>> env = DeploymentConfig(auth="bedrock", region="eu-west-1").agent_environment()
+        >>> env["ANTHROPIC_MODEL"]
+        'eu.anthropic.claude-sonnet-4-5-20250929-v1:0'
+        """
+        if self.auth != "bedrock":
+            return {}
+        models = self.models
+        small = next((m for m in models if "haiku" in m), models[0])
+        return {"CLAUDE_CODE_USE_BEDROCK": "1", "AWS_REGION": self.region,
+                "ANTHROPIC_MODEL": models[0], "ANTHROPIC_DEFAULT_HAIKU_MODEL": small}
 
     @property
     def models(self) -> tuple[str, ...]:

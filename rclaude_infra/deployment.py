@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -9,15 +10,21 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from ._plan import Plan
-from .config import DeploymentConfig, TaskSpec, Usage, validate_name
-from .errors import ConfigError, EngineError, MissingDependencyError
+from .config import CREDENTIAL_ENV, DeploymentConfig, TaskSpec, Usage, validate_name
+from .errors import (
+    ConfigError,
+    EngineError,
+    MissingCredentialError,
+    MissingDependencyError,
+    RclaudeError,
+)
 from .outputs import StackOutputs
 
 if TYPE_CHECKING:
     from ._aws.ecs import EcsProvider
     from ._aws.sweep import SweepReport
     from ._pulumi.engine import StackSession
-    from .checks import CheckReport
+    from .checks import CheckItem, CheckReport
     from .cost import CostEstimate
     from .policy import PolicyReport
     from .prices import PriceBook
@@ -146,8 +153,11 @@ class Deployment:
     ``~/.rclaude/state`` (no Pulumi Cloud login), ``"s3://bucket/prefix?region=..."`` for
     teams. ``secrets_provider``: default a passphrase (``PULUMI_CONFIG_PASSPHRASE`` or
     ``..._FILE`` when set, else one generated once into ``~/.rclaude/passphrase``, mode
-    0600), or ``"awskms://..."``. ``api_key``: the Anthropic API key stored as a Pulumi
-    secret (default: ``ANTHROPIC_API_KEY`` from the environment at ``up``).
+    0600), or ``"awskms://..."``. ``api_key`` / ``oauth_token``: the Claude credential of
+    the config's ``auth`` mode, stored as a Pulumi secret (default: ``ANTHROPIC_API_KEY``
+    or ``CLAUDE_CODE_OAUTH_TOKEN`` from the environment at ``up``; a stack keeps the one
+    stored before). ``up`` refuses (:class:`~rclaude_infra.MissingCredentialError`) when
+    there is none: its tasks could not start.
     ``aws_session``: the ``boto3.Session`` for checks, prices and the sweep.
     ``install_pulumi=True`` installs the Pulumi CLI into ``~/.rclaude/pulumi`` when missing.
     """
@@ -163,6 +173,7 @@ class Deployment:
         aws_session: Any = None,
         install_pulumi: bool = False,
         api_key: str | None = None,
+        oauth_token: str | None = None,
         pulumi_command: Any = None,
         provider: str = "ecs-ec2",
     ) -> None:
@@ -182,6 +193,7 @@ class Deployment:
         self._aws_session = aws_session
         self._install_pulumi = bool(install_pulumi)
         self._api_key = api_key
+        self._oauth_token = oauth_token
         self._pulumi_command = pulumi_command
         self._session: StackSession | None = None
         self._outputs: StackOutputs | None = None
@@ -196,7 +208,7 @@ class Deployment:
                 self._name, self._config, backend=self._backend,
                 secrets_provider=self._secrets_provider, pulumi_home=self._pulumi_home,
                 install_pulumi=self._install_pulumi, api_key=self._api_key,
-                command=self._pulumi_command,
+                oauth_token=self._oauth_token, command=self._pulumi_command,
             )
         return self._session
 
@@ -266,18 +278,40 @@ class Deployment:
             from .paths import rclaude_home
             from .tasks.local import LocalProvider
 
-            self._local = LocalProvider(rclaude_home() / "local" / self._name / "tasks")
+            self._local = LocalProvider(rclaude_home() / "local" / self._name / "tasks",
+                                        env=self._config.agent_environment())
         return self._local
+
+    def _admit(self, spec: object, field: str = "spec") -> TaskSpec:
+        """Refuse, before anything starts, a spec this deployment cannot run: a model the
+        Bedrock role may not call, or (locally) a prompt with no credential to sign in."""
+        if not isinstance(spec, TaskSpec):
+            raise ConfigError(field, spec, "a TaskSpec")
+        cfg = self._config
+        if spec.model is not None and cfg.auth == "bedrock" and spec.model not in cfg.models:
+            raise ConfigError("model", spec.model, "one of the deployment's bedrock_models (the "
+                              "task role may call only those): " + ", ".join(cfg.models))
+        env = cfg.credential_env
+        if (spec.prompt is not None and self._provider_name == "local" and env is not None
+                and not os.environ.get(env)):
+            other = next((a for a, e in CREDENTIAL_ENV.items() if e and os.environ.get(e)), None)
+            raise MissingCredentialError(
+                f"auth={cfg.auth!r} needs {env} in the environment for a local prompt task "
+                "(each task runs Claude Code with its own configuration directory, so a "
+                "`claude login` of yours does not reach it)"
+                + (f"; {CREDENTIAL_ENV[other]} is set: use auth={other!r}" if other else ""),
+                env=env)
+        return spec
 
     def run_task(self, spec: TaskSpec) -> Task:
         """Start a task; returns its handle at once (``task.wait()`` blocks).
 
         Submitting the same ``task_id`` again returns the existing task: a retried
-        submission never starts a task twice.
+        submission never starts a task twice. A prompt runs Claude Code signed in as the
+        config's ``auth`` says; locally, :class:`~rclaude_infra.MissingCredentialError`
+        when the environment lacks the credential.
         """
-        if not isinstance(spec, TaskSpec):
-            raise ConfigError("spec", spec, "a TaskSpec")
-        return self._tasks().submit(spec)
+        return self._tasks().submit(self._admit(spec))
 
     def run_tasks(self, specs: Iterable[TaskSpec], *, workers: int = 16) -> list[Task]:
         """Start several tasks, ``workers`` submissions at a time; handles in the same order.
@@ -288,10 +322,7 @@ class Deployment:
         """
         import concurrent.futures
 
-        specs = list(specs)
-        for spec in specs:
-            if not isinstance(spec, TaskSpec):
-                raise ConfigError("specs", spec, "TaskSpec objects")
+        specs = [self._admit(spec, "specs") for spec in specs]
         ids = [s.task_id for s in specs]
         if len(set(ids)) != len(ids):
             raise ConfigError("specs", ids, "distinct task ids")
@@ -449,7 +480,7 @@ class Deployment:
         config = session.stored_config()
         deployment = cls(name, config, backend=backend, pulumi_command=session.command(),
                          **kwargs)
-        if not kwargs.get("api_key"):
+        if not kwargs.get("api_key") and not kwargs.get("oauth_token"):
             # Same stack, same work directory: keep the session that already selected it.
             deployment._session = session
         return deployment
@@ -473,6 +504,7 @@ class Deployment:
             fix="" if version else f"at least {MIN_PULUMI_VERSION}: {PULUMI_INSTALL_HINT}",
         ))
         items += aws_checks(self._boto_session(), self._config)
+        items.append(self._credential_check(version is not None))
         if self._config.build_image:
             docker = shutil.which("docker")
             running = docker is not None and subprocess.run(
@@ -485,6 +517,35 @@ class Deployment:
                 "locally), or set image= to a prebuilt runner image",
             ))
         return CheckReport(items=tuple(items))
+
+    def _credential_check(self, engine: bool) -> CheckItem:
+        """Whether tasks will be able to sign in to Claude (the ``auth`` mode's credential is
+        given, in the environment, or stored in the stack by an earlier ``up``)."""
+        from .checks import OK, PROBLEM, CheckItem
+
+        cfg = self._config
+        if cfg.auth == "bedrock":
+            return CheckItem(name="Claude sign-in", status=OK,
+                             detail="Bedrock through the task role: " + ", ".join(cfg.models),
+                             fix="")
+        session = self._stack()
+        stored = False
+        if session.credential() is None and engine:
+            try:
+                stored = session.stored_credential()
+            except RclaudeError:
+                stored = False
+        found = session.credential() is not None or stored
+        param = "api_key" if cfg.auth == "api-key" else "oauth_token"
+        return CheckItem(
+            name="Claude sign-in", status=OK if found else PROBLEM,
+            detail=(f"{cfg.credential_env} " + ("given" if session.credential() else
+                                                "stored in the stack")) if found else
+            f"auth={cfg.auth!r}: no {cfg.credential_env} given, in the environment or stored",
+            fix="" if found else f"export {cfg.credential_env}=... or pass Deployment(..., "
+            f"{param}=...)" + (" (from `claude setup-token`)" if cfg.auth == "oauth-token"
+                               else "") + ", or use auth='bedrock'",
+        )
 
     def _boto_session(self) -> Any:
         if self._aws_session is None:

@@ -212,6 +212,26 @@ class CredentialsError(EngineError):
     """
 
 
+class MissingCredentialError(RclaudeError):
+    """The deployment's sign-in mode needs a Claude credential that was not given.
+
+    Raised before any cloud call: by ``up()`` when neither the argument, the environment
+    nor the stack holds it (a stack without it would fail every task at start), and by a
+    local prompt task when the environment lacks it. ``env`` names the variable::
+
+        >>> from rclaude_infra import Deployment, TaskSpec
+        >>> import os; os.environ.pop("ANTHROPIC_API_KEY", None) and None
+        >>> Deployment("dev", provider="local").run_task(TaskSpec(prompt="hi"))
+        Traceback (most recent call last):
+        ...
+        rclaude_infra.errors.MissingCredentialError: auth='api-key' needs ANTHROPIC_API_KEY ...
+    """
+
+    def __init__(self, message: str, *, env: str) -> None:
+        self.env = env
+        super().__init__(message)
+
+
 class RegionNotEnabledError(EngineError):
     """The AWS region is not enabled for the account (opt-in regions).
 

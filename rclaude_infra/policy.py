@@ -62,7 +62,7 @@ UNSCOPABLE_ACTIONS = (
     "ecr:GetAuthorizationToken",
     "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
     "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
-    "ecs:DiscoverPollEndpoint", "logs:DescribeLogGroups",
+    "ecs:DiscoverPollEndpoint", "logs:DescribeLogGroups", "bedrock:ListInferenceProfiles",
 )
 _ADMIN_POLICIES = ("AdministratorAccess", "PowerUserAccess", "IAMFullAccess")
 _SECRET_NAME = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)

@@ -317,7 +317,7 @@ def test_agent_fields_are_validated(fields: dict[str, Any], field: str) -> None:
 
 
 def test_a_flag_the_runner_owns_names_the_field_to_use() -> None:
-    with pytest.raises(ConfigError, match="use TaskSpec.max_budget_usd"):
+    with pytest.raises(ConfigError, match=r"use TaskSpec\.max_budget_usd"):
         TaskSpec(prompt="x", claude_args=["--max-budget-usd", "3"])
 
 

@@ -21,6 +21,7 @@ def _fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakePulumi:
     monkeypatch.chdir(tmp_path)
     for name in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-CLI-engine-key")
     fake = FakePulumi()
     monkeypatch.setattr(_common, "Deployment",
                         functools.partial(Deployment, pulumi_command=fake))

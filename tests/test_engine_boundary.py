@@ -42,9 +42,11 @@ KEY = "sk-ant-api03-LIFECYCLE-key-55aa"
 def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "rclaude-home"
     monkeypatch.setenv("RCLAUDE_HOME", str(home))
-    for name in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE",
-                 "ANTHROPIC_API_KEY"):
+    for name in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"):
         monkeypatch.delenv(name, raising=False)
+    # up() refuses without the tasks' credential (tests/test_auth.py); these tests are about
+    # everything else, so the environment has one.
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
     return home
 
 

@@ -67,10 +67,11 @@ import sys
 sys.path.insert(0, {str(tests)!r})
 from fake_pulumi import FakePulumi, failure_events
 from rclaude_infra import Deployment, DeploymentFailedError
-outputs = Deployment("nb", pulumi_command=FakePulumi()).up()
+outputs = Deployment("nb", pulumi_command=FakePulumi(), api_key="sk-ant-test").up()
 outputs.bucket"""), new_code_cell("""
 try:
-    Deployment("nb2", pulumi_command=FakePulumi(events=failure_events)).up()
+    Deployment("nb2", pulumi_command=FakePulumi(events=failure_events),
+               api_key="sk-ant-test").up()
 except DeploymentFailedError as exc:
     print("refused:", exc.resource)""")]))
     execute(notebook, tmp_path, offline_env, monkeypatch)
@@ -106,7 +107,8 @@ def test_embed_reacts_to_progress_events(tmp_path: Path,
     from rclaude_infra import Deployment
 
     events = embed.EventLog()
-    outputs = embed.deploy(Deployment("embed", pulumi_command=FakePulumi()), events)
+    outputs = embed.deploy(Deployment("embed", pulumi_command=FakePulumi(), api_key="sk-ant-t"),
+                           events)
     assert outputs.bucket
     assert events.counts["ResourceStarted"] >= 1 and events.counts["Summary"] == 1
     assert events.failed == []

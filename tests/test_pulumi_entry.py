@@ -51,7 +51,8 @@ def test_plain_string_config_and_aws_region_fallback() -> None:
     # What `pulumi config set aws:region eu-central-1` and
     # `pulumi config set rclaude:max_instances 3` store.
     resources, outputs = _run_entry(
-        "dev", {"aws:region": "eu-central-1", "rclaude:max_instances": "3"}, []
+        "dev", {"aws:region": "eu-central-1", "rclaude:max_instances": "3",
+                "rclaude:anthropic_api_key": KEY}, ["rclaude:anthropic_api_key"]
     )
     assert outputs["region"] == "eu-central-1"
     group = next(r for r in resources if r.type == "aws:autoscaling/group:Group")
@@ -61,3 +62,12 @@ def test_plain_string_config_and_aws_region_fallback() -> None:
 def test_bad_stack_config_names_the_field() -> None:
     with pytest.raises(PlanError, match="nat: got 'sometimes'"):
         _run_entry("dev", {"rclaude:nat": "sometimes"}, [])
+
+
+def test_an_update_without_the_credential_fails_before_creating_anything() -> None:
+    with pytest.raises(PlanError, match="pulumi config set --secret rclaude:anthropic_api_key"):
+        _run_entry("dev", {"rclaude:max_instances": "3"}, [])
+    with pytest.raises(PlanError, match="rclaude:claude_oauth_token"):
+        _run_entry("dev", {"rclaude:auth": "oauth-token"}, [])
+    resources, _ = _run_entry("dev", {"rclaude:auth": "bedrock"}, [])
+    assert not [r for r in resources if "secretsmanager" in r.type]

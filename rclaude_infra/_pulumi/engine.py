@@ -23,11 +23,12 @@ from pulumi import automation as auto
 from pulumi.automation import errors as auto_errors
 from pulumi.automation._minimum_version import _MINIMUM_VERSION
 
-from ..config import DeploymentConfig
+from ..config import CREDENTIAL_CONFIG, DeploymentConfig
 from ..errors import (
     CredentialsError,
     DeploymentFailedError,
     EngineError,
+    MissingCredentialError,
     PulumiNotFoundError,
     RegionNotEnabledError,
     StackLockedError,
@@ -40,7 +41,9 @@ from .events import EventAdapter, changes_by_op
 log = logging.getLogger("rclaude_infra.engine")
 
 PROJECT = "rclaude"
-API_KEY_CONFIG = "rclaude:anthropic_api_key"
+#: The stack config keys that hold a Claude credential (secrets), by sign-in mode.
+CREDENTIAL_KEYS = {mode: f"{PROJECT}:{key}" for mode, key in CREDENTIAL_CONFIG.items()}
+API_KEY_CONFIG = CREDENTIAL_KEYS["api-key"]
 CONFIG_ENV = "RCLAUDE_DEPLOYMENT_CONFIG"
 #: The oldest CLI the Automation API accepts; the SDK's own floor.
 MIN_PULUMI_VERSION = str(_MINIMUM_VERSION)
@@ -151,6 +154,7 @@ class StackSession:
         pulumi_home: str | None = None,
         install_pulumi: bool = False,
         api_key: str | None = None,
+        oauth_token: str | None = None,
         command: auto.PulumiCommand | None = None,
         home: Path | None = None,
     ) -> None:
@@ -161,7 +165,7 @@ class StackSession:
         self.secrets_provider = secrets_provider or "passphrase"
         self.pulumi_home = pulumi_home
         self.install_pulumi = install_pulumi
-        self._api_key = api_key
+        self._credentials = {"api-key": api_key, "oauth-token": oauth_token}
         self._command = command
         self._workspace: auto.LocalWorkspace | None = None
         self._stack: auto.Stack | None = None
@@ -221,14 +225,49 @@ class StackSession:
                 self._stack = self._call(lambda: auto.Stack.select(self.name, workspace))
         return self._stack
 
+    def credential(self) -> str | None:
+        """The Claude credential the config's sign-in mode needs, as given or from the
+        environment (``ANTHROPIC_API_KEY``, ``CLAUDE_CODE_OAUTH_TOKEN``); ``None`` when the
+        mode needs none or none was given."""
+        mode, env = self.config.auth, self.config.credential_env
+        if env is None:
+            return None
+        return self._credentials.get(mode) or os.environ.get(env) or None
+
+    def stored_credential(self) -> bool:
+        """Whether the existing stack already holds the mode's credential (an earlier ``up``
+        stored it); ``False`` when there is no such stack yet."""
+        key = CREDENTIAL_KEYS.get(self.config.auth)
+        if key is None:
+            return False
+        try:
+            stack = self.stack(create=False)
+        except StackNotFoundError:
+            return False
+        return key in self._call(stack.get_all_config)
+
+    def require_credential(self) -> None:
+        """Refuse, before any resource is touched, a stack whose tasks could not sign in."""
+        env = self.config.credential_env
+        if env is None or self.credential() is not None or self.stored_credential():
+            return
+        param = "api_key" if self.config.auth == "api-key" else "oauth_token"
+        raise MissingCredentialError(
+            f"auth={self.config.auth!r} needs {env}: export it, or pass Deployment(..., "
+            f"{param}=...); the stack holds none yet, and without it every task would fail "
+            "at start" + (" (a Claude subscription token comes from `claude setup-token`)"
+                          if self.config.auth == "oauth-token" else "")
+            + ". auth='bedrock' needs no key.", env=env)
+
     def _desired_config(self) -> dict[str, auto.ConfigValue]:
         values = {
             key: auto.ConfigValue(value=value)
             for key, value in self.config.to_stack_config().items()
         }
-        api_key = self._api_key or os.environ.get("ANTHROPIC_API_KEY")
-        if api_key:
-            values[API_KEY_CONFIG] = auto.ConfigValue(value=api_key, secret=True)
+        credential = self.credential()
+        if credential:
+            values[CREDENTIAL_KEYS[self.config.auth]] = auto.ConfigValue(value=credential,
+                                                                         secret=True)
         return values
 
     def _sync_config(self) -> auto.Stack:
@@ -265,7 +304,9 @@ class StackSession:
             return result, adapter
 
     def up(self, on_progress: OnProgress | None = None) -> dict[str, Any]:
-        """Deploy; returns the stack outputs (plain values, secrets unwrapped)."""
+        """Deploy; returns the stack outputs (plain values, secrets unwrapped). Refuses
+        first when the sign-in mode's credential is neither given nor stored."""
+        self.require_credential()
         result, _ = self._operate("up", on_progress, policy_packs=self._policy_packs())
         return _plain_outputs(result.outputs)
 
@@ -313,7 +354,7 @@ class StackSession:
         prefix = f"{PROJECT}:"
         fields = {
             key[len(prefix):]: value.value for key, value in values.items()
-            if key.startswith(prefix) and key != API_KEY_CONFIG
+            if key.startswith(prefix) and key not in CREDENTIAL_KEYS.values()
         }
         config = DeploymentConfig.from_stack_config(fields)
         self.config = config

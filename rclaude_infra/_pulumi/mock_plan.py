@@ -254,6 +254,6 @@ def record_program(
 def mock_plan(name: str, config: DeploymentConfig, *, api_key: str | None = None) -> Plan:
     """Run the program for ``config`` under mocks and return every registered resource."""
     resources, outputs = record_program(
-        name, config.region, lambda: define_stack(name, config, api_key=api_key)
+        name, config.region, lambda: define_stack(name, config, credential=api_key)
     )
     return Plan(name=name, config=config, resources=tuple(resources), outputs=outputs)

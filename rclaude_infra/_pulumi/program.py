@@ -58,6 +58,46 @@ def _trust(service: str, account_id: str | None = None) -> str:
     return _policy(statement)
 
 
+#: Per sign-in mode that keeps a credential: the Pulumi resource name's part, the secret's
+#: name prefix part and what it holds.
+_CREDENTIAL_SECRETS = {
+    "api-key": ("anthropic-api-key", "Anthropic API key"),
+    "oauth-token": ("claude-oauth-token", "Claude OAuth token (claude setup-token)"),
+}
+
+
+def bedrock_statements(partition: str, region: str, account_id: str,
+                       models: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The task role's Bedrock statements: invoke only ``models``.
+
+    A cross-region inference profile (``us.anthropic...``) is invoked in the stack's
+    region and routes to the same foundation model in other regions of its geography, so
+    the profile is allowed here and its model in any region; a plain model id is allowed
+    in the stack's region only. Claude Code lists inference profiles to resolve model
+    names (``ListInferenceProfiles`` takes no resource).
+    """
+    profiles, foundation = [], []
+    for model in models:
+        prefix, _, base = model.partition(".")
+        if prefix == "anthropic":
+            foundation.append(f"arn:{partition}:bedrock:{region}::foundation-model/{model}")
+            continue
+        profiles.append(f"arn:{partition}:bedrock:{region}:{account_id}:inference-profile/{model}")
+        foundation.append(f"arn:{partition}:bedrock:*::foundation-model/{base}")
+    statements: list[dict[str, Any]] = [{
+        "Sid": "InvokeClaudeOnBedrock",
+        "Effect": "Allow",
+        "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+        "Resource": profiles + foundation,
+    }]
+    if profiles:
+        statements.append({"Sid": "ReadInferenceProfiles", "Effect": "Allow",
+                           "Action": "bedrock:GetInferenceProfile", "Resource": profiles})
+    statements.append({"Sid": "ListInferenceProfiles", "Effect": "Allow",
+                       "Action": "bedrock:ListInferenceProfiles", "Resource": "*"})
+    return statements
+
+
 def _user_data(cluster_name: str) -> str:
     script = "\n".join([
         "#!/bin/bash",
@@ -85,7 +125,7 @@ class RclaudeStack(pulumi.ComponentResource):
         name: str,
         config: DeploymentConfig,
         *,
-        api_key: pulumi.Input[str] | None = None,
+        credential: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(COMPONENT_TYPE, name, None, opts)
@@ -110,7 +150,7 @@ class RclaudeStack(pulumi.ComponentResource):
             opts=self._child,
         )
         self._results_bucket()
-        self._api_key_secret(api_key)
+        self._credential_secret(credential)
         vpc_id, instance_subnets, self.task_subnet_ids = self._network()
         self.security_group = self._security_group(vpc_id)
         self.cluster = aws.ecs.Cluster(
@@ -140,7 +180,7 @@ class RclaudeStack(pulumi.ComponentResource):
             "security_group_id": self.security_group.id,
             "task_role_arn": self.task_role.arn,
             "execution_role_arn": self.execution_role.arn,
-            "secret_arn": self.secret.arn,
+            "secret_arn": self.secret.arn if self.secret is not None else None,
             "image": image_uri,
         }
         self.register_outputs(self.outputs)
@@ -213,21 +253,27 @@ class RclaudeStack(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[access_block]),
         )
 
-    def _api_key_secret(self, api_key: pulumi.Input[str] | None) -> None:
+    def _credential_secret(self, credential: pulumi.Input[str] | None) -> None:
+        """The secret holding the tasks' Claude credential (none with Bedrock: the task
+        role signs its requests)."""
+        self.secret: aws.secretsmanager.Secret | None = None
+        if self._config.auth not in _CREDENTIAL_SECRETS:
+            return
+        part, what = _CREDENTIAL_SECRETS[self._config.auth]
         self.secret = aws.secretsmanager.Secret(
-            f"{self._prefix}-anthropic-api-key",
-            name_prefix=f"rclaude/{self._name}/anthropic-api-key-",
-            description=f"Anthropic API key for rclaude-infra deployment {self._name}",
+            f"{self._prefix}-{part}",
+            name_prefix=f"rclaude/{self._name}/{part}-",
+            description=f"{what} for rclaude-infra deployment {self._name}",
             # Deleted at once on destroy, so a stack of the same name can be made again.
             recovery_window_in_days=0,
             tags=self.tags,
             opts=self._child,
         )
-        if api_key is not None:
+        if credential is not None:
             aws.secretsmanager.SecretVersion(
-                f"{self._prefix}-anthropic-api-key-value",
+                f"{self._prefix}-{part}-value",
                 secret_id=self.secret.id,
-                secret_string=pulumi.Output.secret(api_key),
+                secret_string=pulumi.Output.secret(credential),
                 opts=self._child,
             )
 
@@ -548,13 +594,14 @@ class RclaudeStack(pulumi.ComponentResource):
                     "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                     "Resource": f"{log_group_arn}:*",
                 },
-                {
+            ]
+            if secret_arn is not None:
+                statements.append({
                     "Sid": "ReadApiKey",
                     "Effect": "Allow",
                     "Action": "secretsmanager:GetSecretValue",
                     "Resource": secret_arn,
-                },
-            ]
+                })
             if repo_arn is not None:
                 statements += [
                     {
@@ -589,12 +636,17 @@ class RclaudeStack(pulumi.ComponentResource):
             f"{self._prefix}-execution",
             role=self.execution_role.id,
             policy=pulumi.Output.all(
-                self.log_group.arn, self.secret.arn, ecr_repository_arn
+                self.log_group.arn, self._secret_arn(), ecr_repository_arn
             ).apply(execution_policy),
             opts=self._child,
         )
 
-        def task_policy(bucket_arn: str) -> str:
+        cfg = self._config
+
+        def task_policy(args: list[Any]) -> str:
+            bucket_arn, partition, account_id = args
+            bedrock = (bedrock_statements(partition, cfg.region, account_id, cfg.models)
+                       if cfg.auth == "bedrock" else [])
             return _policy(
                 {
                     "Sid": "TaskResults",
@@ -621,6 +673,7 @@ class RclaudeStack(pulumi.ComponentResource):
                     ],
                     "Resource": "*",
                 },
+                *bedrock,
             )
 
         self.task_role = aws.iam.Role(
@@ -633,15 +686,25 @@ class RclaudeStack(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{self._prefix}-task",
             role=self.task_role.id,
-            policy=self.bucket.arn.apply(task_policy),
+            policy=pulumi.Output.all(
+                self.bucket.arn, self._partition, self._account_id).apply(task_policy),
             opts=self._child,
         )
+
+    def _secret_arn(self) -> pulumi.Input[str] | None:
+        return self.secret.arn if self.secret is not None else None
 
     def _task_definition(self, image_uri: pulumi.Input[str]) -> None:
         cfg = self._config
 
         def containers(args: list[Any]) -> str:
             image, bucket, log_group, secret_arn = args
+            # The credential reaches the container through the agent, never as plain text
+            # in the task definition; with Bedrock there is none.
+            secrets = ([] if secret_arn is None else
+                       [{"name": cfg.credential_env, "valueFrom": secret_arn}])
+            agent_env = [{"name": k, "value": v} for k, v in cfg.agent_environment().items()
+                         if k != "AWS_REGION"]
             return json.dumps([{
                 "name": RUNNER_CONTAINER,
                 "image": image,
@@ -654,10 +717,9 @@ class RclaudeStack(pulumi.ComponentResource):
                     {"name": "RCLAUDE_DEPLOYMENT", "value": self._name},
                     {"name": "AWS_REGION", "value": cfg.region},
                     {"name": "HOME", "value": "/workspace/home"},
+                    *agent_env,
                 ],
-                # The key reaches the container through the agent, never as plain text
-                # in the task definition.
-                "secrets": [{"name": "ANTHROPIC_API_KEY", "valueFrom": secret_arn}],
+                "secrets": secrets,
                 "mountPoints": [
                     {"sourceVolume": "workspace", "containerPath": "/workspace"},
                     {"sourceVolume": "tmp", "containerPath": "/tmp"},
@@ -702,7 +764,7 @@ class RclaudeStack(pulumi.ComponentResource):
                 for volume in ("workspace", "tmp")
             ],
             container_definitions=pulumi.Output.all(
-                image_uri, self.bucket.bucket, self.log_group.name, self.secret.arn
+                image_uri, self.bucket.bucket, self.log_group.name, self._secret_arn()
             ).apply(containers),
             tags=self.tags,
             opts=self._child,
@@ -710,7 +772,7 @@ class RclaudeStack(pulumi.ComponentResource):
 
 
 def define_stack(
-    name: str, config: DeploymentConfig, *, api_key: pulumi.Input[str] | None = None
+    name: str, config: DeploymentConfig, *, credential: pulumi.Input[str] | None = None
 ) -> RclaudeStack:
     """Declare the whole stack and export its outputs. The body of every Pulumi program.
 
@@ -719,7 +781,7 @@ def define_stack(
     """
     provider = aws.Provider(f"rclaude-{name}-aws", region=config.region)
     stack = RclaudeStack(
-        name, config, api_key=api_key,
+        name, config, credential=credential,
         opts=pulumi.ResourceOptions(providers={"aws": provider}),
     )
     for key, value in stack.outputs.items():
@@ -729,12 +791,14 @@ def define_stack(
 
 def program_from_stack_config() -> RclaudeStack:
     """The Pulumi program reading its config from the stack: ``rclaude:<field>`` values
-    (``aws:region`` as a fallback), the stack name as the deployment name, and the API
-    key from the secret ``rclaude:anthropic_api_key``. Used by the Automation API and by
-    ``pulumi up`` from the repository root alike."""
+    (``aws:region`` as a fallback), the stack name as the deployment name, and the Claude
+    credential of the ``auth`` mode from its secret (``rclaude:anthropic_api_key`` or
+    ``rclaude:claude_oauth_token``). Used by the Automation API and by ``pulumi up`` from
+    the repository root alike. An update without the credential fails before anything is
+    created: every task of such a stack would fail at start."""
     import attrs
 
-    from ..config import validate_name
+    from ..config import CREDENTIAL_CONFIG, validate_name
 
     settings = pulumi.Config("rclaude")
     values = {
@@ -744,8 +808,11 @@ def program_from_stack_config() -> RclaudeStack:
     }
     if "region" not in values and (region := pulumi.Config("aws").get("region")):
         values["region"] = region
-    return define_stack(
-        validate_name(pulumi.get_stack()),
-        DeploymentConfig.from_stack_config(values),
-        api_key=settings.get_secret("anthropic_api_key"),
-    )
+    config = DeploymentConfig.from_stack_config(values)
+    key = CREDENTIAL_CONFIG.get(config.auth)
+    credential = settings.get_secret(key) if key is not None else None
+    if key is not None and credential is None and not pulumi.runtime.is_dry_run():
+        raise pulumi.RunError(
+            f"auth={config.auth!r} needs the secret rclaude:{key}: pulumi config set --secret "
+            f"rclaude:{key} <{config.credential_env}> (or choose auth='bedrock')")
+    return define_stack(validate_name(pulumi.get_stack()), config, credential=credential)

@@ -69,8 +69,10 @@ class LocalProvider:
     #: A local task's files are cheap to read: look often.
     poll_interval = 0.1
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, env: Mapping[str, str] | None = None) -> None:
         self.root = root
+        #: Added to the runners' environment (e.g. the Bedrock switch and models).
+        self.env = dict(env or {})
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
 
@@ -98,7 +100,7 @@ class LocalProvider:
                 child = subprocess.Popen(
                     [sys.executable, "-m", "rclaude_infra.runner", "--task-dir", str(path)],
                     cwd=path, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True,
+                    start_new_session=True, env={**os.environ, **self.env},
                 )
             self._children[spec.task_id] = child
             (path / PROCESS_FILE).write_text(json.dumps({
