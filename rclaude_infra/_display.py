@@ -16,6 +16,7 @@ from .cost import CostEstimate, InstancePrice
 from .outputs import StackOutputs
 from .policy import PolicyReport
 from .status import DeploymentStatus
+from .tasks.agent import AgentResult
 from .tasks.model import LogLine, TaskState
 
 
@@ -186,13 +187,17 @@ def status_renderable(status: DeploymentStatus) -> Group:
     return Group(*parts)
 
 
-def tasks_renderable(rows: list[tuple[str, TaskState]]) -> Table:
+def tasks_renderable(rows: list[tuple[str, TaskState, AgentResult | None]]) -> Table:
+    """A row per task; turns and model cost from the agent's own result, when it left one."""
     table = Table(title=f"Tasks ({len(rows)}, newest first)", title_justify="left")
-    for column in ("task", "status", "exit", "started", "stopped", "reason"):
-        table.add_column(column)
-    for task_id, state in rows:
+    for column in ("task", "status", "exit", "turns", "model $", "started", "stopped",
+                   "reason"):
+        table.add_column(column, justify="right" if column in ("turns", "model $") else "left")
+    for task_id, state, agent in rows:
+        turns = "" if agent is None or agent.turns is None else str(agent.turns)
+        cost = "" if agent is None or agent.cost_usd is None else f"{agent.cost_usd:.4f}"
         table.add_row(task_id, _styled(state.status.value),
-                      "" if state.exit_code is None else str(state.exit_code),
+                      "" if state.exit_code is None else str(state.exit_code), turns, cost,
                       _when(state.started_at), _when(state.stopped_at), state.reason or "")
     return table
 

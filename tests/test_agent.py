@@ -333,3 +333,26 @@ def test_the_command_line_never_carries_the_prompt() -> None:
     root = spec.argv(as_root=True)
     assert root[5] == "--allowedTools" and {"Bash", "Edit", "Write"} <= set(root[6].split(","))
     assert "--permission-mode" not in root
+
+
+def test_the_cli_runs_a_prompt_and_shows_its_turns_and_cost(
+        fake_api: FakeAnthropic, tmp_path: Path) -> None:
+    fake_api.script = [Reply.call("Bash", {"command": "echo hi"}), Reply.say("done")]
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "rclaude_infra", *args], cwd=tmp_path,
+                              env={**os.environ, "COLUMNS": "200"}, capture_output=True,
+                              text=True, timeout=180)
+
+    run = cli("run", "--provider", "local", "--prompt", "say hi", "--max-turns", "5",
+              "--model", "sonnet", "--task-id", "t-cli-agent", "--follow")
+    assert run.returncode == 0, run.stderr
+    listed = json.loads(cli("tasks", "--provider", "local", "--json").stdout)
+    [row] = [r for r in listed if r["task_id"] == "t-cli-agent"]
+    assert row["turns"] == 2 and row["model_usd"] > 0
+    table = cli("tasks", "--provider", "local").stdout
+    assert "turns" in table and "model $" in table
+    shown = cli("result", "t-cli-agent", "--provider", "local").stdout
+    assert "turns" in shown and "model cost" in shown and "done" in shown
+    bad = cli("run", "--provider", "local", "--prompt", "x", "--claude-arg=--verbose")
+    assert bad.returncode == 2 and "--verbose is the runner's own" in bad.stderr

@@ -9,7 +9,8 @@ from typing import Any
 
 from ..config import TaskSpec
 from ..errors import ConfigError
-from ..tasks.model import LogLine, Task, TaskState, TaskStatus
+from ..tasks.agent import AgentResult
+from ..tasks.model import LogLine, Task, TaskNotFoundError, TaskState, TaskStatus
 from ._common import (
     config_file_argument,
     console,
@@ -42,6 +43,17 @@ def add_parsers(commands: Any) -> None:
     run.add_argument("--timeout", type=int, metavar="SECONDS")
     run.add_argument("--task-id", help="your id for the task (default: generated)")
     run.add_argument("--max-retries-on-preemption", type=int, metavar="N")
+    run.add_argument("--model", help="Claude Code's model (an alias such as 'sonnet', a full "
+                     "name, or with Bedrock one of the deployment's bedrock_models)")
+    run.add_argument("--max-turns", type=int, metavar="N",
+                     help="agent turns before Claude Code stops (the task fails)")
+    run.add_argument("--max-budget-usd", type=float, metavar="USD",
+                     help="model spend before Claude Code stops (the task fails)")
+    run.add_argument("--claude-arg", action="append", default=[], metavar="ARG",
+                     help="one more Claude Code argument (repeat; e.g. --claude-arg="
+                     "--disallowedTools --claude-arg=WebFetch)")
+    run.add_argument("--claude-settings", type=_json_object, metavar="JSON",
+                     help="Claude Code settings for the task, as a JSON object")
     run.add_argument("--follow", "-f", action="store_true",
                      help="stream the logs until the task ends; exit with its exit code")
     run.add_argument("--timestamps", "-t", action="store_true",
@@ -92,6 +104,29 @@ def _status_arg(value: str) -> TaskStatus:
         ) from None
 
 
+def _json_object(value: str) -> dict[str, Any]:
+    import json
+
+    try:
+        data = json.loads(value)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise argparse.ArgumentTypeError(f"not a JSON object: {value[:60]!r}")
+    return data
+
+
+def _agent_of(task: Task, state: TaskState) -> AgentResult | None:
+    """The agent's account of an ended prompt task (None while running, for a command,
+    or when the task left no result)."""
+    if not state.status.done:
+        return None
+    try:
+        return task.agent
+    except TaskNotFoundError:
+        return None
+
+
 def _spec(args: argparse.Namespace) -> TaskSpec:
     env = {}
     for item in args.env:
@@ -103,7 +138,11 @@ def _spec(args: argparse.Namespace) -> TaskSpec:
                               "repo": args.repo, "ref": args.ref, "env": env,
                               "secrets": args.secret, "cpu": args.cpu, "memory": args.memory,
                               "timeout": args.timeout, "task_id": args.task_id,
-                              "max_retries_on_preemption": args.max_retries_on_preemption}
+                              "max_retries_on_preemption": args.max_retries_on_preemption,
+                              "model": args.model, "max_turns": args.max_turns,
+                              "max_budget_usd": args.max_budget_usd,
+                              "claude_args": args.claude_arg or None,
+                              "claude_settings": args.claude_settings}
     return TaskSpec.from_mapping({k: v for k, v in fields.items() if v is not None})
 
 
@@ -191,11 +230,16 @@ def _logs(args: argparse.Namespace) -> int:
 
 def _tasks(args: argparse.Namespace) -> int:
     found = deployment(args, for_tasks=True).tasks(limit=args.limit, status=args.status)
-    rows = [(t.task_id, t.state()) for t in found]
+    rows = []
+    for task in found:
+        state = task.state()
+        rows.append((task.task_id, state, _agent_of(task, state)))
     if args.json:
         emit_json([{"task_id": task_id, "status": s.status.value, "reason": s.reason,
                     "exit_code": s.exit_code, "started_at": s.started_at,
-                    "stopped_at": s.stopped_at, "attempt": s.attempt} for task_id, s in rows])
+                    "stopped_at": s.stopped_at, "attempt": s.attempt,
+                    "turns": a.turns if a else None, "model_usd": a.cost_usd if a else None}
+                   for task_id, s, a in rows])
     else:
         from .._display import tasks_renderable
 
@@ -211,8 +255,19 @@ def _result(args: argparse.Namespace) -> int:
         return 0
     from .._display import fields_renderable
 
-    console().print(fields_renderable(f"Result of {result.task_id}", {
-        k: v for k, v in result.data.items() if k != "files"}))
+    fields = {k: v for k, v in result.data.items() if k not in ("files", "agent")}
+    agent = result.agent
+    if agent is not None:
+        fields.update({
+            "agent": agent.subtype or "no result line", "turns": agent.turns,
+            "model cost": None if agent.cost_usd is None else f"${agent.cost_usd:.4f}",
+            "tokens": ", ".join(f"{k.removesuffix('_tokens')} {v:,}"
+                                for k, v in agent.usage.items() if v) or None,
+            "session": agent.session_id, "model": agent.model,
+            "permission mode": agent.permission_mode,
+            "denied tool calls": len(agent.permission_denials) or None,
+            "final text": agent.text})
+    console().print(fields_renderable(f"Result of {result.task_id}", fields))
     if files:
         note(f"{len(files)} files in {args.download}/{result.task_id}/")
     return 0
