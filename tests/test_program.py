@@ -404,5 +404,12 @@ def test_the_image_the_stack_builds_runs_the_runner_in_container_mode(default_pl
     assert 'CMD ["python", "-m", "rclaude_infra.runner", "--s3"]' in text
     assert "USER 1000:1000" in text  # the task definition's non-root user
     assert "@anthropic-ai/claude-code" in text and " git " in text
+    # The pinned Claude Code reaches the build, and the image's default agrees with it.
+    from rclaude_infra.tasks.agent import CLAUDE_CODE_VERSION
+
+    assert default_plan.one("awsx:ecr:Image").inputs["args"] == {
+        "CLAUDE_CODE_VERSION": CLAUDE_CODE_VERSION}
+    assert f"ARG CLAUDE_CODE_VERSION={CLAUDE_CODE_VERSION}" in text
+    assert "DISABLE_AUTOUPDATER=1" in text
     context = Path(default_plan.one("awsx:ecr:Image").inputs["context"])
     assert (context / "pyproject.toml").is_file() and (context / ".dockerignore").is_file()

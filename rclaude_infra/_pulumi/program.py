@@ -18,6 +18,7 @@ import pulumi
 import pulumi_aws as aws
 
 from ..config import DEPLOYMENT_TAG, DeploymentConfig
+from ..tasks.agent import CLAUDE_CODE_VERSION
 
 COMPONENT_TYPE = "rclaude:infra:Stack"
 MANAGED_BY_TAG = "rclaude:managed-by"
@@ -574,6 +575,7 @@ class RclaudeStack(pulumi.ComponentResource):
             repository_url=self.repository.url,
             context=str(_PROJECT_ROOT),
             dockerfile=str(_PROJECT_ROOT / "programs" / "runner" / "Dockerfile"),
+            args={"CLAUDE_CODE_VERSION": CLAUDE_CODE_VERSION},
             platform="linux/arm64" if cfg.arch == "arm64" else "linux/amd64",
             opts=self._child,
         )
