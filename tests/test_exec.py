@@ -207,3 +207,34 @@ def test_local_exec_runs_in_the_task_working_directory(
     task.wait(timeout=30)
     with pytest.raises(ExecError, match="RUNNING"):
         task.exec()
+
+
+def test_a_stopped_exec_agent_is_named_with_the_paths_it_needs() -> None:
+    """``DescribeTasks`` reports ECS Exec's agent per container in ``managedAgents``
+    (API reference, ManagedAgent: name ExecuteCommandAgent, lastStatus, reason); moto
+    does not, so the shapes are written here."""
+    from rclaude_infra._aws.ecs_exec import not_connected_hint
+
+    stopped = {"enableExecuteCommand": True, "containers": [{"name": "runner", "managedAgents": [
+        {"name": "ExecuteCommandAgent", "lastStatus": "STOPPED",
+         "reason": "Failed to create directory /var/lib/amazon/ssm: read-only file system"}]}]}
+    hint = not_connected_hint(stopped, "runner")
+    assert "read-only file system" in hint and "/managed-agents" in hint and "`up`" in hint
+    pending = {"enableExecuteCommand": True, "containers": [{"name": "runner", "managedAgents": [
+        {"name": "ExecuteCommandAgent", "lastStatus": "PENDING"}]}]}
+    assert "ssmmessages on port 443" in not_connected_hint(pending, "runner")
+    assert "PENDING" in not_connected_hint(pending, "runner")
+    assert "without ECS Exec" in not_connected_hint({"enableExecuteCommand": False}, "runner")
+
+
+def test_the_exec_agent_can_write_under_the_read_only_root(default_plan: Any) -> None:
+    [definition] = default_plan.by_type("aws:ecs:TaskDefinition")
+    [runner] = json.loads(definition.inputs["containerDefinitions"])
+    assert runner["readonlyRootFilesystem"] is True
+    mounted = {m["containerPath"]: m["sourceVolume"] for m in runner["mountPoints"]}
+    for path in ("/var/lib/amazon/ssm", "/var/log/amazon/ssm", "/managed-agents"):
+        assert path in mounted
+    volumes = {v["name"]: v for v in definition.inputs["volumes"]}
+    assert set(mounted.values()) <= set(volumes)
+    assert all(v["dockerVolumeConfiguration"]["scope"] == "task" for v in volumes.values())
+    assert runner["linuxParameters"]["initProcessEnabled"] is True

@@ -84,6 +84,28 @@ def _terminal_signals_to_child() -> Iterator[None]:
             signal.signal(s, handler)
 
 
+def not_connected_hint(task: Mapping[str, Any], container: str) -> str:
+    """Why ECS Exec's agent in ``container`` is not there, from what ``DescribeTasks`` says
+    of it (``enableExecuteCommand``, the container's ``managedAgents``)."""
+    if not task.get("enableExecuteCommand", True):
+        return ("the task was started without ECS Exec (enableExecuteCommand); tasks this "
+                "library starts have it: start the task again")
+    found = next((c for c in task.get("containers", []) if c.get("name") == container), {})
+    agent = next((a for a in found.get("managedAgents", [])
+                  if a.get("name") == "ExecuteCommandAgent"), None)
+    if agent is not None and agent.get("lastStatus") == "STOPPED":
+        return ("ECS Exec's agent in the container stopped"
+                + (f": {agent['reason']}" if agent.get("reason") else "")
+                + "; it must write /var/lib/amazon/ssm, /var/log/amazon/ssm and "
+                "/managed-agents, which the stack's task definition mounts writable (a "
+                "stack deployed before that has a read-only root there: `up` it again)")
+    return ("ECS Exec's agent in the container did not connect"
+            + (f" (it is {agent.get('lastStatus')})" if agent else "")
+            + ": the container must reach ssmmessages on port 443 (egress_ports, and a "
+            "NAT or VPC endpoint in private subnets) and the task role must allow the "
+            "ssmmessages channels, as the stack's does")
+
+
 def execute(ecs: Any, task: Mapping[str, Any], container: str, command: str, *,
             plugin: str, profile: str | None, run: Callable[..., int] | None = None) -> int:
     """Run ``command`` interactively in ``container`` of the running ``task`` through
@@ -105,9 +127,7 @@ def execute(ecs: Any, task: Mapping[str, Any], container: str, command: str, *,
             if not_ready and delay is not None:
                 time.sleep(delay)
                 continue
-            hint = (" (ECS Exec's agent in the container did not come up: the task role "
-                    "must allow the ssmmessages channels, as the stack's does)"
-                    if not_ready else "")
+            hint = f" ({not_connected_hint(task, container)})" if not_ready else ""
             raise ExecError(f"ECS refused the exec session: {error.get('Code')}: "
                             f"{error.get('Message')}{hint}") from exc
     session = json.dumps(response["session"])

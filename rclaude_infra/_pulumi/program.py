@@ -26,6 +26,17 @@ RUNNER_CONTAINER = "runner"
 #: The runner's uid:gid inside the image (programs/runner/Dockerfile creates it).
 RUNNER_USER = "1000:1000"
 VPC_CIDR = "10.0.0.0/16"
+#: The only writable paths of the runner's container (its root file system is read-only),
+#: each a task-scoped volume: the work space, /tmp, and where ECS Exec's SSM agent writes
+#: its state, logs and binaries (without them it cannot connect: aws/containers-roadmap#1359,
+#: aws-containers/amazon-ecs-exec-checker#21).
+WRITABLE_VOLUMES = {
+    "workspace": "/workspace",
+    "tmp": "/tmp",
+    "ssm-state": "/var/lib/amazon/ssm",
+    "ssm-logs": "/var/log/amazon/ssm",
+    "managed-agents": "/managed-agents",
+}
 
 _AMI_PARAMETERS = {
     "x86_64": "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id",
@@ -723,8 +734,8 @@ class RclaudeStack(pulumi.ComponentResource):
                 ],
                 "secrets": secrets,
                 "mountPoints": [
-                    {"sourceVolume": "workspace", "containerPath": "/workspace"},
-                    {"sourceVolume": "tmp", "containerPath": "/tmp"},
+                    {"sourceVolume": volume, "containerPath": path}
+                    for volume, path in WRITABLE_VOLUMES.items()
                 ],
                 # ECS Exec needs an init process in the container.
                 "linuxParameters": {"initProcessEnabled": True},
@@ -763,7 +774,7 @@ class RclaudeStack(pulumi.ComponentResource):
                         )
                     ),
                 )
-                for volume in ("workspace", "tmp")
+                for volume in WRITABLE_VOLUMES
             ],
             container_definitions=pulumi.Output.all(
                 image_uri, self.bucket.bucket, self.log_group.name, self._secret_arn()
