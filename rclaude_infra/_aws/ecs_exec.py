@@ -90,7 +90,8 @@ def not_connected_hint(task: Mapping[str, Any], container: str) -> str:
     if not task.get("enableExecuteCommand", True):
         return ("the task was started without ECS Exec (enableExecuteCommand); tasks this "
                 "library starts have it: start the task again")
-    found = next((c for c in task.get("containers", []) if c.get("name") == container), {})
+    found: Mapping[str, Any] = next(
+        (c for c in task.get("containers", []) if c.get("name") == container), {})
     agent = next((a for a in found.get("managedAgents", [])
                   if a.get("name") == "ExecuteCommandAgent"), None)
     if agent is not None and agent.get("lastStatus") == "STOPPED":
