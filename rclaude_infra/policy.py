@@ -1,5 +1,5 @@
 """Security rules for the stack: one rule per check, evaluated offline on a plan and, the
-same functions, by the CrossGuard policy pack in ``programs/policy`` at deploy time.
+same functions, by the CrossGuard policy pack (``_pulumi/crossguard``) at deploy time.
 
 Each rule carries the public ids it corresponds to (Checkov ``CKV_*`` and AWS Security
 Hub Foundational Security Best Practices controls). Deliberate exceptions are declared

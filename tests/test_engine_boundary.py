@@ -70,7 +70,7 @@ def test_first_up_selects_creates_configures_and_deploys(_home: Path) -> None:
     assert pairs["rclaude:anthropic_api_key"] == "--secret"
     assert f"rclaude:instance_types={json.dumps(['t3.medium', 't3a.medium'])}" in set_all.args
     assert up.args[:4] == ["--non-interactive", "up", "--yes", "--skip-preview"]
-    assert up.args[up.args.index("--policy-pack") + 1].endswith("programs/policy")
+    assert up.args[up.args.index("--policy-pack") + 1].endswith("rclaude_infra/_pulumi/crossguard")
     assert up.args[up.args.index("--exec-kind") + 1] == "auto.inline"
     assert "--event-log" in up.args and up.args[-2:] == ["--stack", "dev"]
     assert outputs.bucket == "rclaude-dev-results-9a8b7c6"
@@ -352,3 +352,16 @@ def test_the_plan_is_computed_once_per_deployment(monkeypatch: pytest.MonkeyPatc
     d.up(progress=False)
     d.check_policies()
     assert len(calls) == 1
+
+
+def test_the_policy_pack_runs_in_this_interpreter() -> None:
+    """The pack ships in the package; the engine runs it with the interpreter that has the
+    package installed, wherever that is (a wheel, a notebook's kernel)."""
+    import sys
+
+    fake = FakePulumi()
+    deployment(fake).up(progress=False)
+    up = next(c for c in fake.calls if c.verb == "up")
+    assert up.env["PULUMI_PYTHON_CMD"] == sys.executable
+    pack = Path(up.args[up.args.index("--policy-pack") + 1])
+    assert (pack / "PulumiPolicy.yaml").is_file() and (pack / "__main__.py").is_file()

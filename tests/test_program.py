@@ -221,7 +221,9 @@ def test_task_definition_is_locked_down(any_plan: Plan) -> None:
     assert runner["user"] not in ("root", "0", "0:0")
     assert runner["privileged"] is False
     assert runner["readonlyRootFilesystem"] is True
-    assert {m["containerPath"] for m in runner["mountPoints"]} == {"/workspace", "/tmp"}
+    # Writable: the work space, /tmp and ECS Exec's agent paths; nothing else.
+    assert {m["containerPath"] for m in runner["mountPoints"]} == {
+        "/workspace", "/tmp", "/var/lib/amazon/ssm", "/var/log/amazon/ssm", "/managed-agents"}
     assert runner["secrets"] == [
         {"name": "ANTHROPIC_API_KEY", "valueFrom": outputs["secret_arn"]}
     ]
@@ -322,7 +324,7 @@ def test_arm64_uses_the_arm_ami_and_image(plan_for: PlanFor) -> None:
 def test_built_image_gets_an_ecr_repository_and_scoped_pull(default_plan: Plan) -> None:
     repository = default_plan.one("awsx:ecr:Repository")
     image = default_plan.one("awsx:ecr:Image").inputs
-    assert image["dockerfile"].endswith("programs/runner/Dockerfile")
+    assert image["dockerfile"].endswith("rclaude_infra/_pulumi/runner/Dockerfile")
     assert image["platform"] == "linux/amd64"
     assert repository.inputs["forceDelete"] is True
     policies = {r.name: policy_document(r) for r in default_plan.by_type("aws:iam:RolePolicy")}
@@ -412,4 +414,4 @@ def test_the_image_the_stack_builds_runs_the_runner_in_container_mode(default_pl
     assert f"ARG CLAUDE_CODE_VERSION={CLAUDE_CODE_VERSION}" in text
     assert "DISABLE_AUTOUPDATER=1" in text
     context = Path(default_plan.one("awsx:ecr:Image").inputs["context"])
-    assert (context / "pyproject.toml").is_file() and (context / ".dockerignore").is_file()
+    assert (context / "runner.py").is_file() and (context / ".dockerignore").is_file()

@@ -1,14 +1,5 @@
-"""CrossGuard policy pack: the rules of rclaude_infra.policy, enforced by the engine.
+"""CrossGuard policy pack entry for the Pulumi CLI: the pack shipped in the package."""
 
-    pulumi preview --policy-pack programs/policy
-"""
+import runpy
 
-from pulumi_policy import EnforcementLevel, PolicyPack
-
-from rclaude_infra._pulumi.policy_pack import PACK_NAME, build_policies
-
-PolicyPack(
-    name=PACK_NAME,
-    policies=build_policies(),
-    enforcement_level=EnforcementLevel.MANDATORY,
-)
+runpy.run_module("rclaude_infra._pulumi.crossguard", run_name="__main__")

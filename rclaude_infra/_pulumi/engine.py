@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shutil
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -52,7 +53,8 @@ PULUMI_INSTALL_HINT = (
     "https://www.pulumi.com/docs/install/), or pass Deployment(..., install_pulumi=True) to "
     "let the library install the CLI matching its SDK into ~/.rclaude/pulumi"
 )
-POLICY_PACK_DIR = Path(__file__).resolve().parents[2] / "programs" / "policy"
+#: The CrossGuard pack, shipped in the package: found from any install.
+POLICY_PACK_DIR = Path(__file__).resolve().parent / "crossguard"
 
 _T = TypeVar("_T")
 
@@ -193,6 +195,8 @@ class StackSession:
         env = {
             "PULUMI_SKIP_UPDATE_CHECK": "true",
             CONFIG_ENV: json.dumps(self.config.to_dict()),
+            # The policy pack runs in this interpreter, which has rclaude_infra installed.
+            "PULUMI_PYTHON_CMD": sys.executable,
         }
         if self.secrets_provider == "passphrase":
             env.update(passphrase_env(self.home))
@@ -289,7 +293,11 @@ class StackSession:
     # -- operations ------------------------------------------------------------------
 
     def _policy_packs(self) -> list[str]:
-        return [str(POLICY_PACK_DIR)] if (POLICY_PACK_DIR / "PulumiPolicy.yaml").is_file() else []
+        if not (POLICY_PACK_DIR / "PulumiPolicy.yaml").is_file():
+            # Never deploy without the rules the offline checks promised.
+            raise EngineError(f"the CrossGuard policy pack is missing from {POLICY_PACK_DIR}: "
+                              "reinstall rclaude-infra")
+        return [str(POLICY_PACK_DIR)]
 
     def _operate(self, operation: str, on_progress: OnProgress | None,
                  **options: Any) -> tuple[Any, EventAdapter]:

@@ -1,4 +1,4 @@
-"""The security rules as CrossGuard policies, for ``programs/policy`` (a real PolicyPack).
+"""The security rules as CrossGuard policies, for the pack in ``crossguard/`` (a real PolicyPack).
 
 Each rule of :mod:`rclaude_infra.policy` becomes a policy running the very same check
 function on the engine's properties; a rule with declared waivers also gets an advisory

@@ -23,7 +23,7 @@ from ..tasks.agent import CLAUDE_CODE_VERSION
 COMPONENT_TYPE = "rclaude:infra:Stack"
 MANAGED_BY_TAG = "rclaude:managed-by"
 RUNNER_CONTAINER = "runner"
-#: The runner's uid:gid inside the image (programs/runner/Dockerfile creates it).
+#: The runner's uid:gid inside the image (its Dockerfile, ``runner/``, creates it).
 RUNNER_USER = "1000:1000"
 VPC_CIDR = "10.0.0.0/16"
 #: The only writable paths of the runner's container (its root file system is read-only),
@@ -46,7 +46,10 @@ _ECR_IMAGE_RE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
     r"(?P<repo>[^:@]+)"
 )
-_PROJECT_ROOT = Path(__file__).resolve().parents[2]
+#: The runner image's build context: the installed package directory itself (a wheel's as
+#: much as a checkout's), with its Dockerfile inside.
+IMAGE_CONTEXT = Path(__file__).resolve().parents[1]
+RUNNER_DOCKERFILE = Path(__file__).resolve().parent / "runner" / "Dockerfile"
 
 
 def ami_parameter(arch: str) -> str:
@@ -584,8 +587,8 @@ class RclaudeStack(pulumi.ComponentResource):
         image = awsx.ecr.Image(
             f"{self._prefix}-runner",
             repository_url=self.repository.url,
-            context=str(_PROJECT_ROOT),
-            dockerfile=str(_PROJECT_ROOT / "programs" / "runner" / "Dockerfile"),
+            context=str(IMAGE_CONTEXT),
+            dockerfile=str(RUNNER_DOCKERFILE),
             args={"CLAUDE_CODE_VERSION": CLAUDE_CODE_VERSION},
             platform="linux/arm64" if cfg.arch == "arm64" else "linux/amd64",
             opts=self._child,

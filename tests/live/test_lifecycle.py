@@ -55,7 +55,7 @@ def test_a_task_runs_on_the_stack(tmp_path: Path) -> None:
     """Deploy with a runner image, run one task from zero instances, read what it left.
 
     The image must contain the runner: ``RCLAUDE_LIVE_IMAGE`` names a pushed one, or the
-    stack builds ``programs/runner/Dockerfile`` when Docker is running here.
+    stack builds ``rclaude_infra/_pulumi/runner/Dockerfile`` when Docker is running here.
     """
     import os
     import subprocess
