@@ -354,8 +354,26 @@ class Deployment:
         return Task(task_id, provider)
 
     def tasks(self, *, limit: int | None = 20, status: TaskStatus | None = None) -> list[Task]:
-        """Task history, newest first, optionally of one status."""
+        """Task history, newest first, optionally of one status. A read: it starts nothing
+        (see :meth:`reconcile`)."""
         return self._tasks().list(limit=limit, status=status)
+
+    def reconcile(self, *, limit: int | None = 100) -> list[Task]:
+        """The named step that reads never take: each of the ``limit`` newest tasks that a
+        spot interruption stopped with retries left is submitted again. Returns those
+        tasks. ``Task.wait()`` does the same for the task it waits on.
+
+        >>> Deployment("dev", provider="local").reconcile()
+        []
+        """
+        from .tasks.model import TaskStatus
+
+        provider = self._tasks()
+        resubmitted = []
+        for task in provider.list(limit=limit, status=TaskStatus.PREEMPTED):
+            if provider.advance(task.task_id).status is not TaskStatus.PREEMPTED:
+                resubmitted.append(task)
+        return resubmitted
 
     def spend(self, since: datetime, *, prices: PriceBook | None = None) -> Spend:
         """What the deployment cost since ``since``: every task that ran in that window

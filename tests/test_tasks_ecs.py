@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 from moto_stack import answer
 
-from rclaude_infra import Deployment, EngineError, StackOutputs, TaskSpec, TaskStatus
+from rclaude_infra import (
+    Deployment,
+    EngineError,
+    StackOutputs,
+    TaskSpec,
+    TaskStatus,
+    TaskTimeoutError,
+)
 from rclaude_infra._aws.ecs import EcsProvider, map_task
 from rclaude_infra.runner import run_from_s3
 
@@ -185,6 +192,9 @@ def described(last: str, *, stop_code: str | None = None, stopped_reason: str | 
     (described("STOPPED", stop_code="TerminationNotice",
                stopped_reason="Task stopped due to instance termination"),
      TaskStatus.PREEMPTED, "spot interruption"),
+    (described("STOPPED", stop_code="EssentialContainerExited",
+               stopped_reason="Host EC2 (instance i-0abc123def4567890) terminated."),
+     TaskStatus.PREEMPTED, "Host EC2"),
 ])
 def test_status_mapping(task: dict, status: TaskStatus, reason: str | None) -> None:
     state = map_task(task, "runner")
@@ -207,24 +217,52 @@ def test_a_preempted_task_is_submitted_again(deployment: Deployment, aws: Any,
     # ECS reported the spot interruption (moto cannot: it sets no stopCode).
     provider._described[first_arn] = (float("inf"), described(
         "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted."))
+    ecs = aws.client("ecs")
+    # Reading changes nothing: no RunTask from a state, a status, a repr or the history.
     state = task.state()
-    assert state.status is TaskStatus.PENDING and state.attempt == 2
-    assert "attempt 2" in (state.reason or "")
+    assert state.status is TaskStatus.PREEMPTED and "submitted again" in (state.reason or "")
+    assert "PREEMPTED" in repr(task) and task.status is TaskStatus.PREEMPTED
+    assert deployment.tasks(status=TaskStatus.PREEMPTED)[0].task_id == spec.task_id
+    assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 1
+    # Waiting takes the step.
+    with pytest.raises(TaskTimeoutError):
+        task.wait(timeout=0.3)
+    state = task.state()
+    assert not state.status.done and state.attempt == 2  # moto starts it at once
     attempts = provider._attempts_of(spec.task_id)
     assert [a["attempt"] for a in attempts] == [1, 2] and attempts[1]["arn"] != first_arn
-    ecs = aws.client("ecs")
     assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 2
-    # Out of retries: the second interruption is the end.
+    # Out of retries: the second interruption is the end, however one waits.
     provider._described[attempts[1]["arn"]] = (float("inf"), described(
         "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted."))
-    assert task.state().status is TaskStatus.PREEMPTED
+    assert task.wait(timeout=5).status is TaskStatus.PREEMPTED
+    assert deployment.reconcile() == []
+    assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 2
+
+
+def test_a_task_that_died_with_its_spot_host_is_preempted_and_reconciled(
+        deployment: Deployment, aws: Any, stack: StackOutputs) -> None:
+    """RunTask tasks are not drained on a spot notice: they die with the host, and ECS says
+    only "Host EC2 (instance i-...) terminated." (shared/reference/ecs-runtime-facts.md,
+    from AWS's "Spot Instance draining" documentation); moto has no such stop."""
+    spec = TaskSpec(command="true", max_retries_on_preemption=2)
+    deployment.run_task(spec)
+    provider = deployment._tasks()
+    assert isinstance(provider, EcsProvider)
+    first_arn = provider._attempts_of(spec.task_id)[0]["arn"]
+    provider._described[first_arn] = (float("inf"), described(
+        "STOPPED", stop_code="EssentialContainerExited",
+        stopped_reason="Host EC2 (instance i-0abc123def4567890) terminated."))
+    assert deployment.task(spec.task_id).status is TaskStatus.PREEMPTED
+    [again] = deployment.reconcile()
+    assert again.task_id == spec.task_id and again.state().attempt == 2
 
 
 def test_a_preemption_seen_by_two_processes_is_submitted_again_once(
     deployment: Deployment, aws: Any, stack: StackOutputs,
 ) -> None:
     spec = TaskSpec(command="true", max_retries_on_preemption=1)
-    task = deployment.run_task(spec)
+    deployment.run_task(spec)
     mine = deployment._tasks()
     other = Deployment.from_outputs("dev", stack, session=aws)
     theirs = other._tasks()
@@ -233,8 +271,8 @@ def test_a_preemption_seen_by_two_processes_is_submitted_again_once(
     interrupted = (float("inf"), described(
         "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted."))
     theirs._described[first_arn] = mine._described[first_arn] = interrupted
-    assert other.task(spec.task_id).state().attempt == 2  # the other process resubmits
-    state = task.state()  # this one still remembers only attempt 1
+    assert theirs.advance(spec.task_id).attempt == 2  # the other process resubmits
+    state = mine.advance(spec.task_id)  # this one still remembers only attempt 1
     assert state.status is TaskStatus.PENDING and state.attempt == 2
     ecs = aws.client("ecs")
     assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 2
@@ -371,3 +409,25 @@ def test_an_ended_task_is_not_asked_about_again(deployment: Deployment) -> None:
     provider._described.clear()
     assert [task.status for _ in range(5)] == [TaskStatus.STOPPED] * 5
     assert provider.describe_calls == calls
+
+
+def test_the_cli_reconciles_on_request_only(deployment: Deployment, aws: Any,
+                                            stack: StackOutputs, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tasks`` reads; ``reconcile`` is the step. Run in-process: the spot stop is
+    injected into the provider the CLI's Deployment uses."""
+    from rclaude_infra.cli import _tasks, main
+
+    spec = TaskSpec(command="true", max_retries_on_preemption=1)
+    deployment.run_task(spec)
+    provider = deployment._tasks()
+    assert isinstance(provider, EcsProvider)
+    first_arn = provider._attempts_of(spec.task_id)[0]["arn"]
+    provider._described[first_arn] = (float("inf"), described(
+        "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted."))
+    monkeypatch.setattr(_tasks, "deployment", lambda args, **kw: deployment)
+    ecs = aws.client("ecs")
+    assert main(["tasks", "--json"]) == 0
+    assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 1
+    assert main(["reconcile", "--json"]) == 0
+    assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import re
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -45,6 +46,9 @@ _BATCH = 100
 _PENDING_STATES = {"PROVISIONING", "PENDING", "ACTIVATING"}
 _RUNNING_STATES = {"RUNNING"}
 _PREEMPTION_CODES = {"SpotInterruption", "TerminationNotice"}
+#: A task started with RunTask dies with its reclaimed spot host; ECS then says only
+#: "Host EC2 (instance i-...) terminated." (shared/reference/ecs-runtime-facts.md).
+_HOST_GONE = re.compile(r"Host EC2 \(instance i-[0-9a-f]+\) terminated")
 
 
 def _batches(items: list[str]) -> Iterator[list[str]]:
@@ -70,8 +74,8 @@ def map_task(task: Mapping[str, Any], container: str) -> TaskState:
         (c for c in task.get("containers", []) if c.get("name") == container), {})
     exit_code = runner.get("exitCode")
     container_reason = runner.get("reason") or ""
-    if code in _PREEMPTION_CODES or ("spot" in stopped_reason.lower() and "interrupt" in (
-            stopped_reason.lower())):
+    if code in _PREEMPTION_CODES or _HOST_GONE.search(stopped_reason) or (
+            "spot" in stopped_reason.lower() and "interrupt" in stopped_reason.lower()):
         return TaskState(status=TaskStatus.PREEMPTED, exit_code=exit_code, started_at=started,
                          stopped_at=stopped,
                          reason=f"spot interruption: {stopped_reason or code}")
@@ -122,6 +126,7 @@ class EcsProvider:
         self._described: dict[str, tuple[float, Mapping[str, Any] | None]] = {}
         self._attempts: dict[str, list[dict[str, Any]]] = {}
         self._final: dict[str, TaskState] = {}
+        self._specs: dict[str, TaskSpec] = {}
         # Re-entrant: resubmitting after a preemption records the attempt under the lock.
         self._lock = threading.RLock()
         self._describe_lock = threading.Lock()
@@ -250,13 +255,43 @@ class EcsProvider:
             return self._described[arn][1]
 
     def state(self, task_id: str) -> TaskState:
+        """The task's state now. A read: it never starts anything (a preempted task with
+        retries left reads PREEMPTED until :meth:`advance` submits it again)."""
         final = self._final.get(task_id)
         if final is not None:
             return final
         state = self._current_state(task_id)
-        if state.status.done:
+        if state.status.done and self._retries_left(task_id, state) == 0:
             self._final[task_id] = state  # an ended task does not change: no more calls
         return state
+
+    def advance(self, task_id: str) -> TaskState:
+        """The named step after a read: a PREEMPTED task with retries left is submitted
+        again (its next attempt, under the same task id; another process that did so
+        first is respected). Returns the state after the step. ``Task.wait()`` and
+        ``Deployment.reconcile()`` take it."""
+        state = self.state(task_id)
+        if self._retries_left(task_id, state) == 0:
+            return state
+        attempt = state.attempt + 1
+        with self._lock:
+            # Another process may have submitted it again already: read its record.
+            self._attempts.pop(task_id, None)
+            if max(a["attempt"] for a in self._attempts_of(task_id)) < attempt:
+                self._start(self._spec(task_id), attempt=attempt)
+        return TaskState(status=TaskStatus.PENDING, attempt=attempt,
+                         reason=f"submitted again after a spot interruption (attempt {attempt})")
+
+    def _spec(self, task_id: str) -> TaskSpec:
+        if task_id not in self._specs:
+            self._specs[task_id] = TaskSpec.from_mapping(
+                s3_tasks.read_json(self.s3, self._bucket, task_id, SPEC_FILE) or {})
+        return self._specs[task_id]
+
+    def _retries_left(self, task_id: str, state: TaskState) -> int:
+        if state.status is not TaskStatus.PREEMPTED:
+            return 0
+        return max(0, self._spec(task_id).max_retries_on_preemption + 1 - state.attempt)
 
     def _current_state(self, task_id: str) -> TaskState:
         latest = self._latest(task_id)
@@ -279,19 +314,9 @@ class EcsProvider:
             stop = s3_tasks.read_json(self.s3, self._bucket, task_id, STOP_FILE)
             if stop is not None:
                 state = attrs.evolve(state, status=TaskStatus.STOPPED, reason=stop["reason"])
-        if state.status is TaskStatus.PREEMPTED:
-            spec = TaskSpec.from_mapping(
-                s3_tasks.read_json(self.s3, self._bucket, task_id, SPEC_FILE) or {})
-            if latest["attempt"] <= spec.max_retries_on_preemption:
-                attempt = latest["attempt"] + 1
-                with self._lock:
-                    # Another process may have submitted it again already: read its record.
-                    self._attempts.pop(task_id, None)
-                    if max(a["attempt"] for a in self._attempts_of(task_id)) < attempt:
-                        self._start(spec, attempt=attempt)
-                return TaskState(status=TaskStatus.PENDING, attempt=attempt,
-                                 reason=f"submitted again after a spot interruption "
-                                 f"(attempt {attempt})")
+        if state.status is TaskStatus.PREEMPTED and self._retries_left(task_id, state):
+            state = attrs.evolve(state, reason=f"{state.reason}; it is submitted again (attempt "
+                                 f"{state.attempt + 1}) by wait() or Deployment.reconcile()")
         return state
 
     # -- what a task cost ----------------------------------------------------------------

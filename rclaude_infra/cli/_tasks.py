@@ -80,6 +80,12 @@ def add_parsers(commands: Any) -> None:
     result.add_argument("--download", metavar="DIR",
                         help="copy result.json, transcript, diff.patch and artifacts here")
 
+    reconcile = verb(commands, "reconcile", "submit again the tasks a spot interruption "
+                     "stopped with retries left (reads never do)", _reconcile, *where,
+                     json_argument)
+    reconcile.add_argument("--limit", type=_positive, default=100, metavar="N",
+                           help="look at the N newest tasks")
+
     stop = verb(commands, "stop", "stop a task (its logs, diff and result stay)", _stop,
                 task_argument, *where, json_argument)
     stop.add_argument("--reason", default="stopped from the command line")
@@ -270,6 +276,16 @@ def _result(args: argparse.Namespace) -> int:
     console().print(fields_renderable(f"Result of {result.task_id}", fields))
     if files:
         note(f"{len(files)} files in {args.download}/{result.task_id}/")
+    return 0
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    again = deployment(args, for_tasks=True).reconcile(limit=args.limit)
+    if args.json:
+        emit_json({"resubmitted": [t.task_id for t in again]})
+    else:
+        note(f"submitted again: {', '.join(t.task_id for t in again)}" if again
+             else "no preempted task with retries left")
     return 0
 
 

@@ -143,6 +143,10 @@ class LocalProvider:
             reason=f"the runner exited without a result; see {path / RUNNER_OUT}",
         )
 
+    def advance(self, task_id: str) -> TaskState:
+        """A local task has no pending step (nothing preempts it): its state."""
+        return self.state(task_id)
+
     def _submitted_at(self, path: Path) -> dt.datetime | None:
         try:
             return _parse_time(json.loads((path / PROCESS_FILE).read_text())["submitted_at"])

@@ -122,7 +122,14 @@ class TaskProvider(Protocol):
     #: Seconds between two looks at the same task's status (a wait never sleeps longer).
     poll_interval: float
 
-    def state(self, task_id: str) -> TaskState: ...
+    def state(self, task_id: str) -> TaskState:
+        """The task's state now; a read that changes nothing."""
+        ...
+
+    def advance(self, task_id: str) -> TaskState:
+        """Take the provider's pending step for the task (e.g. submit a preempted task
+        again) and return its state after it; for a provider with none, :meth:`state`."""
+        ...
 
     def log_lines(self, task_id: str, *, since: dt.datetime | None,
                   follow: bool) -> Iterator[LogLine]: ...
@@ -230,12 +237,16 @@ class Task:
 
         Looks after ``poll`` seconds, then less often, never less often than the
         provider's own status refresh (ECS: one shared ``DescribeTasks`` per interval for
-        every task waited on, so waiting on many tasks costs no more calls)."""
+        every task waited on, so waiting on many tasks costs no more calls). Waiting takes
+        the provider's pending step (:meth:`TaskProvider.advance`): a task preempted with
+        retries left is submitted again and waited on, where a mere read
+        (:attr:`status`, ``repr``) only reports it PREEMPTED."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = poll
         longest = max(poll, min(5.0, self._provider.poll_interval))
         while True:
-            state = self.state()
+            # Waiting is where a preempted task is submitted again: reads never do.
+            state = self._provider.advance(self.task_id)
             if state.status.done:
                 return state
             if deadline is not None and time.monotonic() >= deadline:
