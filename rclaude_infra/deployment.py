@@ -291,6 +291,10 @@ class Deployment:
         if spec.model is not None and cfg.auth == "bedrock" and spec.model not in cfg.models:
             raise ConfigError("model", spec.model, "one of the deployment's bedrock_models (the "
                               "task role may call only those): " + ", ".join(cfg.models))
+        unset = [name for name in spec.secrets if name not in os.environ]
+        if unset:
+            raise ConfigError("secrets", unset, "names of variables set in this environment "
+                              "(their values are taken from it when the task is submitted)")
         env = cfg.credential_env
         if (spec.prompt is not None and self._provider_name == "local" and env is not None
                 and not os.environ.get(env)):

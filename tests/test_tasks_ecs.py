@@ -14,6 +14,7 @@ import pytest
 from moto_stack import answer
 
 from rclaude_infra import (
+    ConfigError,
     Deployment,
     EngineError,
     StackOutputs,
@@ -431,3 +432,79 @@ def test_the_cli_reconciles_on_request_only(deployment: Deployment, aws: Any,
     assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 1
     assert main(["reconcile", "--json"]) == 0
     assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 2
+
+
+def _as_the_container(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The environment the task definition gives the runner (the ECS agent gives it the
+    task role's credentials; here moto's)."""
+    for name, value in (("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "testing"),
+                        ("AWS_SECRET_ACCESS_KEY", "testing"), ("RCLAUDE_DEPLOYMENT", "dev")):
+        monkeypatch.setenv(name, value)
+
+
+def test_per_task_secrets_reach_the_task_and_nothing_else(
+    deployment: Deployment, aws: Any, stack: StackOutputs, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    token = "ghp_PLANTEDtaskSecret0123456789abcdefABCD"
+    monkeypatch.setenv("GITHUB_TOKEN", token)
+    import hashlib
+
+    digest = hashlib.sha256(token.encode()).hexdigest()  # the spec must not hold the token
+    spec = TaskSpec(command='test "$(printf %s "$GITHUB_TOKEN" | sha256sum | cut -c1-64)" = '
+                    f'{digest} && echo the token arrived', secrets=["GITHUB_TOKEN"])
+    deployment.run_task(spec)
+    secrets = aws.client("secretsmanager")
+    name = f"rclaude/dev/tasks/{spec.task_id}"
+    assert json.loads(secrets.get_secret_value(SecretId=name)["SecretString"]) == {
+        "GITHUB_TOKEN": token}
+    tags = {t["Key"]: t["Value"] for t in secrets.describe_secret(SecretId=name)["Tags"]}
+    assert tags == {"rclaude:deployment": "dev", "rclaude:task-id": spec.task_id}
+    # The container: the value comes from the secret, not from this process.
+    monkeypatch.delenv("GITHUB_TOKEN")
+    _as_the_container(monkeypatch)
+    assert run_from_s3(stack.bucket or "", spec.task_id, tmp_path / "work") == 0
+    task = deployment.task(spec.task_id)
+    assert task.result().status == "succeeded"
+    log = (tmp_path / "work" / spec.task_id / "log.jsonl").read_text()
+    assert "the token arrived" in log
+    # Gone once the task is done, and in no record of it.
+    with pytest.raises(secrets.exceptions.ResourceNotFoundException):
+        secrets.get_secret_value(SecretId=name)
+    s3 = aws.client("s3")
+    for item in s3.list_objects_v2(Bucket=stack.bucket, Prefix=f"tasks/{spec.task_id}/")[
+            "Contents"]:
+        body = s3.get_object(Bucket=stack.bucket, Key=item["Key"])["Body"].read()
+        assert token.encode() not in body, item["Key"]
+
+
+def test_a_secret_not_in_the_environment_is_refused_before_any_call(
+    deployment: Deployment, aws: Any, stack: StackOutputs, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DEPLOY_KEY", raising=False)
+    spec = TaskSpec(command="true", secrets=["DEPLOY_KEY"])
+    with pytest.raises(ConfigError) as info:
+        deployment.run_task(spec)
+    assert info.value.field == "secrets" and info.value.value == ["DEPLOY_KEY"]
+    listed = aws.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix="tasks/")
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_the_secret_of_a_task_that_never_ran_is_deleted_when_it_ends(
+    deployment: Deployment, aws: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_never_ran")
+    spec = TaskSpec(command="true", secrets=["GITHUB_TOKEN"])
+    task = deployment.run_task(spec)
+    provider = deployment._tasks()
+    assert isinstance(provider, EcsProvider)
+    arn = provider._attempts_of(spec.task_id)[0]["arn"]
+    provider._described[arn] = (float("inf"), described(
+        "STOPPED", stop_code="TaskFailedToStart",
+        stopped_reason="CannotPullContainerError: pull image manifest has been retried"))
+    assert task.status is TaskStatus.FAILED  # a read: the secret is still there
+    secrets = aws.client("secretsmanager")
+    secrets.describe_secret(SecretId=f"rclaude/dev/tasks/{spec.task_id}")
+    assert task.wait(timeout=5).status is TaskStatus.FAILED
+    with pytest.raises(secrets.exceptions.ResourceNotFoundException):
+        secrets.describe_secret(SecretId=f"rclaude/dev/tasks/{spec.task_id}")

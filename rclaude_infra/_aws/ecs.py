@@ -12,6 +12,7 @@ submitted again, under the same task id, while it has retries left.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import re
 import threading
@@ -37,7 +38,7 @@ from ..tasks.model import (
     select_tasks,
     state_from_result,
 )
-from . import client_config, s3_tasks
+from . import client_config, s3_tasks, task_secrets
 
 TASK_TAG = "rclaude:task-id"
 #: Written by stop(): who stopped the task and why.
@@ -120,6 +121,7 @@ class EcsProvider:
         self.ecs = session.client("ecs", region_name=region, config=config)
         self.s3 = session.client("s3", region_name=region, config=config)
         self.logs = session.client("logs", region_name=region, config=config)
+        self.secrets = session.client("secretsmanager", region_name=region, config=config)
         self._session = session
         self._ec2_client: Any = None
         self.poll_interval = poll_interval
@@ -127,6 +129,7 @@ class EcsProvider:
         self._attempts: dict[str, list[dict[str, Any]]] = {}
         self._final: dict[str, TaskState] = {}
         self._specs: dict[str, TaskSpec] = {}
+        self._cleaned: set[str] = set()
         # Re-entrant: resubmitting after a preemption records the attempt under the lock.
         self._lock = threading.RLock()
         self._describe_lock = threading.Lock()
@@ -155,6 +158,10 @@ class EcsProvider:
             if arn is not None:
                 self._record_attempt(spec.task_id, 1, arn)
                 return Task(spec.task_id, self)
+        if spec.secrets:
+            # From this process's environment (Deployment checked they are all there).
+            task_secrets.put(self.secrets, self.deployment, spec.task_id,
+                             {name: os.environ[name] for name in spec.secrets})
         self._start(spec, attempt=1)
         return Task(spec.task_id, self)
 
@@ -272,6 +279,10 @@ class EcsProvider:
         ``Deployment.reconcile()`` take it."""
         state = self.state(task_id)
         if self._retries_left(task_id, state) == 0:
+            if state.status.done and task_id not in self._cleaned:
+                self._cleaned.add(task_id)
+                if self._spec(task_id).secrets:  # the runner deletes it; unless it never ran
+                    task_secrets.delete(self.secrets, self.deployment, task_id)
             return state
         attempt = state.attempt + 1
         with self._lock:

@@ -657,7 +657,7 @@ class RclaudeStack(pulumi.ComponentResource):
             opts=self._child,
         )
 
-        cfg = self._config
+        cfg, name = self._config, self._name
 
         def task_policy(args: list[Any]) -> str:
             bucket_arn, partition, account_id = args
@@ -688,6 +688,15 @@ class RclaudeStack(pulumi.ComponentResource):
                         "ssmmessages:OpenDataChannel",
                     ],
                     "Resource": "*",
+                },
+                {
+                    # Per-task secrets (rclaude_infra._aws.task_secrets): read at start,
+                    # deleted when done; only under this deployment's prefix.
+                    "Sid": "TaskSecrets",
+                    "Effect": "Allow",
+                    "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"],
+                    "Resource": f"arn:{partition}:secretsmanager:{cfg.region}:{account_id}:"
+                                f"secret:rclaude/{name}/tasks/*",
                 },
                 *bedrock,
             )
