@@ -600,7 +600,10 @@ class DeploymentConfig:
 
 _TASK_ID_RE = _Pattern(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,35}$")
 _ENV_NAME_RE = _Pattern(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_REPO_RE = _Pattern(r"^(https://[^\s]+|ssh://[^\s]+|git@[^\s:]+:[^\s]+|file://[^\s]+|/[^\s]*)$")
+_REPO_RE = _Pattern(
+    r"^(https://[^\s]+|ssh://[^\s]+|git@[^\s:]+:[^\s]+|file://[^\s]+|/[^\s]*"
+    # Plain HTTP only to this machine (a local git server): never a token over the network.
+    r"|http://(?:127\.0\.0\.1|localhost|\[::1\])(?::\d+)?/[^\s]*)$")
 _REF_RE = _Pattern(r"^[A-Za-z0-9._/-]{1,200}$")
 MAX_PROMPT_CHARS = 1_000_000
 _MODEL_RE = _Pattern(r"^[A-Za-z0-9][A-Za-z0-9._:/@\[\]-]{0,199}$")
@@ -793,6 +796,9 @@ class TaskSpec:
     #: Claude Code settings (``settings.json`` keys) for this task, given with ``--settings``.
     claude_settings: Mapping[str, Any] = attrs.field(
         factory=dict, converter=_frozen_json, validator=_check_claude_settings, hash=False)
+    #: Which of ``secrets`` is a token for the repository's host (a private repository over
+    #: HTTPS): git gets it from a credential helper, never in the URL or an argument.
+    git_token_secret: str | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
         if (self.prompt is None) == (self.command is None):
@@ -801,7 +807,8 @@ class TaskSpec:
         if self.repo is not None and (not isinstance(self.repo, str)
                                       or not _REPO_RE.match(self.repo)):
             raise ConfigError("repo", self.repo, "None or a git URL (https://, ssh://, "
-                              "git@host:path, file://) or an absolute local path")
+                              "git@host:path, file://, http:// to this machine only) or an "
+                              "absolute local path")
         if self.ref is not None and (not isinstance(self.ref, str) or not _REF_RE.match(
                 self.ref) or ".." in self.ref or self.ref.startswith(("-", "/"))):
             raise ConfigError("ref", self.ref, "None or a branch, tag or commit name")
@@ -816,6 +823,11 @@ class TaskSpec:
                 if getattr(self, name):
                     raise ConfigError(name, getattr(self, name),
                                       "empty unless prompt is given (it is passed to Claude Code)")
+        if self.git_token_secret is not None and (
+                self.git_token_secret not in self.secrets or self.repo is None
+                or not self.repo.startswith(("https://", "http://"))):
+            raise ConfigError("git_token_secret", self.git_token_secret,
+                              "None, or one of secrets when repo is an https:// URL")
         leaked = [name for name in self.env if name in _CREDENTIAL_NAMES]
         if leaked:
             raise ConfigError(f"env[{leaked[0]!r}]", "[hidden]", "no Claude credential in env "

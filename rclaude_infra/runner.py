@@ -101,9 +101,30 @@ class _Log:
                 stream.close()
 
 
-def _git(args: list[str], cwd: Path | None = None, timeout: float = 600) -> str:
+#: Where the credential helper finds the token (the helper's text names the variable, so
+#: the token is in no argument, URL or file).
+GIT_TOKEN_ENV = "RCLAUDE_GIT_TOKEN"
+_CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get || exit 0; echo username=x-access-token; '
+    f'echo "password=${GIT_TOKEN_ENV}"; }}; f'
+)
+
+
+def git_env(token: str | None) -> dict[str, str]:
+    """git's environment: never a prompt; with a token, a credential helper that answers
+    with it for any host (git's own ``GIT_CONFIG_*`` settings, so nothing is written)."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    if token is not None:
+        env.update({GIT_TOKEN_ENV: token, "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": "credential.helper",
+                    "GIT_CONFIG_VALUE_0": _CREDENTIAL_HELPER})
+    return env
+
+
+def _git(args: list[str], cwd: Path | None = None, timeout: float = 600,
+         env: dict[str, str] | None = None) -> str:
     done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+                          timeout=timeout, env=env)
     if done.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
     return done.stdout
@@ -115,15 +136,19 @@ def _checkout(spec: TaskSpec, work: Path, log: _Log) -> tuple[Path, str | None]:
         work.mkdir(parents=True, exist_ok=True)
         return work, None
     target = work / "repo"
+    token = os.environ.get(spec.git_token_secret) if spec.git_token_secret else None
+    if spec.git_token_secret and not token:
+        raise RuntimeError(f"secrets not provided to the task: {spec.git_token_secret}")
+    env = git_env(token)
     log.line(f"[runner] cloning {spec.repo}" + (f" at {spec.ref}" if spec.ref else ""))
     try:
         _git(["clone", "--quiet", "--branch", spec.ref, "--", spec.repo, str(target)]
-             if spec.ref else ["clone", "--quiet", "--", spec.repo, str(target)])
+             if spec.ref else ["clone", "--quiet", "--", spec.repo, str(target)], env=env)
     except RuntimeError:
         if spec.ref is None:
             raise
         # Not a branch or tag: clone, then check the commit out.
-        _git(["clone", "--quiet", "--", spec.repo, str(target)])
+        _git(["clone", "--quiet", "--", spec.repo, str(target)], env=env)
         _git(["checkout", "--quiet", spec.ref], cwd=target)
     return target, _git(["rev-parse", "HEAD"], cwd=target).strip()
 

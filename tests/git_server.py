@@ -1,0 +1,92 @@
+"""A git host on loopback that asks for a token: git's smart HTTP protocol through
+``git http-backend`` (CGI, as git-scm documents it), behind HTTP Basic authentication.
+
+``GitServer(root, token)``: repositories under ``root`` are served at
+``http://127.0.0.1:PORT/<name>``; a request without ``Authorization: Basic`` for any user
+and ``token`` as the password gets ``401`` with ``WWW-Authenticate``, so git asks its
+credential helper, as it does against GitHub or GitLab. Every request's user and whether it
+was let in are logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class GitServer:
+    def __init__(self, root: Path, token: str) -> None:
+        self.root = root
+        self.token = token
+        self.log: list[tuple[str, str, bool]] = []  # (method, path, authorized)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def __enter__(self) -> GitServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _authorized(self) -> bool:
+                header = self.headers.get("Authorization", "")
+                if not header.startswith("Basic "):
+                    return False
+                _, _, password = base64.b64decode(header[6:]).decode().partition(":")
+                return password == server.token
+
+            def _serve(self) -> None:
+                ok = self._authorized()
+                server.log.append((self.command, self.path, ok))
+                if not ok:
+                    self.send_response(401)
+                    self.send_header("WWW-Authenticate", 'Basic realm="git"')
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                path, _, query = self.path.partition("?")
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                env = {**os.environ, "GIT_PROJECT_ROOT": str(server.root),
+                       "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path, "QUERY_STRING": query,
+                       "REQUEST_METHOD": self.command, "REMOTE_USER": "token",
+                       "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                       "CONTENT_LENGTH": str(len(body))}
+                done = subprocess.run(["git", "http-backend"], input=body, env=env,
+                                      capture_output=True, timeout=60)
+                head, _, payload = done.stdout.partition(b"\r\n\r\n")
+                status, headers = 200, []
+                for line in head.decode().split("\r\n"):
+                    key, _, value = line.partition(":")
+                    if key.lower() == "status":
+                        status = int(value.split()[0])
+                    elif key:
+                        headers.append((key, value.strip()))
+                self.send_response(status)
+                for key, value in headers:
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = _serve
+            do_POST = _serve
+
+        return Handler

@@ -1,0 +1,85 @@
+"""Private repositories: the clone asks a git host on loopback that wants a token
+(:mod:`git_server`); the token comes from a task secret through a credential helper and
+appears in no URL, argument, file, log or result."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from git_server import GitServer
+
+from rclaude_infra import ConfigError, Deployment, TaskSpec
+from rclaude_infra.tasks.model import TaskStatus
+
+TOKEN = "ghp_PLANTEDgitToken0123456789abcdefABCDEF"
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    monkeypatch.setenv("RCLAUDE_HOME", str(home))
+    return home
+
+
+@pytest.fixture(name="server")
+def _server(tmp_path: Path) -> GitServer:
+    root = tmp_path / "served"
+    work = tmp_path / "seed"
+    work.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    for args in (["init", "--quiet", "--initial-branch", "main"],
+                 ["commit", "--quiet", "--allow-empty", "-m", "private work"]):
+        subprocess.run(["git", *args], cwd=work, env=env, check=True)
+    (work / "SECRET_PLAN.md").write_text("only for token holders\n")
+    subprocess.run(["git", "add", "."], cwd=work, check=True)
+    subprocess.run(["git", "commit", "--quiet", "-m", "plan"], cwd=work, env=env, check=True)
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(work), str(root / "app.git")],
+                   check=True)
+    with GitServer(root, TOKEN) as server:
+        yield server
+
+
+def test_a_private_repository_clones_with_the_token_from_a_secret(
+        server: GitServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GIT_TOKEN", TOKEN)
+    d = Deployment("dev", provider="local")
+    task = d.run_task(TaskSpec(command="cat SECRET_PLAN.md; git remote get-url origin",
+                               repo=f"{server.url}/app.git", secrets=["GIT_TOKEN"],
+                               git_token_secret="GIT_TOKEN"))
+    state = task.wait(timeout=60)
+    assert state.status is TaskStatus.SUCCEEDED, state.reason
+    lines = [line.text for line in task.logs()]
+    assert "only for token holders" in lines
+    assert f"{server.url}/app.git" in lines  # the remote URL carries no token
+    assert any(not ok for _, _, ok in server.log)  # asked first: the helper answered
+    assert any(ok for _, _, ok in server.log)
+    from rclaude_infra.paths import rclaude_home
+
+    root = rclaude_home() / "local" / "dev" / "tasks" / task.task_id
+    for path in root.rglob("*"):
+        if path.is_file():
+            assert TOKEN not in path.read_text(errors="replace"), path
+
+
+def test_without_the_token_the_clone_fails_saying_so(server: GitServer) -> None:
+    d = Deployment("dev", provider="local")
+    task = d.run_task(TaskSpec(command="true", repo=f"{server.url}/app.git"))
+    state = task.wait(timeout=60)
+    assert state.status is TaskStatus.FAILED
+    assert state.reason is not None and "git clone" in state.reason
+    assert "could not read Username" in state.reason or "Authentication" in state.reason
+
+
+@pytest.mark.parametrize(("fields", "allowed"), [
+    ({"repo": "https://github.com/me/app", "git_token_secret": "GIT_TOKEN"}, "one of secrets"),
+    ({"repo": "git@github.com:me/app.git", "secrets": ["T"], "git_token_secret": "T"},
+     "https://"),
+    ({"repo": "http://example.com/app.git"}, "http:// to this machine only"),
+])
+def test_token_fields_are_validated(fields: dict[str, object], allowed: str) -> None:
+    with pytest.raises(ConfigError, match=allowed):
+        TaskSpec(command="true", **fields)  # type: ignore[arg-type]
