@@ -435,13 +435,30 @@ class Deployment:
         """Bring the state in line with what exists in AWS; changes by operation."""
         return self._run("refresh", lambda cb: self._stack().refresh(cb), on_progress, progress)
 
-    def destroy(self, *, remove: bool = False, on_progress: OnProgress | None = None,
-                progress: bool | None = None) -> None:
+    def destroy(self, *, remove: bool = False, stop_tasks: bool = True,
+                on_progress: OnProgress | None = None, progress: bool | None = None) -> None:
         """Delete every resource of the stack; ``remove=True`` also removes the stack and
-        its history from the backend."""
+        its history from the backend.
+
+        Tasks still running or waiting for capacity are stopped first (``stop_tasks``),
+        and destroy waits until ECS has let them go: while tasks use the capacity
+        provider, ECS refuses to detach it and the destroy would fail after minutes. The
+        stopped tasks end STOPPED and keep what they uploaded."""
+        if stop_tasks and self._provider_name != "local":
+            self._stop_tasks_for_destroy()
         self._run("destroy", lambda cb: self._stack().destroy(remove=remove, on_progress=cb),
                   on_progress, progress)
         self._outputs = None
+
+    def _stop_tasks_for_destroy(self) -> list[str]:
+        from ._aws.ecs import EcsProvider
+
+        outputs = self.outputs  # no stack: the same StackNotFoundError destroy would raise
+        if not outputs.cluster_arn:
+            return []
+        provider = self._tasks()
+        assert isinstance(provider, EcsProvider)
+        return provider.stop_all(f"the deployment {self._name!r} is being destroyed")
 
     @property
     def outputs(self) -> StackOutputs:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_pulumi import FakePulumi, failure_events
@@ -16,7 +17,10 @@ from rclaude_infra.cli import _common, main
 
 
 @pytest.fixture(name="fake")
-def _fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakePulumi:
+def _fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws: Any) -> FakePulumi:
+    # AWS is moto's server (the aws fixture's endpoint): destroy asks ECS for tasks to stop.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
     monkeypatch.chdir(tmp_path)
     for name in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"):

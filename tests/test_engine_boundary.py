@@ -138,9 +138,9 @@ def test_existing_stack_is_selected_not_created() -> None:
     assert fake.verbs() == ["stack select", "config set-all", "preview"]
 
 
-def test_preview_refresh_destroy_cancel_outputs() -> None:
+def test_preview_refresh_destroy_cancel_outputs(aws: Any) -> None:
     fake = FakePulumi(stack_exists=True)
-    d = deployment(fake)
+    d = deployment(fake, aws_session=aws)  # destroy first asks ECS for tasks to stop
     assert d.preview(progress=False) == {"create": 2, "same": 1}
     assert d.refresh(progress=False) == {"create": 2, "same": 1}
     d.cancel()

@@ -508,3 +508,31 @@ def test_the_secret_of_a_task_that_never_ran_is_deleted_when_it_ends(
     assert task.wait(timeout=5).status is TaskStatus.FAILED
     with pytest.raises(secrets.exceptions.ResourceNotFoundException):
         secrets.describe_secret(SecretId=f"rclaude/dev/tasks/{spec.task_id}")
+
+
+def test_destroy_stops_the_tasks_in_flight_first(aws: Any, stack: StackOutputs,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """ECS refuses to detach a capacity provider that tasks use
+    (shared/reference/ecs-runtime-facts.md): destroy stops them and waits, then destroys."""
+    from fake_pulumi import FakePulumi
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-destroy-test")
+    order: list[str] = []
+    fake = FakePulumi(stack_exists=True, overrides={
+        "stack output": lambda call: (json.dumps(stack.to_dict()), "", 0),
+        "destroy": lambda call: order.append("destroy") or ("destroyed\n", "", 0),
+    })
+    d = Deployment("dev", pulumi_command=fake, aws_session=aws)
+    tasks = [d.run_task(TaskSpec(command="sleep 600")) for _ in range(3)]
+    ecs = aws.client("ecs")
+    provider = d._tasks()
+    assert isinstance(provider, EcsProvider)
+    provider.ecs.meta.events.register("before-call.ecs.StopTask",
+                                      lambda **kw: order.append("StopTask"))
+    d.destroy(progress=False)
+    assert order == ["StopTask"] * 3 + ["destroy"]
+    assert ecs.list_tasks(cluster=stack.cluster_arn, desiredStatus="RUNNING")["taskArns"] == []
+    for task in tasks:
+        state = Deployment.from_outputs("dev", stack, session=aws).task(task.task_id).state()
+        assert state.status is TaskStatus.STOPPED
+        assert state.reason == "the deployment 'dev' is being destroyed"

@@ -455,10 +455,7 @@ class EcsProvider:
 
     def active_task_ids(self) -> dict[str, str]:
         """Task id -> status of every task ECS still runs or starts in the cluster."""
-        arns: list[str] = []
-        for page in self.ecs.get_paginator("list_tasks").paginate(
-                cluster=self.outputs.cluster_arn, desiredStatus="RUNNING"):
-            arns += page["taskArns"]
+        arns = self._active_arns()
         container = self.outputs.container_name or "runner"
         active = {}
         for batch in _batches(arns):
@@ -468,6 +465,48 @@ class EcsProvider:
                 if task.get("startedBy"):  # ours carry the task id; others are not tasks
                     active[task["startedBy"]] = map_task(task, container).status.value
         return active
+
+    def _active_arns(self) -> list[str]:
+        arns: list[str] = []
+        for page in self.ecs.get_paginator("list_tasks").paginate(
+                cluster=self.outputs.cluster_arn, desiredStatus="RUNNING"):
+            arns += page["taskArns"]
+        return arns
+
+    def stop_all(self, reason: str, *, timeout: float = 300) -> list[str]:
+        """Stop every task the cluster runs or starts (PROVISIONING ones included) and wait
+        until ECS lets them go: the capacity provider cannot be detached, nor the cluster
+        deleted, while tasks use them. Our tasks end STOPPED with ``reason`` and still
+        upload what they have. Returns the task ids stopped (none when the cluster is gone
+        already)."""
+        from botocore.exceptions import ClientError
+
+        stopped: list[str] = []
+        try:
+            active = self._active_arns()
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ClusterNotFoundException":
+                return stopped
+            raise
+        for batch in _batches(active):
+            for task in self.ecs.describe_tasks(cluster=self.outputs.cluster_arn,
+                                                tasks=batch)["tasks"]:
+                task_id = task.get("startedBy")
+                if task_id:
+                    s3_tasks.write_json(self.s3, self._bucket, task_id, STOP_FILE, {
+                        "reason": reason, "at": dt.datetime.now(dt.UTC).isoformat()})
+                    stopped.append(task_id)
+                self.ecs.stop_task(cluster=self.outputs.cluster_arn, task=task["taskArn"],
+                                   reason=reason[:255])
+        deadline = time.monotonic() + timeout
+        while (left := self._active_arns()):
+            if time.monotonic() >= deadline:
+                raise EngineError(f"{len(left)} tasks were still stopping after {timeout:.0f}s;"
+                                  " destroy again once they have stopped")
+            time.sleep(self.poll_interval)
+        with self._describe_lock:
+            self._described.clear()
+        return stopped
 
     def instances(self) -> tuple[InstanceInfo, ...]:
         """The cluster's container instances, with their EC2 type and lifecycle."""

@@ -94,7 +94,12 @@ def _up(args: argparse.Namespace) -> int:
 
 def _destroy(args: argparse.Namespace) -> int:
     d = deployment(args)
-    confirm(args, f"Delete every resource of {d.name!r} in {d.config.region}?")
+    try:
+        active = len(d.status().tasks)
+    except Exception:  # only for the question: the destroy itself says what is wrong
+        active = 0
+    confirm(args, f"Delete every resource of {d.name!r} in {d.config.region}?" + (
+        f" Its {active} running or waiting tasks are stopped first." if active else ""))
     d.destroy(remove=args.remove, progress=_progress(args))
     if args.json:
         emit_json({"destroyed": d.name, "removed": args.remove})
