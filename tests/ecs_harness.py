@@ -1,0 +1,234 @@
+"""Start a task the way ECS would: from the planned task definition and the RunTask the
+library made, in a bubblewrap sandbox, against moto's server.
+
+What ECS on EC2 does for our task, and what stands in for it here:
+
+- **The container definition** comes from the offline plan (``plan()``, the same program
+  ``up`` deploys). Values only a deployment knows (the bucket, the secret's ARN) are mapped
+  to what the moto stack holds, by the plan's outputs.
+- **RunTask's overrides** (command, environment) are read back from ``DescribeTasks`` of
+  the task the library started; they win over the definition, as in ECS.
+- **``secrets``** are resolved from Secrets Manager (moto) before the container starts; a
+  secret without a current value fails the start the way ECS does
+  (``ResourceInitializationError ... AWSCURRENT``, shared/reference/ecs-runtime-facts.md).
+- **The user** (``1000:1000``) through ``setpriv``; **a read-only root file system** with
+  only the declared volumes writable: bubblewrap (Debian's ``bwrap``) mirrors this machine's
+  root read-only, each ``mountPoint`` gets a fresh task-scoped directory (Docker seeds a
+  volume from the image: ``/workspace`` and its ``home`` belong to the runner's user), and
+  the root is remounted read-only.
+- **The image** is this machine: its Python runs the package from this checkout (with
+  ``PYTHONPATH``: the image holds only the runner and attrs/boto3), and what the image
+  installs beside it (Claude Code) is bound in read-only (``image_paths``).
+- **The task role's credentials** (the ECS agent's credentials endpoint) are moto's test
+  credentials, and ``AWS_ENDPOINT_URL`` points the SDK at moto.
+- **awslogs**: the container's output goes to the task's log stream
+  (``task/<container>/<ecs task id>``) in moto's CloudWatch Logs; when the container exits
+  the task is stopped in ECS (``Essential container in task exited``).
+- **What the ECS agent reports** and moto cannot store (it has no
+  ``SubmitContainerStateChange``): the stop code and the container's exit code are added to
+  ``DescribeTasks`` answers at the botocore boundary (:meth:`EcsHarness.watch`), in the
+  shapes of the API reference (``stopCode: EssentialContainerExited`` with
+  ``containers[].exitCode``, or ``TaskFailedToStart`` with the reason).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from rclaude_infra import Plan, StackOutputs
+
+#: Host directories never mirrored into the container.
+_SKIP = {"proc", "dev", "sys", "lost+found", "old_root", ".dockerenv"}
+
+
+@attrs.frozen
+class ContainerExit:
+    exit_code: int | None
+    #: Why ECS did not start the container, when it did not.
+    start_error: str | None
+    output: str
+
+
+def runner_python() -> tuple[str, str]:
+    """An interpreter the runner's user may run, and the PYTHONPATH that gives it this
+    checkout and its dependencies (pyenv's interpreter lives in /root, which uid 1000 may
+    not enter; Debian's is the same Python 3.11)."""
+    import attrs as attrs_module
+
+    import rclaude_infra
+
+    site = str(Path(attrs_module.__file__).parents[1])
+    path = os.pathsep.join([str(Path(rclaude_infra.__file__).parents[1]), site])
+    return "/usr/bin/python3", path
+
+
+def _mirror(targets: list[str]) -> list[str]:
+    """bwrap arguments for a root that is this machine's, read-only, with a directory made
+    at each of ``targets`` (where volumes are mounted)."""
+    args: list[str] = []
+
+    def visit(host: Path, inside: str) -> None:
+        for child in sorted(host.iterdir()):
+            if inside == "/" and child.name in _SKIP:
+                continue
+            path = f"{inside.rstrip('/')}/{child.name}"
+            if any(t == path for t in targets):
+                args.extend(["--dir", path])
+            elif any(t.startswith(path + "/") for t in targets):
+                if child.is_symlink():
+                    raise ValueError(f"a volume under a symlinked path: {path}")
+                args.extend(["--dir", path])
+                visit(child, path)
+            elif child.is_symlink():
+                args.extend(["--symlink", os.readlink(child), path])
+            else:
+                args.extend(["--ro-bind", path, path])
+
+    visit(Path("/"), "/")
+    for target in targets:  # targets under directories that do not exist on this machine
+        if not any(a == target for a in args):
+            args.extend(["--dir", target])
+    return args
+
+
+class EcsHarness:
+    """Runs the ECS tasks the library starts, as ECS would start them (see the module)."""
+
+    def __init__(self, plan: Plan, stack: StackOutputs, session: Any, *, root: Path,
+                 endpoint: str, image_paths: Mapping[str, str] | None = None,
+                 extra_path: tuple[str, ...] = ()) -> None:
+        self.plan = plan
+        self.stack = stack
+        self.session = session
+        self.root = root
+        self.endpoint = endpoint
+        self.image_paths = dict(image_paths or {})
+        self.extra_path = extra_path
+        self.renames = {str(plan.outputs[name]): str(getattr(stack, name))
+                        for name in ("bucket", "secret_arn", "log_group")
+                        if plan.outputs.get(name) and getattr(stack, name)}
+        [definition] = plan.by_type("aws:ecs:TaskDefinition")
+        [self.container] = json.loads(definition.inputs["containerDefinitions"])
+        #: task ARN -> (stop code, exit code, reason) as the ECS agent would report them.
+        self.ended: dict[str, tuple[str, int | None, str]] = {}
+
+    def watch(self, session: Any) -> None:
+        """Make every ECS client ``session`` creates from now on see what the ECS agent
+        reported for the tasks this harness ran."""
+        def report(parsed: dict[str, Any], **_: Any) -> None:
+            for task in parsed.get("tasks", []):
+                ended = self.ended.get(task["taskArn"])
+                if ended is None:
+                    continue
+                code, exit_code, reason = ended
+                task.update(stopCode=code, stoppedReason=reason, lastStatus="STOPPED")
+                for container in task.get("containers", []):
+                    if container.get("name") == self.container["name"] and exit_code is not None:
+                        container["exitCode"] = exit_code
+
+        session.events.register("after-call.ecs.DescribeTasks", report)
+
+    def _mapped(self, value: str) -> str:
+        return self.renames.get(value, value)
+
+    def _environment(self, overrides: Mapping[str, Any]) -> dict[str, str] | str:
+        """The container's environment, or why ECS could not start it."""
+        env = {e["name"]: self._mapped(e["value"]) for e in self.container["environment"]}
+        secrets = self.session.client("secretsmanager", endpoint_url=self.endpoint)
+        for secret in self.container.get("secrets", []):
+            try:
+                env[secret["name"]] = secrets.get_secret_value(
+                    SecretId=self._mapped(secret["valueFrom"]))["SecretString"]
+            except secrets.exceptions.ResourceNotFoundException as exc:
+                return ("ResourceInitializationError: unable to pull secrets or registry auth:"
+                        f" execution resource retrieval failed: unable to retrieve secret from "
+                        f"asm: service call has been retried 1 time(s): {exc}")
+        env.update({e["name"]: e["value"] for e in overrides.get("environment", [])})
+        python, pythonpath = runner_python()
+        env.update({
+            "PATH": os.pathsep.join([*self.extra_path, str(Path(python).parent), "/usr/bin",
+                                     "/bin"]),
+            "PYTHONPATH": pythonpath, "PYTHON": python,
+            # The task role's credentials, as the ECS agent's endpoint would give them.
+            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": env.get(
+                "AWS_REGION", "us-east-1"),
+        })
+        return env
+
+    def _volumes(self, task_id: str) -> dict[str, Path]:
+        """One fresh directory per mount point, seeded as Docker seeds a volume from the
+        image: the work space (with its home) belongs to the runner's user."""
+        uid, gid = (int(x) for x in self.container["user"].split(":"))
+        made = {}
+        for mount in self.container["mountPoints"]:
+            host = self.root / task_id / mount["sourceVolume"]
+            host.mkdir(parents=True)
+            if mount["containerPath"] == "/workspace":
+                (host / "home").mkdir()
+                for path in (host, host / "home"):
+                    os.chown(path, uid, gid)
+            if mount["containerPath"] == "/tmp":
+                host.chmod(0o1777)
+            made[mount["containerPath"]] = host
+        return made
+
+    def run(self, task_arn: str, *, timeout: float = 180) -> ContainerExit:
+        """Start the container of ``task_arn`` and wait for it; its output goes to the
+        task's log stream, then the task is stopped in ECS."""
+        ecs = self.session.client("ecs", endpoint_url=self.endpoint)
+        cluster = self.stack.cluster_arn
+        [task] = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])["tasks"]
+        [overrides] = [o for o in task["overrides"]["containerOverrides"]
+                       if o["name"] == self.container["name"]]
+        env = self._environment(overrides)
+        if isinstance(env, str):
+            ecs.stop_task(cluster=cluster, task=task_arn, reason=env[:255])
+            self.ended[task_arn] = ("TaskFailedToStart", None, env[:255])
+            return ContainerExit(exit_code=None, start_error=env, output="")
+        command = overrides.get("command") or self.container.get("command")
+        assert command, "neither the override nor the definition gives a command"
+        if command[0] == "python":  # the image's python: here the one uid 1000 may run
+            command = [env["PYTHON"], *command[1:]]
+        ecs_id = task_arn.rsplit("/", 1)[-1]
+        volumes = self._volumes(ecs_id)
+        argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--proc", "/proc", "--dev",
+                "/dev", *_mirror(sorted([*volumes, *self.image_paths.values()]))]
+        for inside, host in volumes.items():
+            argv += ["--bind", str(host), inside]
+        for host_path, inside in self.image_paths.items():
+            argv += ["--ro-bind", host_path, inside]
+        argv += ["--remount-ro", "/", "--chdir", "/workspace", "--",
+                 "setpriv", f"--reuid={self.container['user'].split(':')[0]}",
+                 f"--regid={self.container['user'].split(':')[1]}", "--clear-groups",
+                 *command]
+        done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, errors="replace", timeout=timeout)
+        self._awslogs(ecs_id, done.stdout)
+        reason = "Essential container in task exited"
+        ecs.stop_task(cluster=cluster, task=task_arn, reason=reason)
+        self.ended[task_arn] = ("EssentialContainerExited", done.returncode, reason)
+        shutil.rmtree(self.root / ecs_id, ignore_errors=True)
+        return ContainerExit(exit_code=done.returncode, start_error=None, output=done.stdout)
+
+    def _awslogs(self, ecs_id: str, output: str) -> None:
+        options = self.container["logConfiguration"]["options"]
+        group = self._mapped(options["awslogs-group"])
+        stream = f"{options['awslogs-stream-prefix']}/{self.container['name']}/{ecs_id}"
+        logs = self.session.client("logs", endpoint_url=self.endpoint)
+        logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        now = int(time.time() * 1000)
+        events = [{"timestamp": now + i, "message": line}
+                  for i, line in enumerate(output.splitlines()) if line]
+        for start in range(0, len(events), 1000):
+            logs.put_log_events(logGroupName=group, logStreamName=stream,
+                                logEvents=events[start:start + 1000])

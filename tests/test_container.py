@@ -1,0 +1,161 @@
+"""The container contract: tasks the library starts on ECS, run as ECS would start them
+from the planned task definition (:mod:`ecs_harness`: bubblewrap, moto's server)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from ecs_harness import EcsHarness
+from fake_anthropic import PLANTED_KEY, FakeAnthropic, Reply
+from git_server import GitServer
+from plan_helpers import PlanFor
+
+from rclaude_infra import Deployment, StackOutputs, TaskSpec, TaskStatus
+
+GIT_TOKEN = "ghp_PLANTEDcontainerGit0123456789abcdefAB"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("bwrap") is None or os.geteuid() != 0,
+    reason="needs bubblewrap (apt-get install bubblewrap; .ci/run installs it) and root, to "
+    "start the container as its user")
+
+
+def _stack_with_key(aws: Any, stack: StackOutputs, value: str | None) -> StackOutputs:
+    """The deployment's credential secret, as `up` makes it (with no value: as a stack
+    deployed without the key would have it)."""
+    secrets = aws.client("secretsmanager")
+    import uuid
+
+    # moto's server lives for the session: a fresh name per stack, as up's name_prefix gives.
+    fields: dict[str, Any] = {"Name": f"rclaude/dev/anthropic-api-key-{uuid.uuid4().hex[:8]}"}
+    if value is not None:
+        fields["SecretString"] = value
+    arn = secrets.create_secret(**fields)["ARN"]
+    return attrs.evolve(stack, secret_arn=arn)
+
+
+@pytest.fixture(name="ecs")
+def _ecs(aws: Any, stack: StackOutputs, plan_for: PlanFor, moto_endpoint: str,
+         tmp_path: Path) -> tuple[Deployment, EcsHarness]:
+    deployed = _stack_with_key(aws, stack, PLANTED_KEY)
+    harness = EcsHarness(plan_for(), deployed, aws, root=tmp_path / "volumes",
+                         endpoint=moto_endpoint)
+    harness.watch(aws)
+    return Deployment.from_outputs("dev", deployed, session=aws), harness
+
+
+def started(aws: Any, stack: StackOutputs, task_id: str) -> str:
+    [arn] = aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
+                                         startedBy=task_id)["taskArns"]
+    return str(arn)
+
+
+def test_a_task_runs_as_its_user_under_a_read_only_root(
+        ecs: tuple[Deployment, EcsHarness], aws: Any, stack: StackOutputs,
+        tmp_path: Path) -> None:
+    d, harness = ecs
+    task = d.run_task(TaskSpec(command=(
+        "id -u; touch /opt/x 2>/dev/null || echo the root is read-only;"
+        " touch /workspace/ok && echo the work space is writable; echo home=$HOME;"
+        " echo made > $RCLAUDE_ARTIFACTS/made.txt")))
+    ran = harness.run(started(aws, stack, task.task_id))
+    assert ran.exit_code == 0, ran.output
+    state = task.wait(timeout=30)
+    assert state.status is TaskStatus.SUCCEEDED and state.exit_code == 0
+    lines = [line.text for line in task.logs()]  # through CloudWatch Logs, as the user reads
+    assert "1000" in lines
+    assert "the root is read-only" in lines and "the work space is writable" in lines
+    assert "home=/workspace/home" in lines
+    result = task.result()
+    assert result.status == "succeeded"
+    files = {p.name for p in result.download(tmp_path / "out")}
+    assert {"made.txt", "log.jsonl", "result.json"} <= files
+
+
+def test_the_agent_works_in_the_container_signed_in_from_the_secret(
+        ecs: tuple[Deployment, EcsHarness], aws: Any, stack: StackOutputs, claude_bin: Path,
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real Claude Code, as uid 1000 (bypassPermissions), its key from Secrets
+    Manager through the task definition's ``secrets``, its config in the work space."""
+    d, harness = ecs
+    harness.image_paths = {str(claude_bin.parents[1]): "/opt/claude"}
+    harness.extra_path = ("/opt/claude/node_modules/.bin",)
+    # The repository is private, on a git host that wants a token (loopback): the token
+    # travels as a per-task secret and reaches git through the credential helper.
+    work = tmp_path / "seed"
+    work.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    (work / "app.py").write_text("def add(a, b):\n    return a - b\n")
+    for args in (["init", "--quiet", "--initial-branch", "main"], ["add", "."],
+                 ["commit", "--quiet", "-m", "first"]):
+        subprocess.run(["git", *args], cwd=work, env=env, check=True)
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(work),
+                    str(tmp_path / "served" / "app.git")], check=True)
+    monkeypatch.setenv("GIT_TOKEN", GIT_TOKEN)
+    with FakeAnthropic([
+        Reply.call("Read", {"file_path": "{cwd}/app.py"}),
+        Reply.call("Edit", {"file_path": "{cwd}/app.py", "old_string": "a - b",
+                            "new_string": "a + b"}),
+        Reply.say("Fixed."),
+    ]) as fake, GitServer(tmp_path / "served", GIT_TOKEN) as git:
+        # The one change to the planned container: the model's API is the scripted fake.
+        harness.container = {**harness.container, "environment": [
+            *harness.container["environment"],
+            {"name": "ANTHROPIC_BASE_URL", "value": fake.url},
+            {"name": "CLAUDE_CODE_MAX_RETRIES", "value": "0"}]}
+        task = d.run_task(TaskSpec(prompt="Fix add()", repo=f"{git.url}/app.git",
+                                   secrets=["GIT_TOKEN"], git_token_secret="GIT_TOKEN"))
+        monkeypatch.delenv("GIT_TOKEN")
+        ran = harness.run(started(aws, stack, task.task_id))
+        assert ran.exit_code == 0, ran.output
+    assert fake.turns[0].headers.get("x-api-key") == PLANTED_KEY
+    state = task.wait(timeout=30)
+    assert state.status is TaskStatus.SUCCEEDED, state.reason
+    agent = task.agent
+    assert agent is not None and agent.permission_mode == "bypassPermissions"
+    assert agent.text == "Fixed."
+    out = task.result().download(tmp_path / "out")
+    diff = next(p for p in out if p.name == "diff.patch").read_text()
+    assert "+    return a + b" in diff
+    for path in out:
+        text = path.read_text(errors="replace")
+        assert PLANTED_KEY not in text and GIT_TOKEN not in text, path
+
+
+def test_per_task_secrets_reach_the_container(
+        ecs: tuple[Deployment, EcsHarness], aws: Any, stack: StackOutputs,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    d, harness = ecs
+    monkeypatch.setenv("DEPLOY_TOKEN", "tok-PLANTED-container-0099")
+    task = d.run_task(TaskSpec(
+        command='test "$DEPLOY_TOKEN" = "$(printf tok-PLANTED-container-00)99" && echo has-it',
+        secrets=["DEPLOY_TOKEN"]))
+    monkeypatch.delenv("DEPLOY_TOKEN")
+    ran = harness.run(started(aws, stack, task.task_id))
+    assert ran.exit_code == 0, ran.output
+    assert "has-it" in [line.text for line in task.logs()]
+    assert "tok-PLANTED-container-0099" not in json.dumps(task.result().data)
+
+
+def test_a_key_secret_without_a_value_fails_the_start_as_ecs_does(
+        aws: Any, stack: StackOutputs, plan_for: PlanFor, moto_endpoint: str,
+        tmp_path: Path) -> None:
+    """Why up() refuses without the key: every task of such a stack fails to start."""
+    deployed = _stack_with_key(aws, stack, None)
+    harness = EcsHarness(plan_for(), deployed, aws, root=tmp_path / "v", endpoint=moto_endpoint)
+    harness.watch(aws)
+    d = Deployment.from_outputs("dev", deployed, session=aws)
+    task = d.run_task(TaskSpec(command="true"))
+    ran = harness.run(started(aws, stack, task.task_id))
+    assert ran.start_error is not None and "ResourceInitializationError" in ran.start_error
+    state = task.wait(timeout=30)
+    assert state.status is TaskStatus.FAILED
+    assert state.reason is not None and "ResourceInitializationError" in state.reason
