@@ -48,6 +48,7 @@ from .tasks.layout import (
     DIFF_FILE,
     LOG_FILE,
     OUTPUT_FILES,
+    PREEMPTED_EXIT,
     RESULT_FILE,
     SETTINGS_FILE,
     SPEC_FILE,
@@ -58,6 +59,8 @@ from .tasks.layout import (
 
 #: Exit code of a command stopped for its timeout (as coreutils' ``timeout`` uses).
 TIMEOUT_EXIT = 124
+#: Where the instance's spot watcher leaves the two-minute notice (a read-only volume).
+SPOT_NOTICE_ENV = "RCLAUDE_SPOT_NOTICE"
 _KILL_GRACE_SECONDS = 10
 
 
@@ -227,8 +230,11 @@ def run(task_dir: Path) -> int:
     result: dict[str, Any] = {"started_at": started.isoformat(), "attempt": 1}
 
     def on_signal(signum: int, _frame: object) -> None:
-        # ECS stops a task (and drains a spot instance) with SIGTERM; so does stop().
-        threading.Thread(target=stopper.stop, args=("stopped",), daemon=True).start()
+        # ECS stops a task with SIGTERM; so do stop() and, on a spot interruption notice,
+        # the instance's watcher, which leaves the notice first.
+        notice = os.environ.get(SPOT_NOTICE_ENV)
+        why = "preempted" if notice and os.path.exists(notice) else "stopped"
+        threading.Thread(target=stopper.stop, args=(why,), daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -305,6 +311,10 @@ def run(task_dir: Path) -> int:
         if stopper.reason == "timeout":
             status, exit_code = "timeout", TIMEOUT_EXIT
             result["reason"] = f"timed out after {result['timeout']}s"
+        elif stopper.reason == "preempted":
+            status, exit_code = "preempted", PREEMPTED_EXIT
+            result["reason"] = ("spot interruption notice: the instance is reclaimed; the "
+                                "runner stopped the command and kept its work")
         elif stopper.reason == "stopped":
             status = "stopped"
             asked = task_dir / STOP_REASON_FILE

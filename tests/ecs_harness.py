@@ -50,12 +50,60 @@ from rclaude_infra import Plan, StackOutputs
 _SKIP = {"proc", "dev", "sys", "lost+found", "old_root", ".dockerenv"}
 
 
+class Container:
+    """A started container: signal its main process (as ``docker kill`` would, through the
+    init process), wait for it."""
+
+    def __init__(self, harness: EcsHarness, task_arn: str,
+                 process: subprocess.Popen[str] | None, start_error: str | None = None) -> None:
+        self._harness = harness
+        self._task_arn = task_arn
+        self._process = process
+        self._start_error = start_error
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the container's command (bwrap's child)."""
+        import psutil
+
+        assert self._process is not None
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            children = psutil.Process(self._process.pid).children()
+            if children:
+                children[0].send_signal(signum)
+                return
+            time.sleep(0.05)
+        raise AssertionError("the container's command did not start")
+
+    def wait(self, timeout: float = 180) -> ContainerExit:
+        if self._process is None:
+            return ContainerExit(exit_code=None, start_error=self._start_error, output="")
+        output, _ = self._process.communicate(timeout=timeout)
+        self._harness._exited(self._task_arn, self._process.returncode, output)
+        return ContainerExit(exit_code=self._process.returncode, start_error=None,
+                             output=output)
+
+
 @attrs.frozen
 class ContainerExit:
     exit_code: int | None
     #: Why ECS did not start the container, when it did not.
     start_error: str | None
     output: str
+
+
+def with_credential_secret(session: Any, stack: StackOutputs,
+                           value: str | None) -> StackOutputs:
+    """``stack`` with the deployment's credential secret, as ``up`` makes it; without a
+    value, as a stack deployed without the key would have it."""
+    import uuid
+
+    # moto's server lives for the session: a fresh name per stack, as up's name_prefix gives.
+    fields: dict[str, Any] = {"Name": f"rclaude/dev/anthropic-api-key-{uuid.uuid4().hex[:8]}"}
+    if value is not None:
+        fields["SecretString"] = value
+    arn = session.client("secretsmanager").create_secret(**fields)["ARN"]
+    return attrs.evolve(stack, secret_arn=arn)
 
 
 def runner_python() -> tuple[str, str]:
@@ -118,6 +166,10 @@ class EcsHarness:
                         if plan.outputs.get(name) and getattr(stack, name)}
         [definition] = plan.by_type("aws:ecs:TaskDefinition")
         [self.container] = json.loads(definition.inputs["containerDefinitions"])
+        self.volumes = {v["name"]: v for v in definition.inputs.get("volumes", [])}
+        #: This machine's stand-in for the instance's host paths (a ``hostPath`` volume):
+        #: a test writes there what the instance would (the spot notice).
+        self.host = root / "host"
         #: task ARN -> (stop code, exit code, reason) as the ECS agent would report them.
         self.ended: dict[str, tuple[str, int | None, str]] = {}
 
@@ -165,12 +217,19 @@ class EcsHarness:
         })
         return env
 
-    def _volumes(self, task_id: str) -> dict[str, Path]:
-        """One fresh directory per mount point, seeded as Docker seeds a volume from the
-        image: the work space (with its home) belongs to the runner's user."""
+    def _volumes(self, task_id: str) -> dict[str, tuple[Path, bool]]:
+        """One fresh directory per task-scoped volume, seeded as Docker seeds a volume from
+        the image (the work space and its home belong to the runner's user); a host path
+        volume is :attr:`host`'s directory. Each with whether it is mounted read-only."""
         uid, gid = (int(x) for x in self.container["user"].split(":"))
         made = {}
         for mount in self.container["mountPoints"]:
+            volume = self.volumes.get(mount["sourceVolume"], {})
+            if volume.get("hostPath"):
+                host = self.host / volume["hostPath"].strip("/")
+                host.mkdir(parents=True, exist_ok=True)
+                made[mount["containerPath"]] = (host, bool(mount.get("readOnly")))
+                continue
             host = self.root / task_id / mount["sourceVolume"]
             host.mkdir(parents=True)
             if mount["containerPath"] == "/workspace":
@@ -179,12 +238,16 @@ class EcsHarness:
                     os.chown(path, uid, gid)
             if mount["containerPath"] == "/tmp":
                 host.chmod(0o1777)
-            made[mount["containerPath"]] = host
+            made[mount["containerPath"]] = (host, bool(mount.get("readOnly")))
         return made
 
     def run(self, task_arn: str, *, timeout: float = 180) -> ContainerExit:
-        """Start the container of ``task_arn`` and wait for it; its output goes to the
-        task's log stream, then the task is stopped in ECS."""
+        """Start the container of ``task_arn`` and wait for it (see :meth:`start`)."""
+        return self.start(task_arn).wait(timeout)
+
+    def start(self, task_arn: str) -> Container:
+        """Start the container of ``task_arn``; its output goes to the task's log stream
+        when it exits, then the task is stopped in ECS."""
         ecs = self.session.client("ecs", endpoint_url=self.endpoint)
         cluster = self.stack.cluster_arn
         [task] = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])["tasks"]
@@ -194,31 +257,35 @@ class EcsHarness:
         if isinstance(env, str):
             ecs.stop_task(cluster=cluster, task=task_arn, reason=env[:255])
             self.ended[task_arn] = ("TaskFailedToStart", None, env[:255])
-            return ContainerExit(exit_code=None, start_error=env, output="")
+            return Container(self, task_arn, None, start_error=env)
         command = overrides.get("command") or self.container.get("command")
         assert command, "neither the override nor the definition gives a command"
         if command[0] == "python":  # the image's python: here the one uid 1000 may run
             command = [env["PYTHON"], *command[1:]]
         ecs_id = task_arn.rsplit("/", 1)[-1]
         volumes = self._volumes(ecs_id)
-        argv = ["bwrap", "--die-with-parent", "--unshare-pid", "--proc", "/proc", "--dev",
-                "/dev", *_mirror(sorted([*volumes, *self.image_paths.values()]))]
-        for inside, host in volumes.items():
-            argv += ["--bind", str(host), inside]
+        argv = ["bwrap", "--die-with-parent", "--proc", "/proc", "--dev", "/dev",
+                *_mirror(sorted([*volumes, *self.image_paths.values()]))]
+        for inside, (host, read_only) in volumes.items():
+            argv += ["--ro-bind" if read_only else "--bind", str(host), inside]
         for host_path, inside in self.image_paths.items():
             argv += ["--ro-bind", host_path, inside]
+        user, group = self.container["user"].split(":")
         argv += ["--remount-ro", "/", "--chdir", "/workspace", "--",
-                 "setpriv", f"--reuid={self.container['user'].split(':')[0]}",
-                 f"--regid={self.container['user'].split(':')[1]}", "--clear-groups",
+                 "setpriv", f"--reuid={user}", f"--regid={group}", "--clear-groups",
                  *command]
-        done = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, errors="replace", timeout=timeout)
-        self._awslogs(ecs_id, done.stdout)
+        process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, errors="replace")
+        return Container(self, task_arn, process)
+
+    def _exited(self, task_arn: str, exit_code: int, output: str) -> None:
+        ecs_id = task_arn.rsplit("/", 1)[-1]
+        self._awslogs(ecs_id, output)
         reason = "Essential container in task exited"
-        ecs.stop_task(cluster=cluster, task=task_arn, reason=reason)
-        self.ended[task_arn] = ("EssentialContainerExited", done.returncode, reason)
+        ecs = self.session.client("ecs", endpoint_url=self.endpoint)
+        ecs.stop_task(cluster=self.stack.cluster_arn, task=task_arn, reason=reason)
+        self.ended[task_arn] = ("EssentialContainerExited", exit_code, reason)
         shutil.rmtree(self.root / ecs_id, ignore_errors=True)
-        return ContainerExit(exit_code=done.returncode, start_error=None, output=done.stdout)
 
     def _awslogs(self, ecs_id: str, output: str) -> None:
         options = self.container["logConfiguration"]["options"]

@@ -10,9 +10,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import attrs
 import pytest
-from ecs_harness import EcsHarness
+from ecs_harness import EcsHarness, with_credential_secret
 from fake_anthropic import PLANTED_KEY, FakeAnthropic, Reply
 from git_server import GitServer
 from plan_helpers import PlanFor
@@ -27,24 +26,10 @@ pytestmark = pytest.mark.skipif(
     "start the container as its user")
 
 
-def _stack_with_key(aws: Any, stack: StackOutputs, value: str | None) -> StackOutputs:
-    """The deployment's credential secret, as `up` makes it (with no value: as a stack
-    deployed without the key would have it)."""
-    secrets = aws.client("secretsmanager")
-    import uuid
-
-    # moto's server lives for the session: a fresh name per stack, as up's name_prefix gives.
-    fields: dict[str, Any] = {"Name": f"rclaude/dev/anthropic-api-key-{uuid.uuid4().hex[:8]}"}
-    if value is not None:
-        fields["SecretString"] = value
-    arn = secrets.create_secret(**fields)["ARN"]
-    return attrs.evolve(stack, secret_arn=arn)
-
-
 @pytest.fixture(name="ecs")
 def _ecs(aws: Any, stack: StackOutputs, plan_for: PlanFor, moto_endpoint: str,
          tmp_path: Path) -> tuple[Deployment, EcsHarness]:
-    deployed = _stack_with_key(aws, stack, PLANTED_KEY)
+    deployed = with_credential_secret(aws, stack, PLANTED_KEY)
     harness = EcsHarness(plan_for(), deployed, aws, root=tmp_path / "volumes",
                          endpoint=moto_endpoint)
     harness.watch(aws)
@@ -149,7 +134,7 @@ def test_a_key_secret_without_a_value_fails_the_start_as_ecs_does(
         aws: Any, stack: StackOutputs, plan_for: PlanFor, moto_endpoint: str,
         tmp_path: Path) -> None:
     """Why up() refuses without the key: every task of such a stack fails to start."""
-    deployed = _stack_with_key(aws, stack, None)
+    deployed = with_credential_secret(aws, stack, None)
     harness = EcsHarness(plan_for(), deployed, aws, root=tmp_path / "v", endpoint=moto_endpoint)
     harness.watch(aws)
     d = Deployment.from_outputs("dev", deployed, session=aws)

@@ -28,7 +28,7 @@ from ..errors import EngineError, ExecError, PriceNotFoundError
 from ..outputs import StackOutputs
 from ..prices import PriceBook
 from ..status import InstanceInfo
-from ..tasks.layout import RESULT_FILE, SPEC_FILE
+from ..tasks.layout import PREEMPTED_EXIT, RESULT_FILE, SPEC_FILE
 from ..tasks.model import (
     LogLine,
     Task,
@@ -325,6 +325,11 @@ class EcsProvider:
             stop = s3_tasks.read_json(self.s3, self._bucket, task_id, STOP_FILE)
             if stop is not None:
                 state = attrs.evolve(state, status=TaskStatus.STOPPED, reason=stop["reason"])
+        if state.status is TaskStatus.FAILED and state.exit_code == PREEMPTED_EXIT:
+            # The runner's own exit on a spot notice; its result confirms it.
+            result = s3_tasks.read_json(self.s3, self._bucket, task_id, RESULT_FILE)
+            if result is not None and result.get("status") == "preempted":
+                state = attrs.evolve(state, status=TaskStatus.PREEMPTED, reason=result["reason"])
         if state.status is TaskStatus.PREEMPTED and self._retries_left(task_id, state):
             state = attrs.evolve(state, reason=f"{state.reason}; it is submitted again (attempt "
                                  f"{state.attempt + 1}) by wait() or Deployment.reconcile()")

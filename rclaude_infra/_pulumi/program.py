@@ -113,8 +113,15 @@ def bedrock_statements(partition: str, region: str, account_id: str,
     return statements
 
 
-def _user_data(cluster_name: str) -> str:
-    script = "\n".join([
+#: The spot watcher (``runner/spot-watcher.sh``) on each instance, and where it leaves the
+#: notice: a host directory the runner's container reads (read-only) as ``SPOT_NOTICE_DIR``.
+SPOT_WATCHER = Path(__file__).resolve().parent / "runner" / "spot-watcher.sh"
+HOST_NOTICE_DIR = "/var/run/rclaude"
+SPOT_NOTICE_DIR = "/run/rclaude"
+
+
+def _user_data(cluster_name: str, family: str, spot: bool) -> str:
+    lines = [
         "#!/bin/bash",
         "cat >> /etc/ecs/ecs.config <<'EOF'",
         f"ECS_CLUSTER={cluster_name}",
@@ -123,9 +130,30 @@ def _user_data(cluster_name: str) -> str:
         "ECS_IMAGE_PULL_BEHAVIOR=prefer-cached",
         "ECS_CONTAINER_STOP_TIMEOUT=60s",
         "EOF",
-        "",
-    ])
-    return base64.b64encode(script.encode()).decode()
+    ]
+    if spot:
+        # RunTask tasks die with a reclaimed host: the watcher stops them gracefully on the
+        # two-minute notice, so they upload their work first.
+        lines += [
+            f"mkdir -p {HOST_NOTICE_DIR}",
+            "cat > /usr/local/bin/rclaude-spot-watcher <<'WATCHER'",
+            SPOT_WATCHER.read_text().rstrip("\n"),
+            "WATCHER",
+            "chmod 755 /usr/local/bin/rclaude-spot-watcher",
+            "cat > /etc/systemd/system/rclaude-spot-watcher.service <<'UNIT'",
+            "[Unit]",
+            "Description=rclaude: stop runner tasks gracefully on a spot interruption notice",
+            "After=docker.service ecs.service",
+            "[Service]",
+            f"ExecStart=/usr/local/bin/rclaude-spot-watcher {family}",
+            "Restart=on-failure",
+            "[Install]",
+            "WantedBy=multi-user.target",
+            "UNIT",
+            "systemctl daemon-reload",
+            "systemctl enable --now --no-block rclaude-spot-watcher.service",
+        ]
+    return base64.b64encode(("\n".join(lines) + "\n").encode()).decode()
 
 
 class RclaudeStack(pulumi.ComponentResource):
@@ -475,7 +503,8 @@ class RclaudeStack(pulumi.ComponentResource):
                 security_groups=[self.security_group.id],
             )] if public_ip else None,
             vpc_security_group_ids=None if public_ip else [self.security_group.id],
-            user_data=self.cluster.name.apply(_user_data),
+            user_data=self.cluster.name.apply(
+                lambda cluster: _user_data(cluster, f"{self._prefix}-runner", cfg.spot)),
             tag_specifications=[
                 aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=self.tags)
                 for kind in ("instance", "volume", "network-interface")
@@ -742,12 +771,15 @@ class RclaudeStack(pulumi.ComponentResource):
                     {"name": "RCLAUDE_DEPLOYMENT", "value": self._name},
                     {"name": "AWS_REGION", "value": cfg.region},
                     {"name": "HOME", "value": "/workspace/home"},
+                    {"name": "RCLAUDE_SPOT_NOTICE", "value": f"{SPOT_NOTICE_DIR}/spot-notice"},
                     *agent_env,
                 ],
                 "secrets": secrets,
                 "mountPoints": [
-                    {"sourceVolume": volume, "containerPath": path}
-                    for volume, path in WRITABLE_VOLUMES.items()
+                    *({"sourceVolume": volume, "containerPath": path}
+                      for volume, path in WRITABLE_VOLUMES.items()),
+                    {"sourceVolume": "spot-notice", "containerPath": SPOT_NOTICE_DIR,
+                     "readOnly": True},
                 ],
                 # ECS Exec needs an init process in the container.
                 "linuxParameters": {"initProcessEnabled": True},
@@ -787,7 +819,8 @@ class RclaudeStack(pulumi.ComponentResource):
                     ),
                 )
                 for volume in WRITABLE_VOLUMES
-            ],
+            ] + [aws.ecs.TaskDefinitionVolumeArgs(name="spot-notice",
+                                                  host_path=HOST_NOTICE_DIR)],
             container_definitions=pulumi.Output.all(
                 image_uri, self.bucket.bucket, self.log_group.name, self._secret_arn()
             ).apply(containers),

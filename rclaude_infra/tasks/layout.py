@@ -25,3 +25,6 @@ SETTINGS_FILE = "task-settings.json"
 STOP_REASON_FILE = "stop_reason"
 #: The files a finished task leaves for its user, besides artifacts and the result.
 OUTPUT_FILES: tuple[str, ...] = (LOG_FILE, TRANSCRIPT_FILE, STDERR_FILE, DIFF_FILE)
+#: The runner's exit code when a spot interruption notice stopped it (EX_TEMPFAIL: try
+#: again); its result then says ``preempted``, which the ECS provider reads to be sure.
+PREEMPTED_EXIT = 75

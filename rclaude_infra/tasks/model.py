@@ -99,7 +99,8 @@ class LogLine:
         return self.text
 
 
-_RESULT_STATUS = {"succeeded": TaskStatus.SUCCEEDED, "stopped": TaskStatus.STOPPED}
+_RESULT_STATUS = {"succeeded": TaskStatus.SUCCEEDED, "stopped": TaskStatus.STOPPED,
+                  "preempted": TaskStatus.PREEMPTED}
 
 
 def state_from_result(result: Mapping[str, Any], attempt: int | None = None) -> TaskState:

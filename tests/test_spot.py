@@ -1,0 +1,174 @@
+"""Spot interruptions: the instance's watcher acts on the two-minute notice, the runner
+stops gracefully and says PREEMPTED, the provider knows it and submits the task again.
+
+Facts (shared/reference/ecs-runtime-facts.md, AWS "Spot Instance interruption notices" and
+"Spot Instance draining"): the notice is IMDS's ``spot/instance-action`` (404 until then,
+then ``{"action": "terminate", "time": ...}``), readable only from the instance (IMDSv2,
+hop limit 1); RunTask tasks are not drained and die with the host.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ecs_harness import EcsHarness, with_credential_secret
+from plan_helpers import PlanFor
+
+from rclaude_infra import Deployment, StackOutputs, TaskSpec, TaskStatus
+from rclaude_infra._pulumi.program import SPOT_WATCHER
+
+NOTICE = {"action": "terminate", "time": "2026-11-30T12:00:00Z"}
+
+
+class FakeImds:
+    """IMDSv2 on loopback: a token for PUT /latest/api/token; the spot action 404 until
+    ``notice`` is set, as EC2 answers."""
+
+    def __init__(self) -> None:
+        self.notice: dict[str, str] | None = None
+        self.tokens_checked = 0
+        imds = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_PUT(self) -> None:
+                assert self.path == "/latest/api/token"
+                assert self.headers["X-aws-ec2-metadata-token-ttl-seconds"]
+                self._send(200, b"TOKEN123")
+
+            def do_GET(self) -> None:
+                if self.headers.get("X-aws-ec2-metadata-token") != "TOKEN123":
+                    self._send(401, b"")
+                    return
+                imds.tokens_checked += 1
+                if self.path == "/latest/meta-data/spot/instance-action" and imds.notice:
+                    self._send(200, json.dumps(imds.notice).encode())
+                else:
+                    self._send(404, b"Not Found")
+
+            def _send(self, status: int, body: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_the_watcher_leaves_the_notice_and_stops_the_runner_containers(tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "docker-calls"
+    docker = bin_dir / "docker"
+    docker.write_text(f"""#!/bin/sh
+echo "$@" >> {calls}
+if [ "$1" = ps ]; then printf 'c0ffee01\\nc0ffee02\\n'; fi
+""")
+    docker.chmod(0o755)
+    imds = FakeImds()
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "IMDS": imds.url,
+           "NOTICE_DIR": str(tmp_path / "notice"), "INTERVAL": "0.1"}
+    watcher = subprocess.Popen(["sh", str(SPOT_WATCHER), "rclaude-dev-runner"], env=env)
+    try:
+        threading.Timer(0.5, lambda: setattr(imds, "notice", NOTICE)).start()
+        assert watcher.wait(timeout=30) == 0
+    finally:
+        watcher.kill()
+        imds.server.shutdown()
+    assert imds.tokens_checked >= 2  # it looked before the notice came
+    assert json.loads((tmp_path / "notice" / "spot-notice").read_text()) == NOTICE
+    ps, kill = calls.read_text().splitlines()
+    assert ps == ("ps -q --filter label=com.amazonaws.ecs.task-definition-family="
+                  "rclaude-dev-runner --filter label=com.amazonaws.ecs.container-name=runner")
+    assert kill == "kill --signal=SIGTERM c0ffee01 c0ffee02"
+
+
+def test_spot_instances_run_the_watcher_and_tasks_can_read_the_notice(
+        plan_for: PlanFor) -> None:
+    plan = plan_for()
+    [template] = plan.by_type("aws:ec2:LaunchTemplate")
+    script = base64.b64decode(template.inputs["userData"]).decode()
+    assert SPOT_WATCHER.read_text().strip() in script
+    assert "ExecStart=/usr/local/bin/rclaude-spot-watcher rclaude-dev-runner" in script
+    assert "systemctl enable --now --no-block rclaude-spot-watcher.service" in script
+    [definition] = plan.by_type("aws:ecs:TaskDefinition")
+    [runner] = json.loads(definition.inputs["containerDefinitions"])
+    [mount] = [m for m in runner["mountPoints"] if m["sourceVolume"] == "spot-notice"]
+    assert mount == {"sourceVolume": "spot-notice", "containerPath": "/run/rclaude",
+                     "readOnly": True}
+    assert {"name": "RCLAUDE_SPOT_NOTICE", "value": "/run/rclaude/spot-notice"} in runner[
+        "environment"]
+    on_demand = plan_for(spot=False)
+    [template] = on_demand.by_type("aws:ec2:LaunchTemplate")
+    assert "spot-watcher" not in base64.b64decode(template.inputs["userData"]).decode()
+
+
+def test_the_runner_stops_as_preempted_on_the_notice(tmp_path: Path) -> None:
+    task = tmp_path / "t-spot"
+    task.mkdir()
+    (task / "spec.json").write_text(json.dumps({"command": "echo started; sleep 60",
+                                                "task_id": "t-spot"}))
+    notice = tmp_path / "spot-notice"
+    runner = subprocess.Popen([sys.executable, "-m", "rclaude_infra.runner", "--task-dir",
+                               str(task)], env={**os.environ, "RCLAUDE_SPOT_NOTICE": str(notice)},
+                              stdout=subprocess.PIPE, text=True)
+    assert runner.stdout is not None
+    while "started" not in runner.stdout.readline():
+        pass
+    notice.write_text(json.dumps(NOTICE))
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=30) == 75
+    result = json.loads((task / "result.json").read_text())
+    assert result["status"] == "preempted" and result["exit_code"] == 75
+    assert "spot interruption notice" in result["reason"]
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None or os.geteuid() != 0,
+                    reason="needs bubblewrap and root (the container harness)")
+def test_a_task_stopped_by_the_notice_is_preempted_keeps_its_work_and_runs_again(
+        aws: Any, stack: StackOutputs, plan_for: PlanFor, moto_endpoint: str,
+        tmp_path: Path) -> None:
+    stack = with_credential_secret(aws, stack, "sk-ant-api03-spot-test")
+    harness = EcsHarness(plan_for(), stack, aws, root=tmp_path / "v", endpoint=moto_endpoint)
+    harness.watch(aws)
+    d = Deployment.from_outputs("dev", stack, session=aws)
+    spec = TaskSpec(command="echo partial > $RCLAUDE_ARTIFACTS/partial.txt; echo started; "
+                    "sleep 120", max_retries_on_preemption=1)
+    task = d.run_task(spec)
+    [arn] = aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
+                                         startedBy=spec.task_id)["taskArns"]
+    container = harness.start(arn)
+    import time
+
+    time.sleep(2)  # the command is running
+    # What the instance's watcher does on the notice: the notice, then SIGTERM.
+    (harness.host / "var/run/rclaude").mkdir(parents=True, exist_ok=True)
+    (harness.host / "var/run/rclaude/spot-notice").write_text(json.dumps(NOTICE))
+    container.signal(signal.SIGTERM)
+    ran = container.wait(timeout=60)
+    assert ran.exit_code == 75, ran.output
+    state = task.state()
+    assert state.status is TaskStatus.PREEMPTED
+    assert state.reason is not None and "spot interruption notice" in state.reason
+    out = task.result().download(tmp_path / "out")  # the work uploaded before the host went
+    assert "partial.txt" in {p.name for p in out}
+    [again] = d.reconcile()
+    assert again.state().attempt == 2
