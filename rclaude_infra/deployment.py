@@ -588,9 +588,9 @@ class Deployment:
 
     def _boto_session(self) -> Any:
         if self._aws_session is None:
-            import boto3
+            from ._aws import default_session
 
-            self._aws_session = boto3.Session(region_name=self._config.region)
+            self._aws_session = default_session(self._config.region)
         return self._aws_session
 
     @property

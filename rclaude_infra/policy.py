@@ -18,11 +18,10 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
-from ._plan import Plan
 from .config import DEPLOYMENT_TAG, DeploymentConfig
 from .errors import PolicyViolationError
 
@@ -731,7 +730,30 @@ def evaluate(
     return findings
 
 
-def check_policies(plan: Plan) -> PolicyReport:
+class ResourceLike(Protocol):
+    """What the rules read of a resource: its type token, name and inputs."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def inputs(self) -> Mapping[str, Any]: ...
+
+
+class PlanLike(Protocol):
+    """What the rules read of a plan (the rules never import ``Plan``: they sit below it)."""
+
+    @property
+    def resources(self) -> Sequence[ResourceLike]: ...
+
+    @property
+    def config(self) -> DeploymentConfig: ...
+
+
+def check_policies(plan: PlanLike) -> PolicyReport:
     """Every rule on every resource of ``plan``, with the declared waivers applied.
 
     >>> from rclaude_infra import DeploymentConfig, plan

@@ -350,18 +350,17 @@ def run(task_dir: Path) -> int:
 
 def run_from_s3(bucket: str, task_id: str, work_root: Path) -> int:
     """The container's entry: the spec from ``s3://bucket/tasks/<id>/``, the outputs back."""
-    import boto3
-
-    from ._aws import task_secrets
+    from ._aws import default_session, task_secrets
     from ._aws.s3_tasks import key, upload_outputs
 
-    s3 = boto3.client("s3")
+    session = default_session()  # in the container: the task role's credentials
+    s3 = session.client("s3")
     task_dir = work_root / task_id
     task_dir.mkdir(parents=True, exist_ok=True)
     s3.download_file(bucket, key(task_id, SPEC_FILE), str(task_dir / SPEC_FILE))
     names = json.loads((task_dir / SPEC_FILE).read_text()).get("secrets") or []
     deployment = os.environ.get("RCLAUDE_DEPLOYMENT", "")
-    secrets = boto3.client("secretsmanager") if names else None
+    secrets = session.client("secretsmanager") if names else None
     if secrets is not None:
         # The task's own secret, read with the task role; into this process's environment
         # only, which the command inherits (never a file, the log or the result).

@@ -12,3 +12,11 @@ def client_config() -> Any:
     # A pool as large as the submitting threads (Deployment.run_tasks), so no connection
     # is dropped and made again under load.
     return Config(retries={"mode": "adaptive", "max_attempts": 12}, max_pool_connections=32)
+
+
+def default_session(region: str | None = None) -> Any:
+    """A boto3 session from the environment's credential chain (profile, SSO, the task
+    role's endpoint in a container), for callers that were not given one."""
+    import boto3
+
+    return boto3.Session(region_name=region)
