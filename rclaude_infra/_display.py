@@ -125,7 +125,8 @@ def policy_renderable(report: PolicyReport) -> Group:
 
 _STATUS_STYLE = {"ok": "green", "warning": "yellow", "problem": "bold red",
                  "SUCCEEDED": "green", "RUNNING": "cyan", "PENDING": "blue",
-                 "FAILED": "bold red", "STOPPED": "yellow", "PREEMPTED": "magenta"}
+                 "FAILED": "bold red", "STOPPED": "yellow", "PREEMPTED": "magenta",
+                 "QUEUED": "cyan"}
 
 
 def _styled(value: str) -> Text:

@@ -512,6 +512,19 @@ class DeploymentConfig:
         return tuple(known[name] for name in self.instance_types)
 
     @property
+    def task_capacity(self) -> int:
+        """How many tasks of the deployment's size the group holds at most: per instance
+        what the smallest listed type leaves for tasks (its CPU units, and its memory less
+        what ECS and the OS keep), times ``max_instances``.
+
+        >>> DeploymentConfig(max_instances=4).task_capacity   # t3.medium: 2 vCPU, 1 task
+        4
+        """
+        per_instance = min(min(t.cpu_units // self.task_cpu, t.task_memory_mib // self.task_memory)
+                           for t in self.instance_specs)
+        return max(1, per_instance) * self.max_instances
+
+    @property
     def credential_env(self) -> str | None:
         """The environment variable that gives tasks their Claude credential under
         :attr:`auth` (``None`` for Bedrock, which signs with the task role).

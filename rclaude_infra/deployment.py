@@ -187,6 +187,9 @@ class Deployment:
         if not isinstance(config, DeploymentConfig):
             raise ConfigError("config", config, "a DeploymentConfig")
         self._config = config
+        #: The config is the deployed stack's (so its capacity is known), unless this
+        #: object was made from outputs alone.
+        self._config_known = True
         self._backend = _check_backend(backend)
         self._secrets_provider = _check_secrets_provider(secrets_provider)
         self._pulumi_home = pulumi_home
@@ -260,10 +263,12 @@ class Deployment:
         """
         parsed = outputs if isinstance(outputs, StackOutputs) else StackOutputs.from_mapping(
             outputs)
+        known = config is not None
         if config is None:
             config = DeploymentConfig(region=parsed.region or "us-east-1")
         deployment = cls(name, config, aws_session=session)
         deployment._outputs = parsed
+        deployment._config_known = known
         return deployment
 
     def _tasks(self) -> TaskBackend:
@@ -271,8 +276,9 @@ class Deployment:
             if self._ecs is None:
                 from ._aws.ecs import EcsProvider
 
-                self._ecs = EcsProvider(self._boto_session(), self.outputs,
-                                        deployment=self._name)
+                self._ecs = EcsProvider(
+                    self._boto_session(), self.outputs, deployment=self._name,
+                    capacity=self._config.task_capacity if self._config_known else None)
             return self._ecs
         if self._local is None:
             from .paths import rclaude_home
@@ -320,7 +326,9 @@ class Deployment:
     def run_tasks(self, specs: Iterable[TaskSpec], *, workers: int = 16) -> list[Task]:
         """Start several tasks, ``workers`` submissions at a time; handles in the same order.
 
-        Every spec is tried. When some could not start, :class:`~rclaude_infra.EngineError`
+        Every spec is tried. Beyond what the group holds (``DeploymentConfig.task_capacity``)
+        tasks wait ``QUEUED`` in S3 and start, oldest first, as others end (``wait()``,
+        :meth:`reconcile`). When some could not start, :class:`~rclaude_infra.EngineError`
         names each with why; the others run. Calling again with the same specs starts only
         the missing ones (a task id is never started twice).
         """
@@ -363,21 +371,24 @@ class Deployment:
         return self._tasks().list(limit=limit, status=status)
 
     def reconcile(self, *, limit: int | None = 100) -> list[Task]:
-        """The named step that reads never take: each of the ``limit`` newest tasks that a
-        spot interruption stopped with retries left is submitted again. Returns those
-        tasks. ``Task.wait()`` does the same for the task it waits on.
+        """The named step that reads never take: queued tasks start while the group has
+        room (oldest first), and each of the ``limit`` newest tasks that a spot
+        interruption stopped with retries left, or whose start timed out waiting for
+        capacity, is submitted again. Returns those tasks. ``Task.wait()`` does the same
+        for the task it waits on.
 
         >>> Deployment("dev", provider="local").reconcile()
         []
         """
-        from .tasks.model import TaskStatus
+        from .tasks.model import Task, TaskStatus
 
         provider = self._tasks()
-        resubmitted = []
-        for task in provider.list(limit=limit, status=TaskStatus.PREEMPTED):
-            if provider.advance(task.task_id).status is not TaskStatus.PREEMPTED:
-                resubmitted.append(task)
-        return resubmitted
+        moved = [Task(task_id, provider) for task_id in provider.pump()]
+        for status in (TaskStatus.PREEMPTED, TaskStatus.QUEUED):
+            for task in provider.list(limit=limit, status=status):
+                if provider.advance(task.task_id).status is not status:
+                    moved.append(task)
+        return moved
 
     def spend(self, since: datetime, *, prices: PriceBook | None = None) -> Spend:
         """What the deployment cost since ``since``: every task that ran in that window

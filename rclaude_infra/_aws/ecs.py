@@ -44,6 +44,9 @@ TASK_TAG = "rclaude:task-id"
 #: Written by stop(): who stopped the task and why.
 STOP_FILE = "stop.json"
 _BATCH = 100
+#: ECS's quota of tasks PROVISIONING at once in a cluster (AWS, "Deep dive on Amazon ECS
+#: cluster auto scaling"); beyond it RunTask fails.
+PROVISIONING_QUOTA = 100
 _PENDING_STATES = {"PROVISIONING", "PENDING", "ACTIVATING"}
 _RUNNING_STATES = {"RUNNING"}
 _PREEMPTION_CODES = {"SpotInterruption", "TerminationNotice"}
@@ -107,7 +110,7 @@ class EcsProvider:
     """Runs tasks on the stack described by ``outputs``, with the clients of ``session``."""
 
     def __init__(self, session: Any, outputs: StackOutputs, *, deployment: str,
-                 poll_interval: float = 2.0) -> None:
+                 poll_interval: float = 2.0, capacity: int | None = None) -> None:
         missing = [name for name in ("cluster_arn", "capacity_provider", "task_definition_arn",
                                      "container_name", "bucket", "log_group")
                    if not getattr(outputs, name)]
@@ -129,6 +132,12 @@ class EcsProvider:
         self._attempts: dict[str, list[dict[str, Any]]] = {}
         self._final: dict[str, TaskState] = {}
         self._specs: dict[str, TaskSpec] = {}
+        #: How many tasks the group holds (None: unknown, every task is started at once
+        #: and ECS keeps the rest PROVISIONING). Beyond it tasks wait QUEUED, in S3.
+        self.capacity = capacity
+        self._room_lock = threading.Lock()
+        self._flight: tuple[float, int, int] | None = None  # (when, active, provisioning)
+        self._queue_seen: tuple[float, list[str]] | None = None
         self._cleaned: set[str] = set()
         # Re-entrant: resubmitting after a preemption records the attempt under the lock.
         self._lock = threading.RLock()
@@ -158,14 +167,78 @@ class EcsProvider:
             if arn is not None:
                 self._record_attempt(spec.task_id, 1, arn)
                 return Task(spec.task_id, self)
+            if spec.task_id in self._queued_ids(fresh=True):
+                return Task(spec.task_id, self)  # queued before: it starts in its turn
         if spec.secrets:
             # From this process's environment (Deployment checked they are all there).
             task_secrets.put(self.secrets, self.deployment, spec.task_id,
                              {name: os.environ[name] for name in spec.secrets})
+        if not self._take_room():
+            s3_tasks.enqueue(self.s3, self._bucket, spec.task_id)
+            with self._room_lock:
+                self._queue_seen = None
+            return Task(spec.task_id, self)
         self._start(spec, attempt=1)
         return Task(spec.task_id, self)
 
-    def _start(self, spec: TaskSpec, *, attempt: int) -> str:
+    # -- capacity: start what the group holds, queue the rest ---------------------------
+
+    def _in_flight(self) -> tuple[int, int]:
+        """Tasks ECS runs or starts in the cluster, and how many of them wait PROVISIONING
+        (at most one look per poll interval; starts made meanwhile are counted in)."""
+        now = time.monotonic()
+        if self._flight is None or now - self._flight[0] >= self.poll_interval:
+            arns, provisioning = self._active_arns(), 0
+            for batch in _batches(arns):
+                provisioning += sum(t.get("lastStatus") == "PROVISIONING" for t in
+                                    self.ecs.describe_tasks(cluster=self.outputs.cluster_arn,
+                                                            tasks=batch)["tasks"])
+            self._flight = (now, len(arns), provisioning)
+        return self._flight[1], self._flight[2]
+
+    def _take_room(self) -> bool:
+        """Claim room for one more task: under the group's capacity and ECS's quota of
+        PROVISIONING tasks per cluster. Always room when the capacity is unknown."""
+        if self.capacity is None:
+            return True
+        with self._room_lock:
+            active, provisioning = self._in_flight()
+            if active >= self.capacity or provisioning >= PROVISIONING_QUOTA:
+                return False
+            assert self._flight is not None
+            when, _, _ = self._flight
+            self._flight = (when, active + 1, provisioning + 1)
+            return True
+
+    def _queued_ids(self, *, fresh: bool = False) -> list[str]:
+        """The queue, oldest first (one listing per poll interval)."""
+        now = time.monotonic()
+        seen = self._queue_seen
+        if fresh or seen is None or now - seen[0] >= self.poll_interval:
+            seen = (now, s3_tasks.queued(self.s3, self._bucket))
+            self._queue_seen = seen
+        return seen[1]
+
+    def pump(self) -> list[str]:
+        """Start queued tasks, oldest first, while the group has room; their ids. Taken by
+        ``wait()`` on a queued task, ``run_tasks`` and ``Deployment.reconcile()``; any
+        process holding the deployment may take it (the queue is in S3)."""
+        started: list[str] = []
+        if self.capacity is None:
+            return started
+        for task_id in self._queued_ids(fresh=True):
+            self._attempts.pop(task_id, None)  # another process may have started it
+            if not self._attempts_of(task_id):
+                if not self._take_room():
+                    break
+                self._start(self._spec(task_id), attempt=1)
+                started.append(task_id)
+            s3_tasks.dequeue(self.s3, self._bucket, task_id)
+        with self._room_lock:
+            self._queue_seen = None
+        return started
+
+    def _start(self, spec: TaskSpec, *, attempt: int, why: str = "submitted") -> str:
         from botocore.exceptions import BotoCoreError, ClientError
 
         request: dict[str, Any] = {
@@ -204,7 +277,7 @@ class EcsProvider:
             arn = response["tasks"][0]["taskArn"]
             with self._describe_lock:
                 self._described[arn] = (time.monotonic(), response["tasks"][0])
-        self._record_attempt(spec.task_id, attempt, arn)
+        self._record_attempt(spec.task_id, attempt, arn, why)
         return arn
 
     def _find_started(self, task_id: str, attempt: int) -> str | None:
@@ -217,10 +290,11 @@ class EcsProvider:
                 return str(fresh[0])
         return None
 
-    def _record_attempt(self, task_id: str, attempt: int, arn: str) -> None:
+    def _record_attempt(self, task_id: str, attempt: int, arn: str,
+                        why: str = "submitted") -> None:
         with self._lock:
             attempts = [a for a in self._attempts_of(task_id) if a["attempt"] != attempt]
-            attempts.append({"attempt": attempt, "arn": arn,
+            attempts.append({"attempt": attempt, "arn": arn, "why": why,
                              "submitted_at": dt.datetime.now(dt.UTC).isoformat()})
             self._attempts[task_id] = attempts
         s3_tasks.write_json(self.s3, self._bucket, task_id, s3_tasks.ATTEMPTS_FILE, attempts)
@@ -273,25 +347,35 @@ class EcsProvider:
         return state
 
     def advance(self, task_id: str) -> TaskState:
-        """The named step after a read: a PREEMPTED task with retries left is submitted
-        again (its next attempt, under the same task id; another process that did so
-        first is respected). Returns the state after the step. ``Task.wait()`` and
-        ``Deployment.reconcile()`` take it."""
+        """The named step after a read. A QUEUED task starts when the group has room (the
+        queue is taken oldest first); one whose start timed out waiting for capacity is
+        submitted again; a PREEMPTED task with retries left is submitted again (another
+        process that did so first is respected). Returns the state after the step.
+        ``Task.wait()`` and ``Deployment.reconcile()`` take it."""
         state = self.state(task_id)
+        if state.status is TaskStatus.QUEUED:
+            if not self._attempts_of(task_id):
+                self.pump()
+                return self.state(task_id)
+            return self._again(task_id, state, "capacity") if self._take_room() else state
         if self._retries_left(task_id, state) == 0:
             if state.status.done and task_id not in self._cleaned:
                 self._cleaned.add(task_id)
                 if self._spec(task_id).secrets:  # the runner deletes it; unless it never ran
                     task_secrets.delete(self.secrets, self.deployment, task_id)
             return state
+        return self._again(task_id, state, "preempted")
+
+    def _again(self, task_id: str, state: TaskState, why: str) -> TaskState:
+        """The task's next attempt, unless another process made it already."""
         attempt = state.attempt + 1
         with self._lock:
-            # Another process may have submitted it again already: read its record.
             self._attempts.pop(task_id, None)
             if max(a["attempt"] for a in self._attempts_of(task_id)) < attempt:
-                self._start(self._spec(task_id), attempt=attempt)
+                self._start(self._spec(task_id), attempt=attempt, why=why)
+        what = "a spot interruption" if why == "preempted" else "its start timed out"
         return TaskState(status=TaskStatus.PENDING, attempt=attempt,
-                         reason=f"submitted again after a spot interruption (attempt {attempt})")
+                         reason=f"submitted again after {what} (attempt {attempt})")
 
     def _spec(self, task_id: str) -> TaskSpec:
         if task_id not in self._specs:
@@ -302,9 +386,19 @@ class EcsProvider:
     def _retries_left(self, task_id: str, state: TaskState) -> int:
         if state.status is not TaskStatus.PREEMPTED:
             return 0
-        return max(0, self._spec(task_id).max_retries_on_preemption + 1 - state.attempt)
+        # Records from before attempts said why: every later attempt was a preemption's.
+        used = sum(1 for a in self._attempts_of(task_id)
+                   if a.get("why", "preempted" if a["attempt"] > 1 else "") == "preempted")
+        return max(0, self._spec(task_id).max_retries_on_preemption - used)
 
     def _current_state(self, task_id: str) -> TaskState:
+        if not self._attempts_of(task_id):
+            self._attempts.pop(task_id, None)  # started by another process meanwhile?
+            if not self._attempts_of(task_id) and task_id in self._queued_ids():
+                return TaskState(status=TaskStatus.QUEUED, reason=(
+                    f"waiting for room: the group holds {self.capacity} tasks of this size "
+                    "and all are taken; it starts when one ends (wait() or reconcile() "
+                    "start it)"))
         latest = self._latest(task_id)
         described = self._describe(latest["arn"])
         container = self.outputs.container_name or "runner"
@@ -316,6 +410,16 @@ class EcsProvider:
                                  reason="ECS no longer knows the task and it left no result")
             return state_from_result(result, latest["attempt"])
         state = attrs.evolve(map_task(described, container), attempt=latest["attempt"])
+        if (described.get("lastStatus") == "STOPPED" and not described.get("startedAt")
+                and not described.get("containerInstanceArn")
+                and described.get("stopCode") != "UserInitiated"
+                and state.status is not TaskStatus.PREEMPTED
+                and s3_tasks.read_json(self.s3, self._bucket, task_id, STOP_FILE) is None):
+            # Never placed and not stopped by anyone: ECS gave up waiting for capacity
+            # (tasks wait PROVISIONING 10 to 30 minutes, then stop: containers-roadmap#2381).
+            return TaskState(status=TaskStatus.QUEUED, attempt=latest["attempt"], reason=(
+                "its start timed out waiting for capacity; it is submitted again by wait() "
+                f"or reconcile() ({described.get('stoppedReason') or 'no reason given'})"))
         if (described.get("lastStatus") == "STOPPED" and described.get("stopCode") is None
                 and described.get("stoppedReason")
                 and state.status is not TaskStatus.PREEMPTED):
@@ -459,7 +563,12 @@ class EcsProvider:
                        run=run)
 
     def active_task_ids(self) -> dict[str, str]:
-        """Task id -> status of every task ECS still runs or starts in the cluster."""
+        """Task id -> status of every task ECS still runs or starts in the cluster, and of
+        every task waiting in the queue."""
+        queued = dict.fromkeys(self._queued_ids(fresh=True), TaskStatus.QUEUED.value)
+        return {**queued, **self._ecs_active()}
+
+    def _ecs_active(self) -> dict[str, str]:
         arns = self._active_arns()
         container = self.outputs.container_name or "runner"
         active = {}

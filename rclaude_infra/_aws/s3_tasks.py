@@ -11,6 +11,9 @@ from ..tasks.layout import ARTIFACTS_DIR, OUTPUT_FILES, RESULT_FILE, SPEC_FILE
 
 PREFIX = "tasks/"
 ATTEMPTS_FILE = "attempts.json"
+#: One object per task waiting for room in the group (``queue/<task_id>``), so the queue
+#: is one short listing, and durable: any process holding the deployment starts them.
+QUEUE_PREFIX = "queue/"
 
 
 def key(task_id: str, name: str) -> str:
@@ -87,3 +90,25 @@ def list_task_ids(s3: Any, bucket: str) -> list[str]:
                                                               Delimiter="/"):
         ids += [p["Prefix"][len(PREFIX):].rstrip("/") for p in page.get("CommonPrefixes", [])]
     return ids
+
+
+def enqueue(s3: Any, bucket: str, task_id: str) -> None:
+    import datetime as dt
+
+    s3.put_object(Bucket=bucket, Key=f"{QUEUE_PREFIX}{task_id}", ContentType="application/json",
+                  Body=json.dumps({"task_id": task_id, "queued_at":
+                                   dt.datetime.now(dt.UTC).isoformat()}).encode())
+
+
+def dequeue(s3: Any, bucket: str, task_id: str) -> None:
+    s3.delete_object(Bucket=bucket, Key=f"{QUEUE_PREFIX}{task_id}")
+
+
+def queued(s3: Any, bucket: str) -> list[str]:
+    """Queued task ids, oldest first (by when they were queued, then by id)."""
+    found = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket,
+                                                              Prefix=QUEUE_PREFIX):
+        found += [(item["LastModified"], item["Key"][len(QUEUE_PREFIX):])
+                  for item in page.get("Contents", [])]
+    return [task_id for _, task_id in sorted(found)]

@@ -147,6 +147,10 @@ class LocalProvider:
         """A local task has no pending step (nothing preempts it): its state."""
         return self.state(task_id)
 
+    def pump(self) -> list[str]:
+        """Local tasks start at once: nothing is ever queued."""
+        return []
+
     def _submitted_at(self, path: Path) -> dt.datetime | None:
         try:
             return _parse_time(json.loads((path / PROCESS_FILE).read_text())["submitted_at"])

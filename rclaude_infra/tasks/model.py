@@ -21,7 +21,8 @@ from .agent import AgentResult
 
 
 class TaskStatus(enum.StrEnum):
-    """Where a task is: PENDING and RUNNING, then one of the four ends.
+    """Where a task is: QUEUED (waiting for room in the group), PENDING and RUNNING, then
+    one of the four ends.
 
     >>> TaskStatus.RUNNING.done, TaskStatus.PREEMPTED.done
     (False, True)
@@ -29,6 +30,7 @@ class TaskStatus(enum.StrEnum):
     True
     """
 
+    QUEUED = "QUEUED"
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
@@ -38,7 +40,7 @@ class TaskStatus(enum.StrEnum):
 
     @property
     def done(self) -> bool:
-        return self not in (TaskStatus.PENDING, TaskStatus.RUNNING)
+        return self not in (TaskStatus.QUEUED, TaskStatus.PENDING, TaskStatus.RUNNING)
 
 
 class TaskNotFoundError(RclaudeError, LookupError):
@@ -130,6 +132,10 @@ class TaskProvider(Protocol):
     def advance(self, task_id: str) -> TaskState:
         """Take the provider's pending step for the task (e.g. submit a preempted task
         again) and return its state after it; for a provider with none, :meth:`state`."""
+        ...
+
+    def pump(self) -> list[str]:
+        """Start the queued tasks that now have room, oldest first; their ids."""
         ...
 
     def log_lines(self, task_id: str, *, since: dt.datetime | None,

@@ -1,0 +1,92 @@
+"""Capacity: no task fails for lack of room. Tasks beyond what the group holds wait
+QUEUED in S3 and start, oldest first, as others end; a task whose start timed out waiting
+for capacity is submitted again.
+
+ECS facts (shared/reference/ecs-runtime-facts.md; AWS, "Deep dive on Amazon ECS cluster
+auto scaling", quoted in aws/containers-roadmap#2381): a task that finds no room waits
+PROVISIONING for 10 to 30 minutes, then stops; at most 100 tasks may be PROVISIONING in a
+cluster. moto places every task at once, so the timed-out start is injected at the
+botocore boundary in DescribeTasks' shape: STOPPED, never placed (no container instance,
+no startedAt).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from moto_stack import hold_tasks_running
+
+from rclaude_infra import (
+    Deployment,
+    DeploymentConfig,
+    StackOutputs,
+    TaskSpec,
+    TaskStatus,
+    TaskTimeoutError,
+)
+from rclaude_infra._aws.ecs import EcsProvider
+
+
+@pytest.fixture(name="held")
+def _held(moto_endpoint: str, request: pytest.FixtureRequest) -> None:
+    """Tasks stay RUNNING until stopped (moto would move them on by itself)."""
+    hold_tasks_running(moto_endpoint)
+    request.addfinalizer(lambda: hold_tasks_running(moto_endpoint, hold=False))
+
+
+def running(aws: Any, stack: StackOutputs) -> list[str]:
+    return list(aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
+                                             desiredStatus="RUNNING")["taskArns"])
+
+
+def test_beyond_the_groups_capacity_tasks_wait_queued_and_start_in_turn(
+        aws: Any, stack: StackOutputs, held: None) -> None:
+    config = DeploymentConfig(max_instances=2)  # t3.medium x 2: room for 2 tasks of 2 GiB
+    assert config.task_capacity == 2
+    d = Deployment.from_outputs("dev", stack, session=aws, config=config)
+    specs = [TaskSpec(command="sleep 600", task_id=f"t-cap-{i}") for i in range(5)]
+    tasks = d.run_tasks(specs)
+    assert len(running(aws, stack)) == 2  # never more than the group holds
+    states = [t.state() for t in tasks]
+    assert [s.status for s in states[:2]] == [TaskStatus.RUNNING] * 2
+    assert [s.status for s in states[2:]] == [TaskStatus.QUEUED] * 3
+    assert "the group holds 2 tasks" in (states[2].reason or "")
+    # Durable and visible from another process.
+    other = Deployment.from_outputs("dev", stack, session=aws, config=config)
+    assert other.task("t-cap-4").status is TaskStatus.QUEUED
+    assert {k: v for k, v in other.status().tasks.items() if v == "QUEUED"} == {
+        "t-cap-2": "QUEUED", "t-cap-3": "QUEUED", "t-cap-4": "QUEUED"}
+    assert other.reconcile() == []  # no room: nothing moves
+    # One ends: the oldest queued task takes its place, whoever waits.
+    tasks[0].stop("done")
+    with pytest.raises(TaskTimeoutError):  # past one poll interval: room is seen again
+        tasks[4].wait(timeout=3)  # waiting on the newest starts the oldest
+    assert tasks[2].state().status is TaskStatus.RUNNING
+    assert tasks[3].state().status is TaskStatus.QUEUED
+    assert tasks[4].state().status is TaskStatus.QUEUED
+    assert len(running(aws, stack)) == 2
+
+
+def test_a_start_that_timed_out_waiting_for_capacity_is_submitted_again(
+        aws: Any, stack: StackOutputs) -> None:
+    d = Deployment.from_outputs("dev", stack, session=aws)
+    spec = TaskSpec(command="true", max_retries_on_preemption=0)
+    task = d.run_task(spec)
+    provider = d._tasks()
+    assert isinstance(provider, EcsProvider)
+    [attempt] = provider._attempts_of(spec.task_id)
+    provider._described[attempt["arn"]] = (float("inf"), {
+        "taskArn": attempt["arn"], "lastStatus": "STOPPED", "desiredStatus": "STOPPED",
+        "stopCode": "TaskFailedToStart", "stoppedReason": "Timeout waiting for capacity",
+        "containers": [{"name": "runner", "lastStatus": "STOPPED"}]})
+    state = task.state()  # a read: reported, not resubmitted
+    assert state.status is TaskStatus.QUEUED and "timed out waiting for capacity" in (
+        state.reason or "")
+    assert len(provider._attempts_of(spec.task_id)) == 1
+    [again] = d.reconcile()
+    assert again.task_id == spec.task_id
+    attempts = provider._attempts_of(spec.task_id)
+    assert [a["why"] for a in attempts] == ["submitted", "capacity"]
+    # A capacity retry is not a preemption retry: none of those were allowed, none used.
+    assert task.state().attempt == 2 and not task.state().status.done
