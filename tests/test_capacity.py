@@ -45,8 +45,9 @@ def test_beyond_the_groups_capacity_tasks_wait_queued_and_start_in_turn(
     config = DeploymentConfig(max_instances=2)  # t3.medium x 2: room for 2 tasks of 2 GiB
     assert config.task_capacity == 2
     d = Deployment.from_outputs("dev", stack, session=aws, config=config)
-    specs = [TaskSpec(command="sleep 600", task_id=f"t-cap-{i}") for i in range(5)]
-    tasks = d.run_tasks(specs)
+    # One after another, so the order of arrival is known (run_tasks submits at once).
+    tasks = [d.run_task(TaskSpec(command="sleep 600", task_id=f"t-cap-{i}"))
+             for i in range(5)]
     assert len(running(aws, stack)) == 2  # never more than the group holds
     states = [t.state() for t in tasks]
     assert [s.status for s in states[:2]] == [TaskStatus.RUNNING] * 2
@@ -90,3 +91,51 @@ def test_a_start_that_timed_out_waiting_for_capacity_is_submitted_again(
     assert [a["why"] for a in attempts] == ["submitted", "capacity"]
     # A capacity retry is not a preemption retry: none of those were allowed, none used.
     assert task.state().attempt == 2 and not task.state().status.done
+
+
+def test_new_tasks_queue_behind_older_ones_and_a_queued_task_can_be_stopped(
+        aws: Any, stack: StackOutputs, held: None) -> None:
+    config = DeploymentConfig(max_instances=1)
+    d = Deployment.from_outputs("dev", stack, session=aws, config=config)
+    first, second, third = (d.run_task(TaskSpec(command="sleep 600", task_id=f"t-fifo-{i}"))
+                            for i in range(3))
+    assert second.status is TaskStatus.QUEUED and third.status is TaskStatus.QUEUED
+    third.stop("not needed after all")
+    assert third.status is TaskStatus.STOPPED and third.reason == "not needed after all"
+    first.stop("done")
+    import time
+
+    time.sleep(2.1)  # one poll interval: the room is seen again
+    late = d.run_task(TaskSpec(command="sleep 600", task_id="t-fifo-late"))
+    # The room went to the task that had waited, not to the newcomer.
+    assert second.status is TaskStatus.RUNNING
+    assert late.status is TaskStatus.QUEUED
+
+
+def test_destroy_empties_the_queue(aws: Any, stack: StackOutputs, held: None,
+                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from fake_pulumi import FakePulumi
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-queue-destroy")
+    fake = FakePulumi(stack_exists=True, overrides={
+        "stack output": lambda call: (json.dumps(stack.to_dict()), "", 0)})
+    d = Deployment("dev", DeploymentConfig(max_instances=1), pulumi_command=fake,
+                   aws_session=aws)
+    tasks = d.run_tasks([TaskSpec(command="sleep 600", task_id=f"t-qd-{i}") for i in range(3)])
+    assert [t.status for t in tasks].count(TaskStatus.QUEUED) == 2
+    d.destroy(progress=False)
+    assert all(t.status is TaskStatus.STOPPED for t in tasks)
+    listed = aws.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix="queue/")
+    assert listed.get("KeyCount", 0) == 0
+
+
+def test_a_burst_never_starts_more_than_the_group_holds(
+        aws: Any, stack: StackOutputs, held: None) -> None:
+    d = Deployment.from_outputs("dev", stack, session=aws,
+                                config=DeploymentConfig(max_instances=3))
+    tasks = d.run_tasks([TaskSpec(command="sleep 600") for _ in range(12)], workers=8)
+    assert len(running(aws, stack)) == 3
+    statuses = [t.status for t in tasks]
+    assert statuses.count(TaskStatus.RUNNING) == 3 and statuses.count(TaskStatus.QUEUED) == 9

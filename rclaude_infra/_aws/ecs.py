@@ -173,6 +173,8 @@ class EcsProvider:
             # From this process's environment (Deployment checked they are all there).
             task_secrets.put(self.secrets, self.deployment, spec.task_id,
                              {name: os.environ[name] for name in spec.secrets})
+        if self.capacity is not None and self._queued_ids():
+            self.pump()  # first come, first served: the queue before this task
         if not self._take_room():
             s3_tasks.enqueue(self.s3, self._bucket, spec.task_id)
             with self._room_lock:
@@ -399,6 +401,10 @@ class EcsProvider:
                     f"waiting for room: the group holds {self.capacity} tasks of this size "
                     "and all are taken; it starts when one ends (wait() or reconcile() "
                     "start it)"))
+            if not self._attempts_of(task_id):
+                stop = s3_tasks.read_json(self.s3, self._bucket, task_id, STOP_FILE)
+                if stop is not None:  # stopped while it was queued: it never ran
+                    return TaskState(status=TaskStatus.STOPPED, reason=stop["reason"])
         latest = self._latest(task_id)
         described = self._describe(latest["arn"])
         container = self.outputs.container_name or "runner"
@@ -534,14 +540,23 @@ class EcsProvider:
         return s3_tasks.download_outputs(self.s3, self._bucket, task_id, dest)
 
     def stop(self, task_id: str, reason: str) -> None:
+        if not self._attempts_of(task_id) and task_id in self._queued_ids(fresh=True):
+            # Never started: it leaves the queue and ends STOPPED.
+            self._record_stop(task_id, reason)
+            s3_tasks.dequeue(self.s3, self._bucket, task_id)
+            self._queue_seen = None
+            return
         arn = self._latest(task_id)["arn"]
         if task_id in self._final:
             return  # it ended: nothing to stop, and its end stays what it was
-        s3_tasks.write_json(self.s3, self._bucket, task_id, STOP_FILE, {
-            "reason": reason, "at": dt.datetime.now(dt.UTC).isoformat()})
+        self._record_stop(task_id, reason)
         self.ecs.stop_task(cluster=self.outputs.cluster_arn, task=arn, reason=reason[:255])
         with self._describe_lock:
             self._described.pop(arn, None)
+
+    def _record_stop(self, task_id: str, reason: str) -> None:
+        s3_tasks.write_json(self.s3, self._bucket, task_id, STOP_FILE, {
+            "reason": reason, "at": dt.datetime.now(dt.UTC).isoformat()})
 
     def exec(self, task_id: str, command: str, *, run: Any = None) -> int:
         """An interactive ``command`` in the task's container over ECS Exec; the session's
@@ -607,11 +622,15 @@ class EcsProvider:
                                                 tasks=batch)["tasks"]:
                 task_id = task.get("startedBy")
                 if task_id:
-                    s3_tasks.write_json(self.s3, self._bucket, task_id, STOP_FILE, {
-                        "reason": reason, "at": dt.datetime.now(dt.UTC).isoformat()})
+                    self._record_stop(task_id, reason)
                     stopped.append(task_id)
                 self.ecs.stop_task(cluster=self.outputs.cluster_arn, task=task["taskArn"],
                                    reason=reason[:255])
+        for task_id in self._queued_ids(fresh=True):  # the queue empties: nothing starts
+            self._record_stop(task_id, reason)
+            s3_tasks.dequeue(self.s3, self._bucket, task_id)
+            stopped.append(task_id)
+        self._queue_seen = None
         deadline = time.monotonic() + timeout
         while (left := self._active_arns()):
             if time.monotonic() >= deadline:
