@@ -236,5 +236,6 @@ def test_the_exec_agent_can_write_under_the_read_only_root(default_plan: Any) ->
         assert path in mounted
     volumes = {v["name"]: v for v in definition.inputs["volumes"]}
     assert set(mounted.values()) <= set(volumes)
-    assert all(v["dockerVolumeConfiguration"]["scope"] == "task" for v in volumes.values())
+    for path in ("/var/lib/amazon/ssm", "/var/log/amazon/ssm", "/managed-agents"):
+        assert volumes[mounted[path]]["dockerVolumeConfiguration"]["scope"] == "task"
     assert runner["linuxParameters"]["initProcessEnabled"] is True

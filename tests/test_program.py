@@ -221,9 +221,13 @@ def test_task_definition_is_locked_down(any_plan: Plan) -> None:
     assert runner["user"] not in ("root", "0", "0:0")
     assert runner["privileged"] is False
     assert runner["readonlyRootFilesystem"] is True
-    # Writable: the work space, /tmp and ECS Exec's agent paths; nothing else.
-    assert {m["containerPath"] for m in runner["mountPoints"]} == {
+    # Writable: the work space, /tmp and ECS Exec's agent paths; nothing else. Read-only:
+    # where the instance's spot watcher leaves the notice.
+    assert {m["containerPath"] for m in runner["mountPoints"]
+            if not m.get("readOnly")} == {
         "/workspace", "/tmp", "/var/lib/amazon/ssm", "/var/log/amazon/ssm", "/managed-agents"}
+    assert [m["containerPath"] for m in runner["mountPoints"] if m.get("readOnly")] == [
+        "/run/rclaude"]
     assert runner["secrets"] == [
         {"name": "ANTHROPIC_API_KEY", "valueFrom": outputs["secret_arn"]}
     ]
