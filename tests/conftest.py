@@ -27,6 +27,14 @@ def _plan_for() -> PlanFor:
     return get
 
 
+@pytest.fixture(name="private_home")
+def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private ~/.rclaude (RCLAUDE_HOME) for the test: local tasks, state, passphrase."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("RCLAUDE_HOME", str(home))
+    return home
+
+
 @pytest.fixture(name="default_plan")
 def _default_plan(plan_for: PlanFor) -> Plan:
     return plan_for()

@@ -27,11 +27,7 @@ GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAM
            "GIT_COMMITTER_EMAIL": "t@e"}
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("RCLAUDE_HOME", str(home))
-    return home
+pytestmark = pytest.mark.usefixtures("private_home")
 
 
 @pytest.fixture(name="local")

@@ -17,11 +17,7 @@ from rclaude_infra.tasks.model import TaskStatus
 TOKEN = "ghp_PLANTEDgitToken0123456789abcdefABCDEF"
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "home"
-    monkeypatch.setenv("RCLAUDE_HOME", str(home))
-    return home
+pytestmark = pytest.mark.usefixtures("private_home")
 
 
 @pytest.fixture(name="server")

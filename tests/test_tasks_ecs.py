@@ -167,6 +167,17 @@ def described(last: str, *, stop_code: str | None = None, stopped_reason: str | 
     return task
 
 
+def ecs_reports(deployment: Deployment, task_id: str, *args: Any,
+                **fields: Any) -> EcsProvider:
+    """Make the provider see ``described(*args, **fields)`` as ECS's answer for the task's
+    latest attempt (stop codes and reasons moto cannot give); returns the provider."""
+    provider = deployment._tasks()
+    assert isinstance(provider, EcsProvider)
+    arn = provider._attempts_of(task_id)[-1]["arn"]
+    provider._described[arn] = (float("inf"), described(*args, **fields))
+    return provider
+
+
 @pytest.mark.parametrize(("task", "status", "reason"), [
     (described("PROVISIONING"), TaskStatus.PENDING, "waiting for capacity"),
     (described("PENDING"), TaskStatus.PENDING, "pending"),
@@ -248,12 +259,8 @@ def test_a_task_that_died_with_its_spot_host_is_preempted_and_reconciled(
     from AWS's "Spot Instance draining" documentation); moto has no such stop."""
     spec = TaskSpec(command="true", max_retries_on_preemption=2)
     deployment.run_task(spec)
-    provider = deployment._tasks()
-    assert isinstance(provider, EcsProvider)
-    first_arn = provider._attempts_of(spec.task_id)[0]["arn"]
-    provider._described[first_arn] = (float("inf"), described(
-        "STOPPED", stop_code="EssentialContainerExited",
-        stopped_reason="Host EC2 (instance i-0abc123def4567890) terminated."))
+    ecs_reports(deployment, spec.task_id, "STOPPED", stop_code="EssentialContainerExited",
+                stopped_reason="Host EC2 (instance i-0abc123def4567890) terminated.")
     assert deployment.task(spec.task_id).status is TaskStatus.PREEMPTED
     [again] = deployment.reconcile()
     assert again.task_id == spec.task_id and again.state().attempt == 2
@@ -421,11 +428,8 @@ def test_the_cli_reconciles_on_request_only(deployment: Deployment, aws: Any,
 
     spec = TaskSpec(command="true", max_retries_on_preemption=1)
     deployment.run_task(spec)
-    provider = deployment._tasks()
-    assert isinstance(provider, EcsProvider)
-    first_arn = provider._attempts_of(spec.task_id)[0]["arn"]
-    provider._described[first_arn] = (float("inf"), described(
-        "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted."))
+    ecs_reports(deployment, spec.task_id, "STOPPED", stop_code="SpotInterruption",
+                stopped_reason="Your Spot Task was interrupted.")
     monkeypatch.setattr(_tasks, "deployment", lambda args, **kw: deployment)
     ecs = aws.client("ecs")
     assert main(["tasks", "--json"]) == 0
@@ -496,12 +500,8 @@ def test_the_secret_of_a_task_that_never_ran_is_deleted_when_it_ends(
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_never_ran")
     spec = TaskSpec(command="true", secrets=["GITHUB_TOKEN"])
     task = deployment.run_task(spec)
-    provider = deployment._tasks()
-    assert isinstance(provider, EcsProvider)
-    arn = provider._attempts_of(spec.task_id)[0]["arn"]
-    provider._described[arn] = (float("inf"), described(
-        "STOPPED", stop_code="TaskFailedToStart",
-        stopped_reason="CannotPullContainerError: pull image manifest has been retried"))
+    ecs_reports(deployment, spec.task_id, "STOPPED", stop_code="TaskFailedToStart",
+                stopped_reason="CannotPullContainerError: pull image manifest has been retried")
     assert task.status is TaskStatus.FAILED  # a read: the secret is still there
     secrets = aws.client("secretsmanager")
     secrets.describe_secret(SecretId=f"rclaude/dev/tasks/{spec.task_id}")
