@@ -16,9 +16,9 @@ What ECS on EC2 does for our task, and what stands in for it here:
   root read-only, each ``mountPoint`` gets a fresh task-scoped directory (Docker seeds a
   volume from the image: ``/workspace`` and its ``home`` belong to the runner's user), and
   the root is remounted read-only.
-- **The image** is this machine: its Python runs the package from this checkout (with
-  ``PYTHONPATH``: the image holds only the runner and attrs/boto3), and what the image
-  installs beside it (Claude Code) is bound in read-only (``image_paths``).
+- **The image** is this machine's root, read-only, with what the image adds bound in
+  read-only at the image's paths: the package at ``/opt/rclaude`` and attrs/boto3 beside
+  it (:func:`image_contents`), Claude Code where a test puts it (``image_paths``).
 - **The task role's credentials** (the ECS agent's credentials endpoint) are moto's test
   credentials, and ``AWS_ENDPOINT_URL`` points the SDK at moto.
 - **awslogs**: the container's output goes to the task's log stream
@@ -106,17 +106,29 @@ def with_credential_secret(session: Any, stack: StackOutputs,
     return attrs.evolve(stack, secret_arn=arn)
 
 
+#: Where the image holds the package and what the runner imports (its Dockerfile copies
+#: the package to /opt/rclaude and installs attrs and boto3): here bound in read-only from
+#: this checkout and its environment, wherever they are (under /tmp too, which the
+#: container's own /tmp volume would hide).
+IMAGE_PACKAGE = "/opt/rclaude/rclaude_infra"
+IMAGE_SITE = "/opt/rclaude/site"
+
+
 def runner_python() -> tuple[str, str]:
-    """An interpreter the runner's user may run, and the PYTHONPATH that gives it this
-    checkout and its dependencies (pyenv's interpreter lives in /root, which uid 1000 may
-    not enter; Debian's is the same Python 3.11)."""
+    """The interpreter the runner's user may run, and its PYTHONPATH in the container
+    (pyenv's interpreter lives in /root, which uid 1000 may not enter; Debian's is the same
+    Python 3.11)."""
+    return "/usr/bin/python3", os.pathsep.join(["/opt/rclaude", IMAGE_SITE])
+
+
+def image_contents() -> dict[str, str]:
+    """This checkout's package and its dependencies' directory, at the image's paths."""
     import attrs as attrs_module
 
     import rclaude_infra
 
-    site = str(Path(attrs_module.__file__).parents[1])
-    path = os.pathsep.join([str(Path(rclaude_infra.__file__).parents[1]), site])
-    return "/usr/bin/python3", path
+    return {str(Path(rclaude_infra.__file__).parent): IMAGE_PACKAGE,
+            str(Path(attrs_module.__file__).parents[1]): IMAGE_SITE}
 
 
 def _mirror(targets: list[str]) -> list[str]:
@@ -159,7 +171,7 @@ class EcsHarness:
         self.session = session
         self.root = root
         self.endpoint = endpoint
-        self.image_paths = dict(image_paths or {})
+        self.image_paths = {**image_contents(), **(image_paths or {})}
         self.extra_path = extra_path
         self.renames = {str(plan.outputs[name]): str(getattr(stack, name))
                         for name in ("bucket", "secret_arn", "log_group")

@@ -70,7 +70,7 @@ def test_the_agent_works_in_the_container_signed_in_from_the_secret(
     """The real Claude Code, as uid 1000 (bypassPermissions), its key from Secrets
     Manager through the task definition's ``secrets``, its config in the work space."""
     d, harness = ecs
-    harness.image_paths = {str(claude_bin.parents[1]): "/opt/claude"}
+    harness.image_paths[str(claude_bin.parents[1])] = "/opt/claude"
     harness.extra_path = ("/opt/claude/node_modules/.bin",)
     # The repository is private, on a git host that wants a token (loopback): the token
     # travels as a per-task secret and reaches git through the credential helper.
