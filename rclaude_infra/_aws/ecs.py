@@ -156,6 +156,7 @@ class EcsProvider:
         only if absent (one conditional put: the check and the record in one call)."""
         if s3_tasks.write_json(self.s3, self._bucket, spec.task_id, SPEC_FILE,
                                spec.to_dict(), only_if_absent=True):
+            self._specs[spec.task_id] = spec  # the stored spec: no GET for it later
             self._attempts[spec.task_id] = []  # new: no attempts to look up
         else:
             if self._attempts_of(spec.task_id):
