@@ -25,7 +25,7 @@ from rclaude_infra import Deployment, DeploymentConfig
 def main() -> int:
     os.environ["RCLAUDE_HOME"] = tempfile.mkdtemp(prefix="rclaude-bench-")
     fake = FakePulumi()
-    d = Deployment("dev", DeploymentConfig(), pulumi_command=fake)
+    d = Deployment("dev", DeploymentConfig(), pulumi_command=fake, api_key="sk-ant-bench")
     rows = []
 
     def count(label: str, action: object) -> None:
@@ -40,7 +40,8 @@ def main() -> int:
     count("outputs (after up)", lambda: d.outputs)
     fresh = Deployment("dev", DeploymentConfig(), pulumi_command=fake)
     count("outputs (new Deployment)", lambda: fresh.outputs)
-    count("destroy", lambda: d.destroy(progress=False))
+    # Without AWS here: the tasks destroy stops first (ECS calls) are not counted.
+    count("destroy", lambda: d.destroy(progress=False, stop_tasks=False))
     width = max(len(r[0]) for r in rows)
     for label, n, verbs in rows:
         print(f"{label:<{width}}  {n:>2} processes  {verbs}")
