@@ -31,9 +31,7 @@ if TYPE_CHECKING:
     from .progress import OnProgress, ProgressEvent
     from .status import DeploymentStatus
     from .tasks.local import LocalProvider
-    from .tasks.model import Task, TaskStatus
-
-    TaskBackend = LocalProvider | EcsProvider
+    from .tasks.model import Task, TaskProvider, TaskStatus
 
 DEFAULT_NAME = "dev"
 PROVIDERS = ("ecs-ec2", "local")
@@ -176,11 +174,18 @@ class Deployment:
         oauth_token: str | None = None,
         pulumi_command: Any = None,
         provider: str = "ecs-ec2",
+        tasks: TaskProvider | None = None,
     ) -> None:
         self._name = validate_name(name)
         if provider not in PROVIDERS:
             raise ConfigError("provider", provider, "one of " + ", ".join(map(repr, PROVIDERS)))
-        self._provider_name = provider
+        if tasks is not None and not all(callable(getattr(tasks, m, None)) for m in (
+                "submit", "state", "advance", "pump", "list", "log_lines", "result", "stop")):
+            raise ConfigError("tasks", tasks, "a task provider (rclaude_infra.tasks.model."
+                              "TaskProvider: submit, state, advance, pump, list, ...)")
+        self._injected = tasks
+        self._provider_name = (provider if tasks is None
+                               else str(getattr(tasks, "name", type(tasks).__name__)))
         self._local: LocalProvider | None = None
         self._ecs: EcsProvider | None = None
         config = DeploymentConfig() if config is None else config
@@ -271,7 +276,9 @@ class Deployment:
         deployment._config_known = known
         return deployment
 
-    def _tasks(self) -> TaskBackend:
+    def _tasks(self) -> TaskProvider:
+        if self._injected is not None:
+            return self._injected
         if self._provider_name != "local":
             if self._ecs is None:
                 from ._aws.ecs import EcsProvider
@@ -302,7 +309,8 @@ class Deployment:
             raise ConfigError("secrets", unset, "names of variables set in this environment "
                               "(their values are taken from it when the task is submitted)")
         env = cfg.credential_env
-        if (spec.prompt is not None and self._provider_name == "local" and env is not None
+        if (spec.prompt is not None and self._provider_name == "local"
+                and self._injected is None and env is not None
                 and not os.environ.get(env)):
             other = next((a for a, e in CREDENTIAL_ENV.items() if e and os.environ.get(e)), None)
             raise MissingCredentialError(
@@ -455,7 +463,7 @@ class Deployment:
         and destroy waits until ECS has let them go: while tasks use the capacity
         provider, ECS refuses to detach it and the destroy would fail after minutes. The
         stopped tasks end STOPPED and keep what they uploaded."""
-        if stop_tasks and self._provider_name != "local":
+        if stop_tasks and self._provider_name != "local" and self._injected is None:
             self._stop_tasks_for_destroy()
         self._run("destroy", lambda cb: self._stack().destroy(remove=remove, on_progress=cb),
                   on_progress, progress)
@@ -468,7 +476,7 @@ class Deployment:
         if not outputs.cluster_arn:
             return []
         provider = self._tasks()
-        assert isinstance(provider, EcsProvider)
+        assert isinstance(provider, EcsProvider)  # the engine's stack: the ECS provider
         return provider.stop_all(f"the deployment {self._name!r} is being destroyed")
 
     @property
@@ -681,15 +689,15 @@ class Deployment:
     def status(self) -> DeploymentStatus:
         """The deployment now: its outputs, the cluster's instances (type, spot or
         on-demand, tasks on each) and every task not yet ended. Locally: the tasks."""
+        from ._aws.ecs import EcsProvider
         from .status import DeploymentStatus
-        from .tasks.local import LocalProvider
 
         backend = self._tasks()
-        if isinstance(backend, LocalProvider):
-            return DeploymentStatus(name=self._name, provider="local",
+        if not isinstance(backend, EcsProvider):
+            return DeploymentStatus(name=self._name, provider=self._provider_name,
                                     tasks=backend.active_task_ids())
         return DeploymentStatus(name=self._name, provider=self._provider_name,
-                                outputs=self.outputs, instances=backend.instances(),
+                                outputs=backend.outputs, instances=backend.instances(),
                                 tasks=backend.active_task_ids())
 
     def __repr__(self) -> str:

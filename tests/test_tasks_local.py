@@ -293,3 +293,20 @@ def test_a_task_stopped_while_its_runner_starts_is_stopped_not_failed(
     state = task.wait(timeout=30)
     assert state.status is TaskStatus.STOPPED
     assert state.reason == "changed my mind"
+
+
+def test_any_provider_can_be_injected(tmp_path: Path) -> None:
+    """As httpx takes a transport: Deployment(tasks=...) runs its tasks on what it is given."""
+    from rclaude_infra.tasks.local import LocalProvider
+
+    provider = LocalProvider(tmp_path / "elsewhere")
+    d = Deployment("dev", tasks=provider)
+    task = d.run_task(TaskSpec(command="echo injected"))
+    assert task.wait(timeout=60).status is TaskStatus.SUCCEEDED
+    assert (tmp_path / "elsewhere" / task.task_id / "result.json").is_file()
+    assert d.provider == "LocalProvider"
+    assert [t.task_id for t in d.tasks()] == [task.task_id]
+    assert d.status().provider == "LocalProvider" and d.status().tasks == {}
+    with pytest.raises(ConfigError) as info:
+        Deployment("dev", tasks=object())  # type: ignore[arg-type]
+    assert info.value.field == "tasks"

@@ -7,6 +7,7 @@ process (``Deployment.task(task_id)``) sees the same task.
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import enum
 import time
@@ -120,10 +121,23 @@ def state_from_result(result: Mapping[str, Any], attempt: int | None = None) -> 
 
 
 class TaskProvider(Protocol):
-    """What a provider does for a task handle."""
+    """Where tasks run: what a :class:`~rclaude_infra.Deployment` and a task handle ask
+    of it. The local provider (``tasks.local``) and the ECS provider (``_aws.ecs``)
+    implement it; ``Deployment(name, tasks=provider)`` takes any object that does, as
+    httpx takes a transport. Reads (``state``, ``list``, ``result``, ``log_lines``)
+    change nothing; ``submit``, ``advance``, ``pump`` and ``stop`` are the steps."""
 
     #: Seconds between two looks at the same task's status (a wait never sleeps longer).
     poll_interval: float
+
+    def submit(self, spec: Any) -> Task:
+        """Start the :class:`~rclaude_infra.TaskSpec` (or queue it); a task id already
+        submitted returns the existing task, never a second one."""
+        ...
+
+    def active_task_ids(self) -> dict[str, str]:
+        """Task id -> status of every task not ended yet."""
+        ...
 
     def state(self, task_id: str) -> TaskState:
         """The task's state now; a read that changes nothing."""
@@ -150,6 +164,11 @@ class TaskProvider(Protocol):
     def cost(self, task_id: str, prices: Any = None) -> float: ...
 
     def exec(self, task_id: str, command: str, *, run: Any = None) -> int: ...
+
+    def list(self, *, limit: int | None = None,
+             status: TaskStatus | None = None) -> builtins.list[Task]:
+        """Tasks, newest first, optionally of one status."""
+        ...
 
 
 @attrs.frozen(kw_only=True)
