@@ -110,7 +110,10 @@ class EcsProvider:
     """Runs tasks on the stack described by ``outputs``, with the clients of ``session``."""
 
     def __init__(self, session: Any, outputs: StackOutputs, *, deployment: str,
-                 poll_interval: float = 2.0, capacity: int | None = None) -> None:
+                 poll_interval: float = 2.0, capacity: int | None = None,
+                 botocore_config: Any = None) -> None:
+        """``botocore_config``: the botocore ``Config`` of its clients (default: adaptive
+        retries, :func:`rclaude_infra._aws.client_config`), e.g. other retry settings."""
         missing = [name for name in ("cluster_arn", "capacity_provider", "task_definition_arn",
                                      "container_name", "bucket", "log_group")
                    if not getattr(outputs, name)]
@@ -120,7 +123,8 @@ class EcsProvider:
         self.outputs = outputs
         self.deployment = deployment
         region = outputs.region
-        config = client_config()
+        config = client_config() if botocore_config is None else botocore_config
+        self._client_config = config
         self.ecs = session.client("ecs", region_name=region, config=config)
         self.s3 = session.client("s3", region_name=region, config=config)
         self.logs = session.client("logs", region_name=region, config=config)
@@ -488,7 +492,7 @@ class EcsProvider:
     def _ec2(self) -> Any:
         if self._ec2_client is None:
             self._ec2_client = self._session.client("ec2", region_name=self.outputs.region,
-                                                    config=client_config())
+                                                    config=self._client_config)
         return self._ec2_client
 
     # -- logs, results, stop, history --------------------------------------------------
