@@ -269,9 +269,9 @@ def run(task_dir: Path) -> int:
                               stdin=subprocess.DEVNULL if agent is None else subprocess.PIPE,
                               start_new_session=True) as process:
             stopper.process = process
-            if stopper.reason is not None:  # stopped while cloning
-                stopper.reason = None
-                stopper.stop("stopped")
+            if stopper.reason is not None:  # stopped (or preempted) while cloning
+                why, stopper.reason = stopper.reason, None
+                stopper.stop(why)
             timer.start()
             helpers = [threading.Thread(target=_drain, args=(process.stderr, log, last_stderr),
                                         daemon=True)]
