@@ -140,6 +140,7 @@ class EcsProvider:
         #: and ECS keeps the rest PROVISIONING). Beyond it tasks wait QUEUED, in S3.
         self.capacity = capacity
         self._room_lock = threading.Lock()
+        self._pump_lock = threading.Lock()
         self._flight: tuple[float, int, int] | None = None  # (when, active, provisioning)
         self._queue_seen: tuple[float, list[str]] | None = None
         self._cleaned: set[str] = set()
@@ -233,15 +234,15 @@ class EcsProvider:
         started: list[str] = []
         if self.capacity is None:
             return started
-        for task_id in self._queued_ids(fresh=True):
-            self._attempts.pop(task_id, None)  # another process may have started it
-            if not self._attempts_of(task_id):
-                if not self._take_room():
-                    break
-                self._start(self._spec(task_id), attempt=1)
-                started.append(task_id)
-            s3_tasks.dequeue(self.s3, self._bucket, task_id)
-        with self._room_lock:
+        with self._pump_lock:  # one pump at a time here: a queued task starts once
+            for task_id in self._queued_ids(fresh=True):
+                self._attempts.pop(task_id, None)  # another process may have started it
+                if not self._attempts_of(task_id):
+                    if not self._take_room():
+                        break
+                    self._start(self._spec(task_id), attempt=1)
+                    started.append(task_id)
+                s3_tasks.dequeue(self.s3, self._bucket, task_id)
             self._queue_seen = None
         return started
 
