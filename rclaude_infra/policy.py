@@ -99,6 +99,24 @@ class Rule:
         return self.severity in ("high", "critical")
 
 
+_REGISTERED: list[Rule] = []
+
+
+def rule(*, id: str, severity: str, description: str, references: tuple[str, ...],
+         resource_types: tuple[str, ...] = (), stack: bool = False) -> Callable[[Any], Any]:
+    """Declare the decorated function as a rule's check, where it is written: for one
+    resource of ``resource_types`` (yielding messages), or with ``stack=True`` for the
+    whole plan (yielding ``(resource name, message)`` pairs)."""
+    def register(check: Any) -> Any:
+        _REGISTERED.append(Rule(
+            id=id, severity=severity, description=description, references=references,
+            resource_types=resource_types, check=None if stack else check,
+            stack_check=check if stack else None))
+        return check
+
+    return register
+
+
 @attrs.frozen(kw_only=True)
 class Waiver:
     """A deliberate exception to a rule, with its reason, for the configs it applies to."""
@@ -238,12 +256,26 @@ def _truthy(value: Any) -> bool:
 # -- launch template, subnets, security groups ------------------------------------------
 
 
+@rule(
+    id="lt-imdsv2",
+    severity="high",
+    resource_types=(LAUNCH_TEMPLATE,),
+    description="Launch templates require IMDSv2",
+    references=("CKV_AWS_79", "EC2.170"),
+)
 def _imdsv2(props: Props) -> Iterator[str]:
     options = props.get("metadataOptions") or {}
     if options.get("httpTokens") != "required":
         yield "instance metadata must require IMDSv2 tokens (metadataOptions.httpTokens = required)"
 
 
+@rule(
+    id="lt-metadata-hop-limit",
+    severity="medium",
+    resource_types=(LAUNCH_TEMPLATE,),
+    description="Metadata response hop limit is 1",
+    references=("CKV_AWS_341",),
+)
 def _hop_limit(props: Props) -> Iterator[str]:
     options = props.get("metadataOptions") or {}
     limit = options.get("httpPutResponseHopLimit")
@@ -252,6 +284,13 @@ def _hop_limit(props: Props) -> Iterator[str]:
                "instance's credentials")
 
 
+@rule(
+    id="lt-ebs-encrypted",
+    severity="high",
+    resource_types=(LAUNCH_TEMPLATE,),
+    description="Launch template volumes are encrypted",
+    references=("EC2.181", "CKV_AWS_106", "EC2.7"),
+)
 def _ebs_encrypted(props: Props) -> Iterator[str]:
     mappings = _as_list(props.get("blockDeviceMappings"))
     if not mappings:
@@ -262,12 +301,26 @@ def _ebs_encrypted(props: Props) -> Iterator[str]:
             yield f"volume {mapping.get('deviceName')} is not encrypted"
 
 
+@rule(
+    id="lt-no-public-ip",
+    severity="medium",
+    resource_types=(LAUNCH_TEMPLATE,),
+    description="Instances get no public IP address",
+    references=("CKV_AWS_88", "EC2.25", "EC2.9"),
+)
 def _no_public_ip(props: Props) -> Iterator[str]:
     for interface in _as_list(props.get("networkInterfaces")):
         if _truthy(interface.get("associatePublicIpAddress")):
             yield "instances get a public IPv4 address"
 
 
+@rule(
+    id="lt-no-secrets-in-user-data",
+    severity="critical",
+    resource_types=(LAUNCH_TEMPLATE,),
+    description="No credentials in user data",
+    references=("CKV_AWS_46",),
+)
 def _no_secrets_in_user_data(props: Props) -> Iterator[str]:
     data = props.get("userData")
     if not isinstance(data, str):
@@ -280,6 +333,13 @@ def _no_secrets_in_user_data(props: Props) -> Iterator[str]:
         yield "user data contains what looks like a credential"
 
 
+@rule(
+    id="subnet-no-auto-public-ip",
+    severity="low",
+    resource_types=(SUBNET,),
+    description="Subnets do not assign public IPs on launch",
+    references=("CKV_AWS_130", "EC2.15"),
+)
 def _subnet_no_public_ip(props: Props) -> Iterator[str]:
     if _truthy(props.get("mapPublicIpOnLaunch")):
         yield "the subnet assigns public IPv4 addresses on launch"
@@ -297,6 +357,13 @@ def _open_to_anywhere(rule: Mapping[str, Any]) -> bool:
     return any(s in _ANYWHERE for s in sources)
 
 
+@rule(
+    id="sg-no-ingress-from-anywhere",
+    severity="critical",
+    resource_types=(SECURITY_GROUP,),
+    description="No inbound traffic from 0.0.0.0/0 or ::/0",
+    references=("CKV_AWS_24", "CKV_AWS_25", "CKV_AWS_260", "CKV_AWS_277", "EC2.18", "EC2.19"),
+)
 def _no_open_ingress(props: Props) -> Iterator[str]:
     for rule in _rules(props, "ingress"):
         if _open_to_anywhere(rule):
@@ -304,12 +371,26 @@ def _no_open_ingress(props: Props) -> Iterator[str]:
                    "is open to the internet")
 
 
+@rule(
+    id="sg-no-inbound-rules",
+    severity="high",
+    resource_types=(SECURITY_GROUP,),
+    description="The runner's group has no inbound rules",
+    references=("EC2.18",),
+)
 def _no_ingress(props: Props) -> Iterator[str]:
     count = len(_rules(props, "ingress"))
     if count:
         yield f"the runner's group has {count} inbound rules; it needs none"
 
 
+@rule(
+    id="sg-descriptions",
+    severity="low",
+    resource_types=(SECURITY_GROUP,),
+    description="Groups and their rules are described",
+    references=("CKV_AWS_23",),
+)
 def _descriptions(props: Props) -> Iterator[str]:
     if not props.get("description"):
         yield "the group has no description"
@@ -319,6 +400,13 @@ def _descriptions(props: Props) -> Iterator[str]:
                 yield f"an {key} rule has no description"
 
 
+@rule(
+    id="sg-narrow-egress",
+    severity="medium",
+    resource_types=(SECURITY_GROUP,),
+    description="Egress is limited to the ports tasks need",
+    references=("CKV_AWS_382",),
+)
 def _narrow_egress(props: Props) -> Iterator[str]:
     for rule in _rules(props, "egress"):
         all_traffic = str(rule.get("protocol")) in ("-1", "all")
@@ -330,6 +418,13 @@ def _narrow_egress(props: Props) -> Iterator[str]:
 # -- S3 ------------------------------------------------------------------------------------
 
 
+@rule(
+    id="s3-public-access-block",
+    severity="critical",
+    resource_types=(PUBLIC_ACCESS_BLOCK,),
+    description="All four public access flags are on",
+    references=("CKV_AWS_53", "CKV_AWS_54", "CKV_AWS_55", "CKV_AWS_56", "CKV2_AWS_6", "S3.8"),
+)
 def _public_access_block(props: Props) -> Iterator[str]:
     for flag in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
                  "restrictPublicBuckets"):
@@ -337,6 +432,13 @@ def _public_access_block(props: Props) -> Iterator[str]:
             yield f"{flag} is not set"
 
 
+@rule(
+    id="s3-default-encryption",
+    severity="high",
+    resource_types=(ENCRYPTION,),
+    description="Buckets encrypt objects at rest",
+    references=("CKV_AWS_19",),
+)
 def _encryption(props: Props) -> Iterator[str]:
     algorithms = [
         (rule.get("applyServerSideEncryptionByDefault") or {}).get("sseAlgorithm")
@@ -346,6 +448,13 @@ def _encryption(props: Props) -> Iterator[str]:
         yield "no default encryption"
 
 
+@rule(
+    id="s3-tls-only",
+    severity="high",
+    resource_types=(BUCKET_POLICY,),
+    description="Bucket policy denies requests without TLS",
+    references=("CKV_AWS_379", "S3.5"),
+)
 def _tls_only(props: Props) -> Iterator[str]:
     for statement in _statements(props.get("policy")):
         condition = statement.get("Condition") or {}
@@ -355,6 +464,13 @@ def _tls_only(props: Props) -> Iterator[str]:
     yield "the bucket policy does not deny requests without TLS"
 
 
+@rule(
+    id="s3-lifecycle",
+    severity="medium",
+    resource_types=(LIFECYCLE,),
+    description="Objects expire and incomplete uploads are aborted",
+    references=("CKV2_AWS_61", "CKV_AWS_300", "S3.13"),
+)
 def _lifecycle(props: Props) -> Iterator[str]:
     rules = [r for r in _as_list(props.get("rules")) if r.get("status") == "Enabled"]
     if not any((r.get("expiration") or {}).get("days") for r in rules):
@@ -363,11 +479,28 @@ def _lifecycle(props: Props) -> Iterator[str]:
         yield "incomplete multipart uploads are never aborted"
 
 
+@rule(
+    id="s3-acls-disabled",
+    severity="medium",
+    resource_types=(OWNERSHIP,),
+    description="ACLs are disabled (bucket owner enforced)",
+    references=("CKV2_AWS_65", "S3.12"),
+)
 def _acls_disabled(props: Props) -> Iterator[str]:
     if (props.get("rule") or {}).get("objectOwnership") != "BucketOwnerEnforced":
         yield "ACLs are enabled (object ownership is not BucketOwnerEnforced)"
 
 
+@rule(
+    id="s3-bucket-hardened",
+    severity="high",
+    description=(
+        "Every bucket has its access block, encryption, ownership, lifecycle "
+        "and TLS policy"
+    ),
+    references=("CKV2_AWS_6", "S3.8", "S3.5", "S3.12", "S3.13"),
+    stack=True,
+)
 def _bucket_companions(
     resources: Sequence[tuple[str, str, Props]],
 ) -> Iterator[tuple[str, str]]:
@@ -387,22 +520,50 @@ def _bucket_companions(
 # -- ECS -----------------------------------------------------------------------------------
 
 
+@rule(
+    id="ecs-not-privileged",
+    severity="critical",
+    resource_types=(TASK_DEFINITION,),
+    description="Containers are not privileged",
+    references=("CKV_AWS_334", "ECS.4"),
+)
 def _not_privileged(props: Props) -> Iterator[str]:
     for c in _containers(props):
         if c.get("privileged") is True:
             yield f"container {c.get('name')} is privileged"
 
 
+@rule(
+    id="ecs-no-host-pid",
+    severity="high",
+    resource_types=(TASK_DEFINITION,),
+    description="Tasks do not share the host PID namespace",
+    references=("CKV_AWS_335", "ECS.3"),
+)
 def _no_host_pid(props: Props) -> Iterator[str]:
     if props.get("pidMode") == "host":
         yield "the task shares the host's process namespace"
 
 
+@rule(
+    id="ecs-no-host-network",
+    severity="high",
+    resource_types=(TASK_DEFINITION,),
+    description="Tasks do not use host networking",
+    references=("ECS.17",),
+)
 def _no_host_network(props: Props) -> Iterator[str]:
     if props.get("networkMode") == "host":
         yield "the task uses the host's network"
 
 
+@rule(
+    id="ecs-non-root",
+    severity="high",
+    resource_types=(TASK_DEFINITION,),
+    description="Containers run as a non-root user",
+    references=("ECS.20",),
+)
 def _non_root(props: Props) -> Iterator[str]:
     for c in _containers(props):
         user = str(c.get("user") or "")
@@ -410,12 +571,26 @@ def _non_root(props: Props) -> Iterator[str]:
             yield f"container {c.get('name')} runs as root"
 
 
+@rule(
+    id="ecs-read-only-root",
+    severity="medium",
+    resource_types=(TASK_DEFINITION,),
+    description="Containers have a read-only root file system",
+    references=("CKV_AWS_336", "ECS.5"),
+)
 def _read_only_root(props: Props) -> Iterator[str]:
     for c in _containers(props):
         if c.get("readonlyRootFilesystem") is not True:
             yield f"container {c.get('name')} has a writable root file system"
 
 
+@rule(
+    id="ecs-no-secrets-in-environment",
+    severity="critical",
+    resource_types=(TASK_DEFINITION,),
+    description="No secrets in container environment variables",
+    references=("ECS.8",),
+)
 def _no_secrets_in_environment(props: Props) -> Iterator[str]:
     for c in _containers(props):
         for variable in _as_list(c.get("environment")):
@@ -425,18 +600,39 @@ def _no_secrets_in_environment(props: Props) -> Iterator[str]:
                        "pass secrets through `secrets`")
 
 
+@rule(
+    id="ecs-logging",
+    severity="medium",
+    resource_types=(TASK_DEFINITION,),
+    description="Containers send their logs somewhere",
+    references=("ECS.9",),
+)
 def _logging(props: Props) -> Iterator[str]:
     for c in _containers(props):
         if not (c.get("logConfiguration") or {}).get("logDriver"):
             yield f"container {c.get('name')} has no log configuration"
 
 
+@rule(
+    id="ecs-separate-roles",
+    severity="medium",
+    resource_types=(TASK_DEFINITION,),
+    description="Execution role differs from task role",
+    references=("CKV_AWS_249",),
+)
 def _separate_roles(props: Props) -> Iterator[str]:
     execution, task = props.get("executionRoleArn"), props.get("taskRoleArn")
     if execution and execution == task:
         yield "the execution role is also the task role"
 
 
+@rule(
+    id="ecs-termination-protection",
+    severity="medium",
+    resource_types=(CAPACITY_PROVIDER,),
+    description="Capacity provider protects instances with running tasks",
+    references=("ECS.19",),
+)
 def _termination_protection(props: Props) -> Iterator[str]:
     provider = props.get("autoScalingGroupProvider") or {}
     if provider.get("managedTerminationProtection") != "ENABLED":
@@ -446,24 +642,52 @@ def _termination_protection(props: Props) -> Iterator[str]:
 # -- auto scaling --------------------------------------------------------------------------
 
 
+@rule(
+    id="asg-launch-template",
+    severity="medium",
+    resource_types=(AUTO_SCALING_GROUP,),
+    description="The group uses a launch template",
+    references=("CKV_AWS_315", "AutoScaling.9"),
+)
 def _uses_launch_template(props: Props) -> Iterator[str]:
     mixed = (props.get("mixedInstancesPolicy") or {}).get("launchTemplate")
     if props.get("launchConfiguration") or not (props.get("launchTemplate") or mixed):
         yield "the group does not use a launch template"
 
 
+@rule(
+    id="asg-propagate-tags",
+    severity="low",
+    resource_types=(AUTO_SCALING_GROUP,),
+    description="Tags propagate to instances",
+    references=("CKV_AWS_153",),
+)
 def _propagates_tags(props: Props) -> Iterator[str]:
     for tag in _as_list(props.get("tags")):
         if tag.get("propagateAtLaunch") is not True:
             yield f"tag {tag.get('key')} is not propagated to instances"
 
 
+@rule(
+    id="asg-multi-az",
+    severity="medium",
+    resource_types=(AUTO_SCALING_GROUP,),
+    description="The group spans at least two AZs",
+    references=("AutoScaling.2",),
+)
 def _multi_az(props: Props) -> Iterator[str]:
     zones = _as_list(props.get("vpcZoneIdentifiers")) or _as_list(props.get("availabilityZones"))
     if len(zones) < 2:
         yield f"the group spans {len(zones)} subnet(s); use at least two AZs"
 
 
+@rule(
+    id="asg-multi-type-spot",
+    severity="low",
+    resource_types=(AUTO_SCALING_GROUP,),
+    description="Spot groups use several instance types",
+    references=("AutoScaling.6",),
+)
 def _multi_type_with_spot(props: Props) -> Iterator[str]:
     policy = props.get("mixedInstancesPolicy") or {}
     distribution = policy.get("instancesDistribution") or {}
@@ -480,6 +704,13 @@ def _allows(props: Props) -> list[Mapping[str, Any]]:
     return [s for s in _statements(props.get("policy")) if s.get("Effect") == "Allow"]
 
 
+@rule(
+    id="iam-no-wildcard-action",
+    severity="critical",
+    resource_types=(ROLE_POLICY, IAM_POLICY),
+    description="No '*' or 'service:*' actions",
+    references=("CKV_AWS_62", "CKV_AWS_63", "CKV_AWS_1", "CKV_AWS_49", "IAM.1", "IAM.21"),
+)
 def _no_wildcard_action(props: Props) -> Iterator[str]:
     for statement in _allows(props):
         for action in _as_list(statement.get("Action")):
@@ -489,6 +720,13 @@ def _no_wildcard_action(props: Props) -> Iterator[str]:
             yield f"statement {statement.get('Sid', '')} allows everything but some actions"
 
 
+@rule(
+    id="iam-scoped-resources",
+    severity="high",
+    resource_types=(ROLE_POLICY, IAM_POLICY),
+    description="'*' resources only for actions AWS cannot scope",
+    references=("CKV_AWS_355", "CKV_AWS_356"),
+)
 def _scoped_resources(props: Props) -> Iterator[str]:
     for statement in _allows(props):
         if "*" not in _as_list(statement.get("Resource")):
@@ -499,6 +737,16 @@ def _scoped_resources(props: Props) -> Iterator[str]:
                    "every resource; scope it to this stack's ARNs")
 
 
+@rule(
+    id="iam-passrole-scoped",
+    severity="critical",
+    resource_types=(ROLE_POLICY, IAM_POLICY),
+    description="iam:PassRole is scoped",
+    references=(
+        "CKV_AWS_286", "CKV_AWS_287", "CKV_AWS_288", "CKV_AWS_289", "CKV_AWS_290", "CKV_AWS_107",
+        "CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_110", "CKV_AWS_111",
+    ),
+)
 def _passrole_scoped(props: Props) -> Iterator[str]:
     for statement in _allows(props):
         actions = _as_list(statement.get("Action"))
@@ -507,6 +755,13 @@ def _passrole_scoped(props: Props) -> Iterator[str]:
             yield "iam:PassRole on every role allows privilege escalation"
 
 
+@rule(
+    id="iam-trust-services-only",
+    severity="high",
+    resource_types=(ROLE,),
+    description="Roles trust specific AWS service principals",
+    references=("CKV_AWS_60", "CKV_AWS_61"),
+)
 def _trust_specific(props: Props) -> Iterator[str]:
     for statement in _statements(props.get("assumeRolePolicy")):
         principal = statement.get("Principal")
@@ -520,6 +775,13 @@ def _trust_specific(props: Props) -> Iterator[str]:
                 yield f"the trust policy allows {kind} {values}; only AWS services should assume it"
 
 
+@rule(
+    id="iam-no-admin-policy",
+    severity="critical",
+    resource_types=(POLICY_ATTACHMENT,),
+    description="No administrative managed policies",
+    references=("IAM.1", "CKV_AWS_274"),
+)
 def _no_admin_policy(props: Props) -> Iterator[str]:
     arn = str(props.get("policyArn", ""))
     if arn.rsplit("/", 1)[-1] in _ADMIN_POLICIES:
@@ -529,136 +791,46 @@ def _no_admin_policy(props: Props) -> Iterator[str]:
 # -- logs and tags -------------------------------------------------------------------------
 
 
+@rule(
+    id="logs-retention-set",
+    severity="medium",
+    resource_types=(LOG_GROUP,),
+    description="Log groups have a retention period",
+    references=("CKV_AWS_66",),
+)
 def _retention_set(props: Props) -> Iterator[str]:
     if not props.get("retentionInDays"):
         yield "log events are kept forever"
 
 
+@rule(
+    id="logs-retention-one-year",
+    severity="low",
+    resource_types=(LOG_GROUP,),
+    description="Logs are kept at least a year",
+    references=("CKV_AWS_338", "CloudWatch.16"),
+)
 def _retention_year(props: Props) -> Iterator[str]:
     days = props.get("retentionInDays") or 0
     if 0 < int(days) < 365:
         yield f"log events are kept {days} days, under a year"
 
 
+@rule(
+    id="tagged-for-sweep",
+    severity="low",
+    resource_types=TAGGABLE,
+    description=f"Resources carry the {DEPLOYMENT_TAG} tag",
+    references=(),
+)
 def _tagged(props: Props) -> Iterator[str]:
     tags = props.get("tags") or {}
     if not isinstance(tags, Mapping) or not tags.get(DEPLOYMENT_TAG):
         yield f"not tagged {DEPLOYMENT_TAG}: a leak sweep could not find it"
 
 
-RULES: tuple[Rule, ...] = (
-    Rule(id="lt-imdsv2", severity="high", check=_imdsv2, resource_types=(LAUNCH_TEMPLATE,),
-         description="Launch templates require IMDSv2",
-         references=("CKV_AWS_79", "EC2.170")),
-    Rule(id="lt-metadata-hop-limit", severity="medium", check=_hop_limit,
-         resource_types=(LAUNCH_TEMPLATE,), description="Metadata response hop limit is 1",
-         references=("CKV_AWS_341",)),
-    Rule(id="lt-ebs-encrypted", severity="high", check=_ebs_encrypted,
-         resource_types=(LAUNCH_TEMPLATE,), description="Launch template volumes are encrypted",
-         references=("EC2.181", "CKV_AWS_106", "EC2.7")),
-    Rule(id="lt-no-public-ip", severity="medium", check=_no_public_ip,
-         resource_types=(LAUNCH_TEMPLATE,), description="Instances get no public IP address",
-         references=("CKV_AWS_88", "EC2.25", "EC2.9")),
-    Rule(id="lt-no-secrets-in-user-data", severity="critical", check=_no_secrets_in_user_data,
-         resource_types=(LAUNCH_TEMPLATE,), description="No credentials in user data",
-         references=("CKV_AWS_46",)),
-    Rule(id="subnet-no-auto-public-ip", severity="low", check=_subnet_no_public_ip,
-         resource_types=(SUBNET,), description="Subnets do not assign public IPs on launch",
-         references=("CKV_AWS_130", "EC2.15")),
-    Rule(id="sg-no-ingress-from-anywhere", severity="critical", check=_no_open_ingress,
-         resource_types=(SECURITY_GROUP,), description="No inbound traffic from 0.0.0.0/0 or ::/0",
-         references=("CKV_AWS_24", "CKV_AWS_25", "CKV_AWS_260", "CKV_AWS_277", "EC2.18",
-                     "EC2.19")),
-    Rule(id="sg-no-inbound-rules", severity="high", check=_no_ingress,
-         resource_types=(SECURITY_GROUP,), description="The runner's group has no inbound rules",
-         references=("EC2.18",)),
-    Rule(id="sg-descriptions", severity="low", check=_descriptions,
-         resource_types=(SECURITY_GROUP,), description="Groups and their rules are described",
-         references=("CKV_AWS_23",)),
-    Rule(id="sg-narrow-egress", severity="medium", check=_narrow_egress,
-         resource_types=(SECURITY_GROUP,), description="Egress is limited to the ports tasks need",
-         references=("CKV_AWS_382",)),
-    Rule(id="s3-public-access-block", severity="critical", check=_public_access_block,
-         resource_types=(PUBLIC_ACCESS_BLOCK,), description="All four public access flags are on",
-         references=("CKV_AWS_53", "CKV_AWS_54", "CKV_AWS_55", "CKV_AWS_56", "CKV2_AWS_6",
-                     "S3.8")),
-    Rule(id="s3-default-encryption", severity="high", check=_encryption,
-         resource_types=(ENCRYPTION,), description="Buckets encrypt objects at rest",
-         references=("CKV_AWS_19",)),
-    Rule(id="s3-tls-only", severity="high", check=_tls_only, resource_types=(BUCKET_POLICY,),
-         description="Bucket policy denies requests without TLS",
-         references=("CKV_AWS_379", "S3.5")),
-    Rule(id="s3-lifecycle", severity="medium", check=_lifecycle, resource_types=(LIFECYCLE,),
-         description="Objects expire and incomplete uploads are aborted",
-         references=("CKV2_AWS_61", "CKV_AWS_300", "S3.13")),
-    Rule(id="s3-acls-disabled", severity="medium", check=_acls_disabled,
-         resource_types=(OWNERSHIP,), description="ACLs are disabled (bucket owner enforced)",
-         references=("CKV2_AWS_65", "S3.12")),
-    Rule(id="s3-bucket-hardened", severity="high", stack_check=_bucket_companions,
-         description="Every bucket has its access block, encryption, ownership, lifecycle and "
-         "TLS policy", references=("CKV2_AWS_6", "S3.8", "S3.5", "S3.12", "S3.13")),
-    Rule(id="ecs-not-privileged", severity="critical", check=_not_privileged,
-         resource_types=(TASK_DEFINITION,), description="Containers are not privileged",
-         references=("CKV_AWS_334", "ECS.4")),
-    Rule(id="ecs-no-host-pid", severity="high", check=_no_host_pid,
-         resource_types=(TASK_DEFINITION,), description="Tasks do not share the host PID namespace",
-         references=("CKV_AWS_335", "ECS.3")),
-    Rule(id="ecs-no-host-network", severity="high", check=_no_host_network,
-         resource_types=(TASK_DEFINITION,), description="Tasks do not use host networking",
-         references=("ECS.17",)),
-    Rule(id="ecs-non-root", severity="high", check=_non_root, resource_types=(TASK_DEFINITION,),
-         description="Containers run as a non-root user", references=("ECS.20",)),
-    Rule(id="ecs-read-only-root", severity="medium", check=_read_only_root,
-         resource_types=(TASK_DEFINITION,), description="Containers have a read-only root file "
-         "system", references=("CKV_AWS_336", "ECS.5")),
-    Rule(id="ecs-no-secrets-in-environment", severity="critical",
-         check=_no_secrets_in_environment, resource_types=(TASK_DEFINITION,),
-         description="No secrets in container environment variables", references=("ECS.8",)),
-    Rule(id="ecs-logging", severity="medium", check=_logging, resource_types=(TASK_DEFINITION,),
-         description="Containers send their logs somewhere", references=("ECS.9",)),
-    Rule(id="ecs-separate-roles", severity="medium", check=_separate_roles,
-         resource_types=(TASK_DEFINITION,), description="Execution role differs from task role",
-         references=("CKV_AWS_249",)),
-    Rule(id="ecs-termination-protection", severity="medium", check=_termination_protection,
-         resource_types=(CAPACITY_PROVIDER,), description="Capacity provider protects instances "
-         "with running tasks", references=("ECS.19",)),
-    Rule(id="asg-launch-template", severity="medium", check=_uses_launch_template,
-         resource_types=(AUTO_SCALING_GROUP,), description="The group uses a launch template",
-         references=("CKV_AWS_315", "AutoScaling.9")),
-    Rule(id="asg-propagate-tags", severity="low", check=_propagates_tags,
-         resource_types=(AUTO_SCALING_GROUP,), description="Tags propagate to instances",
-         references=("CKV_AWS_153",)),
-    Rule(id="asg-multi-az", severity="medium", check=_multi_az,
-         resource_types=(AUTO_SCALING_GROUP,), description="The group spans at least two AZs",
-         references=("AutoScaling.2",)),
-    Rule(id="asg-multi-type-spot", severity="low", check=_multi_type_with_spot,
-         resource_types=(AUTO_SCALING_GROUP,), description="Spot groups use several instance "
-         "types", references=("AutoScaling.6",)),
-    Rule(id="iam-no-wildcard-action", severity="critical", check=_no_wildcard_action,
-         resource_types=(ROLE_POLICY, IAM_POLICY), description="No '*' or 'service:*' actions",
-         references=("CKV_AWS_62", "CKV_AWS_63", "CKV_AWS_1", "CKV_AWS_49", "IAM.1", "IAM.21")),
-    Rule(id="iam-scoped-resources", severity="high", check=_scoped_resources,
-         resource_types=(ROLE_POLICY, IAM_POLICY), description="'*' resources only for actions "
-         "AWS cannot scope", references=("CKV_AWS_355", "CKV_AWS_356")),
-    Rule(id="iam-passrole-scoped", severity="critical", check=_passrole_scoped,
-         resource_types=(ROLE_POLICY, IAM_POLICY), description="iam:PassRole is scoped",
-         references=("CKV_AWS_286", "CKV_AWS_287", "CKV_AWS_288", "CKV_AWS_289", "CKV_AWS_290",
-                     "CKV_AWS_107", "CKV_AWS_108", "CKV_AWS_109", "CKV_AWS_110", "CKV_AWS_111")),
-    Rule(id="iam-trust-services-only", severity="high", check=_trust_specific,
-         resource_types=(ROLE,), description="Roles trust specific AWS service principals",
-         references=("CKV_AWS_60", "CKV_AWS_61")),
-    Rule(id="iam-no-admin-policy", severity="critical", check=_no_admin_policy,
-         resource_types=(POLICY_ATTACHMENT,), description="No administrative managed policies",
-         references=("IAM.1", "CKV_AWS_274")),
-    Rule(id="logs-retention-set", severity="medium", check=_retention_set,
-         resource_types=(LOG_GROUP,), description="Log groups have a retention period",
-         references=("CKV_AWS_66",)),
-    Rule(id="logs-retention-one-year", severity="low", check=_retention_year,
-         resource_types=(LOG_GROUP,), description="Logs are kept at least a year",
-         references=("CKV_AWS_338", "CloudWatch.16")),
-    Rule(id="tagged-for-sweep", severity="low", check=_tagged, resource_types=TAGGABLE,
-         description=f"Resources carry the {DEPLOYMENT_TAG} tag", references=()),
-)
+#: Every rule, in the order declared above (each beside the check it names).
+RULES: tuple[Rule, ...] = tuple(_REGISTERED)
 
 #: The deliberate exceptions, in one place. Each applies only while the config keeps
 #: the cheaper choice; choosing the stricter option makes the finding, and the waiver, go.
