@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
@@ -352,7 +352,8 @@ def _fleet(plan: Plan, usage: Usage, prices: PriceBook) -> _Fleet:
 def estimate_cost(
     plan: Plan, usage: Usage | None = None, prices: PriceBook | None = None
 ) -> CostEstimate:
-    """Price every resource in ``plan`` for ``usage`` (default: the config's).
+    """Price every resource in ``plan`` for ``usage`` (default: the config's): one pricing
+    function per service (:data:`_SERVICES`), each reading only the plan.
 
     >>> from rclaude_infra import DeploymentConfig, plan
     >>> estimate = estimate_cost(plan(DeploymentConfig(spot=False, nat="single")))
@@ -366,9 +367,18 @@ def estimate_cost(
     if prices.region != plan.config.region:
         raise ConfigError("prices", prices.region,
                           f"a PriceBook for the plan's region {plan.config.region!r}")
-    lines: list[CostLine] = []
-    tasks = usage.tasks_per_month
+    lines = [line for service in _SERVICES for line in service(plan, usage, prices)]
+    assumptions = tuple(dict.fromkeys(line.price_source for line in lines if line.assumed))
+    return CostEstimate(
+        name=plan.name, region=plan.config.region, usage=usage, lines=tuple(lines),
+        assumptions=assumptions,
+    )
 
+
+def _ec2_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
+    """Instances (always-on and for tasks, spot-aware), their root volumes and public
+    IPv4 addresses."""
+    lines: list[CostLine] = []
     group = plan.one("aws:autoscaling:Group")
     template = plan.one("aws:ec2:LaunchTemplate").inputs
     fleet = _fleet(plan, usage, prices)
@@ -404,8 +414,13 @@ def estimate_cost(
             quantity=0.0, unit="instance-hour", unit_price=0.0, monthly_cost=0.0,
             baseline=False, price_source="",
         ))
+    return lines
 
-    egress_gb = tasks * usage.egress_gb_per_task
+
+def _network_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
+    """NAT gateways, their addresses and data, and data transfer out to the internet."""
+    lines: list[CostLine] = []
+    egress_gb = usage.tasks_per_month * usage.egress_gb_per_task
     nats = plan.by_type("aws:ec2:NatGateway")
     for nat in nats:
         lines.append(_line(nat, "NAT gateway", HOURS_PER_MONTH, prices.item("nat_gateway_hour"),
@@ -414,13 +429,19 @@ def estimate_cost(
         lines.append(_line(nat, "Data processed", share,
                            prices.item("nat_gateway_data_processed"), baseline=False))
     for address in plan.by_type("aws:ec2:Eip"):
-        lines.append(_line(address, "Public IPv4 address (NAT)", HOURS_PER_MONTH, ipv4,
-                           baseline=True))
-    lines.append(_line(group, "Data transfer out to the internet", egress_gb,
-                       prices.item("data_transfer_out_internet_first_10tb"), baseline=False))
+        lines.append(_line(address, "Public IPv4 address (NAT)", HOURS_PER_MONTH,
+                           prices.item("public_ipv4_address_hour"), baseline=True))
+    lines.append(_line(plan.one("aws:autoscaling:Group"), "Data transfer out to the internet",
+                       egress_gb, prices.item("data_transfer_out_internet_first_10tb"),
+                       baseline=False))
+    return lines
 
+
+def _logs_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
+    """CloudWatch Logs: what tasks write, and what retention keeps stored."""
+    lines: list[CostLine] = []
     for logs in plan.by_type("aws:cloudwatch:LogGroup"):
-        ingested_gb = tasks * usage.log_mb_per_task / _MIB_PER_GB
+        ingested_gb = usage.tasks_per_month * usage.log_mb_per_task / _MIB_PER_GB
         retention = logs.inputs.get("retentionInDays") or 3653
         lines.append(_line(logs, "Data ingested", ingested_gb,
                            prices.item("cloudwatch_logs_ingestion"), baseline=False))
@@ -428,7 +449,13 @@ def estimate_cost(
         stored = ingested_gb / (HOURS_PER_MONTH / 24) * retention
         lines.append(_line(logs, f"Storage ({retention} days retained)", stored,
                            prices.item("cloudwatch_logs_storage"), baseline=False))
+    return lines
 
+
+def _s3_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
+    """The results bucket: what its expiry keeps stored, and the task's requests."""
+    lines: list[CostLine] = []
+    tasks = usage.tasks_per_month
     for bucket in plan.by_type("aws:s3:Bucket"):
         expire = _expiration_days(plan)
         stored = tasks * usage.result_mb_per_task / _MIB_PER_GB / (HOURS_PER_MONTH / 24) * expire
@@ -440,23 +467,33 @@ def estimate_cost(
         lines.append(_line(bucket, "GET and other requests", tasks * S3_GETS_PER_TASK,
                            prices.item("s3_standard_get_select_other"), baseline=False,
                            unit="requests", per=1000))
+    return lines
 
+
+def _secrets_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
+    """The credential's secret and the reads of it (one per task)."""
+    lines: list[CostLine] = []
     for secret in plan.by_type("aws:secretsmanager:Secret"):
         lines.append(_line(secret, "Secret", 1, prices.item("secrets_manager_secret"),
                            baseline=True))
-        lines.append(_line(secret, "API requests", tasks * SECRET_READS_PER_TASK,
+        lines.append(_line(secret, "API requests", usage.tasks_per_month * SECRET_READS_PER_TASK,
                            prices.item("secrets_manager_api_calls"), baseline=False,
                            unit="requests", per=10_000))
+    return lines
 
-    for repository in [*plan.by_type("awsx:ecr:Repository"), *plan.by_type("aws:ecr:Repository")]:
-        lines.append(_line(repository, "Image storage", usage.image_gb,
-                           prices.item("ecr_storage"), baseline=True))
 
-    assumptions = tuple(dict.fromkeys(line.price_source for line in lines if line.assumed))
-    return CostEstimate(
-        name=plan.name, region=plan.config.region, usage=usage, lines=tuple(lines),
-        assumptions=assumptions,
-    )
+def _ecr_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
+    """The runner image kept in the stack's repository."""
+    return [_line(repository, "Image storage", usage.image_gb, prices.item("ecr_storage"),
+                  baseline=True)
+            for repository in [*plan.by_type("awsx:ecr:Repository"),
+                               *plan.by_type("aws:ecr:Repository")]]
+
+
+#: The services a stack is priced by, in the order their lines are listed.
+_SERVICES: tuple[Callable[[Plan, Usage, PriceBook], list[CostLine]], ...] = (
+    _ec2_lines, _network_lines, _logs_lines, _s3_lines, _secrets_lines, _ecr_lines,
+)
 
 
 def _expiration_days(plan: Plan) -> int:
