@@ -22,8 +22,8 @@ from rclaude_infra import (
     TaskStatus,
     TaskTimeoutError,
 )
+from rclaude_infra._aws.container import run_from_s3
 from rclaude_infra._aws.ecs import EcsProvider, map_task
-from rclaude_infra.runner import run_from_s3
 
 
 def test_run_task_puts_the_spec_first_then_one_run_task(deployment: Deployment, aws: Any,

@@ -1,7 +1,7 @@
 """The local provider: each task is a runner subprocess on this machine.
 
 Task directories live under ``~/.rclaude/local/<deployment>/tasks/<task_id>/`` with the
-same layout as a task's S3 prefix (see :mod:`rclaude_infra.runner`), plus
+same layout as a task's S3 prefix (see :mod:`rclaude_infra.tasks.runner`), plus
 ``process.json`` (the runner's pid and start time) and ``runner.out`` (the runner's own
 stdout and stderr). Everything a handle needs is in that directory, so any process can
 re-attach to a task and follow it.

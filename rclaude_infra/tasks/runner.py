@@ -1,0 +1,347 @@
+"""The task runner: what ``python -m rclaude_infra.runner`` runs for one task.
+
+The same code runs a task in the container and under the local provider. It reads
+``spec.json`` from the task directory, clones the repository at the ref when one is
+given, runs the command (by default Claude Code headless, the prompt on its standard
+input), streams its output line by line to stdout and to ``log.jsonl`` (each line with
+its time), enforces the timeout, and always writes ``result.json`` (exit code, timing,
+status, reason and, for a prompt, the agent's own result), the transcript, the git diff
+and an ``artifacts/`` folder, also when the command fails, times out or is stopped.
+
+A prompt task is judged by Claude Code's own result line, not by its exit code: it
+exits 0 even when it did nothing. An error it reports (an API error, the turn or budget
+limit) fails the task with its words; no result line at all fails it too.
+
+Layout of a task directory::
+
+    spec.json         the TaskSpec
+    log.jsonl         {"t": epoch ms, "line": text} per output line (the followable log)
+    transcript.jsonl  the command's standard output (for Claude Code: its JSON event
+                      stream, nothing else)
+    stderr.log        the command's standard error (also in the log)
+    diff.patch        git diff of the work against the checked-out ref (when a repo)
+    artifacts/        anything the command writes to $RCLAUDE_ARTIFACTS
+    claude/           Claude Code's configuration directory for this task (its session)
+    result.json       written last: the outcome
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from ..config import TaskSpec
+from .agent import AGENT_ENV, AgentStream
+from .layout import (
+    ARTIFACTS_DIR,
+    CLAUDE_DIR,
+    DIFF_FILE,
+    LOG_FILE,
+    OUTPUT_FILES,
+    PREEMPTED_EXIT,
+    RESULT_FILE,
+    SETTINGS_FILE,
+    SPEC_FILE,
+    STDERR_FILE,
+    STOP_REASON_FILE,
+    TRANSCRIPT_FILE,
+)
+
+#: Exit code of a command stopped for its timeout (as coreutils' ``timeout`` uses).
+TIMEOUT_EXIT = 124
+#: Where the instance's spot watcher leaves the two-minute notice (a read-only volume).
+SPOT_NOTICE_ENV = "RCLAUDE_SPOT_NOTICE"
+_KILL_GRACE_SECONDS = 10
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Log:
+    """Each output line to stdout (the container's log stream) and to log.jsonl; the
+    command's standard output also to the transcript, its standard error to stderr.log."""
+
+    def __init__(self, task_dir: Path) -> None:
+        self._jsonl = (task_dir / LOG_FILE).open("a", encoding="utf-8")
+        self._transcript: IO[str] | None = None
+        self._stderr: IO[str] | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, task_dir: Path) -> None:
+        self._transcript = (task_dir / TRANSCRIPT_FILE).open("a", encoding="utf-8")
+        self._stderr = (task_dir / STDERR_FILE).open("a", encoding="utf-8")
+
+    def line(self, text: str, *, to: IO[str] | None = None) -> None:
+        with self._lock:
+            sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+            self._jsonl.write(json.dumps({"t": int(time.time() * 1000), "line": text}) + "\n")
+            self._jsonl.flush()
+            if to is not None:
+                to.write(text + "\n")
+                to.flush()
+
+    def transcript(self, text: str) -> None:
+        self.line(text, to=self._transcript)
+
+    def stderr(self, text: str) -> None:
+        self.line(text, to=self._stderr)
+
+    def close(self) -> None:
+        for stream in (self._jsonl, self._transcript, self._stderr):
+            if stream is not None:
+                stream.close()
+
+
+#: Where the credential helper finds the token (the helper's text names the variable, so
+#: the token is in no argument, URL or file).
+GIT_TOKEN_ENV = "RCLAUDE_GIT_TOKEN"
+_CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get || exit 0; echo username=x-access-token; '
+    f'echo "password=${GIT_TOKEN_ENV}"; }}; f'
+)
+
+
+def git_env(token: str | None) -> dict[str, str]:
+    """git's environment: never a prompt; with a token, a credential helper that answers
+    with it for any host (git's own ``GIT_CONFIG_*`` settings, so nothing is written)."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    if token is not None:
+        env.update({GIT_TOKEN_ENV: token, "GIT_CONFIG_COUNT": "1",
+                    "GIT_CONFIG_KEY_0": "credential.helper",
+                    "GIT_CONFIG_VALUE_0": _CREDENTIAL_HELPER})
+    return env
+
+
+def _git(args: list[str], cwd: Path | None = None, timeout: float = 600,
+         env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
+    return done.stdout
+
+
+def _checkout(spec: TaskSpec, work: Path, log: _Log) -> tuple[Path, str | None]:
+    """Clone the repository at the ref; returns the working directory and HEAD's commit."""
+    if spec.repo is None:
+        work.mkdir(parents=True, exist_ok=True)
+        return work, None
+    target = work / "repo"
+    token = os.environ.get(spec.git_token_secret) if spec.git_token_secret else None
+    if spec.git_token_secret and not token:
+        raise RuntimeError(f"secrets not provided to the task: {spec.git_token_secret}")
+    env = git_env(token)
+    log.line(f"[runner] cloning {spec.repo}" + (f" at {spec.ref}" if spec.ref else ""))
+    try:
+        _git(["clone", "--quiet", "--branch", spec.ref, "--", spec.repo, str(target)]
+             if spec.ref else ["clone", "--quiet", "--", spec.repo, str(target)], env=env)
+    except RuntimeError:
+        if spec.ref is None:
+            raise
+        # Not a branch or tag: clone, then check the commit out.
+        _git(["clone", "--quiet", "--", spec.repo, str(target)], env=env)
+        _git(["checkout", "--quiet", spec.ref], cwd=target)
+    return target, _git(["rev-parse", "HEAD"], cwd=target).strip()
+
+
+def _diff(repo: Path) -> str:
+    # Intent-to-add makes new files show in the diff without staging their content.
+    _git(["add", "--intent-to-add", "--all"], cwd=repo)
+    return _git(["diff", "HEAD", "--binary"], cwd=repo)
+
+
+class _Stopper:
+    """Ends the command's process group: on timeout, or when the runner is told to stop."""
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen[str] | None = None
+        self.reason: str | None = None
+        self._lock = threading.Lock()
+
+    def stop(self, reason: str) -> None:
+        with self._lock:
+            if self.reason is not None or self.process is None:
+                self.reason = self.reason or reason
+                return
+            self.reason = reason
+            process = self.process
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=_KILL_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def _agent_setup(spec: TaskSpec, task_dir: Path, env: dict[str, str]) -> list[str]:
+    """Claude Code's command line and environment for a prompt task: its own
+    configuration directory in the task, no updates or telemetry, the spec's settings."""
+    config_dir = task_dir / CLAUDE_DIR
+    config_dir.mkdir(exist_ok=True)
+    env.update(AGENT_ENV)
+    env["CLAUDE_CONFIG_DIR"] = str(config_dir)
+    settings = None
+    if spec.claude_settings:
+        settings = config_dir / SETTINGS_FILE
+        settings.write_text(json.dumps(dict(spec.claude_settings), indent=2))
+    return spec.argv(as_root=os.geteuid() == 0,
+                     settings_file=None if settings is None else str(settings))
+
+
+def _feed(stream: IO[str] | None, data: str) -> None:
+    """Write the prompt to the command's standard input and close it (a thread: the
+    command may print before it has read everything)."""
+    assert stream is not None
+    with contextlib.suppress(BrokenPipeError, OSError):
+        stream.write(data)
+    with contextlib.suppress(BrokenPipeError, OSError):
+        stream.close()
+
+
+def _drain(stream: IO[str] | None, log: _Log, last: list[str]) -> None:
+    assert stream is not None
+    for raw in stream:
+        text = raw.rstrip("\n")
+        log.stderr(text)
+        if text.strip():
+            last[:] = [text]
+
+
+def run(task_dir: Path) -> int:
+    """Run the task in ``task_dir``; returns the exit code for the runner's process."""
+    started = _now()
+    log = _Log(task_dir)
+    stopper = _Stopper()
+    result: dict[str, Any] = {"started_at": started.isoformat(), "attempt": 1}
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # ECS stops a task with SIGTERM; so do stop() and, on a spot interruption notice,
+        # the instance's watcher, which leaves the notice first.
+        notice = os.environ.get(SPOT_NOTICE_ENV)
+        why = "preempted" if notice and os.path.exists(notice) else "stopped"
+        threading.Thread(target=stopper.stop, args=(why,), daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    exit_code: int | None = None
+    repo: Path | None = None
+    agent: AgentStream | None = None
+    last_stderr: list[str] = []
+    try:
+        spec = TaskSpec.from_mapping(json.loads((task_dir / SPEC_FILE).read_text()))
+        result.update(task_id=spec.task_id, repo=spec.repo, ref=spec.ref, timeout=spec.timeout)
+        artifacts = task_dir / ARTIFACTS_DIR
+        artifacts.mkdir(exist_ok=True)
+        cwd, commit = _checkout(spec, task_dir / "workspace", log)
+        repo = cwd if spec.repo else None
+        result["commit"] = commit
+        env = {**os.environ, **spec.env, "RCLAUDE_TASK_ID": spec.task_id,
+               "RCLAUDE_ARTIFACTS": str(artifacts)}
+        missing = [name for name in spec.secrets if name not in env]
+        if missing:
+            raise RuntimeError(f"secrets not provided to the task: {', '.join(missing)}")
+        log.attach(task_dir)
+        if spec.prompt is not None:
+            argv = _agent_setup(spec, task_dir, env)
+            agent = AgentStream()
+        else:
+            argv = spec.argv()
+        log.line(f"[runner] running {argv[0]} in {cwd.name}")
+        timer = threading.Timer(spec.timeout, stopper.stop, args=("timeout",))
+        timer.daemon = True
+        with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, errors="replace",
+                              stdin=subprocess.DEVNULL if agent is None else subprocess.PIPE,
+                              start_new_session=True) as process:
+            stopper.process = process
+            if stopper.reason is not None:  # stopped (or preempted) while cloning
+                why, stopper.reason = stopper.reason, None
+                stopper.stop(why)
+            timer.start()
+            helpers = [threading.Thread(target=_drain, args=(process.stderr, log, last_stderr),
+                                        daemon=True)]
+            if agent is not None:
+                assert spec.prompt is not None
+                helpers.append(threading.Thread(target=_feed, args=(process.stdin, spec.prompt),
+                                                daemon=True))
+            for helper in helpers:
+                helper.start()
+            assert process.stdout is not None
+            for raw in process.stdout:
+                text = raw.rstrip("\n")
+                if agent is None or agent.feed(text):
+                    log.transcript(text)
+                else:
+                    log.line(text)  # not part of the event stream: the log only
+            exit_code = process.wait()
+            for helper in helpers:
+                helper.join(timeout=_KILL_GRACE_SECONDS)
+        timer.cancel()
+    except FileNotFoundError as exc:
+        result["reason"] = f"command not found: {exc.filename}" + (
+            " (Claude Code is not installed where the task runs: npm install -g "
+            "@anthropic-ai/claude-code)" if agent is not None else "")
+    except Exception as exc:
+        result["reason"] = str(exc)
+    finally:
+        if repo is not None:
+            try:
+                (task_dir / DIFF_FILE).write_text(_diff(repo))
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                log.line(f"[runner] could not write the diff: {exc}")
+        finished = _now()
+        summary = agent.summary() if agent is not None else None
+        if summary is not None:
+            result["agent"] = summary.to_dict()
+        if stopper.reason == "timeout":
+            status, exit_code = "timeout", TIMEOUT_EXIT
+            result["reason"] = f"timed out after {result['timeout']}s"
+        elif stopper.reason == "preempted":
+            status, exit_code = "preempted", PREEMPTED_EXIT
+            result["reason"] = ("spot interruption notice: the instance is reclaimed; the "
+                                "runner stopped the command and kept its work")
+        elif stopper.reason == "stopped":
+            status = "stopped"
+            asked = task_dir / STOP_REASON_FILE
+            result["reason"] = asked.read_text().strip() if asked.is_file() else "stopped"
+        elif summary is not None and exit_code is not None and summary.failure_reason:
+            # Judged by the agent's own result line, not by its exit code.
+            status = "failed"
+            reason = summary.failure_reason
+            if summary.subtype is None:
+                reason += f" (exit code {exit_code})" + (
+                    f": {last_stderr[0]}" if last_stderr else "")
+            result["reason"] = reason
+        elif exit_code == 0:
+            status = "succeeded"
+        else:
+            status = "failed"
+            if exit_code is not None:
+                result.setdefault("reason", f"exit code {exit_code}")
+        result.update(
+            status=status, exit_code=exit_code, finished_at=finished.isoformat(),
+            duration_seconds=round((finished - started).total_seconds(), 3),
+            files=[name for name in (*OUTPUT_FILES, ARTIFACTS_DIR)
+                   if (task_dir / name).exists()],
+        )
+        log.line(f"[runner] {status}" + (f": {result['reason']}" if result.get("reason")
+                                         else ""))
+        log.close()
+        tmp = task_dir / (RESULT_FILE + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2))
+        tmp.replace(task_dir / RESULT_FILE)  # atomic: a reader sees all of it or nothing
+    return exit_code if exit_code is not None else 1
