@@ -16,7 +16,6 @@ from .config import (
     LOG_RETENTION_DAYS,
     NAT_MODES,
     DeploymentConfig,
-    TaskSpec,
     Usage,
     validate_name,
 )
@@ -44,6 +43,7 @@ from .errors import (
 )
 from .instance_types import InstanceType, instance_types
 from .outputs import StackOutputs
+from .tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
     from ._aws.pricing import live_prices

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from ._plan import Plan
-from .config import CREDENTIAL_ENV, DeploymentConfig, TaskSpec, Usage, validate_name
+from .config import CREDENTIAL_ENV, DeploymentConfig, Usage, validate_name
 from .errors import (
     ConfigError,
     EngineError,
@@ -19,6 +19,7 @@ from .errors import (
     RclaudeError,
 )
 from .outputs import StackOutputs
+from .tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
     from ._aws.ecs import EcsProvider

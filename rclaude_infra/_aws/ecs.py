@@ -23,7 +23,7 @@ from typing import Any
 
 import attrs
 
-from ..config import DEPLOYMENT_TAG, TaskSpec
+from ..config import DEPLOYMENT_TAG
 from ..errors import EngineError, ExecError, PriceNotFoundError
 from ..outputs import StackOutputs
 from ..prices import PriceBook
@@ -38,6 +38,7 @@ from ..tasks.model import (
     select_tasks,
     state_from_result,
 )
+from ..tasks.spec import TaskSpec
 from . import client_config, s3_tasks, task_secrets
 
 TASK_TAG = "rclaude:task-id"

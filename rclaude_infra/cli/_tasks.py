@@ -7,10 +7,10 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from ..config import TaskSpec
 from ..errors import ConfigError
 from ..tasks.agent import AgentResult
 from ..tasks.model import LogLine, Task, TaskNotFoundError, TaskState, TaskStatus
+from ..tasks.spec import TaskSpec
 from ._common import (
     config_file_argument,
     console,

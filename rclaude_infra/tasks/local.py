@@ -23,7 +23,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from ..config import TaskSpec
 from ..errors import ExecError
 from .layout import (
     ARTIFACTS_DIR,
@@ -42,6 +41,7 @@ from .model import (
     select_tasks,
     state_from_result,
 )
+from .spec import TaskSpec
 
 PROCESS_FILE = "process.json"
 RUNNER_OUT = "runner.out"

@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from ..config import TaskSpec
 from .agent import AGENT_ENV, AgentStream
 from .layout import (
     ARTIFACTS_DIR,
@@ -55,6 +54,7 @@ from .layout import (
     STOP_REASON_FILE,
     TRANSCRIPT_FILE,
 )
+from .spec import TaskSpec
 
 #: Exit code of a command stopped for its timeout (as coreutils' ``timeout`` uses).
 TIMEOUT_EXIT = 124

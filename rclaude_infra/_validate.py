@@ -1,0 +1,94 @@
+"""Validators and converters shared by the config values (``config``) and the task spec
+(``tasks.spec``): each raises :class:`~rclaude_infra.errors.ConfigError` naming the field."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from .errors import ConfigError
+
+
+class Pattern:
+    """A regular expression compiled on first use: the config module is imported by
+    ``import rclaude_infra`` and most of its patterns are never needed."""
+
+    def __init__(self, pattern: str) -> None:
+        self._pattern = pattern
+        self._compiled: re.Pattern[str] | None = None
+
+    def match(self, text: str) -> re.Match[str] | None:
+        if self._compiled is None:
+            self._compiled = re.compile(self._pattern)
+        return self._compiled.match(text)
+
+
+def is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def int_between(low: int, high: int) -> Any:
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if not is_int(value) or not low <= value <= high:  # type: ignore[operator]
+            raise ConfigError(attribute.name, value, f"an integer from {low} to {high}")
+
+    return check
+
+
+def one_of(choices: tuple[Any, ...]) -> Any:
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if isinstance(value, bool) or value not in choices:
+            shown = ", ".join(repr(c) for c in choices)
+            raise ConfigError(attribute.name, value, f"one of {shown}")
+
+    return check
+
+
+def is_bool(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(attribute.name, value, "true or false")
+
+
+def as_tuple(value: object) -> object:
+    """Accept a list where a tuple is wanted (TOML and JSON give lists); leave the rest."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def frozen_mapping(value: object) -> object:
+    # A read-only copy, so a frozen config cannot change through the caller's dict.
+    if isinstance(value, Mapping):
+        from types import MappingProxyType
+
+        return MappingProxyType(dict(value))
+    return value
+
+
+def float_between(low: float, high: float, *, low_open: bool = False) -> Any:
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        ok = (
+            isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value)
+            and (low < value if low_open else low <= value) and value <= high
+        )
+        if not ok:
+            bound = f"above {low}" if low_open else f"from {low}"
+            raise ConfigError(attribute.name, value, f"a number {bound} to {high}")
+
+    return check
+
+
+def known_fields(cls: type, data: object, what: str, prefix: str = "") -> dict[str, Any]:
+    """``data`` as keyword arguments for the attrs class ``cls``; an unknown key is an
+    error naming the key and the fields there are."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(what, data, f"a mapping of {cls.__name__} fields")
+    names = [a.name for a in attrs.fields(cls)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}", data[key],
+                              f"a {cls.__name__} field: " + ", ".join(names))
+    return dict(data)

@@ -1,0 +1,302 @@
+"""A task: what to run (a Claude Code prompt or a command), where (a repository at a
+ref), with what (environment, secrets' names, size, limits), validated at construction."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from .._validate import Pattern as _Pattern
+from .._validate import as_tuple as _tuple
+from .._validate import float_between as _float_between
+from .._validate import frozen_mapping as _frozen_tags
+from .._validate import int_between as _int_between
+from .._validate import known_fields as _known_fields
+from ..config import CREDENTIAL_ENV
+from ..errors import ConfigError
+
+_TASK_ID_RE = _Pattern(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,35}$")
+_ENV_NAME_RE = _Pattern(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_REPO_RE = _Pattern(
+    r"^(https://[^\s]+|ssh://[^\s]+|git@[^\s:]+:[^\s]+|file://[^\s]+|/[^\s]*"
+    # Plain HTTP only to this machine (a local git server): never a token over the network.
+    r"|http://(?:127\.0\.0\.1|localhost|\[::1\])(?::\d+)?/[^\s]*)$")
+_REF_RE = _Pattern(r"^[A-Za-z0-9._/-]{1,200}$")
+MAX_PROMPT_CHARS = 1_000_000
+_MODEL_RE = _Pattern(r"^[A-Za-z0-9][A-Za-z0-9._:/@\[\]-]{0,199}$")
+_MAX_CLAUDE_ARGS_CHARS = 32_768
+_MAX_CLAUDE_SETTINGS_CHARS = 65_536
+#: Claude Code's tools the agent may use when the runner runs as root, where Claude Code
+#: refuses ``--permission-mode bypassPermissions``: allowing each tool by name lets it edit
+#: and run commands the same way (names a Claude Code version lacks are ignored).
+ROOT_ALLOWED_TOOLS: tuple[str, ...] = (
+    "Bash", "Edit", "Write", "MultiEdit", "NotebookEdit", "Read", "Glob", "Grep", "LS",
+    "WebFetch", "WebSearch", "TodoWrite", "Task", "Skill",
+)
+#: Claude Code flags the runner sets itself, each with the TaskSpec field to use instead
+#: (``None``: the runner owns it outright).
+RUNNER_FLAGS: Mapping[str, str | None] = {
+    "-p": None, "--print": None, "--output-format": None, "--input-format": None,
+    "--verbose": None, "--permission-mode": None, "--dangerously-skip-permissions": None,
+    "--allow-dangerously-skip-permissions": None, "--model": "model",
+    "--max-turns": "max_turns", "--max-budget-usd": "max_budget_usd",
+    "--settings": "claude_settings", "--resume": None, "-r": None, "--continue": None,
+    "-c": None, "--session-id": None, "--fork-session": None,
+}
+
+
+# Claude credentials: never part of a spec (spec.json is stored as it is).
+_CREDENTIAL_NAMES = frozenset(
+    [*(v for v in CREDENTIAL_ENV.values() if v), "ANTHROPIC_AUTH_TOKEN"])
+
+
+def new_task_id() -> str:
+    """A fresh task id: sortable by time, unique, safe for S3 keys and ECS ``startedBy``."""
+    import datetime as dt
+    import secrets
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    return f"t-{stamp}-{secrets.token_hex(3)}"
+
+
+def _check_task_id(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, str) or not _TASK_ID_RE.match(value):
+        raise ConfigError(attribute.name, value, "1 to 36 letters, digits, '-' or '_', starting "
+                          "with a letter or digit (it is the S3 prefix and ECS startedBy)")
+
+
+def _check_text(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not value.strip()
+                              or len(value) > MAX_PROMPT_CHARS):
+        raise ConfigError(attribute.name, value if not isinstance(value, str) else value[:40],
+                          f"None or non-blank text of at most {MAX_PROMPT_CHARS} characters")
+
+
+def _check_command(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, str):
+        _check_text(_, attribute, value)
+        return
+    if (not isinstance(value, tuple) or not value
+            or not all(isinstance(a, str) and a for a in value)):
+        raise ConfigError(attribute.name, value,
+                          "None, a shell command string, or a non-empty list of arguments")
+
+
+def _check_env(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, Mapping):
+        raise ConfigError(attribute.name, value, "a mapping of variable names to strings")
+    for key, val in value.items():
+        if not isinstance(key, str) or not _ENV_NAME_RE.match(key) or key.startswith("RCLAUDE_"):
+            raise ConfigError(f"{attribute.name}[{key!r}]", key,
+                              "a variable name like MY_VAR (RCLAUDE_* is reserved)")
+        if not isinstance(val, str) or len(val) > 32_768:
+            raise ConfigError(f"{attribute.name}[{key!r}]", val, "a string of at most 32 KiB")
+
+
+def _check_secret_names(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, tuple) or not all(
+            isinstance(n, str) and _ENV_NAME_RE.match(n) for n in value):
+        raise ConfigError(attribute.name, value,
+                          "names of secrets (environment variable names), not their values")
+
+
+def _check_model(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None and (not isinstance(value, str) or not _MODEL_RE.match(value)):
+        raise ConfigError(attribute.name, value, "None or a Claude model name or alias, e.g. "
+                          "'sonnet', 'claude-sonnet-4-5' or a Bedrock inference profile id")
+
+
+def _check_claude_args(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if (not isinstance(value, tuple) or not all(isinstance(a, str) and a for a in value)
+            or sum(len(a) for a in value) > _MAX_CLAUDE_ARGS_CHARS):
+        raise ConfigError(attribute.name, value, "a list of non-empty strings, at most "
+                          f"{_MAX_CLAUDE_ARGS_CHARS} characters in all")
+    for arg in value:
+        flag = arg.split("=", 1)[0]
+        if flag in RUNNER_FLAGS:
+            field = RUNNER_FLAGS[flag]
+            raise ConfigError(attribute.name, arg, "Claude Code arguments the runner does not "
+                              "set itself; " + (f"use TaskSpec.{field} for {flag}" if field
+                                                else f"{flag} is the runner's own"))
+
+
+def _frozen_json(value: object) -> object:
+    """A read-only copy of a JSON-able mapping (through JSON: nothing shared, nothing
+    that JSON cannot carry); anything else is left for the validator to refuse."""
+    if isinstance(value, Mapping):
+        from types import MappingProxyType
+
+        try:
+            return MappingProxyType(json.loads(json.dumps(dict(value))))
+        except (TypeError, ValueError):
+            return value
+    return value
+
+
+def _check_claude_settings(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    allowed = (f"a mapping of Claude Code settings (settings.json keys) that JSON can carry, "
+               f"at most {_MAX_CLAUDE_SETTINGS_CHARS} characters as JSON")
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(attribute.name, value, allowed)
+    try:
+        text = json.dumps(dict(value))
+    except (TypeError, ValueError):
+        raise ConfigError(attribute.name, value, allowed) from None
+    if len(text) > _MAX_CLAUDE_SETTINGS_CHARS:
+        raise ConfigError(attribute.name, text[:40], allowed)
+
+
+def _check_optional_usd(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if value is not None:
+        _float_between(0, 100_000, low_open=True)(_, attribute, value)
+
+
+def _check_optional_int(low: int, high: int) -> Any:
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is not None:
+            _int_between(low, high)(_, attribute, value)
+
+    return check
+
+
+@attrs.frozen(kw_only=True)
+class TaskSpec:
+    """One coding-agent task: a prompt for Claude Code, or a command, in an optional repo.
+
+    >>> spec = TaskSpec(prompt="Fix the failing tests", repo="https://github.com/me/app",
+    ...                 max_turns=30, max_budget_usd=2.5)
+    >>> spec.task_id.startswith("t-"), spec.timeout
+    (True, 3600)
+    >>> TaskSpec(command=["pytest", "-q"]).argv()
+    ['pytest', '-q']
+
+    Exactly one of ``prompt`` and ``command`` is given. A prompt runs Claude Code headless
+    (the prompt on its standard input, allowed to edit files and run commands in the task's
+    sandbox); ``model``, ``max_turns``, ``max_budget_usd``, ``claude_args`` and
+    ``claude_settings`` go to it and are for prompts only. ``secrets`` names secrets the
+    task receives as environment variables (their values never enter the spec). Invalid
+    values raise :class:`~rclaude_infra.errors.ConfigError` naming the field.
+    """
+
+    prompt: str | None = attrs.field(default=None, validator=_check_text)
+    #: A shell command string (run with ``bash -lc``) or a list of arguments.
+    command: str | tuple[str, ...] | None = attrs.field(
+        default=None, converter=_tuple, validator=_check_command)
+    repo: str | None = attrs.field(default=None)
+    #: Branch, tag or commit to check out (default: the repository's default branch).
+    ref: str | None = attrs.field(default=None)
+    env: Mapping[str, str] = attrs.field(
+        factory=dict, converter=_frozen_tags, validator=_check_env, hash=False)
+    secrets: tuple[str, ...] = attrs.field(
+        default=(), converter=_tuple, validator=_check_secret_names)
+    #: CPU units / MiB for this task (default: the deployment's task size).
+    cpu: int | None = attrs.field(default=None, validator=_check_optional_int(128, 196608))
+    memory: int | None = attrs.field(default=None, validator=_check_optional_int(128, 1048576))
+    #: Seconds before the task is stopped as timed out.
+    timeout: int = attrs.field(default=3600, validator=_int_between(1, 86400))
+    max_retries_on_preemption: int = attrs.field(default=1, validator=_int_between(0, 5))
+    task_id: str = attrs.field(factory=new_task_id, validator=_check_task_id)
+    #: Claude Code's model (``--model``): an alias (``"sonnet"``), a full name, or with
+    #: Bedrock one of the deployment's ``bedrock_models``. Default: Claude Code's own.
+    model: str | None = attrs.field(default=None, validator=_check_model)
+    #: Agent turns before Claude Code stops with ``error_max_turns`` (the task FAILS).
+    max_turns: int | None = attrs.field(default=None, validator=_check_optional_int(1, 10_000))
+    #: USD of model use before Claude Code stops with ``error_max_budget_usd`` (the task
+    #: FAILS, saying the budget was reached).
+    max_budget_usd: float | None = attrs.field(default=None, validator=_check_optional_usd)
+    #: More Claude Code arguments, for advanced use (e.g. ``["--disallowedTools",
+    #: "WebFetch"]``); the flags the runner sets itself are refused.
+    claude_args: tuple[str, ...] = attrs.field(
+        default=(), converter=_tuple, validator=_check_claude_args)
+    #: Claude Code settings (``settings.json`` keys) for this task, given with ``--settings``.
+    claude_settings: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=_frozen_json, validator=_check_claude_settings, hash=False)
+    #: Which of ``secrets`` is a token for the repository's host (a private repository over
+    #: HTTPS): git gets it from a credential helper, never in the URL or an argument.
+    git_token_secret: str | None = attrs.field(default=None)
+
+    def __attrs_post_init__(self) -> None:
+        if (self.prompt is None) == (self.command is None):
+            raise ConfigError("prompt/command", (self.prompt, self.command),
+                              "exactly one of prompt and command")
+        if self.repo is not None and (not isinstance(self.repo, str)
+                                      or not _REPO_RE.match(self.repo)):
+            raise ConfigError("repo", self.repo, "None or a git URL (https://, ssh://, "
+                              "git@host:path, file://, http:// to this machine only) or an "
+                              "absolute local path")
+        if self.ref is not None and (not isinstance(self.ref, str) or not _REF_RE.match(
+                self.ref) or ".." in self.ref or self.ref.startswith(("-", "/"))):
+            raise ConfigError("ref", self.ref, "None or a branch, tag or commit name")
+        if self.ref is not None and self.repo is None:
+            raise ConfigError("ref", self.ref, "None unless repo is given")
+        if self.command is not None:
+            for name in ("model", "max_turns", "max_budget_usd"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(name, getattr(self, name), "None unless prompt is given "
+                                      "(it is passed to Claude Code)")
+            for name in ("claude_args", "claude_settings"):
+                if getattr(self, name):
+                    raise ConfigError(name, getattr(self, name),
+                                      "empty unless prompt is given (it is passed to Claude Code)")
+        if self.git_token_secret is not None and (
+                self.git_token_secret not in self.secrets or self.repo is None
+                or not self.repo.startswith(("https://", "http://"))):
+            raise ConfigError("git_token_secret", self.git_token_secret,
+                              "None, or one of secrets when repo is an https:// URL")
+        leaked = [name for name in self.env if name in _CREDENTIAL_NAMES]
+        if leaked:
+            raise ConfigError(f"env[{leaked[0]!r}]", "[hidden]", "no Claude credential in env "
+                              "(it would be stored with the spec): the runner takes it from "
+                              "the deployment's secret, or locally from your environment")
+
+    def argv(self, *, as_root: bool = False, settings_file: str | None = None) -> list[str]:
+        """The command the runner executes.
+
+        For a prompt, Claude Code headless reading the prompt on its standard input (no
+        length limit, never parsed as options) and printing its JSON event stream. The
+        runner is the sandbox, so the agent may edit and run commands without asking:
+        ``--permission-mode bypassPermissions``, or, as root (which Claude Code refuses
+        that mode to), every tool allowed by name (:data:`ROOT_ALLOWED_TOOLS`).
+
+        >>> TaskSpec(prompt="-v is a prompt, not a flag", max_turns=5).argv()[-4:]
+        ['--permission-mode', 'bypassPermissions', '--max-turns', '5']
+        """
+        if self.prompt is not None:
+            args = ["claude", "-p", "--output-format", "stream-json", "--verbose"]
+            if as_root:
+                args += ["--allowedTools", ",".join(ROOT_ALLOWED_TOOLS)]
+            else:
+                args += ["--permission-mode", "bypassPermissions"]
+            if self.model is not None:
+                args += ["--model", self.model]
+            if self.max_turns is not None:
+                args += ["--max-turns", str(self.max_turns)]
+            if self.max_budget_usd is not None:
+                args += ["--max-budget-usd", repr(float(self.max_budget_usd))]
+            if settings_file is not None:
+                args += ["--settings", settings_file]
+            return args + list(self.claude_args)
+        if isinstance(self.command, str):
+            return ["bash", "-lc", self.command]
+        assert self.command is not None
+        return list(self.command)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self, recurse=False)
+        data["env"] = dict(self.env)
+        data["secrets"] = list(self.secrets)
+        data["claude_args"] = list(self.claude_args)
+        data["claude_settings"] = dict(self.claude_settings)
+        if isinstance(self.command, tuple):
+            data["command"] = list(self.command)
+        return data
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> TaskSpec:
+        """From plain data (``spec.json``); unknown keys are errors naming the key."""
+        return cls(**_known_fields(cls, data, "spec"))
