@@ -23,7 +23,7 @@ from rclaude_infra import (
     MissingCredentialError,
     TaskSpec,
 )
-from rclaude_infra._pulumi.program import bedrock_statements
+from rclaude_infra._pulumi.documents import bedrock_statements
 from rclaude_infra.tasks.model import TaskStatus
 
 TOKEN = "sk-ant-oat01-PLANTED-oauth-token-0123456789"

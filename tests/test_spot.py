@@ -26,7 +26,7 @@ from ecs_harness import EcsHarness, with_credential_secret
 from plan_helpers import PlanFor
 
 from rclaude_infra import Deployment, StackOutputs, TaskSpec, TaskStatus
-from rclaude_infra._pulumi.program import SPOT_WATCHER
+from rclaude_infra._pulumi.documents import SPOT_WATCHER
 
 NOTICE = {"action": "terminate", "time": "2026-11-30T12:00:00Z"}
 

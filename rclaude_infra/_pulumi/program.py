@@ -8,8 +8,6 @@ Pulumi runtime's mocks. Everything is a plain ``pulumi_aws`` resource inside one
 
 from __future__ import annotations
 
-import base64
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -19,25 +17,21 @@ import pulumi_aws as aws
 
 from ..config import DEPLOYMENT_TAG, DeploymentConfig
 from ..tasks.agent import CLAUDE_CODE_VERSION
+from .documents import (
+    HOST_NOTICE_DIR,
+    RUNNER_CONTAINER,
+    WRITABLE_VOLUMES,
+    container_definitions,
+    execution_policy,
+    policy_document,
+    task_policy,
+    trust_policy,
+    user_data,
+)
 
 COMPONENT_TYPE = "rclaude:infra:Stack"
 MANAGED_BY_TAG = "rclaude:managed-by"
-RUNNER_CONTAINER = "runner"
-#: The runner's uid:gid inside the image (its Dockerfile, ``runner/``, creates it).
-RUNNER_USER = "1000:1000"
 VPC_CIDR = "10.0.0.0/16"
-#: The only writable paths of the runner's container (its root file system is read-only),
-#: each a task-scoped volume: the work space, /tmp, and where ECS Exec's SSM agent writes
-#: its state, logs and binaries (without them it cannot connect: aws/containers-roadmap#1359,
-#: aws-containers/amazon-ecs-exec-checker#21).
-WRITABLE_VOLUMES = {
-    "workspace": "/workspace",
-    "tmp": "/tmp",
-    "ssm-state": "/var/lib/amazon/ssm",
-    "ssm-logs": "/var/log/amazon/ssm",
-    "managed-agents": "/managed-agents",
-}
-
 _AMI_PARAMETERS = {
     "x86_64": "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id",
     "arm64": "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id",
@@ -57,103 +51,12 @@ def ami_parameter(arch: str) -> str:
     return _AMI_PARAMETERS[arch]
 
 
-def _policy(*statements: dict[str, Any]) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
-
-
-def _trust(service: str, account_id: str | None = None) -> str:
-    statement: dict[str, Any] = {
-        "Effect": "Allow",
-        "Principal": {"Service": service},
-        "Action": "sts:AssumeRole",
-    }
-    if account_id is not None:
-        # Confused-deputy guard: only this account's ECS may assume the role.
-        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
-    return _policy(statement)
-
-
 #: Per sign-in mode that keeps a credential: the Pulumi resource name's part, the secret's
 #: name prefix part and what it holds.
 _CREDENTIAL_SECRETS = {
     "api-key": ("anthropic-api-key", "Anthropic API key"),
     "oauth-token": ("claude-oauth-token", "Claude OAuth token (claude setup-token)"),
 }
-
-
-def bedrock_statements(partition: str, region: str, account_id: str,
-                       models: tuple[str, ...]) -> list[dict[str, Any]]:
-    """The task role's Bedrock statements: invoke only ``models``.
-
-    A cross-region inference profile (``us.anthropic...``) is invoked in the stack's
-    region and routes to the same foundation model in other regions of its geography, so
-    the profile is allowed here and its model in any region; a plain model id is allowed
-    in the stack's region only. Claude Code lists inference profiles to resolve model
-    names (``ListInferenceProfiles`` takes no resource).
-    """
-    profiles, foundation = [], []
-    for model in models:
-        prefix, _, base = model.partition(".")
-        if prefix == "anthropic":
-            foundation.append(f"arn:{partition}:bedrock:{region}::foundation-model/{model}")
-            continue
-        profiles.append(f"arn:{partition}:bedrock:{region}:{account_id}:inference-profile/{model}")
-        foundation.append(f"arn:{partition}:bedrock:*::foundation-model/{base}")
-    statements: list[dict[str, Any]] = [{
-        "Sid": "InvokeClaudeOnBedrock",
-        "Effect": "Allow",
-        "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-        "Resource": profiles + foundation,
-    }]
-    if profiles:
-        statements.append({"Sid": "ReadInferenceProfiles", "Effect": "Allow",
-                           "Action": "bedrock:GetInferenceProfile", "Resource": profiles})
-    statements.append({"Sid": "ListInferenceProfiles", "Effect": "Allow",
-                       "Action": "bedrock:ListInferenceProfiles", "Resource": "*"})
-    return statements
-
-
-#: The spot watcher (``runner/spot-watcher.sh``) on each instance, and where it leaves the
-#: notice: a host directory the runner's container reads (read-only) as ``SPOT_NOTICE_DIR``.
-SPOT_WATCHER = Path(__file__).resolve().parent / "runner" / "spot-watcher.sh"
-HOST_NOTICE_DIR = "/var/run/rclaude"
-SPOT_NOTICE_DIR = "/run/rclaude"
-
-
-def _user_data(cluster_name: str, family: str, spot: bool) -> str:
-    lines = [
-        "#!/bin/bash",
-        "cat >> /etc/ecs/ecs.config <<'EOF'",
-        f"ECS_CLUSTER={cluster_name}",
-        "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true",
-        "ECS_ENABLE_TASK_IAM_ROLE=true",
-        "ECS_IMAGE_PULL_BEHAVIOR=prefer-cached",
-        "ECS_CONTAINER_STOP_TIMEOUT=60s",
-        "EOF",
-    ]
-    if spot:
-        # RunTask tasks die with a reclaimed host: the watcher stops them gracefully on the
-        # two-minute notice, so they upload their work first.
-        lines += [
-            f"mkdir -p {HOST_NOTICE_DIR}",
-            "cat > /usr/local/bin/rclaude-spot-watcher <<'WATCHER'",
-            SPOT_WATCHER.read_text().rstrip("\n"),
-            "WATCHER",
-            "chmod 755 /usr/local/bin/rclaude-spot-watcher",
-            "cat > /etc/systemd/system/rclaude-spot-watcher.service <<'UNIT'",
-            "[Unit]",
-            "Description=rclaude: stop runner tasks gracefully on a spot interruption notice",
-            "After=docker.service ecs.service",
-            "[Service]",
-            f"ExecStart=/usr/local/bin/rclaude-spot-watcher {family}",
-            "Restart=on-failure",
-            "[Install]",
-            "WantedBy=multi-user.target",
-            "UNIT",
-            "systemctl daemon-reload",
-            "systemctl enable --now --no-block rclaude-spot-watcher.service",
-        ]
-    return base64.b64encode(("\n".join(lines) + "\n").encode()).decode()
 
 
 class RclaudeStack(pulumi.ComponentResource):
@@ -284,7 +187,7 @@ class RclaudeStack(pulumi.ComponentResource):
         aws.s3.BucketPolicy(
             f"{self._prefix}-results-tls-only",
             bucket=self.bucket.id,
-            policy=self.bucket.arn.apply(lambda arn: _policy({
+            policy=self.bucket.arn.apply(lambda arn: policy_document({
                 "Sid": "DenyInsecureTransport",
                 "Effect": "Deny",
                 "Principal": "*",
@@ -452,7 +355,7 @@ class RclaudeStack(pulumi.ComponentResource):
         self.instance_role = aws.iam.Role(
             f"{self._prefix}-instance",
             description=f"rclaude-infra {self._name}: ECS container instances",
-            assume_role_policy=_trust("ec2.amazonaws.com"),
+            assume_role_policy=trust_policy("ec2.amazonaws.com"),
             tags=self.tags,
             opts=self._child,
         )
@@ -504,7 +407,7 @@ class RclaudeStack(pulumi.ComponentResource):
             )] if public_ip else None,
             vpc_security_group_ids=None if public_ip else [self.security_group.id],
             user_data=self.cluster.name.apply(
-                lambda cluster: _user_data(cluster, f"{self._prefix}-runner", cfg.spot)),
+                lambda cluster: user_data(cluster, f"{self._prefix}-runner", cfg.spot)),
             tag_specifications=[
                 aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=self.tags)
                 for kind in ("instance", "volume", "network-interface")
@@ -630,46 +533,8 @@ class RclaudeStack(pulumi.ComponentResource):
         return image.image_uri, arn
 
     def _roles(self, ecr_repository_arn: pulumi.Input[str] | None) -> None:
-        def execution_policy(args: list[Any]) -> str:
-            log_group_arn, secret_arn, repo_arn = args
-            statements: list[dict[str, Any]] = [
-                {
-                    "Sid": "WriteTaskLogs",
-                    "Effect": "Allow",
-                    "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                    "Resource": f"{log_group_arn}:*",
-                },
-            ]
-            if secret_arn is not None:
-                statements.append({
-                    "Sid": "ReadApiKey",
-                    "Effect": "Allow",
-                    "Action": "secretsmanager:GetSecretValue",
-                    "Resource": secret_arn,
-                })
-            if repo_arn is not None:
-                statements += [
-                    {
-                        "Sid": "PullRunnerImage",
-                        "Effect": "Allow",
-                        "Action": [
-                            "ecr:BatchCheckLayerAvailability",
-                            "ecr:BatchGetImage",
-                            "ecr:GetDownloadUrlForLayer",
-                        ],
-                        "Resource": repo_arn,
-                    },
-                    {
-                        # GetAuthorizationToken has no resource-level permissions.
-                        "Sid": "EcrLogin",
-                        "Effect": "Allow",
-                        "Action": "ecr:GetAuthorizationToken",
-                        "Resource": "*",
-                    },
-                ]
-            return _policy(*statements)
-
-        trust = self._account_id.apply(lambda account: _trust("ecs-tasks.amazonaws.com", account))
+        trust = self._account_id.apply(lambda account: trust_policy("ecs-tasks.amazonaws.com",
+                                                                    account))
         self.execution_role = aws.iam.Role(
             f"{self._prefix}-execution",
             description=f"rclaude-infra {self._name}: ECS agent pulls the image, writes logs",
@@ -682,53 +547,9 @@ class RclaudeStack(pulumi.ComponentResource):
             role=self.execution_role.id,
             policy=pulumi.Output.all(
                 self.log_group.arn, self._secret_arn(), ecr_repository_arn
-            ).apply(execution_policy),
+            ).apply(lambda args: execution_policy(*args)),
             opts=self._child,
         )
-
-        cfg, name = self._config, self._name
-
-        def task_policy(args: list[Any]) -> str:
-            bucket_arn, partition, account_id = args
-            bedrock = (bedrock_statements(partition, cfg.region, account_id, cfg.models)
-                       if cfg.auth == "bedrock" else [])
-            return _policy(
-                {
-                    "Sid": "TaskResults",
-                    "Effect": "Allow",
-                    "Action": ["s3:GetObject", "s3:PutObject"],
-                    "Resource": f"{bucket_arn}/tasks/*",
-                },
-                {
-                    "Sid": "ListTaskResults",
-                    "Effect": "Allow",
-                    "Action": "s3:ListBucket",
-                    "Resource": bucket_arn,
-                    "Condition": {"StringLike": {"s3:prefix": ["tasks/*"]}},
-                },
-                {
-                    # ECS Exec's channel; ssmmessages has no resource-level permissions.
-                    "Sid": "EcsExec",
-                    "Effect": "Allow",
-                    "Action": [
-                        "ssmmessages:CreateControlChannel",
-                        "ssmmessages:CreateDataChannel",
-                        "ssmmessages:OpenControlChannel",
-                        "ssmmessages:OpenDataChannel",
-                    ],
-                    "Resource": "*",
-                },
-                {
-                    # Per-task secrets (rclaude_infra._aws.task_secrets): read at start,
-                    # deleted when done; only under this deployment's prefix.
-                    "Sid": "TaskSecrets",
-                    "Effect": "Allow",
-                    "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"],
-                    "Resource": f"arn:{partition}:secretsmanager:{cfg.region}:{account_id}:"
-                                f"secret:rclaude/{name}/tasks/*",
-                },
-                *bedrock,
-            )
 
         self.task_role = aws.iam.Role(
             f"{self._prefix}-task",
@@ -740,8 +561,8 @@ class RclaudeStack(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{self._prefix}-task",
             role=self.task_role.id,
-            policy=pulumi.Output.all(
-                self.bucket.arn, self._partition, self._account_id).apply(task_policy),
+            policy=pulumi.Output.all(self.bucket.arn, self._partition, self._account_id).apply(
+                lambda args: task_policy(self._config, self._name, *args)),
             opts=self._child,
         )
 
@@ -750,49 +571,6 @@ class RclaudeStack(pulumi.ComponentResource):
 
     def _task_definition(self, image_uri: pulumi.Input[str]) -> None:
         cfg = self._config
-
-        def containers(args: list[Any]) -> str:
-            image, bucket, log_group, secret_arn = args
-            # The credential reaches the container through the agent, never as plain text
-            # in the task definition; with Bedrock there is none.
-            secrets = ([] if secret_arn is None else
-                       [{"name": cfg.credential_env, "valueFrom": secret_arn}])
-            agent_env = [{"name": k, "value": v} for k, v in cfg.agent_environment().items()
-                         if k != "AWS_REGION"]
-            return json.dumps([{
-                "name": RUNNER_CONTAINER,
-                "image": image,
-                "essential": True,
-                "user": RUNNER_USER,
-                "privileged": False,
-                "readonlyRootFilesystem": True,
-                "environment": [
-                    {"name": "RCLAUDE_BUCKET", "value": bucket},
-                    {"name": "RCLAUDE_DEPLOYMENT", "value": self._name},
-                    {"name": "AWS_REGION", "value": cfg.region},
-                    {"name": "HOME", "value": "/workspace/home"},
-                    {"name": "RCLAUDE_SPOT_NOTICE", "value": f"{SPOT_NOTICE_DIR}/spot-notice"},
-                    *agent_env,
-                ],
-                "secrets": secrets,
-                "mountPoints": [
-                    *({"sourceVolume": volume, "containerPath": path}
-                      for volume, path in WRITABLE_VOLUMES.items()),
-                    {"sourceVolume": "spot-notice", "containerPath": SPOT_NOTICE_DIR,
-                     "readOnly": True},
-                ],
-                # ECS Exec needs an init process in the container.
-                "linuxParameters": {"initProcessEnabled": True},
-                "stopTimeout": 30,
-                "logConfiguration": {
-                    "logDriver": "awslogs",
-                    "options": {
-                        "awslogs-group": log_group,
-                        "awslogs-region": cfg.region,
-                        "awslogs-stream-prefix": "task",
-                    },
-                },
-            }])
 
         self.task_definition = aws.ecs.TaskDefinition(
             f"{self._prefix}-runner",
@@ -823,7 +601,7 @@ class RclaudeStack(pulumi.ComponentResource):
                                                   host_path=HOST_NOTICE_DIR)],
             container_definitions=pulumi.Output.all(
                 image_uri, self.bucket.bucket, self.log_group.name, self._secret_arn()
-            ).apply(containers),
+            ).apply(lambda args: container_definitions(cfg, self._name, *args)),
             tags=self.tags,
             opts=self._child,
         )

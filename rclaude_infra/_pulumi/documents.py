@@ -1,0 +1,254 @@
+"""The stack's documents as pure functions of plain values: the IAM policies, the trust
+policies, the runner's container definition and the instances' user data. The program
+(``program.py``) wires them to the resources' outputs; tests call them directly.
+
+Nothing here imports pulumi: each function takes strings (ARNs, names) and the config.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+from ..config import DeploymentConfig
+
+RUNNER_CONTAINER = "runner"
+#: The runner's uid:gid inside the image (its Dockerfile, ``runner/``, creates it).
+RUNNER_USER = "1000:1000"
+#: The only writable paths of the runner's container (its root file system is read-only),
+#: each a task-scoped volume: the work space, /tmp, and where ECS Exec's SSM agent writes
+#: its state, logs and binaries (without them it cannot connect: aws/containers-roadmap#1359,
+#: aws-containers/amazon-ecs-exec-checker#21).
+WRITABLE_VOLUMES = {
+    "workspace": "/workspace",
+    "tmp": "/tmp",
+    "ssm-state": "/var/lib/amazon/ssm",
+    "ssm-logs": "/var/log/amazon/ssm",
+    "managed-agents": "/managed-agents",
+}
+
+#: The spot watcher (``runner/spot-watcher.sh``) on each instance, and where it leaves the
+#: notice: a host directory the runner's container reads (read-only) as ``SPOT_NOTICE_DIR``.
+SPOT_WATCHER = Path(__file__).resolve().parent / "runner" / "spot-watcher.sh"
+HOST_NOTICE_DIR = "/var/run/rclaude"
+SPOT_NOTICE_DIR = "/run/rclaude"
+
+
+def user_data(cluster_name: str, family: str, spot: bool) -> str:
+    lines = [
+        "#!/bin/bash",
+        "cat >> /etc/ecs/ecs.config <<'EOF'",
+        f"ECS_CLUSTER={cluster_name}",
+        "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true",
+        "ECS_ENABLE_TASK_IAM_ROLE=true",
+        "ECS_IMAGE_PULL_BEHAVIOR=prefer-cached",
+        "ECS_CONTAINER_STOP_TIMEOUT=60s",
+        "EOF",
+    ]
+    if spot:
+        # RunTask tasks die with a reclaimed host: the watcher stops them gracefully on the
+        # two-minute notice, so they upload their work first.
+        lines += [
+            f"mkdir -p {HOST_NOTICE_DIR}",
+            "cat > /usr/local/bin/rclaude-spot-watcher <<'WATCHER'",
+            SPOT_WATCHER.read_text().rstrip("\n"),
+            "WATCHER",
+            "chmod 755 /usr/local/bin/rclaude-spot-watcher",
+            "cat > /etc/systemd/system/rclaude-spot-watcher.service <<'UNIT'",
+            "[Unit]",
+            "Description=rclaude: stop runner tasks gracefully on a spot interruption notice",
+            "After=docker.service ecs.service",
+            "[Service]",
+            f"ExecStart=/usr/local/bin/rclaude-spot-watcher {family}",
+            "Restart=on-failure",
+            "[Install]",
+            "WantedBy=multi-user.target",
+            "UNIT",
+            "systemctl daemon-reload",
+            "systemctl enable --now --no-block rclaude-spot-watcher.service",
+        ]
+    return base64.b64encode(("\n".join(lines) + "\n").encode()).decode()
+
+
+def policy_document(*statements: dict[str, Any]) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+def trust_policy(service: str, account_id: str | None = None) -> str:
+    statement: dict[str, Any] = {
+        "Effect": "Allow",
+        "Principal": {"Service": service},
+        "Action": "sts:AssumeRole",
+    }
+    if account_id is not None:
+        # Confused-deputy guard: only this account's ECS may assume the role.
+        statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
+    return policy_document(statement)
+
+
+def bedrock_statements(partition: str, region: str, account_id: str,
+                       models: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The task role's Bedrock statements: invoke only ``models``.
+
+    A cross-region inference profile (``us.anthropic...``) is invoked in the stack's
+    region and routes to the same foundation model in other regions of its geography, so
+    the profile is allowed here and its model in any region; a plain model id is allowed
+    in the stack's region only. Claude Code lists inference profiles to resolve model
+    names (``ListInferenceProfiles`` takes no resource).
+    """
+    profiles, foundation = [], []
+    for model in models:
+        prefix, _, base = model.partition(".")
+        if prefix == "anthropic":
+            foundation.append(f"arn:{partition}:bedrock:{region}::foundation-model/{model}")
+            continue
+        profiles.append(f"arn:{partition}:bedrock:{region}:{account_id}:inference-profile/{model}")
+        foundation.append(f"arn:{partition}:bedrock:*::foundation-model/{base}")
+    statements: list[dict[str, Any]] = [{
+        "Sid": "InvokeClaudeOnBedrock",
+        "Effect": "Allow",
+        "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
+        "Resource": profiles + foundation,
+    }]
+    if profiles:
+        statements.append({"Sid": "ReadInferenceProfiles", "Effect": "Allow",
+                           "Action": "bedrock:GetInferenceProfile", "Resource": profiles})
+    statements.append({"Sid": "ListInferenceProfiles", "Effect": "Allow",
+                       "Action": "bedrock:ListInferenceProfiles", "Resource": "*"})
+    return statements
+
+
+
+
+def execution_policy(log_group_arn: str, secret_arn: str | None,
+                     repo_arn: str | None) -> str:
+    """The execution role's policy: the ECS agent writes the log stream, reads the
+    credential's secret (when there is one) and pulls the image (when it is in ECR)."""
+    statements: list[dict[str, Any]] = [
+        {
+            "Sid": "WriteTaskLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": f"{log_group_arn}:*",
+        },
+    ]
+    if secret_arn is not None:
+        statements.append({
+            "Sid": "ReadApiKey",
+            "Effect": "Allow",
+            "Action": "secretsmanager:GetSecretValue",
+            "Resource": secret_arn,
+        })
+    if repo_arn is not None:
+        statements += [
+            {
+                "Sid": "PullRunnerImage",
+                "Effect": "Allow",
+                "Action": [
+                    "ecr:BatchCheckLayerAvailability",
+                    "ecr:BatchGetImage",
+                    "ecr:GetDownloadUrlForLayer",
+                ],
+                "Resource": repo_arn,
+            },
+            {
+                # GetAuthorizationToken has no resource-level permissions.
+                "Sid": "EcrLogin",
+                "Effect": "Allow",
+                "Action": "ecr:GetAuthorizationToken",
+                "Resource": "*",
+            },
+        ]
+    return policy_document(*statements)
+
+
+def task_policy(config: DeploymentConfig, name: str, bucket_arn: str, partition: str,
+                account_id: str) -> str:
+    """The task role's policy: the task's records in the bucket, ECS Exec's channel, the
+    deployment's per-task secrets and, with Bedrock, the configured models."""
+    bedrock = (bedrock_statements(partition, config.region, account_id, config.models)
+               if config.auth == "bedrock" else [])
+    return policy_document(
+        {
+            "Sid": "TaskResults",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": f"{bucket_arn}/tasks/*",
+        },
+        {
+            "Sid": "ListTaskResults",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": bucket_arn,
+            "Condition": {"StringLike": {"s3:prefix": ["tasks/*"]}},
+        },
+        {
+            # ECS Exec's channel; ssmmessages has no resource-level permissions.
+            "Sid": "EcsExec",
+            "Effect": "Allow",
+            "Action": [
+                "ssmmessages:CreateControlChannel",
+                "ssmmessages:CreateDataChannel",
+                "ssmmessages:OpenControlChannel",
+                "ssmmessages:OpenDataChannel",
+            ],
+            "Resource": "*",
+        },
+        {
+            # Per-task secrets (rclaude_infra._aws.task_secrets): read at start, deleted
+            # when done; only under this deployment's prefix.
+            "Sid": "TaskSecrets",
+            "Effect": "Allow",
+            "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"],
+            "Resource": f"arn:{partition}:secretsmanager:{config.region}:{account_id}:"
+                        f"secret:rclaude/{name}/tasks/*",
+        },
+        *bedrock,
+    )
+
+
+def container_definitions(config: DeploymentConfig, name: str, image: str, bucket: str,
+                          log_group: str, secret_arn: str | None) -> str:
+    """The runner's container definition (JSON, as ECS takes it)."""
+    # The credential reaches the container through the agent, never as plain text in the
+    # task definition; with Bedrock there is none.
+    secrets = ([] if secret_arn is None else
+               [{"name": config.credential_env, "valueFrom": secret_arn}])
+    agent_env = [{"name": k, "value": v} for k, v in config.agent_environment().items()
+                 if k != "AWS_REGION"]
+    return json.dumps([{
+        "name": RUNNER_CONTAINER,
+        "image": image,
+        "essential": True,
+        "user": RUNNER_USER,
+        "privileged": False,
+        "readonlyRootFilesystem": True,
+        "environment": [
+            {"name": "RCLAUDE_BUCKET", "value": bucket},
+            {"name": "RCLAUDE_DEPLOYMENT", "value": name},
+            {"name": "AWS_REGION", "value": config.region},
+            {"name": "HOME", "value": "/workspace/home"},
+            {"name": "RCLAUDE_SPOT_NOTICE", "value": f"{SPOT_NOTICE_DIR}/spot-notice"},
+            *agent_env,
+        ],
+        "secrets": secrets,
+        "mountPoints": [
+            *({"sourceVolume": volume, "containerPath": path}
+              for volume, path in WRITABLE_VOLUMES.items()),
+            {"sourceVolume": "spot-notice", "containerPath": SPOT_NOTICE_DIR,
+             "readOnly": True},
+        ],
+        # ECS Exec needs an init process in the container.
+        "linuxParameters": {"initProcessEnabled": True},
+        "stopTimeout": 30,
+        "logConfiguration": {
+            "logDriver": "awslogs",
+            "options": {
+                "awslogs-group": log_group,
+                "awslogs-region": config.region,
+                "awslogs-stream-prefix": "task",
+            },
+        },
+    }])
