@@ -253,6 +253,17 @@ class Deployment:
     # -- tasks -----------------------------------------------------------------------------
 
     @property
+    def task_capacity(self) -> int | None:
+        """How many tasks the group holds at once (``config.task_capacity``), beyond which
+        tasks wait QUEUED; ``None`` when this object does not know the stack's config (made
+        by :meth:`from_outputs` without ``config=``), and then every task starts at once.
+
+        >>> Deployment.from_outputs("dev", {"region": "eu-west-1"}).task_capacity is None
+        True
+        """
+        return self._config.task_capacity if self._config_known else None
+
+    @property
     def provider(self) -> str:
         """Where tasks run: ``"ecs-ec2"`` (the stack) or ``"local"`` (subprocesses here)."""
         return self._provider_name
@@ -286,7 +297,7 @@ class Deployment:
 
                 self._ecs = EcsProvider(
                     self._boto_session(), self.outputs, deployment=self._name,
-                    capacity=self._config.task_capacity if self._config_known else None)
+                    capacity=self.task_capacity)
             return self._ecs
         if self._local is None:
             from .paths import rclaude_home

@@ -139,3 +139,25 @@ def test_a_burst_never_starts_more_than_the_group_holds(
     assert len(running(aws, stack)) == 3
     statuses = [t.status for t in tasks]
     assert statuses.count(TaskStatus.RUNNING) == 3 and statuses.count(TaskStatus.QUEUED) == 9
+
+
+def test_the_capacity_is_known_only_from_the_stacks_config(stack: StackOutputs, aws: Any,
+                                                           tmp_path: Any) -> None:
+    """The queue needs the group's real size: a Deployment made from outputs alone does
+    not guess it (every task starts), one given the config (or attached) does; so does the
+    CLI, which claims a config only when a file or a flag gave one."""
+    import argparse
+
+    from rclaude_infra.cli._common import deployment as from_cli
+
+    assert Deployment.from_outputs("dev", stack, session=aws).task_capacity is None
+    assert Deployment.from_outputs("dev", stack, session=aws, config=DeploymentConfig(
+        max_instances=3)).task_capacity == 3
+    outputs = tmp_path / "outputs.json"
+    outputs.write_text(__import__("json").dumps(stack.to_dict()))
+    given = tmp_path / "rclaude.toml"
+    given.write_text("max_instances = 6\n")
+    assert from_cli(argparse.Namespace(outputs=outputs, config=given),
+                    for_tasks=True).task_capacity == 6
+    bare = argparse.Namespace(outputs=outputs, config=None)  # no file, no flag
+    assert from_cli(bare, for_tasks=True).task_capacity is None

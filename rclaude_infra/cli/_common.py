@@ -45,6 +45,8 @@ class Loaded:
     config: DeploymentConfig
     provider: str
     backend: str | None
+    #: A config file or flag said something: ``config`` is the user's, not the defaults.
+    config_given: bool = False
 
 
 def config_file_argument(parser: argparse.ArgumentParser) -> argparse._ArgumentGroup:
@@ -158,7 +160,8 @@ def load(args: argparse.Namespace) -> Loaded:
         raise ConfigError("provider", provider, "one of " + ", ".join(map(repr, PROVIDERS)))
     return Loaded(name=getattr(args, "name", None) or extras["name"] or DEFAULT_NAME,
                   config=DeploymentConfig.from_mapping(data), provider=provider,
-                  backend=getattr(args, "backend", None) or extras["backend"])
+                  backend=getattr(args, "backend", None) or extras["backend"],
+                  config_given=path is not None or bool(data))
 
 
 def deployment(args: argparse.Namespace, *, for_tasks: bool = False) -> Deployment:
@@ -174,7 +177,11 @@ def deployment(args: argparse.Namespace, *, for_tasks: bool = False) -> Deployme
         except OSError as exc:
             raise ConfigError("--outputs", str(outputs),
                               f"a readable JSON file ({exc.strerror})") from exc
-        return Deployment.from_outputs(loaded.name, text, config=loaded.config)
+        # Only a config the user gave describes the stack (its capacity, for the queue).
+        return Deployment.from_outputs(loaded.name, text,
+                                       config=loaded.config if loaded.config_given else None)
+    if for_tasks and not loaded.config_given:
+        return Deployment.attach(loaded.name, backend=loaded.backend)  # the stack's own config
     return Deployment(loaded.name, loaded.config, backend=loaded.backend)
 
 
