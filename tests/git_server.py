@@ -14,14 +14,17 @@ import base64
 import os
 import subprocess
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 
 class GitServer:
-    def __init__(self, root: Path, token: str) -> None:
+    def __init__(self, root: Path, token: str, *, delay: float = 0.0) -> None:
         self.root = root
         self.token = token
+        #: Seconds each authorized request waits before it is served (a slow host).
+        self.delay = delay
         self.log: list[tuple[str, str, bool]] = []  # (method, path, authorized)
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -61,6 +64,7 @@ class GitServer:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
+                time.sleep(server.delay)
                 path, _, query = self.path.partition("?")
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""

@@ -79,3 +79,31 @@ def test_without_the_token_the_clone_fails_saying_so(server: GitServer) -> None:
 def test_token_fields_are_validated(fields: dict[str, object], allowed: str) -> None:
     with pytest.raises(ConfigError, match=allowed):
         TaskSpec(command="true", **fields)  # type: ignore[arg-type]
+
+
+def test_a_spot_notice_during_the_clone_still_ends_the_task_preempted(
+        server: GitServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The notice (and SIGTERM) can come while the runner is still cloning: once the clone
+    is done the command is stopped as preempted, not as a plain stop."""
+    import json
+    import signal
+    import sys
+    import time
+
+    server.delay = 1.0  # each request of the clone waits: the signal lands during it
+    task = tmp_path / "t-clone"
+    task.mkdir()
+    (task / "spec.json").write_text(json.dumps({
+        "command": "sleep 30", "task_id": "t-clone", "repo": f"{server.url}/app.git",
+        "secrets": ["GIT_TOKEN"], "git_token_secret": "GIT_TOKEN"}))
+    notice = tmp_path / "spot-notice"
+    runner = subprocess.Popen([sys.executable, "-m", "rclaude_infra.runner", "--task-dir",
+                               str(task)], env={**os.environ, "GIT_TOKEN": TOKEN,
+                                                "RCLAUDE_SPOT_NOTICE": str(notice)})
+    while not any(ok for _, _, ok in server.log):  # the clone has begun
+        time.sleep(0.05)
+    notice.write_text("{}")
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=60) == 75
+    result = json.loads((task / "result.json").read_text())
+    assert result["status"] == "preempted" and result["commit"]  # cloned, then stopped
