@@ -404,10 +404,11 @@ class Deployment:
 
         provider = self._tasks()
         moved = [Task(task_id, provider) for task_id in provider.pump()]
-        for status in (TaskStatus.PREEMPTED, TaskStatus.QUEUED):
-            for task in provider.list(limit=limit, status=status):
-                if provider.advance(task.task_id).status is not status:
-                    moved.append(task)
+        waiting = (TaskStatus.PREEMPTED, TaskStatus.QUEUED)
+        for task in provider.list(limit=limit):  # one pass, one read of each task
+            status = task.state().status
+            if status in waiting and provider.advance(task.task_id).status is not status:
+                moved.append(task)
         return moved
 
     def spend(self, since: datetime, *, prices: PriceBook | None = None) -> Spend:

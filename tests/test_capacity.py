@@ -161,3 +161,37 @@ def test_the_capacity_is_known_only_from_the_stacks_config(stack: StackOutputs, 
                     for_tasks=True).task_capacity == 6
     bare = argparse.Namespace(outputs=outputs, config=None)  # no file, no flag
     assert from_cli(bare, for_tasks=True).task_capacity is None
+
+
+def test_a_full_group_costs_the_queue_no_requests(aws: Any, stack: StackOutputs,
+                                                  held: None) -> None:
+    """Waiting on queued tasks while nothing has ended: the only S3 request is the queue
+    listing the status reads share (one per poll interval); pump() reads no queued task's
+    record and lists nothing itself."""
+    d = Deployment.from_outputs("dev", stack, session=aws,
+                                config=DeploymentConfig(max_instances=1))
+    tasks = [d.run_task(TaskSpec(command="sleep 600", task_id=f"t-quiet-{i}")) for i in range(6)]
+    provider = d._tasks()
+    assert isinstance(provider, EcsProvider)
+    calls: list[str] = []
+    provider.s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(
+        model.name))
+    for task in tasks[1:]:
+        assert provider.advance(task.task_id).status is TaskStatus.QUEUED
+    assert provider.pump() == []
+    assert calls == ["ListObjectsV2"]
+
+
+def test_a_queued_task_stopped_takes_its_secrets_with_it(
+        aws: Any, stack: StackOutputs, held: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("QUEUED_TOKEN", "tok-queued-never-ran")
+    d = Deployment.from_outputs("dev", stack, session=aws,
+                                config=DeploymentConfig(max_instances=1))
+    d.run_task(TaskSpec(command="sleep 600", task_id="t-qs-run"))
+    queued = d.run_task(TaskSpec(command="true", task_id="t-qs-wait", secrets=["QUEUED_TOKEN"]))
+    secrets = aws.client("secretsmanager")
+    secrets.describe_secret(SecretId="rclaude/dev/tasks/t-qs-wait")  # put at submission
+    queued.stop("not needed")
+    assert queued.status is TaskStatus.STOPPED
+    with pytest.raises(secrets.exceptions.ResourceNotFoundException):
+        secrets.describe_secret(SecretId="rclaude/dev/tasks/t-qs-wait")

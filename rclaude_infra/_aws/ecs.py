@@ -219,6 +219,13 @@ class EcsProvider:
             self._flight = (when, active + 1, provisioning + 1)
             return True
 
+    def _release_room(self) -> None:
+        """Give back room claimed by :meth:`_take_room` and not used."""
+        with self._room_lock:
+            if self._flight is not None:
+                when, active, provisioning = self._flight
+                self._flight = (when, max(0, active - 1), max(0, provisioning - 1))
+
     def _queued_ids(self, *, fresh: bool = False) -> list[str]:
         """The queue, oldest first (one listing per poll interval)."""
         now = time.monotonic()
@@ -231,19 +238,27 @@ class EcsProvider:
     def pump(self) -> list[str]:
         """Start queued tasks, oldest first, while the group has room; their ids. Taken by
         ``wait()`` on a queued task, ``run_tasks`` and ``Deployment.reconcile()``; any
-        process holding the deployment may take it (the queue is in S3)."""
+        process holding the deployment may take it (the queue is in S3). Without room it
+        costs no request beyond the shared count of tasks in flight."""
         started: list[str] = []
         if self.capacity is None:
             return started
         with self._pump_lock:  # one pump at a time here: a queued task starts once
+            if not self._take_room():
+                return started
+            claimed = True
             for task_id in self._queued_ids(fresh=True):
-                self._attempts.pop(task_id, None)  # another process may have started it
-                if not self._attempts_of(task_id):
-                    if not self._take_room():
-                        break
+                if not claimed and not self._take_room():
+                    break
+                # Started by another process between its start and its dequeue?
+                self._attempts.pop(task_id, None)
+                claimed = bool(self._attempts_of(task_id))  # then the room is still ours
+                if not claimed:
                     self._start(self._spec(task_id), attempt=1)
                     started.append(task_id)
                 s3_tasks.dequeue(self.s3, self._bucket, task_id)
+            if claimed:
+                self._release_room()
             self._queue_seen = None
         return started
 
@@ -402,12 +417,12 @@ class EcsProvider:
 
     def _current_state(self, task_id: str) -> TaskState:
         if not self._attempts_of(task_id):
-            self._attempts.pop(task_id, None)  # started by another process meanwhile?
-            if not self._attempts_of(task_id) and task_id in self._queued_ids():
+            if task_id in self._queued_ids():  # the listing is shared, one per poll
                 return TaskState(status=TaskStatus.QUEUED, reason=(
                     f"waiting for room: the group holds {self.capacity} tasks of this size "
                     "and all are taken; it starts when one ends (wait() or reconcile() "
                     "start it)"))
+            self._attempts.pop(task_id, None)  # out of the queue: started, or stopped?
             if not self._attempts_of(task_id):
                 stop = s3_tasks.read_json(self.s3, self._bucket, task_id, STOP_FILE)
                 if stop is not None:  # stopped while it was queued: it never ran
@@ -548,10 +563,7 @@ class EcsProvider:
 
     def stop(self, task_id: str, reason: str) -> None:
         if not self._attempts_of(task_id) and task_id in self._queued_ids(fresh=True):
-            # Never started: it leaves the queue and ends STOPPED.
-            self._record_stop(task_id, reason)
-            s3_tasks.dequeue(self.s3, self._bucket, task_id)
-            self._queue_seen = None
+            self._unqueue(task_id, reason)
             return
         arn = self._latest(task_id)["arn"]
         if task_id in self._final:
@@ -560,6 +572,15 @@ class EcsProvider:
         self.ecs.stop_task(cluster=self.outputs.cluster_arn, task=arn, reason=reason[:255])
         with self._describe_lock:
             self._described.pop(arn, None)
+
+    def _unqueue(self, task_id: str, reason: str) -> None:
+        """A queued task that will never start: it ends STOPPED with ``reason``, leaves the
+        queue, and its secrets (put at submission) go."""
+        self._record_stop(task_id, reason)
+        s3_tasks.dequeue(self.s3, self._bucket, task_id)
+        if self._spec(task_id).secrets:
+            task_secrets.delete(self.secrets, self.deployment, task_id)
+        self._queue_seen = None
 
     def _record_stop(self, task_id: str, reason: str) -> None:
         s3_tasks.write_json(self.s3, self._bucket, task_id, STOP_FILE, {
@@ -634,10 +655,8 @@ class EcsProvider:
                 self.ecs.stop_task(cluster=self.outputs.cluster_arn, task=task["taskArn"],
                                    reason=reason[:255])
         for task_id in self._queued_ids(fresh=True):  # the queue empties: nothing starts
-            self._record_stop(task_id, reason)
-            s3_tasks.dequeue(self.s3, self._bucket, task_id)
+            self._unqueue(task_id, reason)
             stopped.append(task_id)
-        self._queue_seen = None
         deadline = time.monotonic() + timeout
         while (left := self._active_arns()):
             if time.monotonic() >= deadline:

@@ -44,7 +44,6 @@ log = logging.getLogger("rclaude_infra.engine")
 PROJECT = "rclaude"
 #: The stack config keys that hold a Claude credential (secrets), by sign-in mode.
 CREDENTIAL_KEYS = {mode: f"{PROJECT}:{key}" for mode, key in CREDENTIAL_CONFIG.items()}
-API_KEY_CONFIG = CREDENTIAL_KEYS["api-key"]
 CONFIG_ENV = "RCLAUDE_DEPLOYMENT_CONFIG"
 #: The oldest CLI the Automation API accepts; the SDK's own floor.
 MIN_PULUMI_VERSION = str(_MINIMUM_VERSION)

@@ -80,9 +80,9 @@ def add_parsers(commands: Any) -> None:
     result.add_argument("--download", metavar="DIR",
                         help="copy result.json, transcript, diff.patch and artifacts here")
 
-    reconcile = verb(commands, "reconcile", "submit again the tasks a spot interruption "
-                     "stopped with retries left (reads never do)", _reconcile, *where,
-                     json_argument)
+    reconcile = verb(commands, "reconcile", "start queued tasks the group has room for, and "
+                     "submit again those a spot interruption or a capacity timeout stopped "
+                     "(reads never do)", _reconcile, *where, json_argument)
     reconcile.add_argument("--limit", type=_positive, default=100, metavar="N",
                            help="look at the N newest tasks")
 
@@ -284,8 +284,8 @@ def _reconcile(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"resubmitted": [t.task_id for t in again]})
     else:
-        note(f"submitted again: {', '.join(t.task_id for t in again)}" if again
-             else "no preempted task with retries left")
+        note(f"started or submitted again: {', '.join(t.task_id for t in again)}" if again
+             else "nothing to start: no queued task has room, no stopped task has retries")
     return 0
 
 
