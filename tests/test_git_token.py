@@ -107,3 +107,23 @@ def test_a_spot_notice_during_the_clone_still_ends_the_task_preempted(
     assert runner.wait(timeout=60) == 75
     result = json.loads((task / "result.json").read_text())
     assert result["status"] == "preempted" and result["commit"]  # cloned, then stopped
+
+
+def test_a_missing_secret_fails_the_task_before_anything_is_cloned(
+        server: GitServer, tmp_path: Path) -> None:
+    import json
+    import sys
+
+    task = tmp_path / "t-nosecret"
+    task.mkdir()
+    (task / "spec.json").write_text(json.dumps({
+        "command": "true", "task_id": "t-nosecret", "repo": f"{server.url}/app.git",
+        "secrets": ["GIT_TOKEN", "DEPLOY_KEY"], "git_token_secret": "GIT_TOKEN"}))
+    env = {k: v for k, v in os.environ.items() if k != "DEPLOY_KEY"}
+    done = subprocess.run([sys.executable, "-m", "rclaude_infra.runner", "--task-dir",
+                           str(task)], env={**env, "GIT_TOKEN": TOKEN}, capture_output=True)
+    assert done.returncode == 1
+    result = json.loads((task / "result.json").read_text())
+    assert result["status"] == "failed"
+    assert result["reason"] == "secrets not provided to the task: DEPLOY_KEY"
+    assert server.log == []  # the host was never asked

@@ -12,17 +12,7 @@ A prompt task is judged by Claude Code's own result line, not by its exit code: 
 exits 0 even when it did nothing. An error it reports (an API error, the turn or budget
 limit) fails the task with its words; no result line at all fails it too.
 
-Layout of a task directory::
-
-    spec.json         the TaskSpec
-    log.jsonl         {"t": epoch ms, "line": text} per output line (the followable log)
-    transcript.jsonl  the command's standard output (for Claude Code: its JSON event
-                      stream, nothing else)
-    stderr.log        the command's standard error (also in the log)
-    diff.patch        git diff of the work against the checked-out ref (when a repo)
-    artifacts/        anything the command writes to $RCLAUDE_ARTIFACTS
-    claude/           Claude Code's configuration directory for this task (its session)
-    result.json       written last: the outcome
+The names in a task directory are listed, once, in :mod:`rclaude_infra.tasks.layout`.
 """
 
 from __future__ import annotations
@@ -138,10 +128,8 @@ def _checkout(spec: TaskSpec, work: Path, log: _Log) -> tuple[Path, str | None]:
         work.mkdir(parents=True, exist_ok=True)
         return work, None
     target = work / "repo"
-    token = os.environ.get(spec.git_token_secret) if spec.git_token_secret else None
-    if spec.git_token_secret and not token:
-        raise RuntimeError(f"secrets not provided to the task: {spec.git_token_secret}")
-    env = git_env(token)
+    # A secret, so run() has checked it is there.
+    env = git_env(os.environ[spec.git_token_secret] if spec.git_token_secret else None)
     log.line(f"[runner] cloning {spec.repo}" + (f" at {spec.ref}" if spec.ref else ""))
     try:
         _git(["clone", "--quiet", "--branch", spec.ref, "--", spec.repo, str(target)]
@@ -246,14 +234,15 @@ def run(task_dir: Path) -> int:
         result.update(task_id=spec.task_id, repo=spec.repo, ref=spec.ref, timeout=spec.timeout)
         artifacts = task_dir / ARTIFACTS_DIR
         artifacts.mkdir(exist_ok=True)
+        # Before the clone: the git token is one of the secrets.
+        missing = [name for name in spec.secrets if not os.environ.get(name)]
+        if missing:
+            raise RuntimeError(f"secrets not provided to the task: {', '.join(missing)}")
         cwd, commit = _checkout(spec, task_dir / "workspace", log)
         repo = cwd if spec.repo else None
         result["commit"] = commit
         env = {**os.environ, **spec.env, "RCLAUDE_TASK_ID": spec.task_id,
                "RCLAUDE_ARTIFACTS": str(artifacts)}
-        missing = [name for name in spec.secrets if name not in env]
-        if missing:
-            raise RuntimeError(f"secrets not provided to the task: {', '.join(missing)}")
         log.attach(task_dir)
         if spec.prompt is not None:
             argv = _agent_setup(spec, task_dir, env)
