@@ -234,6 +234,9 @@ def test_no_result_line_fails_the_task_with_claudes_stderr(
 
 def test_model_and_settings_reach_claude_code(local: Deployment,
                                               fake_api: FakeAnthropic) -> None:
+    # The settings' env reaches the agent's commands only if Claude Code read the file.
+    fake_api.script = [Reply.call("Bash", {
+        "command": "echo $FROM_SETTINGS > $RCLAUDE_ARTIFACTS/seen.txt"})]
     task = local.run_task(TaskSpec(prompt="hi", model="claude-sonnet-4-5-20250929",
                                    claude_settings={"env": {"FROM_SETTINGS": "yes"}}))
     assert task.wait(timeout=120).status is TaskStatus.SUCCEEDED, task.reason
@@ -241,6 +244,8 @@ def test_model_and_settings_reach_claude_code(local: Deployment,
     assert fake_api.turns[0].body["model"] == "claude-sonnet-4-5-20250929"
     settings = task_files(local, task.task_id) / "claude" / "task-settings.json"
     assert json.loads(settings.read_text()) == {"env": {"FROM_SETTINGS": "yes"}}
+    seen = task_files(local, task.task_id) / "artifacts" / "seen.txt"
+    assert seen.read_text() == "yes\n"
 
 
 def test_transcript_is_the_json_stream_and_stderr_has_its_own_file(
