@@ -145,13 +145,14 @@ def test_the_runner_stops_as_preempted_on_the_notice(tmp_path: Path) -> None:
                     reason="needs bubblewrap and root (the container harness)")
 def test_a_task_stopped_by_the_notice_is_preempted_keeps_its_work_and_runs_again(
         aws: Any, stack: StackOutputs, plan_for: PlanFor, moto_endpoint: str,
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     stack = with_credential_secret(aws, stack, "sk-ant-api03-spot-test")
     harness = EcsHarness(plan_for(), stack, aws, root=tmp_path / "v", endpoint=moto_endpoint)
     harness.watch(aws)
     d = Deployment.from_outputs("dev", stack, session=aws)
+    monkeypatch.setenv("SPOT_TOKEN", "tok-for-both-attempts")
     spec = TaskSpec(command="echo partial > $RCLAUDE_ARTIFACTS/partial.txt; echo started; "
-                    "sleep 120", max_retries_on_preemption=1)
+                    "sleep 120", max_retries_on_preemption=1, secrets=["SPOT_TOKEN"])
     task = d.run_task(spec)
     [arn] = aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
                                          startedBy=spec.task_id)["taskArns"]
@@ -170,5 +171,7 @@ def test_a_task_stopped_by_the_notice_is_preempted_keeps_its_work_and_runs_again
     assert state.reason is not None and "spot interruption notice" in state.reason
     out = task.result().download(tmp_path / "out")  # the work uploaded before the host went
     assert "partial.txt" in {p.name for p in out}
+    # The next attempt still has the task's secrets: a preempted run keeps them.
+    aws.client("secretsmanager").describe_secret(SecretId=f"rclaude/dev/tasks/{spec.task_id}")
     [again] = d.reconcile()
     assert again.state().attempt == 2

@@ -9,7 +9,7 @@ import os
 import sys
 from pathlib import Path
 
-from ..tasks.layout import SPEC_FILE
+from ..tasks.layout import PREEMPTED_EXIT, SPEC_FILE
 from ..tasks.runner import run
 from . import default_session, task_secrets
 from .s3_tasks import key, upload_outputs
@@ -34,7 +34,8 @@ def run_from_s3(bucket: str, task_id: str, work_root: Path) -> int:
             print(f"[runner] could not read the task's secrets: {exc}", file=sys.stderr)
     code = run(task_dir)
     upload_outputs(s3, bucket, task_id, task_dir)
-    if secrets is not None:
+    # A preempted run is not the task's end: its next attempt needs the secrets too.
+    if secrets is not None and code != PREEMPTED_EXIT:
         try:
             task_secrets.delete(secrets, deployment, task_id)
         except Exception as exc:  # the submitter's next step deletes it then
