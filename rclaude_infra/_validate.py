@@ -92,3 +92,16 @@ def known_fields(cls: type, data: object, what: str, prefix: str = "") -> dict[s
             raise ConfigError(f"{prefix}{key}", data[key],
                               f"a {cls.__name__} field: " + ", ".join(names))
     return dict(data)
+
+
+def distinct_matching(pattern: Pattern, allowed: str) -> Any:
+    """A validator: a tuple of distinct strings, each matching ``pattern``."""
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if (
+            not isinstance(value, tuple)
+            or len(set(value)) != len(value)
+            or not all(isinstance(item, str) and pattern.match(item) for item in value)
+        ):
+            raise ConfigError(attribute.name, value, allowed)
+
+    return check

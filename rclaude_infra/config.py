@@ -18,6 +18,7 @@ import attrs
 
 from ._validate import Pattern as _Pattern
 from ._validate import as_tuple as _tuple
+from ._validate import distinct_matching as _distinct_matching
 from ._validate import float_between as _float_between
 from ._validate import frozen_mapping as _frozen_tags
 from ._validate import int_between as _int_between
@@ -185,28 +186,14 @@ def bedrock_model_ids(region: str, models: tuple[str, ...] = ()) -> tuple[str, .
     return tuple(f"{bedrock_geography(region)}.{m}" for m in BEDROCK_DEFAULT_MODELS)
 
 
-def _check_bedrock_models(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if (
-        not isinstance(value, tuple)
-        or len(set(value)) != len(value)
-        or not all(isinstance(m, str) and _BEDROCK_MODEL_RE.match(m) for m in value)
-    ):
-        raise ConfigError(
-            attribute.name, value,
-            "a list of distinct Bedrock Claude model or inference profile ids, e.g. "
-            "'us.anthropic.claude-sonnet-4-5-20250929-v1:0' (the first is the tasks' model)",
-        )
+_check_bedrock_models = _distinct_matching(
+    _BEDROCK_MODEL_RE,
+    "a list of distinct Bedrock Claude model or inference profile ids, e.g. "
+    "'us.anthropic.claude-sonnet-4-5-20250929-v1:0' (the first is the tasks' model)")
 
 
-def _check_subnet_ids(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if (
-        not isinstance(value, tuple)
-        or len(set(value)) != len(value)
-        or not all(isinstance(s, str) and _SUBNET_ID_RE.match(s) for s in value)
-    ):
-        raise ConfigError(
-            attribute.name, value, "a list of distinct subnet ids like 'subnet-0123abcd'"
-        )
+_check_subnet_ids = _distinct_matching(
+    _SUBNET_ID_RE, "a list of distinct subnet ids like 'subnet-0123abcd'")
 
 
 def _check_image(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
