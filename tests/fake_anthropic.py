@@ -23,10 +23,11 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import attrs
+from loopback import LoopbackServer
 
 MODEL = "claude-sonnet-4-5-20250929"
 #: A key planted for the agent tests: it must never show up in a task's files or logs.
@@ -138,7 +139,7 @@ def _events(reply: Reply, ids: Iterator[int]) -> Iterator[bytes]:
     yield _sse("message_stop", {"type": "message_stop"})
 
 
-class FakeAnthropic:
+class FakeAnthropic(LoopbackServer):
     """The fake API server; ``url`` for ``ANTHROPIC_BASE_URL``, ``requests`` its log."""
 
     def __init__(self, script: list[Reply] | None = None) -> None:
@@ -147,24 +148,11 @@ class FakeAnthropic:
         self._turns = 0
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        super().__init__(self._handler())
 
     @property
     def turns(self) -> list[Request]:
         return [r for r in self.requests if r.is_turn]
-
-    def __enter__(self) -> FakeAnthropic:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
 
     def _next(self, request: Request) -> Reply:
         with self._lock:

@@ -13,33 +13,21 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
+from loopback import LoopbackServer
 
-class GitServer:
+
+class GitServer(LoopbackServer):
     def __init__(self, root: Path, token: str, *, delay: float = 0.0) -> None:
         self.root = root
         self.token = token
         #: Seconds each authorized request waits before it is served (a slow host).
         self.delay = delay
         self.log: list[tuple[str, str, bool]] = []  # (method, path, authorized)
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self) -> GitServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(self._handler())
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self

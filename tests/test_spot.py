@@ -17,12 +17,13 @@ import signal
 import subprocess
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ecs_harness import EcsHarness, with_credential_secret
+from loopback import LoopbackServer
 from plan_helpers import PlanFor
 
 from rclaude_infra import Deployment, StackOutputs, TaskSpec, TaskStatus
@@ -31,7 +32,7 @@ from rclaude_infra._pulumi.documents import SPOT_WATCHER
 NOTICE = {"action": "terminate", "time": "2026-11-30T12:00:00Z"}
 
 
-class FakeImds:
+class FakeImds(LoopbackServer):
     """IMDSv2 on loopback: a token for PUT /latest/api/token; the spot action 404 until
     ``notice`` is set, as EC2 answers."""
 
@@ -65,12 +66,7 @@ class FakeImds:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        super().__init__(Handler)
 
 
 def test_the_watcher_leaves_the_notice_and_stops_the_runner_containers(tmp_path: Path) -> None:
@@ -83,16 +79,15 @@ echo "$@" >> {calls}
 if [ "$1" = ps ]; then printf 'c0ffee01\\nc0ffee02\\n'; fi
 """)
     docker.chmod(0o755)
-    imds = FakeImds()
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "IMDS": imds.url,
-           "NOTICE_DIR": str(tmp_path / "notice"), "INTERVAL": "0.1"}
-    watcher = subprocess.Popen(["sh", str(SPOT_WATCHER), "rclaude-dev-runner"], env=env)
-    try:
-        threading.Timer(0.5, lambda: setattr(imds, "notice", NOTICE)).start()
-        assert watcher.wait(timeout=30) == 0
-    finally:
-        watcher.kill()
-        imds.server.shutdown()
+    with FakeImds() as imds:
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "IMDS": imds.url,
+               "NOTICE_DIR": str(tmp_path / "notice"), "INTERVAL": "0.1"}
+        watcher = subprocess.Popen(["sh", str(SPOT_WATCHER), "rclaude-dev-runner"], env=env)
+        try:
+            threading.Timer(0.5, lambda: setattr(imds, "notice", NOTICE)).start()
+            assert watcher.wait(timeout=30) == 0
+        finally:
+            watcher.kill()
     assert imds.tokens_checked >= 2  # it looked before the notice came
     assert json.loads((tmp_path / "notice" / "spot-notice").read_text()) == NOTICE
     ps, kill = calls.read_text().splitlines()
