@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from .progress import (
     Diagnostic,
+    ImageBuildPhase,
     ProgressEvent,
     ResourceDone,
     ResourceFailed,
@@ -61,6 +62,8 @@ class _View:
         elif isinstance(event, Diagnostic) and (event.severity in ("error", "warning")
                                                 or event.severity.startswith("policy-")):
             self.message(event.severity, event.message)
+        elif isinstance(event, ImageBuildPhase):
+            self.current = f"image build: {event.phase.lower().replace('_', ' ')}"
         elif isinstance(event, Summary):
             self.total = self.done
             self.current = f"{event.changed} changed in {event.duration_seconds:.0f}s"

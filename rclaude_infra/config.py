@@ -38,6 +38,10 @@ NAT_MODES: tuple[str, ...] = ("none", "single", "per-az")
 #: How tasks sign in to Claude: an Anthropic API key, a Claude subscription token from
 #: ``claude setup-token``, or Amazon Bedrock through the task role.
 AUTH_MODES: tuple[str, ...] = ("api-key", "oauth-token", "bedrock")
+#: How the runner image comes to be: ``True`` (or ``"local"``) builds it with the local
+#: Docker engine during ``up``; ``"remote"`` builds it in the account with AWS CodeBuild
+#: (nothing needed locally); ``False`` uses ``image=`` as given.
+IMAGE_BUILDS: tuple[bool | str, ...] = (True, "remote", False)
 #: The environment variable that carries each mode's credential to Claude Code (Bedrock
 #: needs none: the task role signs its requests).
 CREDENTIAL_ENV: Mapping[str, str | None] = {
@@ -196,6 +200,19 @@ _check_subnet_ids = _distinct_matching(
     _SUBNET_ID_RE, "a list of distinct subnet ids like 'subnet-0123abcd'")
 
 
+def _image_build(value: object) -> object:
+    """``"local"`` is the name of ``True`` (the CLI flag and TOML may say either)."""
+    return True if value == "local" else value
+
+
+def _check_image_build(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not any(value is mode or (isinstance(value, str) and value == mode)
+               for mode in IMAGE_BUILDS):
+        raise ConfigError(attribute.name, value,
+                          "True or 'local' (local Docker), 'remote' (CodeBuild in the "
+                          "account, no Docker needed here) or False (with image=)")
+
+
 def _check_image(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and (
         not isinstance(value, str) or len(value) > 1024 or not _IMAGE_RE.match(value)
@@ -273,6 +290,11 @@ class Usage:
     egress_gb_per_task: float = attrs.field(default=0.1, validator=_float_between(0, 10_000))
     #: Size of the runner image kept in ECR (when the stack builds it).
     image_gb: float = attrs.field(default=1.0, validator=_float_between(0, 100))
+    #: With ``build_image="remote"``: builds of the runner image a month (one per change
+    #: of the installed package: an upgrade, or a new Claude Code pin) and how long one
+    #: takes on CodeBuild's small instance.
+    image_builds_per_month: float = attrs.field(default=2, validator=_float_between(0, 1000))
+    image_build_minutes: float = attrs.field(default=6, validator=_float_between(0, 480))
 
     @property
     def tasks_per_month(self) -> float:
@@ -343,10 +365,12 @@ class DeploymentConfig:
     #: Memory reserved per task, MiB.
     task_memory: int = attrs.field(default=2048, validator=_int_between(128, 1048576))
     image: str | None = attrs.field(default=None, validator=_check_image)
-    #: Build the runner image and push it to a new ECR repository (default when no ``image``).
-    build_image: bool = attrs.field(
+    #: Build the runner image into the stack's ECR repository (default when no ``image``):
+    #: ``True`` with local Docker, ``"remote"`` in the account with CodeBuild (no Docker
+    #: here), ``False`` to use ``image`` (see :data:`IMAGE_BUILDS`).
+    build_image: bool | str = attrs.field(
         default=attrs.Factory(lambda self: self.image is None, takes_self=True),
-        validator=_is_bool,
+        converter=_image_build, validator=_check_image_build,
     )
     #: TCP ports the instances and tasks may reach outside the VPC (HTTPS only by default).
     egress_ports: tuple[int, ...] = attrs.field(
@@ -422,6 +446,18 @@ class DeploymentConfig:
         """The :class:`InstanceType` of each configured type, in order."""
         known = instance_types()
         return tuple(known[name] for name in self.instance_types)
+
+    @property
+    def image_mode(self) -> str:
+        """Where the runner image comes from: ``"local"`` (built with local Docker),
+        ``"remote"`` (built by CodeBuild in the account) or ``"given"`` (``image=``).
+
+        >>> DeploymentConfig(build_image="remote").image_mode
+        'remote'
+        """
+        if self.build_image == "remote":
+            return "remote"
+        return "local" if self.build_image else "given"
 
     @property
     def task_capacity(self) -> int:

@@ -28,6 +28,8 @@ S3_PUTS_PER_TASK = 6
 S3_GETS_PER_TASK = 4
 #: Secrets Manager reads per task (the ECS agent fetches the key once per task).
 SECRET_READS_PER_TASK = 1
+#: Log one image build writes (docker's output of apt, npm and pip, and the push).
+BUILD_LOG_MB = 1
 _MIB_PER_GB = 1024
 
 
@@ -438,10 +440,16 @@ def _network_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine
 
 
 def _logs_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
-    """CloudWatch Logs: what tasks write, and what retention keeps stored."""
+    """CloudWatch Logs: what tasks (or image builds) write, and what retention keeps."""
     lines: list[CostLine] = []
+    build_groups = {project.inputs.get("logsConfig", {}).get("cloudwatchLogs", {}).get(
+        "groupName") for project in plan.by_type("aws:codebuild:Project")}
     for logs in plan.by_type("aws:cloudwatch:LogGroup"):
-        ingested_gb = usage.tasks_per_month * usage.log_mb_per_task / _MIB_PER_GB
+        if logs.inputs.get("name") in build_groups:
+            written_mb = usage.image_builds_per_month * BUILD_LOG_MB
+        else:
+            written_mb = usage.tasks_per_month * usage.log_mb_per_task
+        ingested_gb = written_mb / _MIB_PER_GB
         retention = logs.inputs.get("retentionInDays") or 3653
         lines.append(_line(logs, "Data ingested", ingested_gb,
                            prices.item("cloudwatch_logs_ingestion"), baseline=False))
@@ -490,9 +498,29 @@ def _ecr_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
                                *plan.by_type("aws:ecr:Repository")]]
 
 
+def _codebuild_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
+    """Builds of the runner image in the account: build-minutes, per change of the
+    package (``Usage.image_builds_per_month``), none while nothing changes."""
+    lines: list[CostLine] = []
+    for project in plan.by_type("aws:codebuild:Project"):
+        environment = project.inputs.get("environment", {})
+        price = prices.item("codebuild_linux_small_minute")
+        if environment.get("type") == "ARM_CONTAINER":
+            price = attrs.evolve(price, assumed=True, source=(
+                "the ARM rate is not in the snapshot; the Linux (x86) small rate is "
+                f"assumed: {price.source}"))
+        minutes = usage.image_builds_per_month * usage.image_build_minutes
+        lines.append(_line(
+            project, f"Image builds ({usage.image_builds_per_month:g} a month x "
+            f"{usage.image_build_minutes:g} min, {environment.get('computeType', '?')})",
+            minutes, price, baseline=False, unit="build-minutes"))
+    return lines
+
+
 #: The services a stack is priced by, in the order their lines are listed.
 _SERVICES: tuple[Callable[[Plan, Usage, PriceBook], list[CostLine]], ...] = (
     _ec2_lines, _network_lines, _logs_lines, _s3_lines, _secrets_lines, _ecr_lines,
+    _codebuild_lines,
 )
 
 

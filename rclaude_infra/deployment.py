@@ -23,10 +23,12 @@ from .tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
     from ._aws.ecs import EcsProvider
+    from ._aws.image_build import ImageBuilder
     from ._aws.sweep import SweepReport
     from ._pulumi.engine import StackSession
     from .checks import CheckItem, CheckReport
     from .cost import CostEstimate
+    from .image_source import ImageBuild
     from .policy import PolicyReport
     from .prices import PriceBook
     from .progress import OnProgress, ProgressEvent
@@ -207,6 +209,7 @@ class Deployment:
         self._session: StackSession | None = None
         self._outputs: StackOutputs | None = None
         self._plan: Plan | None = None
+        self._image_ready = False
 
     def _stack(self) -> StackSession:
         """The Automation API session: one work directory and one CLI for this object."""
@@ -341,7 +344,10 @@ class Deployment:
         config's ``auth`` says; locally, :class:`~rclaude_infra.MissingCredentialError`
         when the environment lacks the credential.
         """
-        return self._tasks().submit(self._admit(spec))
+        spec = self._admit(spec)
+        backend = self._tasks()
+        self._require_image()
+        return backend.submit(spec)
 
     def run_tasks(self, specs: Iterable[TaskSpec], *, workers: int = 16) -> list[Task]:
         """Start several tasks, ``workers`` submissions at a time; handles in the same order.
@@ -363,6 +369,7 @@ class Deployment:
         if not specs:
             return []
         backend = self._tasks()
+        self._require_image()
         with concurrent.futures.ThreadPoolExecutor(min(workers, len(specs)),
                                                    "rclaude-submit") as pool:
             futures = [pool.submit(backend.submit, spec) for spec in specs]
@@ -458,9 +465,54 @@ class Deployment:
         forces the live display on or off (default: on in a terminal or notebook).
         """
         self._guard()
-        raw = self._run("up", lambda cb: self._stack().up(cb), on_progress, progress)
-        self._outputs = StackOutputs.from_mapping(raw)
-        return self._outputs
+
+        def deploy(callback: OnProgress | None) -> StackOutputs:
+            self._outputs = StackOutputs.from_mapping(self._stack().up(callback))
+            if self._outputs.image_build_project:
+                self._image_builder().ensure(on_progress=callback)
+                self._image_ready = True
+            return self._outputs
+
+        return self._run("up", deploy, on_progress, progress)
+
+    def ensure_image(self, *, on_progress: OnProgress | None = None,
+                     progress: bool | None = None) -> ImageBuild:
+        """Make sure the runner image exists (``build_image="remote"``): nothing when the
+        repository has it, else wait for a build of it already running or upload the
+        package and start one (CodeBuild, in the account), following its phases.
+
+        ``up`` calls it; call it yourself to retry a failed build, or to wait for a build
+        that ``up`` gave up on. Raises :class:`~rclaude_infra.errors.ImageBuildError`
+        with the failed phase and the tail of the build's log. For a stack that does not
+        build its image in the account it returns ``status="external"`` at once::
+
+            d = Deployment("dev", DeploymentConfig(build_image="remote"))
+            d.ensure_image().status      # "present", or "built" after a build
+        """
+        from .image_source import ImageBuild
+
+        outputs = self.outputs
+        if not outputs.image_build_project:
+            return ImageBuild(image=outputs.image or "", status="external")
+        result = self._run("image build",
+                           lambda cb: self._image_builder().ensure(on_progress=cb),
+                           on_progress, progress)
+        self._image_ready = True
+        return result
+
+    def _image_builder(self) -> ImageBuilder:
+        from ._aws.image_build import ImageBuilder
+
+        return ImageBuilder(self._boto_session(), self.outputs)
+
+    def _require_image(self) -> None:
+        """Before a task goes to ECS: the image its task definition names exists (once
+        per object: images are not deleted under a running stack)."""
+        if (self._image_ready or self._injected is not None or self._provider_name == "local"
+                or not self.outputs.image_build_project):
+            return
+        self._image_builder().require()
+        self._image_ready = True
 
     def refresh(self, *, on_progress: OnProgress | None = None,
                 progress: bool | None = None) -> dict[str, int]:
@@ -558,12 +610,13 @@ class Deployment:
 
     def check(self) -> CheckReport:
         """Prerequisites for ``up``: Pulumi CLI, AWS credentials and account, region
-        enabled, ECS service-linked role, vCPU quota, Docker when the image is built.
+        enabled, ECS service-linked role, vCPU quota, and for the runner image Docker
+        (``build_image=True``) or CodeBuild and its build quota (``"remote"``).
         Each item is ok, a warning or a problem with how to fix it."""
         import shutil
         import subprocess
 
-        from ._aws.prereqs import aws_checks
+        from ._aws.prereqs import aws_checks, codebuild_checks
         from ._pulumi.engine import MIN_PULUMI_VERSION, PULUMI_INSTALL_HINT, pulumi_cli_version
         from .checks import OK, PROBLEM, CheckItem, CheckReport
 
@@ -576,7 +629,9 @@ class Deployment:
         ))
         items += aws_checks(self._boto_session(), self._config)
         items.append(self._credential_check(version is not None))
-        if self._config.build_image:
+        if self._config.image_mode == "remote":
+            items += codebuild_checks(self._boto_session(), self._config)
+        elif self._config.image_mode == "local":
             docker = shutil.which("docker")
             running = docker is not None and subprocess.run(
                 [docker, "info"], capture_output=True, timeout=30).returncode == 0
@@ -585,7 +640,7 @@ class Deployment:
                 detail="engine running" if running else (
                     "no docker on PATH" if docker is None else "docker engine not reachable"),
                 fix="" if running else "install and start Docker (the runner image is built "
-                "locally), or set image= to a prebuilt runner image",
+                "locally), or build it in the account: build_image='remote'",
             ))
         return CheckReport(items=tuple(items))
 

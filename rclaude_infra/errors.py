@@ -287,3 +287,30 @@ class SessionManagerPluginNotFoundError(ExecError):
         except SessionManagerPluginNotFoundError as exc:
             print(exc)   # ... install it: https://docs.aws.amazon.com/systems-manager/...
     """
+
+
+class ImageBuildError(RclaudeError):
+    """The runner image could not be built in the account (``build_image="remote"``).
+
+    ``build_id`` names the CodeBuild build (``None`` when none started), ``phase`` where it
+    failed, and ``log_tail`` the last lines of its log::
+
+        try:
+            d.up()
+        except ImageBuildError as exc:
+            print(exc.phase)              # e.g. "BUILD"
+            print("\\n".join(exc.log_tail))  # what docker said
+    """
+
+    def __init__(self, message: str, *, build_id: str | None = None, phase: str | None = None,
+                 log_tail: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.build_id = build_id
+        self.phase = phase
+        self.log_tail = log_tail
+
+
+class ImageNotReadyError(RclaudeError):
+    """A task was submitted before the runner image it needs exists in the stack's
+    repository (``build_image="remote"``: ``up`` builds it; :meth:`Deployment.ensure_image`
+    builds or waits for it). Raised before anything is submitted to ECS."""

@@ -35,6 +35,10 @@ class StackOutputs:
     execution_role_arn: str | None = None
     secret_arn: str | None = None
     image: str | None = None
+    #: With ``build_image="remote"``: the CodeBuild project that builds ``image``, and
+    #: the key of its sources in ``bucket``.
+    image_build_project: str | None = None
+    image_source_key: str | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | str) -> StackOutputs:

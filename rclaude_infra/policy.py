@@ -24,6 +24,7 @@ import attrs
 
 from .config import DEPLOYMENT_TAG, DeploymentConfig
 from .errors import PolicyViolationError
+from .image_source import BUILDSPEC
 
 SEVERITIES = ("low", "medium", "high", "critical")
 
@@ -45,6 +46,9 @@ ROLE_POLICY = "aws:iam/rolePolicy:RolePolicy"
 IAM_POLICY = "aws:iam/policy:Policy"
 POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+CODEBUILD_PROJECT = "aws:codebuild/project:Project"
+ECR_REPOSITORY = "aws:ecr/repository:Repository"
+ECR_LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
 
 #: Types the stack creates that accept tags (the tag rule checks these).
 TAGGABLE = (
@@ -52,7 +56,7 @@ TAGGABLE = (
     ROLE, LOG_GROUP, "aws:ec2/vpc:Vpc", "aws:ec2/internetGateway:InternetGateway",
     "aws:ec2/routeTable:RouteTable", "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip",
     "aws:ecs/cluster:Cluster", "aws:secretsmanager/secret:Secret",
-    "aws:iam/instanceProfile:InstanceProfile",
+    "aws:iam/instanceProfile:InstanceProfile", CODEBUILD_PROJECT, ECR_REPOSITORY,
 )
 
 #: Actions AWS does not let a policy scope to a resource; ``"Resource": "*"`` is allowed
@@ -167,7 +171,7 @@ class PolicyReport:
     >>> from rclaude_infra import plan
     >>> report = plan().check_policies()
     >>> report.ok, report.rules_checked, len(report.mandatory_violations)
-    (True, 37, 0)
+    (True, 42, 0)
     """
 
     findings: tuple[Finding, ...]
@@ -695,6 +699,82 @@ def _multi_type_with_spot(props: Props) -> Iterator[str]:
     types = _as_list((policy.get("launchTemplate") or {}).get("overrides"))
     if spot and len(types) < 2:
         yield "spot with one instance type: an interruption of that pool stops everything"
+
+
+# -- the runner image: its repository and its build ----------------------------------------
+
+
+@rule(
+    id="ecr-scan-on-push",
+    severity="medium",
+    resource_types=(ECR_REPOSITORY,),
+    description="Images are scanned for vulnerabilities when pushed",
+    references=("CKV_AWS_163", "ECR.1"),
+)
+def _scan_on_push(props: Props) -> Iterator[str]:
+    if not _truthy((props.get("imageScanningConfiguration") or {}).get("scanOnPush")):
+        yield "images are not scanned on push"
+
+
+@rule(
+    id="ecr-immutable-tags",
+    severity="medium",
+    resource_types=(ECR_REPOSITORY,),
+    description="Image tags are immutable",
+    references=("CKV_AWS_51", "ECR.2"),
+)
+def _immutable_tags(props: Props) -> Iterator[str]:
+    if props.get("imageTagMutability") != "IMMUTABLE":
+        yield "a tag can be moved to another image"
+
+
+@rule(
+    id="ecr-lifecycle-policy",
+    severity="low",
+    description="Every repository has a lifecycle policy (old images expire)",
+    references=("ECR.3",),
+    stack=True,
+)
+def _ecr_lifecycle(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, str]]:
+    repositories = [name for kind, name, _ in resources if kind == ECR_REPOSITORY]
+    policies = sum(1 for kind, _, _ in resources if kind == ECR_LIFECYCLE)
+    if policies < len(repositories):
+        for name in repositories:
+            yield name, f"{len(repositories)} repositories but {policies} lifecycle policies"
+
+
+@rule(
+    id="codebuild-privileged-image-builds-only",
+    severity="high",
+    resource_types=(CODEBUILD_PROJECT,),
+    description="Privileged mode (Docker in the build) only for the runner image's build",
+    references=("CKV_AWS_316",),
+)
+def _privileged_only_for_images(props: Props) -> Iterator[str]:
+    environment = props.get("environment") or {}
+    buildspec = (props.get("source") or {}).get("buildspec")
+    if _truthy(environment.get("privilegedMode")) and buildspec != BUILDSPEC:
+        yield (f"privileged mode for buildspec {buildspec!r}: only the runner image's build "
+               f"({BUILDSPEC}) needs Docker")
+
+
+@rule(
+    id="codebuild-logs-retained",
+    severity="medium",
+    description="Builds log to one of the stack's log groups, which has a retention",
+    references=("CKV_AWS_314",),
+    stack=True,
+)
+def _build_logs(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, str]]:
+    retained = {props.get("name") for kind, _, props in resources
+                if kind == LOG_GROUP and props.get("retentionInDays")}
+    for kind, name, props in resources:
+        if kind != CODEBUILD_PROJECT:
+            continue
+        logs = (props.get("logsConfig") or {}).get("cloudwatchLogs") or {}
+        if logs.get("status") != "ENABLED" or logs.get("groupName") not in retained:
+            yield name, ("builds do not log to a log group of the stack with a retention "
+                         f"(cloudwatchLogs: {dict(logs)})")
 
 
 # -- IAM -----------------------------------------------------------------------------------

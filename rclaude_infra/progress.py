@@ -87,7 +87,24 @@ class Summary:
         return sum(count for op, count in self.changes.items() if op != "same")
 
 
-ProgressEvent = ResourceStarted | ResourceDone | ResourceFailed | Diagnostic | Summary
+@attrs.frozen(kw_only=True)
+class ImageBuildPhase:
+    """The runner image's build in the account (``build_image="remote"``) entered a phase
+    (CodeBuild's: ``QUEUED``, ``PROVISIONING``, ``BUILD``, ... ``COMPLETED``).
+
+    >>> ImageBuildPhase(build_id="rclaude-dev-image-build:1f2e", phase="BUILD",
+    ...                 status="IN_PROGRESS").phase
+    'BUILD'
+    """
+
+    build_id: str
+    phase: str
+    #: The build's status: ``IN_PROGRESS``, then ``SUCCEEDED``, ``FAILED``, ...
+    status: str
+
+
+ProgressEvent = (ResourceStarted | ResourceDone | ResourceFailed | Diagnostic | Summary
+                 | ImageBuildPhase)
 OnProgress = Callable[[ProgressEvent], None]
 
 

@@ -92,10 +92,27 @@ def build_ec2_prices(reference: Path) -> Path:
                       ["instance_type", "usd_per_hour"], "usd_per_hour")
 
 
+#: Prices the reference lacks (CodeBuild), kept with the project, a source on each row.
+EXTRA_PRICES = ROOT / "scripts" / "prices-extra.csv"
+
+
 def build_other_prices(reference: Path) -> Path:
-    """Non-EC2 prices, one region per source file: region,item,unit,usd,source."""
-    return _by_region(reference, "other-prices-*.csv", "other-prices-", "other_prices.csv",
-                      ["item", "unit", "usd", "source"], "usd")
+    """Non-EC2 prices, one region per source file: region,item,unit,usd,source; then the
+    rows of :data:`EXTRA_PRICES`."""
+    out = _by_region(reference, "other-prices-*.csv", "other-prices-", "other_prices.csv",
+                     ["item", "unit", "usd", "source"], "usd")
+    comments, rows = _split(EXTRA_PRICES)
+    for row in rows:
+        float(row["usd"])
+    with out.open(newline="") as f:
+        text = f.read()
+    header_end = text.index("\nregion,item,") + 1
+    with out.open("w", newline="") as f:
+        f.write(text[:header_end] + "# extra (scripts/prices-extra.csv):\n"
+                + "\n".join(f"#   {line.lstrip('# ')}" for line in comments) + "\n"
+                + text[header_end:])
+        csv.DictWriter(f, ["region", "item", "unit", "usd", "source"]).writerows(rows)
+    return out
 
 
 def main(argv: list[str]) -> int:

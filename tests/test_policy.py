@@ -25,7 +25,8 @@ from rclaude_infra.policy import (
 )
 
 ROOT = Path(__file__).resolve().parent.parent
-STRICT = {"nat": "single", "log_retention_days": 365}
+# The runner image built in the account: its repository and build project are in the plan.
+STRICT = {"nat": "single", "log_retention_days": 365, "build_image": "remote"}
 
 
 def props_of(p: Plan, token: str) -> dict[str, Any]:
@@ -125,6 +126,12 @@ BREAKERS: dict[str, tuple[str, Mutation]] = {
     "logs-retention-one-year": ("aws:cloudwatch:LogGroup",
                                 lambda p: {**p, "retentionInDays": 30}),
     "tagged-for-sweep": ("aws:ecs:Cluster", lambda p: {**p, "tags": {"team": "ml"}}),
+    "ecr-scan-on-push": ("aws:ecr:Repository", lambda p: set_in(
+        p, "imageScanningConfiguration.scanOnPush", False)),
+    "ecr-immutable-tags": ("aws:ecr:Repository", lambda p: {**p, "imageTagMutability": "MUTABLE"}),
+    # A project that runs something else (tests, a deploy script) with Docker's privileges.
+    "codebuild-privileged-image-builds-only": ("aws:codebuild:Project", lambda p: set_in(
+        p, "source.buildspec", "ci/buildspec.yml")),
 }
 
 
@@ -166,6 +173,47 @@ def test_bucket_hardening_is_checked_across_resources(plan_for: PlanFor) -> None
     assert hits == [("rclaude-dev-results", "1 buckets but 0 with public access block")]
 
 
+def test_image_build_rules_are_checked_across_resources(plan_for: PlanFor) -> None:
+    p = plan_for(**STRICT)
+    resources = [(r.type, r.name, r.inputs) for r in p]
+    lifecycle, logs = (rules_by_id()[i].stack_check
+                       for i in ("ecr-lifecycle-policy", "codebuild-logs-retained"))
+    assert lifecycle is not None and logs is not None
+    assert list(lifecycle(resources)) == [] and list(logs(resources)) == []
+    without_lifecycle = [r for r in resources if not r[0].endswith("LifecyclePolicy")
+                         or "ecr" not in r[0]]
+    assert list(lifecycle(without_lifecycle)) == [
+        ("rclaude-dev-runner", "1 repositories but 0 lifecycle policies")]
+    # Builds logging to a group kept forever, or to no group of the stack.
+    forever = [(t, n, {**i, "retentionInDays": None} if n == "rclaude-dev-image-build"
+                and t.endswith("LogGroup") else i) for t, n, i in resources]
+    assert [n for n, _ in logs(forever)] == ["rclaude-dev-image-build"]
+    elsewhere = [(t, n, set_in(copy.deepcopy(dict(i)), "logsConfig.cloudwatchLogs.groupName",
+                               "/aws/codebuild/other") if t.endswith("Project") else i)
+                 for t, n, i in resources]
+    assert [n for n, _ in logs(elsewhere)] == ["rclaude-dev-image-build"]
+
+
+def test_a_widened_image_build_role_is_refused(plan_for: PlanFor) -> None:
+    """The build's role is held to the IAM rules like every role: pushing to any
+    repository is a mandatory violation."""
+    p = plan_for(**STRICT)
+    broken = []
+    for r in p:
+        inputs = dict(r.inputs)
+        if r.type.endswith("RolePolicy") and r.name == "rclaude-dev-image-build":
+            document = json.loads(inputs["policy"])
+            for statement in document["Statement"]:
+                if statement["Sid"] == "PushRunnerImage":
+                    statement["Resource"] = "*"
+            inputs["policy"] = json.dumps(document)
+        broken.append(type(r)(type=r.type, name=r.name, parent=r.parent, custom=r.custom,
+                              inputs=inputs))
+    report = check_policies(type(p)(name=p.name, config=p.config, resources=tuple(broken)))
+    assert [(f.rule_id, f.resource) for f in report.mandatory_violations] == [
+        ("iam-scoped-resources", "rclaude-dev-image-build")]
+
+
 VARIANTS: dict[str, dict[str, Any]] = {
     "default": {},
     "nat-single": {"nat": "single"},
@@ -173,6 +221,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
                      "subnet_ids": ("subnet-0a1b2c3d", "subnet-4e5f6a7b")},
     "on-demand": {"spot": False, "instance_types": ("m5.large",)},
     "arm64": {"instance_types": ("t4g.medium", "m7g.large")},
+    "remote-image-build": {"build_image": "remote"},
 }
 
 

@@ -1,4 +1,5 @@
-"""The AWS half of ``Deployment.check()``: credentials, region, service-linked role, quota."""
+"""The AWS half of ``Deployment.check()``: credentials, region, service-linked role,
+quotas, and CodeBuild when the runner image is built in the account."""
 
 from __future__ import annotations
 
@@ -12,6 +13,12 @@ from ..config import DeploymentConfig
 #: on-demand standard (A, C, D, H, I, M, R, T, Z) instances.
 SPOT_VCPU_QUOTA = "L-34B43A08"
 ON_DEMAND_VCPU_QUOTA = "L-1216C47A"
+#: The CodeBuild quota the image build runs under, by config ``arch``: its name in
+#: Service Quotas (the codes are not documented; the names are, in the CodeBuild quotas).
+CODEBUILD_QUOTAS = {
+    "x86_64": "Concurrently running builds for Linux/Small environment",
+    "arm64": "Concurrently running builds for ARM/Small environment",
+}
 
 
 def aws_checks(session: Any, config: DeploymentConfig) -> list[CheckItem]:
@@ -74,4 +81,51 @@ def aws_checks(session: Any, config: DeploymentConfig) -> list[CheckItem]:
     except (ClientError, BotoCoreError) as exc:
         items.append(CheckItem(name=f"{what} vCPU quota", status=WARNING, detail=str(exc),
                                fix="allow servicequotas:GetServiceQuota to check"))
+    return items
+
+
+def codebuild_checks(session: Any, config: DeploymentConfig) -> list[CheckItem]:
+    """What a runner image built in the account needs: CodeBuild in the region, and a
+    concurrent-build quota above zero for the environment the build uses (new accounts
+    can start at 0; the first build then fails with AccountLimitExceededException)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    region = config.region
+    items: list[CheckItem] = []
+    try:
+        session.client("codebuild", region_name=region).list_projects()
+        items.append(CheckItem(name="CodeBuild", status=OK,
+                               detail=f"available in {region} (builds the runner image)"))
+    except ClientError as exc:
+        items.append(CheckItem(name="CodeBuild", status=WARNING, detail=str(exc),
+                               fix="allow codebuild:ListProjects to check"))
+    except BotoCoreError as exc:
+        items.append(CheckItem(
+            name="CodeBuild", status=PROBLEM, detail=f"not reachable in {region}: {exc}",
+            fix="choose a region with CodeBuild, or build the image with local Docker "
+            "(build_image=True) or give one (image=)"))
+        return items
+
+    quota_name = CODEBUILD_QUOTAS[config.arch]
+    try:
+        pages = session.client("service-quotas", region_name=region).get_paginator(
+            "list_service_quotas").paginate(ServiceCode="codebuild")
+        value = next((q["Value"] for page in pages for q in page.get("Quotas", [])
+                      if q.get("QuotaName") == quota_name), None)
+    except (ClientError, BotoCoreError) as exc:
+        items.append(CheckItem(name="CodeBuild build quota", status=WARNING, detail=str(exc),
+                               fix="allow servicequotas:ListServiceQuotas to check"))
+        return items
+    if value is None:
+        items.append(CheckItem(name="CodeBuild build quota", status=WARNING,
+                               detail=f"no quota named {quota_name!r} in Service Quotas",
+                               fix="check it in the console: Service Quotas > AWS CodeBuild"))
+    else:
+        enough = value >= 1
+        items.append(CheckItem(
+            name="CodeBuild build quota", status=OK if enough else PROBLEM,
+            detail=f"{quota_name}: {math.floor(value)}",
+            fix="" if enough else "request at least 1 in Service Quotas > AWS CodeBuild "
+            f"> {quota_name!r} (new accounts can start at 0)",
+        ))
     return items

@@ -83,7 +83,7 @@ def trust_policy(service: str, account_id: str | None = None) -> str:
         "Action": "sts:AssumeRole",
     }
     if account_id is not None:
-        # Confused-deputy guard: only this account's ECS may assume the role.
+        # Confused-deputy guard: only the service acting for this account may assume it.
         statement["Condition"] = {"StringEquals": {"aws:SourceAccount": account_id}}
     return policy_document(statement)
 
@@ -162,6 +162,70 @@ def execution_policy(log_group_arn: str, secret_arn: str | None,
             },
         ]
     return policy_document(*statements)
+
+
+#: CodeBuild's environment per config ``arch``: container type and the managed image
+#: (both have Docker; ``privileged_mode`` lets the build run it).
+CODEBUILD_ENVIRONMENTS = {
+    "x86_64": ("LINUX_CONTAINER", "aws/codebuild/amazonlinux2-x86_64-standard:5.0"),
+    "arm64": ("ARM_CONTAINER", "aws/codebuild/amazonlinux2-aarch64-standard:3.0"),
+}
+#: The smallest compute type, enough for the runner image (apt, npm, pip).
+CODEBUILD_COMPUTE = "BUILD_GENERAL1_SMALL"
+#: Images the lifecycle policy keeps in the repository: the current one and a few to
+#: roll back to; older ones expire (every change of the package makes a new tag).
+KEEP_IMAGES = 5
+
+
+def image_build_policy(log_group_arn: str, source_arn: str, repo_arn: str) -> str:
+    """The image build's policy: write its own log group, read the uploaded sources (one
+    prefix of the results bucket), push to the stack's repository, nothing else."""
+    return policy_document(
+        {
+            "Sid": "WriteBuildLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": f"{log_group_arn}:*",
+        },
+        {
+            "Sid": "ReadSources",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+            "Resource": source_arn,
+        },
+        {
+            "Sid": "PushRunnerImage",
+            "Effect": "Allow",
+            "Action": [
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+                "ecr:InitiateLayerUpload",
+                "ecr:UploadLayerPart",
+                "ecr:CompleteLayerUpload",
+                "ecr:PutImage",
+            ],
+            "Resource": repo_arn,
+        },
+        {
+            # GetAuthorizationToken has no resource-level permissions.
+            "Sid": "EcrLogin",
+            "Effect": "Allow",
+            "Action": "ecr:GetAuthorizationToken",
+            "Resource": "*",
+        },
+    )
+
+
+def ecr_lifecycle_policy(keep: int = KEEP_IMAGES) -> str:
+    """Expire all but the newest ``keep`` images of the repository."""
+    return json.dumps({"rules": [{
+        "rulePriority": 1,
+        "description": f"keep the newest {keep} runner images",
+        "selection": {"tagStatus": "any", "countType": "imageCountMoreThan",
+                      "countNumber": keep},
+        "action": {"type": "expire"},
+    }]})
 
 
 def task_policy(config: DeploymentConfig, name: str, bucket_arn: str, partition: str,

@@ -108,6 +108,10 @@ class _Mocks(pulumi.runtime.Mocks):
             "awsx:ecr:Repository": {
                 "url": f"{MOCK_ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/{physical}",
             },
+            "aws:ecr/repository:Repository": {
+                "repositoryUrl": f"{MOCK_ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/"
+                f"{physical}",
+            },
             "awsx:ecr:Image": {
                 "imageUri": f"{inputs.get('repositoryUrl')}@sha256:{'0' * 64}",
             },

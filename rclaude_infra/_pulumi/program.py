@@ -28,6 +28,7 @@ from .documents import (
     trust_policy,
     user_data,
 )
+from .image_build import RemoteImage, remote_image
 
 COMPONENT_TYPE = "rclaude:infra:Stack"
 MANAGED_BY_TAG = "rclaude:managed-by"
@@ -107,6 +108,7 @@ class RclaudeStack(pulumi.ComponentResource):
         )
         self._instances(instance_subnets)
         self._capacity()
+        self.image_build: RemoteImage | None = None
         image_uri, ecr_repository_arn = self._image()
         self._roles(ecr_repository_arn)
         self._task_definition(image_uri)
@@ -129,6 +131,9 @@ class RclaudeStack(pulumi.ComponentResource):
             "secret_arn": self.secret.arn if self.secret is not None else None,
             "image": image_uri,
         }
+        if self.image_build is not None:
+            self.outputs["image_build_project"] = self.image_build.project
+            self.outputs["image_source_key"] = self.image_build.source_key
         self.register_outputs(self.outputs)
 
     # -- storage and secrets -------------------------------------------------
@@ -494,7 +499,13 @@ class RclaudeStack(pulumi.ComponentResource):
     def _image(self) -> tuple[pulumi.Input[str], pulumi.Input[str] | None]:
         """The runner image URI and, when it lives in ECR, its repository ARN."""
         cfg = self._config
-        if not cfg.build_image:
+        if cfg.image_mode == "remote":
+            remote = remote_image(name=self._name, config=cfg, tags=self.tags,
+                                  bucket=self.bucket, account_id=self._account_id,
+                                  opts=self._child)
+            self.image_build = remote
+            return remote.uri, remote.repository_arn
+        if cfg.image_mode == "given":
             assert cfg.image is not None
             match = _ECR_IMAGE_RE.match(cfg.image)
             if match is None:
