@@ -2,8 +2,9 @@
 and tear everything down again.
 
 Needs AWS credentials (``aws configure`` / ``aws sso login``), the Pulumi CLI (or
-``--install-pulumi``), Docker for the runner image (or ``--image`` with a prebuilt one),
-and ``ANTHROPIC_API_KEY`` for prompts. It stops after the check when something is missing,
+``--install-pulumi``) and ``ANTHROPIC_API_KEY`` for prompts. No Docker: the runner image
+is built in the account with CodeBuild (``--local-docker`` builds it here instead,
+``--image`` uses a prebuilt one). It stops after the check when something is missing,
 before creating anything.
 
     python examples/aws_quickstart.py --command "uname -a"
@@ -27,14 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repo")
     parser.add_argument("--name", default="quickstart")
     parser.add_argument("--region", default="us-east-1")
-    parser.add_argument("--image", help="a prebuilt runner image (no local Docker build)")
+    image = parser.add_mutually_exclusive_group()
+    image.add_argument("--image", help="a prebuilt runner image (no build at all)")
+    image.add_argument("--local-docker", action="store_true",
+                       help="build the runner image with Docker here, not with CodeBuild")
     parser.add_argument("--install-pulumi", action="store_true")
     parser.add_argument("--keep", action="store_true", help="do not destroy at the end")
     args = parser.parse_args(argv)
 
-    config = DeploymentConfig(region=args.region, max_monthly_usd=25,
-                              **({"image": args.image, "build_image": False}
-                                 if args.image else {}))
+    build: dict[str, object] = ({"image": args.image, "build_image": False} if args.image
+                                 else {"build_image": True} if args.local_docker
+                                 else {"build_image": "remote"})
+    config = DeploymentConfig(region=args.region, max_monthly_usd=25, **build)
     d = Deployment(args.name, config, install_pulumi=args.install_pulumi)
 
     report = d.check()

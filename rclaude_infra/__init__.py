@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ._plan import SECRET_MASK, Plan, PlannedResource
 from .config import (
     AUTH_MODES,
+    IMAGE_BUILDS,
     LOG_RETENTION_DAYS,
     NAT_MODES,
     DeploymentConfig,
@@ -27,6 +28,8 @@ from .errors import (
     DeploymentFailedError,
     EngineError,
     ExecError,
+    ImageBuildError,
+    ImageNotReadyError,
     MissingCredentialError,
     MissingDependencyError,
     PlanError,
@@ -41,6 +44,7 @@ from .errors import (
     StackNotFoundError,
     SweepError,
 )
+from .image_source import ImageBuild
 from .instance_types import InstanceType, instance_types
 from .outputs import StackOutputs
 from .tasks.spec import TaskSpec
@@ -60,7 +64,14 @@ if TYPE_CHECKING:
     )
     from .policy import Finding, PolicyReport, check_policies
     from .prices import HOURS_PER_MONTH, Price, PriceBook
-    from .progress import Diagnostic, ResourceDone, ResourceFailed, ResourceStarted, Summary
+    from .progress import (
+        Diagnostic,
+        ImageBuildPhase,
+        ResourceDone,
+        ResourceFailed,
+        ResourceStarted,
+        Summary,
+    )
     from .status import DeploymentStatus, InstanceInfo
     from .tasks.agent import AgentResult
     from .tasks.model import (
@@ -87,8 +98,8 @@ _LAZY = {
     **dict.fromkeys(["Finding", "PolicyReport", "check_policies"], ".policy"),
     **dict.fromkeys(["CheckItem", "CheckReport"], ".checks"),
     **dict.fromkeys(["DeploymentStatus", "InstanceInfo"], ".status"),
-    **dict.fromkeys(["Diagnostic", "ResourceDone", "ResourceFailed", "ResourceStarted",
-                     "Summary"], ".progress"),
+    **dict.fromkeys(["Diagnostic", "ImageBuildPhase", "ResourceDone", "ResourceFailed",
+                     "ResourceStarted", "Summary"], ".progress"),
     "AgentResult": ".tasks.agent",
     **dict.fromkeys(["LogLine", "Task", "TaskNotFoundError", "TaskResult", "TaskState",
                      "TaskStatus", "TaskTimeoutError"], ".tasks.model"),
@@ -111,6 +122,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AUTH_MODES",
     "HOURS_PER_MONTH",
+    "IMAGE_BUILDS",
     "LOG_RETENTION_DAYS",
     "NAT_MODES",
     "SECRET_MASK",
@@ -131,6 +143,10 @@ __all__ = [
     "EngineError",
     "ExecError",
     "Finding",
+    "ImageBuild",
+    "ImageBuildError",
+    "ImageBuildPhase",
+    "ImageNotReadyError",
     "InstanceInfo",
     "InstancePrice",
     "InstanceType",

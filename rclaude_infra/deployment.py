@@ -640,7 +640,8 @@ class Deployment:
                 detail="engine running" if running else (
                     "no docker on PATH" if docker is None else "docker engine not reachable"),
                 fix="" if running else "install and start Docker (the runner image is built "
-                "locally), or build it in the account: build_image='remote'",
+                "locally), build it in the account instead (build_image='remote'), or give "
+                "a prebuilt one (image=)",
             ))
         return CheckReport(items=tuple(items))
 

@@ -313,4 +313,10 @@ class ImageBuildError(RclaudeError):
 class ImageNotReadyError(RclaudeError):
     """A task was submitted before the runner image it needs exists in the stack's
     repository (``build_image="remote"``: ``up`` builds it; :meth:`Deployment.ensure_image`
-    builds or waits for it). Raised before anything is submitted to ECS."""
+    builds or waits for it). Raised before anything is submitted to ECS::
+
+        try:
+            d.run_task(TaskSpec(prompt="Fix the failing tests"))
+        except ImageNotReadyError:
+            d.ensure_image()     # build it (or wait for the build under way), then retry
+    """

@@ -84,10 +84,12 @@ class _Raw:
 Answer = Callable[[Any], "tuple[int, dict[str, Any]] | None"]
 
 
-def answer(client: Any, operations: list[str], respond: Answer) -> None:
+def answer(client: Any, operations: list[str], respond: Answer, *,
+           service: str | None = None) -> None:
     """Before ``client`` sends one of ``operations``, ask ``respond(request)``: a
     ``(status, json body)`` is the response (the call never reaches the server), ``None``
-    sends the call on."""
+    sends the call on. ``client`` may be a boto3 Session, with ``service`` named: then
+    every client it makes for that service is answered so."""
     from botocore.awsrequest import AWSResponse
 
     def hook(request: Any, **_: Any) -> AWSResponse | None:
@@ -98,9 +100,11 @@ def answer(client: Any, operations: list[str], respond: Answer) -> None:
         return AWSResponse(request.url, status, {"Content-Type": "application/x-amz-json-1.1"},
                            _Raw(json.dumps(body).encode()))
 
-    service = client.meta.service_model.service_name
+    if service is None:
+        service = client.meta.service_model.service_name
+    events = client.meta.events if hasattr(client, "meta") else client.events
     for operation in operations:
-        client.meta.events.register(f"before-send.{service}.{operation}", hook)
+        events.register(f"before-send.{service}.{operation}", hook)
 
 
 def hold_tasks_running(endpoint: str, hold: bool = True) -> None:

@@ -46,7 +46,7 @@ def test_check_reports_a_stopped_docker_only_when_building(aws: Any, bin_dir: Pa
     _docker(bin_dir, 1)
     building = Deployment("dev", DeploymentConfig(), aws_session=aws).check()
     assert building["Docker"].status == "problem"
-    assert "image=" in building["Docker"].fix
+    assert "build_image='remote'" in building["Docker"].fix
     prebuilt = Deployment("dev", DeploymentConfig(image="ghcr.io/me/r:1", build_image=False),
                           aws_session=aws).check()
     with pytest.raises(KeyError):
@@ -75,3 +75,44 @@ def test_check_without_credentials(bin_dir: Path, monkeypatch: pytest.MonkeyPatc
     credentials = report["AWS credentials"]
     assert credentials.status == "problem" and "aws configure" in credentials.fix
     assert [i.name for i in report.items][:2] == ["Pulumi CLI", "AWS credentials"]
+
+
+QUOTA = "Concurrently running builds for Linux/Small environment"
+
+
+def _codebuild_quota(aws: Any, value: float | None) -> None:
+    """What Service Quotas lists for CodeBuild (moto has only VPC quotas); the shape of
+    ListServiceQuotas in the Service Quotas API reference."""
+    from moto_stack import answer
+
+    quotas = [] if value is None else [{
+        "ServiceCode": "codebuild", "QuotaCode": "L-2DC20C30", "QuotaName": QUOTA,
+        "Value": value, "Unit": "None", "Adjustable": True, "GlobalQuota": False}]
+    answer(aws, ["ListServiceQuotas"], lambda _: (200, {"Quotas": quotas}),
+           service="service-quotas")
+
+
+def test_a_remote_build_needs_codebuild_not_docker(aws: Any, bin_dir: Path) -> None:
+    _docker(bin_dir, 1)  # a notebook host without a Docker engine
+    _codebuild_quota(aws, 20)
+    report = Deployment("dev", DeploymentConfig(build_image="remote"), aws_session=aws).check()
+    with pytest.raises(KeyError):
+        report["Docker"]
+    assert report["CodeBuild"].status == "ok" and "us-east-1" in report["CodeBuild"].detail
+    quota = report["CodeBuild build quota"]
+    assert quota.status == "ok" and quota.detail == f"{QUOTA}: 20"
+
+
+def test_a_new_account_without_build_quota_is_told_what_to_request(aws: Any,
+                                                                   bin_dir: Path) -> None:
+    _codebuild_quota(aws, 0)
+    report = Deployment("dev", DeploymentConfig(build_image="remote"), aws_session=aws).check()
+    quota = report["CodeBuild build quota"]
+    assert quota.status == "problem" and QUOTA in quota.fix
+    assert quota in report.problems
+
+
+def test_an_unlisted_build_quota_is_a_warning(aws: Any, bin_dir: Path) -> None:
+    _codebuild_quota(aws, None)
+    report = Deployment("dev", DeploymentConfig(build_image="remote"), aws_session=aws).check()
+    assert report["CodeBuild build quota"].status == "warning"

@@ -46,6 +46,25 @@ def test_plan_json_with_flags(tmp_path: Path) -> None:
     assert "awsx:ecr:Image" not in types
 
 
+def test_build_image_remote_from_the_command_line(tmp_path: Path) -> None:
+    planned = run("plan", "--json", "--build-image", "remote", cwd=tmp_path)
+    assert planned.returncode == 0, planned.stderr
+    data = json.loads(planned.stdout)
+    assert data["config"]["build_image"] == "remote"
+    assert "aws:codebuild/project:Project" in [r["type"] for r in data["resources"]]
+    cost = run("cost", "--build-image", "remote", cwd=tmp_path)
+    assert cost.returncode == 0, cost.stderr
+    assert "Image builds" in cost.stdout
+    (tmp_path / "rclaude.toml").write_text('build_image = "remote"\n')
+    from_file = json.loads(run("plan", "--json", cwd=tmp_path).stdout)
+    assert from_file["config"]["build_image"] == "remote"
+    both = run("plan", "--build-image", "remote", "--image", "ghcr.io/me/r:1", cwd=tmp_path)
+    assert both.returncode != 0
+    assert "--build-image: got 'remote'; allowed: omitted with --image" in both.stderr
+    wrong = run("plan", "--build-image", "docker", cwd=tmp_path)
+    assert wrong.returncode != 0 and "invalid choice: 'docker'" in wrong.stderr
+
+
 def test_config_file_and_flag_override(tmp_path: Path) -> None:
     (tmp_path / "rclaude.toml").write_text(
         'name = "fromfile"\nregion = "us-west-2"\nmax_instances = 8\n'

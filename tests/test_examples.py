@@ -51,6 +51,10 @@ def test_the_quickstart_notebook_runs_top_to_bottom(
     assert "SUCCEEDED" in text
     assert (tmp_path / "quickstart-results").is_dir()
     assert list((tmp_path / "quickstart-results").rglob("report.txt"))
+    # The AWS section: the image built in the account, priced, and nothing deployed here.
+    assert "rclaude-notebook-image-build" in text and "Image builds" in text
+    assert "Image storage" in text
+    assert "RCLAUDE_DEPLOY is not 1: nothing deployed" in text
 
 
 def test_up_shows_its_progress_in_the_cell(

@@ -18,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ("rclaude_infra/_pulumi/runner/Dockerfile",
            "rclaude_infra/_pulumi/runner/requirements.txt",
+           "rclaude_infra/_pulumi/runner/buildspec.yml",
            "rclaude_infra/_pulumi/crossguard/PulumiPolicy.yaml",
            "rclaude_infra/_pulumi/crossguard/__main__.py",
            "rclaude_infra/.dockerignore",
@@ -96,3 +97,27 @@ def test_the_runner_needs_nothing_but_attrs_and_boto3(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads((task / "result.json").read_text())
     assert result["status"] == "succeeded"
+
+
+def test_image_sources_from_the_wheel_match_the_checkout(wheel: Path, tmp_path: Path) -> None:
+    """A user installs the wheel: the sources ``build_image="remote"`` uploads, made from
+    that install, hold every file the image needs and hash the same as this checkout's,
+    so both name (and build) the same image."""
+    from rclaude_infra.image_source import BUILDSPEC, DOCKERFILE, image_source
+
+    site = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--quiet",
+                    "--target", str(site), str(wheel)], check=True, timeout=300,
+                   capture_output=True)
+    code = ("import json; from rclaude_infra.image_source import image_source; "
+            "s = image_source(); print(json.dumps([s.files, s.digest, str(s.root)]))")
+    files, digest, root = json.loads(subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(site)},
+        cwd=tmp_path, check=True, capture_output=True, text=True, timeout=120).stdout)
+    assert root == str(site / "rclaude_infra")
+    for needed in (DOCKERFILE, BUILDSPEC, "_pulumi/runner/requirements.txt", "runner.py",
+                   "tasks/runner.py", "tasks/agent.py", "_aws/container.py"):
+        assert needed in files
+    local = image_source()
+    assert files == list(local.files)
+    assert digest == local.digest

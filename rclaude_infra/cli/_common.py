@@ -28,7 +28,7 @@ CLI_KEYS = ("name", "provider", "backend")
 _CONFIG_FLAGS = (
     "region", "instance_types", "spot", "on_demand_base", "min_instances", "max_instances",
     "az_count", "nat", "vpc_id", "subnet_ids", "root_volume_gb", "log_retention_days",
-    "results_expire_days", "task_cpu", "task_memory", "image", "egress_ports",
+    "results_expire_days", "task_cpu", "task_memory", "image", "build_image", "egress_ports",
 )
 _USAGE_FLAGS = ("tasks_per_day", "task_minutes", "concurrency")
 
@@ -73,6 +73,9 @@ def config_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--vpc-id")
     group.add_argument("--subnet-id", dest="subnet_ids", action="append", metavar="ID")
     group.add_argument("--image", help="use this runner image instead of building one")
+    group.add_argument("--build-image", choices=("local", "remote"),
+                       help="build the runner image with local Docker, or in the account "
+                       "with CodeBuild (remote: no Docker needed here)")
     group.add_argument("--egress-port", dest="egress_ports", action="append", type=int,
                        metavar="PORT")
 
@@ -147,6 +150,9 @@ def load(args: argparse.Namespace) -> Loaded:
         if value is not None:
             data[key] = value
     if getattr(args, "image", None) is not None:
+        if getattr(args, "build_image", None) is not None:
+            raise ConfigError("--build-image", args.build_image,
+                              "omitted with --image (a given image is not built)")
         data["build_image"] = False
     usage = {key: getattr(args, key) for key in _USAGE_FLAGS
              if getattr(args, key, None) is not None}
