@@ -44,7 +44,6 @@ from .errors import (
     StackNotFoundError,
     SweepError,
 )
-from .image_source import ImageBuild
 from .instance_types import InstanceType, instance_types
 from .outputs import StackOutputs
 from .tasks.spec import TaskSpec
@@ -62,6 +61,7 @@ if TYPE_CHECKING:
         instance_prices,
         task_cost,
     )
+    from .image_source import ImageBuild
     from .policy import Finding, PolicyReport, check_policies
     from .prices import HOURS_PER_MONTH, Price, PriceBook
     from .progress import (
@@ -101,6 +101,7 @@ _LAZY = {
     **dict.fromkeys(["Diagnostic", "ImageBuildPhase", "ResourceDone", "ResourceFailed",
                      "ResourceStarted", "Summary"], ".progress"),
     "AgentResult": ".tasks.agent",
+    "ImageBuild": ".image_source",
     **dict.fromkeys(["LogLine", "Task", "TaskNotFoundError", "TaskResult", "TaskState",
                      "TaskStatus", "TaskTimeoutError"], ".tasks.model"),
 }

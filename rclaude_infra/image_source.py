@@ -9,10 +9,7 @@ image before it is built and an unchanged package is never built twice.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
-import io
-import zipfile
 from pathlib import Path
 
 import attrs
@@ -59,6 +56,9 @@ class ImageSource:
 
     def zip_bytes(self) -> bytes:
         """The files as a zip whose bytes depend on their paths and contents only."""
+        import io
+        import zipfile
+
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for name in self.files:
@@ -80,6 +80,8 @@ def _ignore_patterns(root: Path) -> list[str]:
 def _ignored(parts: tuple[str, ...], patterns: list[str]) -> bool:
     """Whether ``.dockerignore`` leaves the path out: ``**/name`` matches any component,
     other patterns the whole relative path (the forms this package's file uses)."""
+    import fnmatch
+
     for pattern in patterns:
         if pattern.startswith("**/"):
             if any(fnmatch.fnmatchcase(part, pattern[3:]) for part in parts):

@@ -508,17 +508,23 @@ def _acls_disabled(props: Props) -> Iterator[str]:
 def _bucket_companions(
     resources: Sequence[tuple[str, str, Props]],
 ) -> Iterator[tuple[str, str]]:
-    buckets = [name for kind, name, _ in resources if kind == BUCKET]
-    needed = {
+    yield from _companions(resources, BUCKET, "buckets", {
         PUBLIC_ACCESS_BLOCK: "public access block", ENCRYPTION: "default encryption",
         OWNERSHIP: "ownership controls", LIFECYCLE: "lifecycle rules",
         BUCKET_POLICY: "bucket policy",
-    }
-    counts = {kind: sum(1 for k, _, _ in resources if k == kind) for kind in needed}
+    })
+
+
+def _companions(resources: Sequence[tuple[str, str, Props]], owner: str, owners_word: str,
+                needed: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    """Each resource of type ``owner`` needs one of each ``needed`` type (their props
+    name the owner by an id only known after deployment, so count them)."""
+    owners = [name for kind, name, _ in resources if kind == owner]
     for kind, what in needed.items():
-        if counts[kind] < len(buckets):
-            for name in buckets:
-                yield name, f"{len(buckets)} buckets but {counts[kind]} with {what}"
+        count = sum(1 for k, _, _ in resources if k == kind)
+        if count < len(owners):
+            for name in owners:
+                yield name, f"{len(owners)} {owners_word} but {count} with {what}"
 
 
 # -- ECS -----------------------------------------------------------------------------------
@@ -736,11 +742,8 @@ def _immutable_tags(props: Props) -> Iterator[str]:
     stack=True,
 )
 def _ecr_lifecycle(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, str]]:
-    repositories = [name for kind, name, _ in resources if kind == ECR_REPOSITORY]
-    policies = sum(1 for kind, _, _ in resources if kind == ECR_LIFECYCLE)
-    if policies < len(repositories):
-        for name in repositories:
-            yield name, f"{len(repositories)} repositories but {policies} lifecycle policies"
+    yield from _companions(resources, ECR_REPOSITORY, "repositories",
+                           {ECR_LIFECYCLE: "a lifecycle policy"})
 
 
 @rule(

@@ -183,7 +183,7 @@ def test_image_build_rules_are_checked_across_resources(plan_for: PlanFor) -> No
     without_lifecycle = [r for r in resources if not r[0].endswith("LifecyclePolicy")
                          or "ecr" not in r[0]]
     assert list(lifecycle(without_lifecycle)) == [
-        ("rclaude-dev-runner", "1 repositories but 0 lifecycle policies")]
+        ("rclaude-dev-runner", "1 repositories but 0 with a lifecycle policy")]
     # Builds logging to a group kept forever, or to no group of the stack.
     forever = [(t, n, {**i, "retentionInDays": None} if n == "rclaude-dev-image-build"
                 and t.endswith("LogGroup") else i) for t, n, i in resources]

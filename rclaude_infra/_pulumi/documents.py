@@ -142,26 +142,24 @@ def execution_policy(log_group_arn: str, secret_arn: str | None,
             "Resource": secret_arn,
         })
     if repo_arn is not None:
-        statements += [
-            {
-                "Sid": "PullRunnerImage",
-                "Effect": "Allow",
-                "Action": [
-                    "ecr:BatchCheckLayerAvailability",
-                    "ecr:BatchGetImage",
-                    "ecr:GetDownloadUrlForLayer",
-                ],
-                "Resource": repo_arn,
-            },
-            {
-                # GetAuthorizationToken has no resource-level permissions.
-                "Sid": "EcrLogin",
-                "Effect": "Allow",
-                "Action": "ecr:GetAuthorizationToken",
-                "Resource": "*",
-            },
-        ]
+        statements += _ecr_statements("PullRunnerImage", _ECR_PULL, repo_arn)
     return policy_document(*statements)
+
+
+_ECR_PULL = ("ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+             "ecr:GetDownloadUrlForLayer")
+_ECR_PUSH = (*_ECR_PULL, "ecr:InitiateLayerUpload", "ecr:UploadLayerPart",
+             "ecr:CompleteLayerUpload", "ecr:PutImage")
+
+
+def _ecr_statements(sid: str, actions: tuple[str, ...], repo_arn: str) -> list[dict[str, Any]]:
+    """``actions`` on one repository, and the registry login they need."""
+    return [
+        {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": repo_arn},
+        # GetAuthorizationToken has no resource-level permissions.
+        {"Sid": "EcrLogin", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken",
+         "Resource": "*"},
+    ]
 
 
 #: CodeBuild's environment per config ``arch``: container type and the managed image
@@ -193,27 +191,7 @@ def image_build_policy(log_group_arn: str, source_arn: str, repo_arn: str) -> st
             "Action": ["s3:GetObject", "s3:GetObjectVersion"],
             "Resource": source_arn,
         },
-        {
-            "Sid": "PushRunnerImage",
-            "Effect": "Allow",
-            "Action": [
-                "ecr:BatchCheckLayerAvailability",
-                "ecr:BatchGetImage",
-                "ecr:GetDownloadUrlForLayer",
-                "ecr:InitiateLayerUpload",
-                "ecr:UploadLayerPart",
-                "ecr:CompleteLayerUpload",
-                "ecr:PutImage",
-            ],
-            "Resource": repo_arn,
-        },
-        {
-            # GetAuthorizationToken has no resource-level permissions.
-            "Sid": "EcrLogin",
-            "Effect": "Allow",
-            "Action": "ecr:GetAuthorizationToken",
-            "Resource": "*",
-        },
+        *_ecr_statements("PushRunnerImage", _ECR_PUSH, repo_arn),
     )
 
 
