@@ -533,6 +533,7 @@ class Deployment:
         self._run("destroy", lambda cb: self._stack().destroy(remove=remove, on_progress=cb),
                   on_progress, progress)
         self._outputs = None
+        self._image_ready = False
 
     def _stop_tasks_for_destroy(self) -> list[str]:
         from ._aws.ecs import EcsProvider

@@ -64,11 +64,14 @@ class ImageBuilder:
 
     def present(self) -> bool:
         """Whether the repository holds the image's tag."""
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self._ecr.describe_images(repositoryName=self.repository,
                                       imageIds=[{"imageTag": self.tag}])
+        except BotoCoreError as exc:
+            raise ImageBuildError(f"could not look up the runner image {self.image}: "
+                                  f"{exc}") from exc
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("ImageNotFoundException",
                                                                "RepositoryNotFoundException"):
@@ -77,12 +80,19 @@ class ImageBuilder:
                                   f"{exc}") from exc
         return True
 
-    def _recent_builds(self) -> list[dict[str, Any]]:
-        ids = self._codebuild.list_builds_for_project(
-            projectName=self.project, sortOrder="DESCENDING").get("ids", [])[:_RECENT_BUILDS]
-        if not ids:
-            return []
-        builds: list[dict[str, Any]] = self._codebuild.batch_get_builds(ids=ids)["builds"]
+    def _builds(self, ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """The given builds, or the project's newest; CodeBuild's errors as ours."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            if ids is None:
+                ids = self._codebuild.list_builds_for_project(
+                    projectName=self.project, sortOrder="DESCENDING").get("ids", [])
+                ids = ids[:_RECENT_BUILDS]
+            builds: list[dict[str, Any]] = (
+                self._codebuild.batch_get_builds(ids=ids)["builds"] if ids else [])
+        except (ClientError, BotoCoreError) as exc:
+            raise ImageBuildError(f"could not read the builds of {self.project}: {exc}") from exc
         return builds
 
     def _builds_this_image(self, build: dict[str, Any]) -> bool:
@@ -92,7 +102,7 @@ class ImageBuilder:
 
     def last_build(self) -> dict[str, Any] | None:
         """The newest build of this image, if any."""
-        return next((b for b in self._recent_builds() if self._builds_this_image(b)), None)
+        return next((b for b in self._builds() if self._builds_this_image(b)), None)
 
     def require(self) -> None:
         """Raise :class:`ImageNotReadyError` unless the image exists, saying what its last
@@ -120,14 +130,13 @@ class ImageBuilder:
         upload the sources and start one; raise :class:`ImageBuildError` when it fails."""
         if self.present():
             return ImageBuild(image=self.image, status="present")
-        running = next((b for b in self._recent_builds()
-                        if self._builds_this_image(b) and b.get("buildStatus") == "IN_PROGRESS"),
-                       None)
-        build_id = running["id"] if running is not None else self._start(source)
+        last = self.last_build()
+        build_id = (last["id"] if last is not None and last.get("buildStatus") == "IN_PROGRESS"
+                    else self._start(source))
         return self._wait(build_id, on_progress, poll_seconds, timeout_seconds)
 
     def _upload(self, source: ImageSource) -> None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         bucket, key = self.outputs.bucket, self.outputs.image_source_key or source.key
         try:
@@ -139,12 +148,12 @@ class ImageBuilder:
         try:
             self._s3.put_object(Bucket=bucket, Key=key, Body=source.zip_bytes(),
                                 ContentType="application/zip")
-        except ClientError as exc:
+        except (ClientError, BotoCoreError) as exc:
             raise ImageBuildError(f"could not upload the image's sources to "
                                   f"s3://{bucket}/{key}: {exc}") from exc
 
     def _start(self, source: ImageSource | None) -> str:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         source = source or image_source()
         expected = self.outputs.image_source_key
@@ -159,6 +168,9 @@ class ImageBuilder:
                 # Two processes starting the same image's build within 5 minutes get one.
                 idempotencyToken=self.tag,
             )["build"]
+        except BotoCoreError as exc:
+            raise ImageBuildError(f"could not reach CodeBuild to start {self.project}: "
+                                  f"{exc}") from exc
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "AccountLimitExceededException":
@@ -181,7 +193,7 @@ class ImageBuilder:
         deadline = self._clock() + timeout_seconds
         seen: tuple[str, str] | None = None
         while True:
-            build = self._codebuild.batch_get_builds(ids=[build_id])["builds"][0]
+            (build,) = self._builds([build_id])
             phase, status = build.get("currentPhase", "?"), build.get("buildStatus", "?")
             if on_progress is not None and (phase, status) != seen:
                 on_progress(ImageBuildPhase(build_id=build_id, phase=phase, status=status))
