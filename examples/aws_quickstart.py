@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rclaude_infra import Deployment, DeploymentConfig, TaskSpec
+from rclaude_infra import Deployment, DeploymentConfig, TaskSpec, Usage
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     build: dict[str, object] = ({"image": args.image, "build_image": False} if args.image
                                  else {"build_image": True} if args.local_docker
                                  else {"build_image": "remote"})
-    config = DeploymentConfig(region=args.region, max_monthly_usd=25, **build)
+    # A couple of tasks a day: the model ($1.30 a task assumed) is most of the budget.
+    config = DeploymentConfig(region=args.region, max_monthly_usd=100,
+                              usage=Usage(tasks_per_day=2), **build)
     d = Deployment(args.name, config, install_pulumi=args.install_pulumi)
 
     report = d.check()
@@ -48,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\nFix the problems above first; nothing was created.", file=sys.stderr)
         return 1
     estimate = d.estimate_cost()
-    print(f"About ${estimate.idle_monthly:.2f}/month idle, ${estimate.per_task or 0:.4f} per task.")
+    print(f"About ${estimate.idle_monthly:.2f}/month idle, ${estimate.per_task or 0:.4f} per task "
+          f"(the model ${estimate.model_monthly:.2f} of ${estimate.monthly:.2f} a month).")
 
     outputs = d.up()  # refuses over budget or on a mandatory policy violation
     print(f"Deployed: cluster {outputs.cluster_name}, results in s3://{outputs.bucket}")
@@ -60,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         for line in task.logs(follow=True):
             print(f"  {line}")
         state = task.wait()
-        print(f"{state.status.value} (exit code {state.exit_code}); cost ${task.cost():.4f}")
+        cost = task.cost()
+        print(f"{state.status.value} (exit code {state.exit_code}); cost ${cost:.4f} "
+              f"(compute ${cost.compute_usd:.4f}, model ${cost.model_usd or 0:.4f})")
         files = task.result().download("quickstart-results")
         print(f"{len(files)} files in quickstart-results/{task.task_id}/")
     finally:

@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     config = DeploymentConfig(max_monthly_usd=50)
-    usage = Usage(tasks_per_day=20, task_minutes=10)
+    # Shell commands, not prompts: no model tokens to pay for.
+    usage = Usage(tasks_per_day=20, task_minutes=10, model_usd_per_task=0)
     estimate = gate(Deployment(args.name, config), usage)
     print(f"gate passed: ${estimate.monthly:.2f}/month for 20 tasks/day", file=sys.stderr)
 

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from ._plan import Plan, short_type
 from .checks import CheckReport
-from .cost import CostEstimate, InstancePrice
+from .cost import CostEstimate, InstancePrice, TaskCost
 from .outputs import StackOutputs
 from .policy import PolicyReport
 from .status import DeploymentStatus
@@ -188,18 +188,23 @@ def status_renderable(status: DeploymentStatus) -> Group:
     return Group(*parts)
 
 
-def tasks_renderable(rows: list[tuple[str, TaskState, AgentResult | None]]) -> Table:
-    """A row per task; turns and model cost from the agent's own result, when it left one."""
+def tasks_renderable(
+        rows: list[tuple[str, TaskState, AgentResult | None, TaskCost | None]]) -> Table:
+    """A row per task; turns from the agent's own result, when it left one, and both
+    halves of its cost (``?`` where it could not be priced)."""
     table = Table(title=f"Tasks ({len(rows)}, newest first)", title_justify="left")
-    for column in ("task", "status", "exit", "turns", "model $", "started", "stopped",
-                   "reason"):
-        table.add_column(column, justify="right" if column in ("turns", "model $") else "left")
-    for task_id, state, agent in rows:
+    numbers = ("turns", "model $", "compute $", "total $")
+    for column in ("task", "status", "exit", *numbers, "started", "stopped", "reason"):
+        table.add_column(column, justify="right" if column in numbers else "left")
+    for task_id, state, agent, cost in rows:
         turns = "" if agent is None or agent.turns is None else str(agent.turns)
-        cost = "" if agent is None or agent.cost_usd is None else f"{agent.cost_usd:.4f}"
+        model = "" if cost is None or cost.model_usd is None else f"{cost.model_usd:.4f}"
+        compute, total = (("?", "?") if cost is None
+                          else (f"{cost.compute_usd:.4f}", f"{cost.total_usd:.4f}"))
         table.add_row(task_id, _styled(state.status.value),
-                      "" if state.exit_code is None else str(state.exit_code), turns, cost,
-                      _when(state.started_at), _when(state.stopped_at), state.reason or "")
+                      "" if state.exit_code is None else str(state.exit_code), turns, model,
+                      compute, total, _when(state.started_at), _when(state.stopped_at),
+                      state.reason or "")
     return table
 
 

@@ -295,6 +295,11 @@ class Usage:
     #: takes on CodeBuild's small instance.
     image_builds_per_month: float = attrs.field(default=2, validator=_float_between(0, 1000))
     image_build_minutes: float = attrs.field(default=6, validator=_float_between(0, 480))
+    #: The model's cost of one task (USD; Claude Code's ``total_cost_usd``, or
+    #: ``task.cost().model_usd`` of your tasks). ``None``: an assumption, labelled as one
+    #: (:data:`rclaude_infra.cost.ASSUMED_MODEL_USD_PER_TASK`).
+    model_usd_per_task: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_float_between(0, 10_000)))
 
     @property
     def tasks_per_month(self) -> float:

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import attrs
 
 from ._plan import Plan, PlannedResource, short_type
 from .config import Usage
-from .errors import BudgetExceededError, ConfigError
+from .errors import BudgetExceededError, ConfigError, PriceNotFoundError
 from .instance_types import InstanceType, instance_types
-from .prices import HOURS_PER_MONTH, Price, PriceBook
+from .prices import HOURS_PER_MONTH, Price, PriceBook, bedrock_price
 
 #: S3 writes per task (spec, result.json, transcript, diff, artifacts index, log tail).
 S3_PUTS_PER_TASK = 6
@@ -30,6 +30,15 @@ S3_GETS_PER_TASK = 4
 SECRET_READS_PER_TASK = 1
 #: Log one image build writes (docker's output of apt, npm and pip, and the push).
 BUILD_LOG_MB = 1
+#: The model's cost of a task when ``Usage.model_usd_per_task`` does not say.
+ASSUMED_MODEL_USD_PER_TASK = 1.30
+ASSUMED_MODEL_SOURCE = (
+    "assumed: Claude Code's documented average of about $13 per developer per active day "
+    "(code.claude.com/docs/en/costs) over 10 tasks a day; set Usage(model_usd_per_task=...) "
+    "from your tasks' task.cost().model_usd")
+_SUBSCRIPTION_SOURCE = (
+    "auth='oauth-token': tasks use a Claude subscription (claude setup-token); their tokens "
+    "count against its usage limits and are not billed per token")
 _MIB_PER_GB = 1024
 
 
@@ -101,8 +110,8 @@ class CostDiff:
     >>> p = plan()
     >>> diff = estimate_cost(p, Usage(tasks_per_day=10)).diff(
     ...     estimate_cost(p, Usage(tasks_per_day=20)))
-    >>> round(diff.monthly_delta, 2), diff.idle_delta
-    (7.0, 0.0)"""
+    >>> round(diff.monthly_delta, 2), diff.idle_delta   # 304 more tasks, mostly the model
+    (402.42, 0.0)"""
 
     rows: tuple[tuple[str, str, float, float], ...]
     idle_before: float
@@ -136,9 +145,10 @@ class CostEstimate:
     """The cost of one plan under one usage.
 
     >>> from rclaude_infra import Usage, estimate_cost, plan
-    >>> estimate = estimate_cost(plan(), Usage(tasks_per_day=10, task_minutes=15))
-    >>> round(estimate.idle_monthly, 2), round(estimate.monthly, 2)
-    (0.5, 7.5)
+    >>> estimate = estimate_cost(plan(), Usage(tasks_per_day=10, task_minutes=15,
+    ...                                        model_usd_per_task=0.5))
+    >>> round(estimate.idle_monthly, 2), round(estimate.monthly, 2), estimate.model_monthly
+    (0.5, 159.58, 152.08)
 
     ``idle_monthly`` is what the stack costs with nothing running, ``per_task`` what
     one more task adds, ``monthly`` the total for the usage.
@@ -162,6 +172,12 @@ class CostEstimate:
     @property
     def monthly(self) -> float:
         return sum(line.monthly_cost for line in self.lines)
+
+    @property
+    def model_monthly(self) -> float:
+        """The model's tokens, the rest being what AWS bills."""
+        return round(sum(line.monthly_cost for line in self.lines
+                         if line.resource_type.startswith("model:")), 2)
 
     @property
     def hourly(self) -> float:
@@ -504,7 +520,13 @@ def _codebuild_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLi
     lines: list[CostLine] = []
     for project in plan.by_type("aws:codebuild:Project"):
         environment = project.inputs.get("environment", {})
-        price = prices.item("codebuild_linux_small_minute")
+        try:
+            price = prices.item("codebuild_linux_small_minute")
+        except PriceNotFoundError:
+            # The snapshot has CodeBuild's rate for us-east-1 only: use it, and say so.
+            home = PriceBook.snapshot("us-east-1").item("codebuild_linux_small_minute")
+            price = attrs.evolve(home, assumed=True, source=(
+                f"us-east-1 rate used for {prices.region}: {home.source}"))
         if environment.get("type") == "ARM_CONTAINER":
             price = attrs.evolve(price, assumed=True, source=(
                 "the ARM rate is not in the snapshot; the Linux (x86) small rate is "
@@ -517,10 +539,29 @@ def _codebuild_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLi
     return lines
 
 
+def _model_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
+    """The model's tokens: per task, as declared or assumed (nothing per token with a
+    Claude subscription)."""
+    auth = plan.config.auth
+    if auth == "oauth-token":
+        per_task, source, assumed = 0.0, _SUBSCRIPTION_SOURCE, False
+    elif usage.model_usd_per_task is not None:
+        per_task, source, assumed = usage.model_usd_per_task, "Usage.model_usd_per_task", False
+    else:
+        per_task, source, assumed = ASSUMED_MODEL_USD_PER_TASK, ASSUMED_MODEL_SOURCE, True
+    where = {"bedrock": "Amazon Bedrock", "oauth-token": "Claude subscription"}.get(
+        auth, "Anthropic API")
+    tasks = usage.tasks_per_month
+    return [CostLine(
+        resource="claude", resource_type=f"model:{auth}", component=f"Model tokens ({where})",
+        quantity=tasks, unit="tasks", unit_price=per_task, monthly_cost=tasks * per_task,
+        baseline=False, price_source=source, assumed=assumed)]
+
+
 #: The services a stack is priced by, in the order their lines are listed.
 _SERVICES: tuple[Callable[[Plan, Usage, PriceBook], list[CostLine]], ...] = (
     _ec2_lines, _network_lines, _logs_lines, _s3_lines, _secrets_lines, _ecr_lines,
-    _codebuild_lines,
+    _codebuild_lines, _model_lines,
 )
 
 
@@ -612,3 +653,69 @@ def task_cost(
         raise ConfigError("runtime_hours", runtime_hours, "zero or more")
     share = min(1.0, max(task_cpu / spec.cpu_units, task_memory / spec.task_memory_mib))
     return runtime_hours * share * prices.instance_hour(instance_type, spot=spot).usd
+
+
+# -- what one task cost: compute and model ---------------------------------------------
+
+
+@attrs.frozen(kw_only=True)
+class TaskCost:
+    """What one task cost (:meth:`Task.cost`): its share of the instance over every
+    attempt, and the model's tokens; formats as its total.
+
+    >>> cost = TaskCost(compute_usd=0.0104, model_usd=0.42, model_source="Claude Code")
+    >>> round(cost.total_usd, 4), f"{cost:.2f}"
+    (0.4304, '0.43')
+    """
+
+    #: Runtime x the task's share of its instance x the instance's price, every attempt.
+    compute_usd: float
+    #: The model's cost; ``None`` for a command task or one without an agent result.
+    model_usd: float | None = None
+    #: Where ``model_usd`` comes from (Claude Code's estimate, or Bedrock tokens x price).
+    model_source: str = "no agent result"
+
+    @property
+    def total_usd(self) -> float:
+        return self.compute_usd + (self.model_usd or 0.0)
+
+    def __float__(self) -> float:
+        return self.total_usd
+
+    def __format__(self, spec: str) -> str:
+        return format(self.total_usd, spec)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"compute_usd": self.compute_usd, "model_usd": self.model_usd,
+                "model_source": self.model_source, "total_usd": self.total_usd}
+
+
+def model_cost(model_usage: Mapping[str, Mapping[str, Any]],
+               reported_usd: float | None) -> tuple[float | None, str]:
+    """The model's cost of a task from Claude Code's result: per model, Bedrock's shipped
+    price x the tokens for a Bedrock id (:func:`~rclaude_infra.prices.bedrock_price`),
+    else Claude Code's own estimate (``costUSD``, Anthropic's list prices); and a sentence
+    saying so.
+
+    >>> usage = {"us.anthropic.claude-haiku-4-5-20251001-v1:0": {
+    ...     "inputTokens": 1_000_000, "outputTokens": 0, "costUSD": 1.0}}
+    >>> round(model_cost(usage, 1.0)[0], 2)
+    1.1
+    >>> model_cost({}, 0.42)
+    (0.42, "Claude Code's estimate (total_cost_usd)")
+    """
+    if not model_usage:
+        if reported_usd is None:
+            return None, "no model usage reported"
+        return reported_usd, "Claude Code's estimate (total_cost_usd)"
+    total, sources = 0.0, []
+    for model, tokens in model_usage.items():
+        price = bedrock_price(model)
+        if price is not None:
+            total += price.usd(tokens)
+            premium = "" if price.premium == 1 else f" x {price.premium:g} (regional endpoint)"
+            sources.append(f"{model}: Bedrock tokens x {price.source}{premium}")
+        else:
+            total += float(tokens.get("costUSD") or 0.0)
+            sources.append(f"{model}: Claude Code's estimate at Anthropic's list prices")
+    return total, "; ".join(sources)

@@ -78,10 +78,10 @@ class PriceNotFoundError(RclaudeError, LookupError):
     """A price the estimate needs is in neither the snapshot nor the live data.
 
     >>> from rclaude_infra import PriceBook
-    >>> PriceBook.snapshot("eu-west-1").item("nat_gateway_hour")  # doctest: +ELLIPSIS
+    >>> PriceBook.snapshot("af-south-1")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    rclaude_infra.errors.PriceNotFoundError: no price for 'nat_gateway_hour' in eu-west-1: ...
+    rclaude_infra.errors.PriceNotFoundError: the price snapshot has no prices for region ...
 
 
     The message names the region and item and how to get a price for it; the library
@@ -109,11 +109,12 @@ class BudgetExceededError(RclaudeError):
     ... # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    rclaude_infra.errors.BudgetExceededError: estimated $44.53/month ... over ... $5.00 ...
+    rclaude_infra.errors.BudgetExceededError: estimated $439.95/month ... over ... $5.00 ...
 
 
-    ``estimate`` is the :class:`~rclaude_infra.cost.CostEstimate` that was over,
-    ``limit`` the budget; the message says by how much and which lines drive it.
+    ``estimate`` is the :class:`~rclaude_infra.cost.CostEstimate` that was over (or, when
+    ``run_task`` refuses, the month's :class:`~rclaude_infra.Spend` so far), ``limit`` the
+    budget; the message says by how much and what drives it.
     """
 
     def __init__(self, message: str, *, estimate: object, limit: float) -> None:

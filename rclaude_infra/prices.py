@@ -76,6 +76,62 @@ def _snapshot_tables() -> tuple[
     return ec2, other, sources
 
 
+#: Bedrock's geographic and in-Region endpoints over its global profiles, for the Claude
+#: 4.5 models (see ``data/model_prices.csv``).
+BEDROCK_REGIONAL_PREMIUM = 1.10
+#: Claude Code's ``modelUsage`` token fields, and the price each is billed at.
+_TOKEN_FIELDS = {"inputTokens": "input", "outputTokens": "output",
+                 "cacheCreationInputTokens": "cache_write", "cacheReadInputTokens": "cache_read"}
+
+
+@attrs.frozen(kw_only=True)
+class ModelPrice:
+    """A Claude model's Bedrock price, USD per million tokens of each kind.
+
+    >>> price = bedrock_price("us.anthropic.claude-haiku-4-5-20251001-v1:0")
+    >>> price.family, price.premium
+    ('claude-haiku-4-5', 1.1)
+    >>> round(price.usd({"inputTokens": 1_000_000, "outputTokens": 100_000}), 4)
+    1.65
+    """
+
+    family: str
+    input: float
+    output: float
+    cache_write: float
+    cache_read: float
+    source: str
+    #: The endpoint's factor over the global profile's price.
+    premium: float = 1.0
+
+    def usd(self, tokens: Mapping[str, Any]) -> float:
+        """What ``tokens`` (Claude Code's ``modelUsage`` fields) cost at this price."""
+        rates = attrs.asdict(self)
+        return self.premium * sum(
+            float(tokens.get(field) or 0) * float(rates[kind])
+            for field, kind in _TOKEN_FIELDS.items()) / 1_000_000
+
+
+@functools.cache
+def _model_prices() -> dict[str, ModelPrice]:
+    return {row["family"]: ModelPrice(
+        family=row["family"], input=float(row["input"]), output=float(row["output"]),
+        cache_write=float(row["cache_write"]), cache_read=float(row["cache_read"]),
+        source=row["source"]) for row in _rows("model_prices.csv")}
+
+
+def bedrock_price(model_id: str) -> ModelPrice | None:
+    """The shipped Bedrock price of a Claude model or inference profile id; ``None`` for an
+    id that is not a Bedrock Claude id, or a model the snapshot does not price."""
+    if "anthropic.claude" not in model_id:
+        return None
+    for family, price in _model_prices().items():
+        if family in model_id:
+            premium = 1.0 if model_id.startswith("global.") else BEDROCK_REGIONAL_PREMIUM
+            return attrs.evolve(price, premium=premium)
+    return None
+
+
 def snapshot_regions() -> list[str]:
     """Regions the shipped snapshot has EC2 prices for."""
     return sorted(_snapshot_tables()[0])
@@ -125,16 +181,18 @@ class PriceBook:
     ) -> PriceBook:
         """Prices shipped with the package.
 
-        The snapshot has EC2 prices for a few regions and the other services' prices
-        for us-east-1 only. ``other_rates_from="us-east-1"`` uses that region's rates for
-        the other services elsewhere; every line priced so says so in its source.
+        The snapshot has EC2 and the other services' prices for twelve regions
+        (:func:`snapshot_regions`). ``other_rates_from="us-east-1"`` uses that region's
+        rates for the other services; every line priced so says so in its source.
         """
         ec2, other, sources = _snapshot_tables()
         if region not in ec2:
             raise PriceNotFoundError(
                 f"the price snapshot has no prices for region {region!r} (it has "
-                f"{', '.join(sorted(ec2))}); use live prices: "
-                "rclaude_infra.live_prices(boto3.Session(), region)"
+                f"{', '.join(sorted(ec2))}); use live instance prices with a snapshot "
+                "region's rates for the other services: CLI `--live --other-rates-from "
+                "us-east-1`, Python live_prices(boto3.Session(), region, types, "
+                "other_rates_from='us-east-1')"
             )
         if not 0 <= spot_discount < 1:
             from .errors import ConfigError
@@ -179,9 +237,9 @@ class PriceBook:
         """A non-EC2 unit price, e.g. ``nat_gateway_hour``."""
         if name not in self.other:
             raise PriceNotFoundError(
-                f"no price for {name!r} in {self.region}: the snapshot has the other "
-                "services' prices for us-east-1 only; pass "
-                "prices=PriceBook.snapshot(region, other_rates_from='us-east-1') to use "
-                "those rates (labelled as assumed), or live prices"
+                f"no price for {name!r} in {self.region}: pass "
+                "prices=PriceBook.snapshot(region, other_rates_from='us-east-1') (CLI "
+                "--other-rates-from us-east-1) to use that region's rates, labelled as "
+                "assumed"
             )
         return self.other[name]

@@ -149,14 +149,14 @@ def test_cost_over_budget_exits_1(tmp_path: Path) -> None:
     assert "rclaude-dev-nat-0 NAT gateway $32.85" in result.stderr
 
 
-def test_cost_in_a_region_with_only_ec2_prices(tmp_path: Path) -> None:
-    refused = run("cost", "--region", "eu-west-1", cwd=tmp_path)
-    assert refused.returncode == 1
-    assert "other_rates_from='us-east-1'" in refused.stderr
-    ok = run("cost", "--json", "--region", "eu-west-1", "--other-rates-from", "us-east-1",
-             cwd=tmp_path)
+def test_cost_in_every_shipped_region_and_outside_them(tmp_path: Path) -> None:
+    ok = run("cost", "--json", "--region", "eu-west-1", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr
-    assert json.loads(ok.stdout)["cost"]["summary"]["assumptions"]
+    lines = json.loads(ok.stdout)["cost"]["projects"][0]["breakdown"]["resources"]
+    assert lines
+    refused = run("cost", "--region", "af-south-1", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "--live --other-rates-from us-east-1" in refused.stderr
 
 
 def test_cost_usage_from_the_config_file(tmp_path: Path) -> None:

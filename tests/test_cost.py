@@ -108,7 +108,7 @@ def test_arm64_on_demand_and_assumed_spot(plan_for: PlanFor) -> None:
 
 def test_per_task_cost_for_15_minutes_on_t3_medium(plan_for: PlanFor) -> None:
     p = plan_for(spot=False, instance_types=("t3.medium",))
-    usage = Usage(tasks_per_day=1, task_minutes=15)
+    usage = Usage(tasks_per_day=1, task_minutes=15, model_usd_per_task=0)
     estimate = estimate_cost(p, usage, SNAPSHOT)
     # One task holds one instance for boot (3 min) + the task (15) + scale-in (15) = 33 min.
     hours = 33 / 60
@@ -172,7 +172,9 @@ def test_lines_read_the_plan_not_the_config(plan_for: PlanFor) -> None:
     p = plan_for()
     resources = {r.name for r in p}
     estimate = estimate_cost(p, Usage(tasks_per_day=5), SNAPSHOT)
-    assert {x.resource for x in estimate.lines} <= resources
+    # Every line prices a planned resource, but the model's, which no resource is.
+    assert {x.resource for x in estimate.lines if not x.resource_type.startswith("model:")
+            } <= resources
     # A plan without the NAT gateway is priced without it, whatever its config says.
     trimmed = attrs.evolve(plan_for(nat="single"), resources=tuple(
         r for r in plan_for(nat="single") if r.type != "aws:ec2/natGateway:NatGateway"))
@@ -231,8 +233,13 @@ def test_budget_guard(plan_for: PlanFor) -> None:
     assert "over max_monthly_usd $20.00 by $16.92" in message
     assert "Instance usage (Linux, on-demand, t3.medium)" in message.split("largest lines:")[1]
     assert info.value.limit == 20
-    fine = Deployment("dev", DeploymentConfig(max_monthly_usd=20, usage=Usage(tasks_per_day=5)))
+    fine = Deployment("dev", DeploymentConfig(max_monthly_usd=20, usage=Usage(
+        tasks_per_day=5, model_usd_per_task=0.05)))
     assert fine.check_budget().monthly < 20
+    # The model counts against the same budget: at the assumed $1.30 a task it is over.
+    with pytest.raises(BudgetExceededError, match=r"claude Model tokens \(Anthropic API\)"):
+        Deployment("dev", DeploymentConfig(max_monthly_usd=20,
+                                           usage=Usage(tasks_per_day=5))).check_budget()
 
 
 def test_budget_must_be_positive() -> None:
@@ -264,11 +271,12 @@ def test_task_cost_uses_the_larger_share() -> None:
 
 
 def test_missing_prices_are_errors_not_guesses(plan_for: PlanFor) -> None:
-    with pytest.raises(PriceNotFoundError, match="no prices for region 'sa-east-1'"):
-        PriceBook.snapshot("sa-east-1")
+    with pytest.raises(PriceNotFoundError, match="no prices for region 'af-south-1'") as info:
+        PriceBook.snapshot("af-south-1")
+    assert "--live --other-rates-from us-east-1" in str(info.value)
     eu = plan_for(region="eu-west-1")
     with pytest.raises(PriceNotFoundError, match="other_rates_from='us-east-1'"):
-        estimate_cost(eu, IDLE, PriceBook.snapshot("eu-west-1"))
+        attrs.evolve(PriceBook.snapshot("eu-west-1"), other={}).item("secrets_manager_secret")
     book = PriceBook.snapshot("eu-west-1", other_rates_from="us-east-1")
     estimate = estimate_cost(eu, Usage(tasks_per_day=5), book)
     secret = line(estimate, "rclaude-dev-anthropic-api-key", "Secret")

@@ -347,7 +347,8 @@ def test_the_plan_is_computed_once_per_deployment(monkeypatch: pytest.MonkeyPatc
         return real(*args, **kwargs)
 
     monkeypatch.setattr(module, "mock_plan", counted)
-    d = deployment(FakePulumi(), DeploymentConfig(max_monthly_usd=100))
+    d = deployment(FakePulumi(), DeploymentConfig(
+        max_monthly_usd=100, usage=Usage(model_usd_per_task=0.2)))
     d.estimate_cost()
     d.up(progress=False)
     d.check_policies()

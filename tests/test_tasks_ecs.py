@@ -305,7 +305,9 @@ def test_task_cost_is_runtime_times_share_times_price(deployment: Deployment, aw
     provider._described[arn] = (float("inf"), finished)
     hours = (STOPPED_AT - STARTED).total_seconds() / 3600  # 15 minutes
     # 1024 CPU units of t3.medium's 2048, 2048 MiB of the 3840 ECS gives tasks: 2048/3840.
-    assert task.cost() == pytest.approx(hours * (2048 / 3840) * 0.0416)
+    cost = task.cost()
+    assert cost.compute_usd == pytest.approx(hours * (2048 / 3840) * 0.0416)
+    assert cost.model_usd is None and cost.total_usd == cost.compute_usd  # a command task
 
 
 def _throttle(client: Any, operations: list[str], share: float, seed: int) -> dict[str, int]:

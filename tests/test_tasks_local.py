@@ -269,18 +269,17 @@ def test_local_tasks_need_neither_pulumi_nor_boto3(_home: Path) -> None:
     assert json.loads(out.stdout) == []
 
 
-def test_spend_adds_task_costs_and_the_idle_baseline(local: Deployment) -> None:
+def test_spend_of_local_tasks_has_no_idle_stack(local: Deployment) -> None:
     import datetime as dt
 
     task = local.run_task(TaskSpec(command="true"))
     task.wait(timeout=60)
-    assert task.cost() == 0.0  # a local task costs nothing on AWS
+    assert task.cost().total_usd == 0.0  # a local command costs nothing on AWS
     month_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=730)
     spend = local.spend(month_ago)
     assert spend.tasks == 1 and spend.tasks_usd == 0.0
-    # The default stack idles at $0.50 a month (secret + 1 GB of image).
-    assert spend.baseline_usd == pytest.approx(0.50, rel=1e-3)
-    assert spend.total_usd == pytest.approx(spend.baseline_usd)
+    # Local tasks run here: no stack idles for them.
+    assert spend.baseline_usd == 0.0 and spend.total_usd == 0.0
     with pytest.raises(ConfigError, match="since"):
         local.spend(dt.datetime(2026, 1, 1))
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 
+from ..config import DeploymentConfig
 from ..cost import estimate_cost, instance_prices
 from ..deployment import Deployment, plan
 from ..errors import BudgetExceededError
@@ -35,8 +36,16 @@ def add_parsers(commands: Any) -> None:
     prices.add_argument("--live", action="store_true",
                         help="live on-demand and spot prices from AWS (needs credentials)")
     prices.add_argument("--other-rates-from", metavar="REGION",
-                        help="use this region's snapshot rates for non-EC2 services "
-                        "(the snapshot has them for us-east-1 only)")
+                        help="use this region's snapshot rates for non-EC2 services (for a "
+                        "region the snapshot lacks)")
+    table = verb(commands, "prices", "on-demand and spot prices per instance type: per hour "
+                 "and 24/7 for a month (offline by default)", _prices, json_argument)
+    table.add_argument("--region", default="us-east-1")
+    table.add_argument("--instance-type", dest="instance_types", action="append",
+                       metavar="TYPE", help="repeat for several (default: the config's "
+                       "defaults, t3.medium and t3a.medium)")
+    table.add_argument("--live", action="store_true",
+                       help="live on-demand and spot prices from AWS (needs credentials)")
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -98,4 +107,40 @@ def _cost(args: argparse.Namespace) -> int:
     if over is not None:
         note(f"rclaude-infra: over budget: {over}")
         return 1
+    return 0
+
+
+#: What the seed's table assumed spot costs: 70 % off on-demand.
+SEED_SPOT_DISCOUNT = 0.70
+
+
+def _prices(args: argparse.Namespace) -> int:
+    region = args.region
+    types = args.instance_types or list(DeploymentConfig().instance_types)
+    if args.live:
+        from .._aws.pricing import live_prices
+
+        book = live_prices(None, region, types)
+    else:
+        book = PriceBook.snapshot(region)
+    rows = instance_prices(types, book)
+    discounts = {row.instance_type: 1 - row.spot_hourly / row.on_demand_hourly for row in rows}
+    assumed = all(row.spot_assumed for row in rows)
+    spot = (book.spot_assumption if assumed else
+            f"{book.spot_source}; types without observed prices: {book.spot_assumption}")
+    if args.json:
+        emit_json({"region": region, "spot_source": spot,
+                   "seed_spot_discount": SEED_SPOT_DISCOUNT, "instance_prices": [
+                       {**attrs.asdict(row), "on_demand_monthly": row.on_demand_monthly,
+                        "spot_monthly": row.spot_monthly,
+                        "spot_discount": discounts[row.instance_type]} for row in rows]})
+        return 0
+    from .._display import instance_prices_renderable
+
+    out = console()
+    out.print(instance_prices_renderable(rows, region))
+    out.print(f"spot: {spot}")
+    seen = ", ".join(f"{name} {share:.0%}" for name, share in discounts.items())
+    out.print(f"The seed's table assumed spot at {SEED_SPOT_DISCOUNT:.0%} off on-demand; "
+              f"here it is {seen} off" + (" (assumed)." if assumed else " (observed)."))
     return 0

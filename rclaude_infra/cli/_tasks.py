@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RclaudeError
 from ..tasks.agent import AgentResult
 from ..tasks.model import LogLine, Task, TaskNotFoundError, TaskState, TaskStatus
 from ..tasks.spec import TaskSpec
@@ -23,6 +23,9 @@ from ._common import (
     task_source_arguments,
     verb,
 )
+
+if TYPE_CHECKING:
+    from ..cost import TaskCost
 
 
 def add_parsers(commands: Any) -> None:
@@ -85,6 +88,12 @@ def add_parsers(commands: Any) -> None:
                      "(reads never do)", _reconcile, *where, json_argument)
     reconcile.add_argument("--limit", type=_positive, default=100, metavar="N",
                            help="look at the N newest tasks")
+
+    spend = verb(commands, "spend", "what the deployment cost: its tasks' compute and model, "
+                 "and the idle stack", _spend, *where, json_argument)
+    spend.add_argument("--since", type=parse_since, metavar="WHEN",
+                       help="from this time on: ISO 8601, or 30s / 10m / 2h / 1d ago "
+                       "(default: the 1st of this month, UTC)")
 
     stop = verb(commands, "stop", "stop a task (its logs, diff and result stay)", _stop,
                 task_argument, *where, json_argument)
@@ -234,18 +243,29 @@ def _logs(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cost_of(task: Task) -> TaskCost | None:
+    """Both halves of a task's cost; ``None`` when it cannot be priced (ECS forgot an
+    attempt, a type without a price)."""
+    try:
+        return task.cost()
+    except RclaudeError:
+        return None
+
+
 def _tasks(args: argparse.Namespace) -> int:
     found = deployment(args, for_tasks=True).tasks(limit=args.limit, status=args.status)
     rows = []
     for task in found:
         state = task.state()
-        rows.append((task.task_id, state, _agent_of(task, state)))
+        rows.append((task.task_id, state, _agent_of(task, state), _cost_of(task)))
     if args.json:
         emit_json([{"task_id": task_id, "status": s.status.value, "reason": s.reason,
                     "exit_code": s.exit_code, "started_at": s.started_at,
                     "stopped_at": s.stopped_at, "attempt": s.attempt,
-                    "turns": a.turns if a else None, "model_usd": a.cost_usd if a else None}
-                   for task_id, s, a in rows])
+                    "turns": a.turns if a else None,
+                    **(c.to_dict() if c else {"compute_usd": None, "model_usd": None,
+                                              "total_usd": None})}
+                   for task_id, s, a, c in rows])
     else:
         from .._display import tasks_renderable
 
@@ -254,19 +274,26 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def _result(args: argparse.Namespace) -> int:
-    result = deployment(args, for_tasks=True).task(args.task_id).result()
+    task = deployment(args, for_tasks=True).task(args.task_id)
+    result = task.result()
+    cost = _cost_of(task)
     files = result.download(args.download) if args.download else []
     if args.json:
-        emit_json({**result.data, "downloaded": [str(p) for p in files]})
+        emit_json({**result.data, "cost": cost.to_dict() if cost else None,
+                   "downloaded": [str(p) for p in files]})
         return 0
     from .._display import fields_renderable
 
     fields = {k: v for k, v in result.data.items() if k not in ("files", "agent")}
+    if cost is not None:
+        fields.update({
+            "cost": f"${cost.total_usd:.4f} (compute ${cost.compute_usd:.4f}"
+            + ("" if cost.model_usd is None else f" + model ${cost.model_usd:.4f}") + ")",
+            "model cost from": None if cost.model_usd is None else cost.model_source})
     agent = result.agent
     if agent is not None:
         fields.update({
             "agent": agent.subtype or "no result line", "turns": agent.turns,
-            "model cost": None if agent.cost_usd is None else f"${agent.cost_usd:.4f}",
             "tokens": ", ".join(f"{k.removesuffix('_tokens')} {v:,}"
                                 for k, v in agent.usage.items() if v) or None,
             "session": agent.session_id, "model": agent.model,
@@ -276,6 +303,30 @@ def _result(args: argparse.Namespace) -> int:
     console().print(fields_renderable(f"Result of {result.task_id}", fields))
     if files:
         note(f"{len(files)} files in {args.download}/{result.task_id}/")
+    return 0
+
+
+def _spend(args: argparse.Namespace) -> int:
+    import datetime as dt
+
+    since = args.since or dt.datetime.now(dt.UTC).replace(day=1, hour=0, minute=0, second=0,
+                                                          microsecond=0)
+    d = deployment(args, for_tasks=True)
+    spent = d.spend(since)
+    if args.json:
+        emit_json(spent.to_dict())
+        return 0
+    from .._display import fields_renderable
+
+    limit = d.config.max_monthly_usd
+    console().print(fields_renderable(f"Spend of {d.name} since {since:%Y-%m-%d %H:%M} UTC", {
+        "tasks": spent.tasks,
+        "model": f"${spent.model_usd:.4f}",
+        "compute": f"${spent.tasks_usd:.4f}",
+        "idle stack": f"${spent.baseline_usd:.4f}",
+        "total": f"${spent.total_usd:.4f}",
+        "max_monthly_usd": None if limit is None else f"${limit:.2f}",
+    }))
     return 0
 
 

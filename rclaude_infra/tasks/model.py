@@ -13,12 +13,15 @@ import enum
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
 from ..errors import RclaudeError
 from .agent import AgentResult
+
+if TYPE_CHECKING:
+    from ..cost import TaskCost
 
 
 class TaskStatus(enum.StrEnum):
@@ -322,12 +325,29 @@ class Task:
         """
         return self._provider.exec(self.task_id, command, run=run)
 
-    def cost(self, prices: Any = None) -> float:
-        """USD the task used: its runtime x its share of the instance (the larger of its
-        CPU and memory share) x the instance's price, spot-aware, over every attempt.
-        ``prices``: a :class:`~rclaude_infra.PriceBook` (default: the shipped snapshot).
-        A local task costs 0."""
-        return self._provider.cost(self.task_id, prices)
+    def cost(self, prices: Any = None) -> TaskCost:
+        """What the task cost, both halves (:class:`~rclaude_infra.TaskCost`; formats as
+        the total, ``f"{task.cost():.4f}"``):
+
+        - ``compute_usd``: its runtime x its share of the instance (the larger of its CPU
+          and memory share) x the instance's price, spot-aware, over every attempt (0 for a
+          local task). ``prices``: a :class:`~rclaude_infra.PriceBook` (default: the
+          shipped snapshot for the stack's region).
+        - ``model_usd``: the agent's cost from its result: Claude Code's own estimate, or
+          for a Bedrock model its tokens x the shipped Bedrock price (``model_source``
+          says which); ``None`` for a command task or before a result exists.
+        """
+        from ..cost import TaskCost, model_cost
+
+        compute = self._provider.cost(self.task_id, prices)
+        try:
+            agent = self.result().agent
+        except TaskNotFoundError:
+            agent = None
+        if agent is None:
+            return TaskCost(compute_usd=compute)
+        model_usd, source = model_cost(agent.model_usage, agent.cost_usd)
+        return TaskCost(compute_usd=compute, model_usd=model_usd, model_source=source)
 
     def __repr__(self) -> str:
         state = self.state()
