@@ -3,6 +3,7 @@ from the planned task definition (:mod:`ecs_harness`: bubblewrap, moto's server)
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -107,6 +108,12 @@ def test_the_agent_works_in_the_container_signed_in_from_the_secret(
     agent = task.agent
     assert agent is not None and agent.permission_mode == "bypassPermissions"
     assert agent.text == "Fixed."
+    # The ledger: the agent's own cost from its result in S3, beside the instance's share.
+    cost = task.cost()
+    assert agent.cost_usd and cost.model_usd == pytest.approx(agent.cost_usd)
+    assert cost.total_usd == pytest.approx(cost.compute_usd + agent.cost_usd)
+    spent = d.spend(dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+    assert spent.model_usd == pytest.approx(agent.cost_usd) and spent.tasks == 1
     out = task.result().download(tmp_path / "out")
     diff = next(p for p in out if p.name == "diff.patch").read_text()
     assert "+    return a + b" in diff
