@@ -61,6 +61,7 @@ class Call:
 _FLAGS_WITH_VALUES = {"--stack", "--event-log", "--exec-kind", "--secrets-provider",
                       "--page-size", "--page", "--color", "--plaintext", "--secret",
                       "--policy-pack", "--message", "--parallel"}
+_ENGINE_VERBS = {"up", "preview", "refresh", "destroy"}
 _SUBCOMMANDS = {"select", "init", "rm", "ls", "output", "history", "set-all", "export",
                 "import", "tag"}
 
@@ -159,6 +160,10 @@ class FakePulumi(PulumiCommand):
         self.calls.append(call)
         answer = self.overrides[call.verb](call) if call.verb in self.overrides else None
         stdout, stderr, code = answer if answer is not None else self._answer(call)
+        if answer is not None and code == 0 and call.verb in _ENGINE_VERBS:
+            # An operation that ran ends its event log with a cancel event, as the engine
+            # does (the SDK's reader waits 5 s for one otherwise).
+            self._write_events(call, [event(0, cancelEvent={})])
         for line in stdout.splitlines():
             if on_output:
                 on_output(line)
@@ -166,6 +171,11 @@ class FakePulumi(PulumiCommand):
         if code != 0:
             raise create_command_error(result)
         return result
+
+    def _write_events(self, call: Call, lines: list[str]) -> None:
+        if "--event-log" in call.args:
+            with open(call.args[call.args.index("--event-log") + 1], "w") as f:
+                f.write("\n".join(lines) + "\n")
 
     def _stack_arg(self, call: Call) -> str:
         args = call.args
@@ -195,12 +205,8 @@ class FakePulumi(PulumiCommand):
         if verb in ("up", "preview", "refresh", "destroy"):
             if stack not in self.stacks:
                 return "", NOT_FOUND.format(stack=stack), 255
-            log = call.args[call.args.index("--event-log") + 1] if "--event-log" in call.args \
-                else None
             lines = self.events(stack)
-            if log is not None:
-                with open(log, "w") as f:
-                    f.write("\n".join(lines) + "\n")
+            self._write_events(call, lines)
             failed = any("resOpFailedEvent" in line for line in lines)
             if failed:
                 return ("Updating (dev):\n error: update failed\n", "error: update failed", 255)

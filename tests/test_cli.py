@@ -52,12 +52,12 @@ def test_build_image_remote_from_the_command_line(tmp_path: Path) -> None:
     data = json.loads(planned.stdout)
     assert data["config"]["build_image"] == "remote"
     assert "aws:codebuild/project:Project" in [r["type"] for r in data["resources"]]
-    cost = run("cost", "--build-image", "remote", cwd=tmp_path)
-    assert cost.returncode == 0, cost.stderr
-    assert "Image builds" in cost.stdout
     (tmp_path / "rclaude.toml").write_text('build_image = "remote"\n')
-    from_file = json.loads(run("plan", "--json", cwd=tmp_path).stdout)
-    assert from_file["config"]["build_image"] == "remote"
+    cost = json.loads(run("cost", "--json", cwd=tmp_path).stdout)
+    assert cost["plan"]["config"]["build_image"] == "remote"
+    components = [c["name"] for r in cost["cost"]["projects"][0]["breakdown"]["resources"]
+                  for c in r["costComponents"]]
+    assert any(name.startswith("Image builds") for name in components)
     both = run("plan", "--build-image", "remote", "--image", "ghcr.io/me/r:1", cwd=tmp_path)
     assert both.returncode != 0
     assert "--build-image: got 'remote'; allowed: omitted with --image" in both.stderr

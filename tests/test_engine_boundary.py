@@ -211,8 +211,15 @@ def test_bad_backend_and_secrets_provider(field: str, value: str) -> None:
 # -- error translation ---------------------------------------------------------------------
 
 
+#: Errors before the engine starts write no event log; with the file-based log of CLIs up
+#: to 3.205 the SDK then waits 5 s for its log reader to give up. These tests are about the
+#: error, so their CLI is one with the gRPC event stream, which stops at once.
+GRPC_EVENTS_CLI = "3.206.0"
+
+
 def test_locked_stack() -> None:
-    fake = FakePulumi(stack_exists=True, overrides={"up": lambda c: ("", LOCKED, 255)})
+    fake = FakePulumi(version=GRPC_EVENTS_CLI, stack_exists=True,
+                      overrides={"up": lambda c: ("", LOCKED, 255)})
     with pytest.raises(StackLockedError, match=r"Deployment\.cancel\(\)") as info:
         deployment(fake).up(progress=False)
     assert type(info.value.__cause__).__name__ == "ConcurrentUpdateError"
@@ -229,7 +236,8 @@ def test_missing_credentials() -> None:
     stderr = ("error: unable to validate AWS credentials.\nMake sure you have set your AWS "
               "region, e.g. `pulumi config set aws:region us-west-2`.\nNoCredentialProviders: "
               "no valid providers in chain. Deprecated.")
-    fake = FakePulumi(stack_exists=True, overrides={"preview": lambda c: ("", stderr, 255)})
+    fake = FakePulumi(version=GRPC_EVENTS_CLI, stack_exists=True,
+                      overrides={"preview": lambda c: ("", stderr, 255)})
     with pytest.raises(CredentialsError, match="aws sso login"):
         deployment(fake).preview(progress=False)
 

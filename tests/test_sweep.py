@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 import pytest
+from moto_stack import MOTO_AMI
 
 from rclaude_infra import Deployment, DeploymentConfig, SweepError
 from rclaude_infra._aws.sweep import parse_arn
@@ -23,7 +24,7 @@ def make_resources(aws: Any, name: str, *, tagged: bool) -> dict[str, str]:
     ec2, s3, logs = aws.client("ec2"), aws.client("s3"), aws.client("logs")
     iam, ecs, scaling = aws.client("iam"), aws.client("ecs"), aws.client("autoscaling")
     secrets = aws.client("secretsmanager")
-    image = ec2.describe_images()["Images"][0]["ImageId"]
+    image = MOTO_AMI
     instance = ec2.run_instances(
         ImageId=image, MinCount=1, MaxCount=1,
         TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],

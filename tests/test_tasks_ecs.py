@@ -338,17 +338,32 @@ def test_throttling_loses_and_duplicates_nothing(aws: Any, stack: StackOutputs) 
         retries={"mode": "standard", "max_attempts": 12}, max_pool_connections=32))
     deployment = Deployment("dev", tasks=provider)
     ecs_injected = _throttle(provider.ecs, ["RunTask", "DescribeTasks"], 0.1, seed=7)
-    # Seed 4 throttles the first two GetLogEvents calls: the log read must retry through.
-    logs_injected = _throttle(provider.logs, ["GetLogEvents"], 0.5, seed=4)
+    # The first two GetLogEvents calls are throttled, then every fourth: the read must
+    # retry through at its start and in its middle (a fixed pattern, so the backoff stays
+    # short: a random half throttled made this test take from 20 s to 40 s).
+    logs_injected = {"count": 0, "calls": 0}
+
+    def every_fourth(_request: Any) -> tuple[int, dict[str, Any]] | None:
+        logs_injected["calls"] += 1
+        if logs_injected["calls"] > 2 and logs_injected["calls"] % 4:
+            return None
+        logs_injected["count"] += 1
+        return 400, {"__type": "ThrottlingException", "message": "Rate exceeded"}
+
+    answer(provider.logs, ["GetLogEvents"], every_fourth)
     specs = [TaskSpec(command="true") for _ in range(200)]
     tasks = deployment.run_tasks(specs)
     statuses = [task.status for task in tasks]
     assert statuses == [TaskStatus.RUNNING] * 200
     assert ecs_injected["count"] >= 10  # the hook really throttled a share of the calls
     ecs = aws.client("ecs")
-    for spec in specs:  # exactly one ECS task per task id: none lost, none duplicated
-        assert len(ecs.list_tasks(cluster=stack.cluster_arn,
-                                  startedBy=spec.task_id)["taskArns"]) == 1
+    arns = [arn for page in ecs.get_paginator("list_tasks").paginate(cluster=stack.cluster_arn)
+            for arn in page["taskArns"]]
+    started_by = [task["startedBy"] for i in range(0, len(arns), 100)
+                  for task in ecs.describe_tasks(cluster=stack.cluster_arn,
+                                                 tasks=arns[i:i + 100])["tasks"]]
+    # Exactly one ECS task per task id: none lost, none duplicated.
+    assert sorted(started_by) == sorted(spec.task_id for spec in specs)
     # A followed log read end to end through throttled GetLogEvents: no gaps, no repeats.
     arn = provider._attempts_of(specs[0].task_id)[0]["arn"]
     stream = f"task/runner/{arn.rsplit('/', 1)[-1]}"
