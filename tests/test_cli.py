@@ -167,3 +167,53 @@ def test_cost_usage_from_the_config_file(tmp_path: Path) -> None:
     assert (usage["tasks_per_day"], usage["task_minutes"]) == (40, 10)
     bad = run("cost", "--concurrency", "0", cwd=tmp_path)
     assert bad.returncode == 2 and "usage.concurrency: got 0" in bad.stderr
+
+
+def test_every_config_and_usage_field_has_its_flag() -> None:
+    """The flags are made from the fields: a new DeploymentConfig or Usage field is a flag
+    at once, typed as its field, and a flag sets its field."""
+    import argparse
+
+    import attrs
+
+    from rclaude_infra import DeploymentConfig, Usage
+    from rclaude_infra.cli._common import config_arguments, load, usage_arguments
+
+    parser = argparse.ArgumentParser()
+    config_arguments(parser)
+    usage_arguments(parser)
+    values = {"region": "eu-west-1", "instance_types": ["m5.large"], "spot": "--no-spot",
+              "on_demand_base": "1", "min_instances": "1", "max_instances": "3",
+              "az_count": "3", "nat": "single", "root_volume_gb": "40",
+              "log_retention_days": "90", "results_expire_days": "7", "task_cpu": "512",
+              "task_memory": "1024", "build_image": "remote", "egress_ports": ["443", "22"],
+              "retain_results": "--retain-results", "auth": "bedrock",
+              "bedrock_models": ["us.anthropic.claude-haiku-4-5-20251001-v1:0"],
+              "vpc_id": "vpc-0123abcd", "subnet_ids": ["subnet-0a1b2c3d", "subnet-4e5f6a7b"],
+              "image": None}
+    argv: list[str] = []
+    for name, value in values.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, list):
+            for item in value:
+                argv += [flag.removesuffix("s"), item]
+        elif value is not None and value.startswith("--"):
+            argv.append(value)
+        elif value is not None:
+            argv += [flag, value]
+    usage = {f.name: "7" for f in attrs.fields(Usage)}
+    argv += [x for name, v in usage.items() for x in ("--" + name.replace("_", "-"), v)]
+    nat_free = list(argv)
+    nat_free[nat_free.index("--nat") + 1] = "none"  # an existing VPC has no stack NAT
+    config = load(parser.parse_args(nat_free)).config
+    covered = {f.name for f in attrs.fields(DeploymentConfig)} - {"tags", "usage",
+                                                                   "max_monthly_usd"}
+    assert covered == set(values)
+    assert config.region == "eu-west-1" and config.instance_types == ("m5.large",)
+    assert config.spot is False and config.retain_results is True
+    assert config.egress_ports == (443, 22) and config.build_image == "remote"
+    assert config.auth == "bedrock" and config.log_retention_days == 90
+    assert config.subnet_ids == ("subnet-0a1b2c3d", "subnet-4e5f6a7b")
+    assert attrs.asdict(config.usage) == {name: 7 for name in usage}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--log-retention-days", "8"])  # not one CloudWatch offers

@@ -16,7 +16,7 @@ from typing import Any
 
 import attrs
 
-from ..config import NAT_MODES, DeploymentConfig
+from ..config import AUTH_MODES, LOG_RETENTION_DAYS, NAT_MODES, DeploymentConfig, Usage
 from ..deployment import DEFAULT_NAME, PROVIDERS, Deployment
 from ..errors import ConfigError, RclaudeError
 
@@ -24,13 +24,57 @@ DEFAULT_CONFIG_FILE = "rclaude.toml"
 #: Top-level keys of rclaude.toml that are not DeploymentConfig fields.
 CLI_KEYS = ("name", "provider", "backend")
 
-# Flag destinations that map onto DeploymentConfig fields of the same name.
-_CONFIG_FLAGS = (
-    "region", "instance_types", "spot", "on_demand_base", "min_instances", "max_instances",
-    "az_count", "nat", "vpc_id", "subnet_ids", "root_volume_gb", "log_retention_days",
-    "results_expire_days", "task_cpu", "task_memory", "image", "build_image", "egress_ports",
-)
-_USAGE_FLAGS = ("tasks_per_day", "task_minutes", "concurrency")
+#: DeploymentConfig fields with no flag of their own: tables (the config file's), and the
+#: budget, which the usage group carries.
+_NOT_FLAGS = ("tags", "usage", "max_monthly_usd")
+#: Flags whose values are a closed set, and the few a plain type does not describe.
+_FLAG_SPECS: dict[str, dict[str, Any]] = {
+    "nat": {"choices": NAT_MODES},
+    "auth": {"choices": AUTH_MODES},
+    "log_retention_days": {"choices": LOG_RETENTION_DAYS, "type": int},
+    "build_image": {"choices": ("local", "remote"), "help": "build the runner image with "
+                    "local Docker, or in the account with CodeBuild (remote: no Docker "
+                    "needed here)"},
+    "image": {"help": "use this runner image instead of building one"},
+    "instance_types": {"help": "repeat for several types"},
+    "concurrency": {"help": "tasks that run at the same time"},
+}
+_METAVARS = {int: "N", float: "N", str: None}
+
+
+def _flag_fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in attrs.fields(cls) if f.name not in _NOT_FLAGS)
+
+
+def _field_flags(group: Any, cls: type) -> None:
+    """A flag per field of the attrs class ``cls`` (kebab-case; a tuple field gets a
+    singular flag to repeat), typed from the field's type."""
+    import typing
+
+    for field in attrs.fields(attrs.resolve_types(cls)):
+        if field.name not in _flag_fields(cls):
+            continue
+        spec = dict(_FLAG_SPECS.get(field.name, {}))
+        kind = field.type
+        args = typing.get_args(kind)
+        flag = "--" + field.name.replace("_", "-")
+        if kind is bool:
+            spec.update(action=argparse.BooleanOptionalAction, default=None)
+        elif typing.get_origin(kind) is tuple:
+            flag = flag.removesuffix("s")
+            spec.update(dest=field.name, action="append", type=args[0],
+                        metavar=flag.upper()[2:].split("-")[-1])
+        else:
+            base = next((a for a in (args or (kind,)) if a in _METAVARS), str)
+            if "choices" not in spec or "type" in spec:
+                spec.setdefault("type", base)
+                spec.setdefault("metavar", _METAVARS[base])
+        group.add_argument(flag, **{k: v for k, v in spec.items() if v is not None})
+
+
+# Flag destinations that map onto fields of the same name.
+_CONFIG_FLAGS = _flag_fields(DeploymentConfig)
+_USAGE_FLAGS = _flag_fields(Usage)
 
 
 class Aborted(RclaudeError):
@@ -61,31 +105,12 @@ def config_file_argument(parser: argparse.ArgumentParser) -> argparse._ArgumentG
 def config_arguments(parser: argparse.ArgumentParser) -> None:
     """The config file, the name, and a flag per DeploymentConfig field."""
     group = config_file_argument(parser)
-    group.add_argument("--region")
-    group.add_argument("--instance-type", dest="instance_types", action="append",
-                       metavar="TYPE", help="repeat for several types")
-    group.add_argument("--spot", action=argparse.BooleanOptionalAction, default=None)
-    for flag in ("on-demand-base", "min-instances", "max-instances", "az-count",
-                 "root-volume-gb", "log-retention-days", "results-expire-days",
-                 "task-cpu", "task-memory"):
-        group.add_argument(f"--{flag}", type=int, metavar="N")
-    group.add_argument("--nat", choices=NAT_MODES)
-    group.add_argument("--vpc-id")
-    group.add_argument("--subnet-id", dest="subnet_ids", action="append", metavar="ID")
-    group.add_argument("--image", help="use this runner image instead of building one")
-    group.add_argument("--build-image", choices=("local", "remote"),
-                       help="build the runner image with local Docker, or in the account "
-                       "with CodeBuild (remote: no Docker needed here)")
-    group.add_argument("--egress-port", dest="egress_ports", action="append", type=int,
-                       metavar="PORT")
+    _field_flags(group, DeploymentConfig)
 
 
 def usage_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("usage (override the config's [usage] table)")
-    group.add_argument("--tasks-per-day", type=float, metavar="N")
-    group.add_argument("--task-minutes", type=float, metavar="MIN")
-    group.add_argument("--concurrency", type=int, metavar="N",
-                       help="tasks that run at the same time")
+    _field_flags(group, Usage)
     group.add_argument("--max-monthly-usd", type=float, metavar="USD",
                        help="budget: exit 1 when the estimate is over it")
 
