@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import ConfigError, RclaudeError
 from ..tasks.agent import AgentResult
 from ..tasks.model import LogLine, Task, TaskNotFoundError, TaskState, TaskStatus
-from ..tasks.spec import TaskSpec
+from ..tasks.spec import OUTPUTS, TaskSpec
 from ._common import (
     config_file_argument,
     console,
@@ -57,6 +57,16 @@ def add_parsers(commands: Any) -> None:
                      "--disallowedTools --claude-arg=WebFetch)")
     run.add_argument("--claude-settings", type=_json_object, metavar="JSON",
                      help="Claude Code settings for the task, as a JSON object")
+    run.add_argument("--git-token-secret", metavar="NAME",
+                     help="which --secret is a token for the repository's host (clone and "
+                     "push over HTTPS)")
+    run.add_argument("--output", choices=OUTPUTS,
+                     help="what the task delivers: its diff (default), the work pushed on "
+                     "a branch, or that branch and a GitHub pull request")
+    run.add_argument("--branch", help="the branch to push to (default rclaude/TASK_ID)")
+    run.add_argument("--github-api-url", metavar="URL",
+                     help="GitHub's API for the pull request (GitHub Enterprise: "
+                     "https://HOST/api/v3)")
     run.add_argument("--follow", "-f", action="store_true",
                      help="stream the logs until the task ends; exit with its exit code")
     run.add_argument("--timestamps", "-t", action="store_true",
@@ -157,7 +167,10 @@ def _spec(args: argparse.Namespace) -> TaskSpec:
                               "model": args.model, "max_turns": args.max_turns,
                               "max_budget_usd": args.max_budget_usd,
                               "claude_args": args.claude_arg or None,
-                              "claude_settings": args.claude_settings}
+                              "claude_settings": args.claude_settings,
+                              "git_token_secret": args.git_token_secret,
+                              "output": args.output, "branch": args.branch,
+                              "github_api_url": args.github_api_url}
     return TaskSpec.from_mapping({k: v for k, v in fields.items() if v is not None})
 
 

@@ -212,6 +212,23 @@ class TaskResult:
         section = self.data.get("agent")
         return AgentResult.from_dict(section) if isinstance(section, Mapping) else None
 
+    @property
+    def delivery(self) -> Mapping[str, Any] | None:
+        """With ``TaskSpec(output="branch" | "pull-request")``: ``branch``, ``commit``,
+        ``pushed``, ``base`` and ``pull_request`` (its URL), and ``error`` when the push or
+        the pull request failed (the task then FAILED; its diff is kept)."""
+        section = self.data.get("delivery")
+        return section if isinstance(section, Mapping) else None
+
+    @property
+    def branch(self) -> str | None:
+        """The branch the work was pushed to, if it was."""
+        return self.delivery["branch"] if self.delivery and self.delivery.get("pushed") else None
+
+    @property
+    def pull_request_url(self) -> str | None:
+        return self.delivery.get("pull_request") if self.delivery else None
+
     def download(self, dest: str | Path) -> list[Path]:
         """Copy the transcript, the git diff, the artifacts, the log and result.json into
         ``dest/<task_id>/``; returns the files written."""

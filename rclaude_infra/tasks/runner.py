@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import IO, Any
 
 from .agent import AGENT_ENV, AgentStream
+from .delivery import deliver
+from .git import git, git_env
 from .layout import (
     ARTIFACTS_DIR,
     CLAUDE_DIR,
@@ -93,35 +95,6 @@ class _Log:
                 stream.close()
 
 
-#: Where the credential helper finds the token (the helper's text names the variable, so
-#: the token is in no argument, URL or file).
-GIT_TOKEN_ENV = "RCLAUDE_GIT_TOKEN"
-_CREDENTIAL_HELPER = (
-    '!f() { test "$1" = get || exit 0; echo username=x-access-token; '
-    f'echo "password=${GIT_TOKEN_ENV}"; }}; f'
-)
-
-
-def git_env(token: str | None) -> dict[str, str]:
-    """git's environment: never a prompt; with a token, a credential helper that answers
-    with it for any host (git's own ``GIT_CONFIG_*`` settings, so nothing is written)."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    if token is not None:
-        env.update({GIT_TOKEN_ENV: token, "GIT_CONFIG_COUNT": "1",
-                    "GIT_CONFIG_KEY_0": "credential.helper",
-                    "GIT_CONFIG_VALUE_0": _CREDENTIAL_HELPER})
-    return env
-
-
-def _git(args: list[str], cwd: Path | None = None, timeout: float = 600,
-         env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed: {done.stderr.strip()[-500:]}")
-    return done.stdout
-
-
 def _checkout(spec: TaskSpec, work: Path, log: _Log) -> tuple[Path, str | None]:
     """Clone the repository at the ref; returns the working directory and HEAD's commit."""
     if spec.repo is None:
@@ -132,21 +105,21 @@ def _checkout(spec: TaskSpec, work: Path, log: _Log) -> tuple[Path, str | None]:
     env = git_env(os.environ[spec.git_token_secret] if spec.git_token_secret else None)
     log.line(f"[runner] cloning {spec.repo}" + (f" at {spec.ref}" if spec.ref else ""))
     try:
-        _git(["clone", "--quiet", "--branch", spec.ref, "--", spec.repo, str(target)]
+        git(["clone", "--quiet", "--branch", spec.ref, "--", spec.repo, str(target)]
              if spec.ref else ["clone", "--quiet", "--", spec.repo, str(target)], env=env)
     except RuntimeError:
         if spec.ref is None:
             raise
         # Not a branch or tag: clone, then check the commit out.
-        _git(["clone", "--quiet", "--", spec.repo, str(target)], env=env)
-        _git(["checkout", "--quiet", spec.ref], cwd=target)
-    return target, _git(["rev-parse", "HEAD"], cwd=target).strip()
+        git(["clone", "--quiet", "--", spec.repo, str(target)], env=env)
+        git(["checkout", "--quiet", spec.ref], cwd=target)
+    return target, git(["rev-parse", "HEAD"], cwd=target).strip()
 
 
 def _diff(repo: Path) -> str:
     # Intent-to-add makes new files show in the diff without staging their content.
-    _git(["add", "--intent-to-add", "--all"], cwd=repo)
-    return _git(["diff", "HEAD", "--binary"], cwd=repo)
+    git(["add", "--intent-to-add", "--all"], cwd=repo)
+    return git(["diff", "HEAD", "--binary"], cwd=repo)
 
 
 class _Stopper:
@@ -317,6 +290,17 @@ def run(task_dir: Path) -> int:
             result["reason"] = reason
         elif exit_code == 0:
             status = "succeeded"
+            if repo is not None and spec.output != "diff":
+                delivery = deliver(spec, repo, summary)
+                result["delivery"] = delivery
+                if delivery.get("error"):
+                    # What was asked for is not there: the task fails, its work kept.
+                    status = "failed"
+                    result["reason"] = f"{delivery['error']}; the work is in {DIFF_FILE}"
+                else:
+                    log.line(f"[runner] pushed {delivery['branch']}" + (
+                        f", opened {delivery['pull_request']}"
+                        if delivery.get("pull_request") else ""))
         else:
             status = "failed"
             if exit_code is not None:

@@ -15,6 +15,7 @@ from .._validate import float_between as _float_between
 from .._validate import frozen_mapping as _frozen_tags
 from .._validate import int_between as _int_between
 from .._validate import known_fields as _known_fields
+from .._validate import one_of as _one_of
 from ..config import CREDENTIAL_ENV
 from ..errors import ConfigError
 
@@ -32,6 +33,11 @@ _MAX_CLAUDE_SETTINGS_CHARS = 65_536
 #: Claude Code's tools the agent may use when the runner runs as root, where Claude Code
 #: refuses ``--permission-mode bypassPermissions``: allowing each tool by name lets it edit
 #: and run commands the same way (names a Claude Code version lacks are ignored).
+#: What a task delivers: its diff (``diff.patch`` with its results), a branch pushed to
+#: the repository, or that branch and a pull request on GitHub.
+OUTPUTS: tuple[str, ...] = ("diff", "branch", "pull-request")
+_HTTP_URL_RE = _Pattern(r"^https?://[^\s/]+(/\S*)?$")
+
 ROOT_ALLOWED_TOOLS: tuple[str, ...] = (
     "Bash", "Edit", "Write", "MultiEdit", "NotebookEdit", "Read", "Glob", "Grep", "LS",
     "WebFetch", "WebSearch", "TodoWrite", "Task", "Skill",
@@ -219,6 +225,16 @@ class TaskSpec:
     #: Which of ``secrets`` is a token for the repository's host (a private repository over
     #: HTTPS): git gets it from a credential helper, never in the URL or an argument.
     git_token_secret: str | None = attrs.field(default=None)
+    #: What the task delivers (:data:`OUTPUTS`): ``"diff"``; ``"branch"``: the work
+    #: committed on ``branch`` and pushed (with ``git_token_secret`` for a host that wants
+    #: one); ``"pull-request"``: that, and a pull request on GitHub into ``ref`` (default:
+    #: the repository's default branch), its URL in the result.
+    output: str = attrs.field(default="diff", validator=_one_of(OUTPUTS))
+    #: The branch the work is pushed to (default ``rclaude/<task_id>``).
+    branch: str | None = attrs.field(default=None)
+    #: GitHub's REST API for the pull request (default: ``https://api.github.com`` for a
+    #: github.com repository; GitHub Enterprise: ``https://HOST/api/v3``).
+    github_api_url: str | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
         if (self.prompt is None) == (self.command is None):
@@ -248,11 +264,49 @@ class TaskSpec:
                 or not self.repo.startswith(("https://", "http://"))):
             raise ConfigError("git_token_secret", self.git_token_secret,
                               "None, or one of secrets when repo is an https:// URL")
+        self._check_output()
         leaked = [name for name in self.env if name in _CREDENTIAL_NAMES]
         if leaked:
             raise ConfigError(f"env[{leaked[0]!r}]", "[hidden]", "no Claude credential in env "
                               "(it would be stored with the spec): the runner takes it from "
                               "the deployment's secret, or locally from your environment")
+
+    def _check_output(self) -> None:
+        if self.output != "diff" and self.repo is None:
+            raise ConfigError("output", self.output, "'diff' unless repo is given (the "
+                              "work is pushed to that repository)")
+        if self.branch is not None and (
+                self.output == "diff" or not isinstance(self.branch, str)
+                or not _REF_RE.match(self.branch) or ".." in self.branch
+                or self.branch.startswith(("-", "/")) or self.branch.endswith((".lock", "/"))):
+            raise ConfigError("branch", self.branch, "None, or with output 'branch' or "
+                              "'pull-request' a branch name such as 'rclaude/fix-tests'")
+        if self.github_api_url is not None and (
+                self.output != "pull-request" or not isinstance(self.github_api_url, str)
+                or not _HTTP_URL_RE.match(self.github_api_url)):
+            raise ConfigError("github_api_url", self.github_api_url,
+                              "None, or with output 'pull-request' an http(s) URL")
+        if self.output != "pull-request":
+            return
+        if self.git_token_secret is None:
+            raise ConfigError("git_token_secret", None, "the secret holding a token that may "
+                              "push and open pull requests, with output 'pull-request'")
+        if self.github_api_url is None and self.repo_host != "github.com":
+            raise ConfigError("github_api_url", None, "the GitHub API URL for a repository "
+                              f"not on github.com ({self.repo_host}); GitHub Enterprise: "
+                              f"'https://{self.repo_host}/api/v3'")
+
+    @property
+    def repo_host(self) -> str | None:
+        """The repository's host, for an http(s) URL."""
+        if self.repo is None or not self.repo.startswith(("https://", "http://")):
+            return None
+        return self.repo.split("://", 1)[1].split("/", 1)[0].rsplit("@", 1)[-1]
+
+    @property
+    def branch_name(self) -> str:
+        """The branch the work goes to (``output`` branch or pull-request)."""
+        return self.branch or f"rclaude/{self.task_id}"
 
     def argv(self, *, as_root: bool = False, settings_file: str | None = None) -> list[str]:
         """The command the runner executes.
