@@ -198,7 +198,8 @@ class Deployment:
         if provider not in PROVIDERS:
             raise ConfigError("provider", provider, "one of " + ", ".join(map(repr, PROVIDERS)))
         if tasks is not None and not all(callable(getattr(tasks, m, None)) for m in (
-                "submit", "state", "advance", "pump", "list", "log_lines", "result", "stop")):
+                "submit", "state", "advance", "pump", "list", "log_lines", "result", "stop",
+                "spec")):
             raise ConfigError("tasks", tasks, "a task provider (rclaude_infra.tasks.model."
                               "TaskProvider: submit, state, advance, pump, list, ...)")
         self._injected = tasks
@@ -367,6 +368,11 @@ class Deployment:
         self._require_image()
         with self._within_budget([spec]):
             return backend.submit(spec)
+
+    def resume(self, task_id: str, prompt: str, **changes: Any) -> Task:
+        """Start a task that continues ``task_id`` (:meth:`Task.resume_spec`): the same
+        agent session, from its work, with ``prompt``; checked like :meth:`run_task`."""
+        return self.run_task(self.task(task_id).resume_spec(prompt, **changes))
 
     def run_tasks(self, specs: Iterable[TaskSpec], *, workers: int = 16) -> list[Task]:
         """Start several tasks, ``workers`` submissions at a time; handles in the same order.

@@ -89,9 +89,10 @@ class Request:
 
     @property
     def cwd(self) -> str | None:
-        """The working directory Claude Code names in the request."""
-        found = _CWD_RE.search(json.dumps(self.body or {}))
-        return found.group(1) if found else None
+        """The working directory Claude Code names in the request: the last it names (a
+        resumed session's request also carries the earlier session's)."""
+        found = _CWD_RE.findall(json.dumps(self.body or {}))
+        return found[-1] if found else None
 
     def tool_results(self) -> list[dict[str, Any]]:
         """The ``tool_result`` blocks of the request's last user message."""
@@ -153,6 +154,11 @@ class FakeAnthropic(LoopbackServer):
     @property
     def turns(self) -> list[Request]:
         return [r for r in self.requests if r.is_turn]
+
+    def rescript(self, script: list[Reply]) -> None:
+        """A new script from its first reply, and a fresh request log (the next task)."""
+        with self._lock:
+            self.script, self.requests, self._turns = list(script), [], 0
 
     def _next(self, request: Request) -> Reply:
         with self._lock:

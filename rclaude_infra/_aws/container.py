@@ -12,7 +12,7 @@ from pathlib import Path
 from ..tasks.layout import PREEMPTED_EXIT, SPEC_FILE
 from ..tasks.runner import run
 from . import default_session, task_secrets
-from .s3_tasks import key, upload_outputs
+from .s3_tasks import download_resume_inputs, key, upload_outputs
 
 
 def run_from_s3(bucket: str, task_id: str, work_root: Path) -> int:
@@ -22,7 +22,10 @@ def run_from_s3(bucket: str, task_id: str, work_root: Path) -> int:
     task_dir = work_root / task_id
     task_dir.mkdir(parents=True, exist_ok=True)
     s3.download_file(bucket, key(task_id, SPEC_FILE), str(task_dir / SPEC_FILE))
-    names = json.loads((task_dir / SPEC_FILE).read_text()).get("secrets") or []
+    spec = json.loads((task_dir / SPEC_FILE).read_text())
+    if spec.get("resume_from"):
+        download_resume_inputs(s3, bucket, task_id, task_dir)
+    names = spec.get("secrets") or []
     deployment = os.environ.get("RCLAUDE_DEPLOYMENT", "")
     secrets = session.client("secretsmanager") if names else None
     if secrets is not None:

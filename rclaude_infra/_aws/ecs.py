@@ -176,6 +176,8 @@ class EcsProvider:
                 return Task(spec.task_id, self)
             if spec.task_id in self._queued_ids(fresh=True):
                 return Task(spec.task_id, self)  # queued before: it starts in its turn
+        if spec.resume_from is not None:
+            s3_tasks.copy_resume_inputs(self.s3, self._bucket, spec.resume_from, spec.task_id)
         if spec.secrets:
             # From this process's environment (Deployment checked they are all there).
             task_secrets.put(self.secrets, self.deployment, spec.task_id,
@@ -401,10 +403,16 @@ class EcsProvider:
         return TaskState(status=TaskStatus.PENDING, attempt=attempt,
                          reason=f"submitted again after {what} (attempt {attempt})")
 
+    def spec(self, task_id: str) -> TaskSpec:
+        """The task's spec, as submitted."""
+        return self._spec(task_id)
+
     def _spec(self, task_id: str) -> TaskSpec:
         if task_id not in self._specs:
-            self._specs[task_id] = TaskSpec.from_mapping(
-                s3_tasks.read_json(self.s3, self._bucket, task_id, SPEC_FILE) or {})
+            data = s3_tasks.read_json(self.s3, self._bucket, task_id, SPEC_FILE)
+            if data is None:
+                raise TaskNotFoundError(f"no task {task_id!r} in s3://{self._bucket}/tasks/")
+            self._specs[task_id] = TaskSpec.from_mapping(data)
         return self._specs[task_id]
 
     def _retries_left(self, task_id: str, state: TaskState) -> int:

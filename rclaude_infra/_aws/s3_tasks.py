@@ -7,7 +7,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..tasks.layout import ARTIFACTS_DIR, OUTPUT_FILES, RESULT_FILE, SPEC_FILE
+from ..tasks.layout import (
+    ARTIFACTS_DIR,
+    OUTPUT_FILES,
+    RESULT_FILE,
+    RESUME_DIR,
+    RESUME_INPUTS,
+    SPEC_FILE,
+)
 
 PREFIX = "tasks/"
 ATTEMPTS_FILE = "attempts.json"
@@ -64,6 +71,34 @@ def upload_outputs(s3: Any, bucket: str, task_id: str, task_dir: Path) -> None:
                 task_id, f"{ARTIFACTS_DIR}/{path.relative_to(artifacts).as_posix()}"))
     if (task_dir / RESULT_FILE).is_file():
         s3.upload_file(str(task_dir / RESULT_FILE), bucket, key(task_id, RESULT_FILE))
+
+
+def copy_resume_inputs(s3: Any, bucket: str, from_task: str, to_task: str) -> None:
+    """What a resuming task starts from: the earlier task's session and diff, copied under
+    the new task's ``resume/`` (by the submitter, so a task reads only its own prefix)."""
+    from botocore.exceptions import ClientError
+
+    for name in RESUME_INPUTS:
+        try:
+            s3.copy_object(Bucket=bucket, Key=key(to_task, f"{RESUME_DIR}/{name}"),
+                           CopySource={"Bucket": bucket, "Key": key(from_task, name)})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
+
+
+def download_resume_inputs(s3: Any, bucket: str, task_id: str, task_dir: Path) -> None:
+    """The resume inputs under the task's prefix, into its directory, when there are any."""
+    from botocore.exceptions import ClientError
+
+    for name in RESUME_INPUTS:
+        target = task_dir / RESUME_DIR / name
+        target.parent.mkdir(exist_ok=True)
+        try:
+            s3.download_file(bucket, key(task_id, f"{RESUME_DIR}/{name}"), str(target))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+                raise
 
 
 def download_outputs(s3: Any, bucket: str, task_id: str, dest: Path) -> list[Path]:

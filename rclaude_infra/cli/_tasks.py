@@ -67,6 +67,9 @@ def add_parsers(commands: Any) -> None:
     run.add_argument("--github-api-url", metavar="URL",
                      help="GitHub's API for the pull request (GitHub Enterprise: "
                      "https://HOST/api/v3)")
+    run.add_argument("--resume", metavar="TASK",
+                     help="continue TASK: its agent session and its work, with --prompt "
+                     "(--model, --max-turns, --max-budget-usd, --timeout may change)")
     run.add_argument("--follow", "-f", action="store_true",
                      help="stream the logs until the task ends; exit with its exit code")
     run.add_argument("--timestamps", "-t", action="store_true",
@@ -174,9 +177,21 @@ def _spec(args: argparse.Namespace) -> TaskSpec:
     return TaskSpec.from_mapping({k: v for k, v in fields.items() if v is not None})
 
 
+#: ``run`` flags a resumed task may change; the rest it keeps from the task it continues.
+_RESUME_CHANGES = ("model", "max_turns", "max_budget_usd", "timeout", "task_id")
+
+
 def _run(args: argparse.Namespace) -> int:
-    spec = _spec(args)  # a bad spec exits 2 here, before any call
-    task = deployment(args, for_tasks=True).run_task(spec)
+    if args.resume is not None:
+        if args.prompt is None:
+            raise ConfigError("--resume", args.resume, "given with --prompt (what to do next)")
+        d = deployment(args, for_tasks=True)
+        changes = {name: getattr(args, name) for name in _RESUME_CHANGES
+                   if getattr(args, name) is not None}
+        task = d.resume(args.resume, args.prompt, **changes)
+    else:
+        spec = _spec(args)  # a bad spec exits 2 here, before any call
+        task = deployment(args, for_tasks=True).run_task(spec)
     if args.json and not args.follow:
         emit_json({"task_id": task.task_id, "status": task.status.value})
         return 0

@@ -64,7 +64,8 @@ def deliver(spec: TaskSpec, repo: Path, agent: AgentResult | None) -> dict[str, 
         if not git(["status", "--porcelain"], cwd=repo).strip():
             record["error"] = "the agent changed nothing: there is nothing to push"
             return record
-        git(["checkout", "--quiet", "-b", spec.branch_name], cwd=repo)
+        if base != spec.branch_name:  # else a resumed task goes on on its branch
+            git(["checkout", "--quiet", "-b", spec.branch_name], cwd=repo)
         git(["add", "--all"], cwd=repo)
         git([*_identity(spec), "commit", "--quiet", "--no-verify", "-m",
              commit_message(spec)], cwd=repo)

@@ -23,8 +23,15 @@ CLAUDE_DIR = "claude"
 SETTINGS_FILE = "task-settings.json"
 #: Written by whoever stops a local task, read by the runner for its result's reason.
 STOP_REASON_FILE = "stop_reason"
+#: Claude Code's session of a prompt task (its conversation), for a later task to resume.
+SESSION_FILE = "session.jsonl"
 #: The files a finished task leaves for its user, besides artifacts and the result.
-OUTPUT_FILES: tuple[str, ...] = (LOG_FILE, TRANSCRIPT_FILE, STDERR_FILE, DIFF_FILE)
+OUTPUT_FILES: tuple[str, ...] = (LOG_FILE, TRANSCRIPT_FILE, STDERR_FILE, DIFF_FILE,
+                                 SESSION_FILE)
+#: What a resuming task starts from (``TaskSpec.resume_from``): the session and the diff of
+#: the task it resumes, copied under this directory by its submitter.
+RESUME_DIR = "resume"
+RESUME_INPUTS: tuple[str, ...] = (SESSION_FILE, DIFF_FILE)
 #: The runner's exit code when a spot interruption notice stopped it (EX_TEMPFAIL: try
 #: again); its result then says ``preempted``, which the ECS provider reads to be sure.
 PREEMPTED_EXIT = 75

@@ -29,6 +29,8 @@ from .layout import (
     LOG_FILE,
     OUTPUT_FILES,
     RESULT_FILE,
+    RESUME_DIR,
+    RESUME_INPUTS,
     SPEC_FILE,
     STOP_REASON_FILE,
 )
@@ -96,6 +98,8 @@ class LocalProvider:
             except FileExistsError:
                 return Task(spec.task_id, self)
             (path / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2))
+            if spec.resume_from is not None:
+                self._copy_resume_inputs(spec.resume_from, path)
             with (path / RUNNER_OUT).open("wb") as out:
                 child = subprocess.Popen(
                     [sys.executable, "-m", "rclaude_infra.runner", "--task-dir", str(path)],
@@ -108,6 +112,18 @@ class LocalProvider:
                 "submitted_at": dt.datetime.now(dt.UTC).isoformat(),
             }))
         return Task(spec.task_id, self)
+
+    def _copy_resume_inputs(self, from_task: str, path: Path) -> None:
+        earlier = self._existing(from_task)
+        (path / RESUME_DIR).mkdir()
+        for name in RESUME_INPUTS:
+            if (earlier / name).is_file():
+                shutil.copyfile(earlier / name, path / RESUME_DIR / name)
+
+    def spec(self, task_id: str) -> TaskSpec:
+        """The task's spec, as submitted."""
+        return TaskSpec.from_mapping(json.loads((self._existing(task_id) / SPEC_FILE)
+                                                .read_text()))
 
     def _alive(self, task_id: str, path: Path) -> bool:
         child = self._children.get(task_id)

@@ -138,6 +138,10 @@ class TaskProvider(Protocol):
         submitted returns the existing task, never a second one."""
         ...
 
+    def spec(self, task_id: str) -> Any:
+        """The :class:`~rclaude_infra.TaskSpec` the task was submitted with."""
+        ...
+
     def active_task_ids(self) -> dict[str, str]:
         """Task id -> status of every task not ended yet."""
         ...
@@ -325,6 +329,44 @@ class Task:
         cost in USD, tokens per model, session id, final text or error. ``None`` for a
         command task; :class:`TaskNotFoundError` while it has no result yet."""
         return self.result().agent
+
+    def resume_spec(self, prompt: str, **changes: Any) -> Any:
+        """The :class:`~rclaude_infra.TaskSpec` of a task that continues this one: the
+        same agent session (``claude --resume``), starting from this task's work (the
+        branch it pushed, or its commit with its diff applied), with ``prompt``, and
+        ``changes`` to any other field. :class:`~rclaude_infra.errors.ConfigError` when
+        this task left no session to continue (a command, or no result line)."""
+        import attrs
+
+        from ..errors import ConfigError
+        from .spec import new_task_id
+
+        earlier = self._provider.spec(self.task_id)
+        result = self.result()
+        agent = result.agent
+        if earlier.prompt is None or agent is None or not agent.session_id:
+            raise ConfigError("resume", self.task_id, "a prompt task that has ended with an "
+                              "agent session (its result names one)")
+        fields: dict[str, Any] = {
+            "prompt": prompt, "task_id": new_task_id(), "resume_from": self.task_id,
+            "resume_session": agent.session_id}
+        if result.branch is not None:
+            # Its work is on the branch: continue there; pushing again updates any pull
+            # request the branch has.
+            fields.update(ref=result.branch, branch=result.branch,
+                          output="branch", github_api_url=None)
+        elif earlier.repo is not None and result.data.get("commit"):
+            fields["ref"] = result.data["commit"]  # the same commit, its diff applied
+        return attrs.evolve(earlier, **{**fields, **changes})
+
+    def resume(self, prompt: str, **changes: Any) -> Task:
+        """Start a task that continues this one (:meth:`resume_spec`): Claude Code resumes
+        its session, on another machine or process, with this task's work in place.
+        ``Deployment.resume(task_id, prompt)`` does the same with the deployment's checks
+        (budget, image) first."""
+        spec = self.resume_spec(prompt, **changes)
+        submitted: Task = self._provider.submit(spec)
+        return submitted
 
     def stop(self, reason: str = "stopped by the user") -> None:
         """Stop the task; it ends STOPPED and still writes its result, logs and diff."""

@@ -21,6 +21,8 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -40,6 +42,8 @@ from .layout import (
     OUTPUT_FILES,
     PREEMPTED_EXIT,
     RESULT_FILE,
+    RESUME_DIR,
+    SESSION_FILE,
     SETTINGS_FILE,
     SPEC_FILE,
     STDERR_FILE,
@@ -148,6 +152,44 @@ class _Stopper:
                 os.killpg(process.pid, signal.SIGKILL)
 
 
+def _sessions(config_dir: Path, cwd: Path) -> Path:
+    """Where Claude Code keeps the sessions of work in ``cwd``: its configuration
+    directory's ``projects/`` entry named by the path, each non-alphanumeric a ``-``."""
+    return config_dir / "projects" / re.sub(r"[^A-Za-z0-9-]", "-", str(cwd))
+
+
+def _resume(spec: TaskSpec, task_dir: Path, cwd: Path, log: _Log) -> None:
+    """Start where the resumed task left off: its diff on the clone (when it delivered a
+    diff), its session where Claude Code looks for it from this working directory."""
+    inputs = task_dir / RESUME_DIR
+    patch = inputs / DIFF_FILE
+    if spec.repo is not None and patch.is_file() and patch.stat().st_size:
+        try:
+            git(["apply", "--whitespace=nowarn", str(patch)], cwd=cwd)
+            log.line(f"[runner] applied the work of task {spec.resume_from}")
+        except RuntimeError as exc:
+            try:  # already there: the branch it was pushed to is checked out
+                git(["apply", "--reverse", "--check", str(patch)], cwd=cwd)
+            except RuntimeError:
+                raise RuntimeError(f"the work of task {spec.resume_from} does not apply to "
+                                   f"this checkout: {exc}") from None
+    session = inputs / SESSION_FILE
+    if not session.is_file():
+        raise RuntimeError(f"task {spec.resume_from} left no agent session to resume")
+    target = _sessions(task_dir / CLAUDE_DIR, cwd) / f"{spec.resume_session}.jsonl"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(session, target)
+
+
+def _keep_session(task_dir: Path, cwd: Path, session_id: str | None) -> None:
+    """The agent's session among the task's outputs, for a later task to resume."""
+    if session_id is None:
+        return
+    found = _sessions(task_dir / CLAUDE_DIR, cwd) / f"{session_id}.jsonl"
+    if found.is_file():
+        shutil.copyfile(found, task_dir / SESSION_FILE)
+
+
 def _agent_setup(spec: TaskSpec, task_dir: Path, env: dict[str, str]) -> list[str]:
     """Claude Code's command line and environment for a prompt task: its own
     configuration directory in the task, no updates or telemetry, the spec's settings."""
@@ -200,6 +242,7 @@ def run(task_dir: Path) -> int:
     signal.signal(signal.SIGINT, on_signal)
     exit_code: int | None = None
     repo: Path | None = None
+    cwd: Path | None = None
     agent: AgentStream | None = None
     last_stderr: list[str] = []
     try:
@@ -219,6 +262,8 @@ def run(task_dir: Path) -> int:
         log.attach(task_dir)
         if spec.prompt is not None:
             argv = _agent_setup(spec, task_dir, env)
+            if spec.resume_from is not None:
+                _resume(spec, task_dir, cwd, log)
             agent = AgentStream()
         else:
             argv = spec.argv()
@@ -267,6 +312,9 @@ def run(task_dir: Path) -> int:
                 log.line(f"[runner] could not write the diff: {exc}")
         finished = _now()
         summary = agent.summary() if agent is not None else None
+        if summary is not None and cwd is not None:
+            with contextlib.suppress(OSError):
+                _keep_session(task_dir, cwd, summary.session_id)
         if summary is not None:
             result["agent"] = summary.to_dict()
         if stopper.reason == "timeout":

@@ -37,6 +37,7 @@ _MAX_CLAUDE_SETTINGS_CHARS = 65_536
 #: the repository, or that branch and a pull request on GitHub.
 OUTPUTS: tuple[str, ...] = ("diff", "branch", "pull-request")
 _HTTP_URL_RE = _Pattern(r"^https?://[^\s/]+(/\S*)?$")
+_SESSION_RE = _Pattern(r"^[A-Za-z0-9-]{8,64}$")
 
 ROOT_ALLOWED_TOOLS: tuple[str, ...] = (
     "Bash", "Edit", "Write", "MultiEdit", "NotebookEdit", "Read", "Glob", "Grep", "LS",
@@ -235,6 +236,11 @@ class TaskSpec:
     #: GitHub's REST API for the pull request (default: ``https://api.github.com`` for a
     #: github.com repository; GitHub Enterprise: ``https://HOST/api/v3``).
     github_api_url: str | None = attrs.field(default=None)
+    #: The task this one continues (:meth:`Task.resume`): its agent session is resumed
+    #: (``claude --resume``) and its work is where this task starts.
+    resume_from: str | None = attrs.field(default=None)
+    #: The session to resume (the earlier task's ``agent.session_id``).
+    resume_session: str | None = attrs.field(default=None)
 
     def __attrs_post_init__(self) -> None:
         if (self.prompt is None) == (self.command is None):
@@ -265,6 +271,17 @@ class TaskSpec:
             raise ConfigError("git_token_secret", self.git_token_secret,
                               "None, or one of secrets when repo is an https:// URL")
         self._check_output()
+        if self.resume_from is not None and (
+                self.prompt is None or not isinstance(self.resume_from, str)
+                or not _TASK_ID_RE.match(self.resume_from)):
+            raise ConfigError("resume_from", self.resume_from,
+                              "None, or with a prompt the id of the task to continue")
+        if (self.resume_session is None) != (self.resume_from is None) or (
+                self.resume_session is not None and (not isinstance(self.resume_session, str)
+                                                     or not _SESSION_RE.match(
+                                                         self.resume_session))):
+            raise ConfigError("resume_session", self.resume_session,
+                              "the session id of the task in resume_from (given together)")
         leaked = [name for name in self.env if name in _CREDENTIAL_NAMES]
         if leaked:
             raise ConfigError(f"env[{leaked[0]!r}]", "[hidden]", "no Claude credential in env "
@@ -334,6 +351,8 @@ class TaskSpec:
                 args += ["--max-budget-usd", repr(float(self.max_budget_usd))]
             if settings_file is not None:
                 args += ["--settings", settings_file]
+            if self.resume_session is not None:
+                args += ["--resume", self.resume_session]
             return args + list(self.claude_args)
         if isinstance(self.command, str):
             return ["bash", "-lc", self.command]
