@@ -75,6 +75,7 @@ if TYPE_CHECKING:
     )
     from .status import DeploymentStatus, InstanceInfo
     from .tasks.agent import AgentResult
+    from .tasks.best_of import BestOf
     from .tasks.model import (
         LogLine,
         Task,
@@ -102,6 +103,7 @@ _LAZY = {
     **dict.fromkeys(["Diagnostic", "ImageBuildPhase", "ResourceDone", "ResourceFailed",
                      "ResourceStarted", "Summary"], ".progress"),
     "AgentResult": ".tasks.agent",
+    "BestOf": ".tasks.best_of",
     "ImageBuild": ".image_source",
     **dict.fromkeys(["LogLine", "Task", "TaskNotFoundError", "TaskResult", "TaskState",
                      "TaskStatus", "TaskTimeoutError"], ".tasks.model"),
@@ -129,6 +131,7 @@ __all__ = [
     "NAT_MODES",
     "SECRET_MASK",
     "AgentResult",
+    "BestOf",
     "BudgetExceededError",
     "CheckItem",
     "CheckReport",

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from .prices import PriceBook
     from .progress import OnProgress, ProgressEvent
     from .status import DeploymentStatus
+    from .tasks.best_of import BestOf
     from .tasks.local import LocalProvider
     from .tasks.model import Task, TaskProvider, TaskStatus
 
@@ -373,6 +374,78 @@ class Deployment:
         """Start a task that continues ``task_id`` (:meth:`Task.resume_spec`): the same
         agent session, from its work, with ``prompt``; checked like :meth:`run_task`."""
         return self.run_task(self.task(task_id).resume_spec(prompt, **changes))
+
+    def run_best_of(self, spec: TaskSpec, *, n: int = 3,
+                    check: str | Sequence[str] | None = None,
+                    timeout: float | None = None) -> BestOf:
+        """Run a prompt task ``n`` times at once, each attempt followed by ``check`` (the
+        tests: ``"pytest -q"``; default ``spec.check``) in its own checkout; rank them
+        (check passed, then a smaller non-empty diff, then cost) and deliver the winner.
+
+        With ``spec.output`` ``"branch"`` or ``"pull-request"`` only the winner is pushed:
+        a last task applies its diff to a fresh clone of ``ref``, runs the check again
+        and delivers it (branch default ``rclaude/<task_id>``). Waits for all of it
+        (``timeout`` per task); returns a :class:`~rclaude_infra.tasks.best_of.BestOf`::
+
+            best = d.run_best_of(TaskSpec(prompt="Fix the failing test", repo=url,
+                                          output="pull-request", ...), n=3, check="pytest -q")
+            print(best)            # every attempt: check, diff size, cost; the winner
+            best.pull_request_url
+        """
+        import attrs as _attrs
+
+        from .tasks.best_of import MAX_ATTEMPTS, Attempt, BestOf, rank
+        from .tasks.model import TaskNotFoundError, TaskStatus
+
+        if not isinstance(spec, TaskSpec):
+            raise ConfigError("spec", spec, "a TaskSpec")
+        if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= MAX_ATTEMPTS:
+            raise ConfigError("n", n, f"an integer from 2 to {MAX_ATTEMPTS}")
+        check = spec.check if check is None else check
+        if check is None:
+            raise ConfigError("check", None, "the command that judges each attempt's work, "
+                              "e.g. 'pytest -q'")
+        if spec.prompt is None or spec.repo is None:
+            raise ConfigError("spec", spec.task_id, "a prompt task with a repo")
+        spec = self._admit(spec)
+        specs = [_attrs.evolve(spec, task_id=f"{spec.task_id}-a{i}", check=check,
+                               output="diff", branch=None, github_api_url=None)
+                 for i in range(1, n + 1)]
+        tasks = self.run_tasks(specs)
+        found = []
+        for task in tasks:
+            state = task.wait(timeout=timeout)
+            try:
+                data: Mapping[str, Any] = task.result().data
+            except TaskNotFoundError:
+                data = {"reason": state.reason}
+            found.append(Attempt.from_result(task.task_id, state.status.value, data,
+                                             task.cost().total_usd))
+        ranked = tuple(rank(found))
+        if not ranked[0].check_passed:
+            return BestOf(attempts=ranked, winner=None,
+                          reason=f"no attempt passed the check ({n} tried)")
+        winner = ranked[0]
+        if spec.output == "diff":
+            return BestOf(attempts=ranked, winner=winner.task_id)
+        assert spec.prompt is not None  # checked above
+        agent = self.task(winner.task_id).agent
+        summary = "\n".join(f"- {a.task_id}: check {'passed' if a.check_passed else 'failed'}"
+                            f", {a.diff_lines or 0} lines, ${a.cost_usd:.4f}" for a in ranked)
+        delivery = self.run_task(TaskSpec(
+            command=check, repo=spec.repo, ref=spec.ref, apply_from=winner.task_id,
+            output=spec.output, branch=spec.branch_name, secrets=spec.secrets,
+            git_token_secret=spec.git_token_secret, github_api_url=spec.github_api_url,
+            env=spec.env, timeout=spec.timeout, task_id=f"{spec.task_id}-best",
+            description=f"{spec.prompt.strip()}\n\n"
+            + (f"{agent.text}\n\n" if agent is not None and agent.text else "")
+            + f"The best of {n} attempts (rclaude-infra), by check, then diff size, then "
+            f"cost:\n{summary}"))
+        state = delivery.wait(timeout=timeout)
+        result = delivery.result()
+        return BestOf(attempts=ranked, winner=winner.task_id, delivery_task=delivery.task_id,
+                      branch=result.branch, pull_request_url=result.pull_request_url,
+                      reason=None if state.status is TaskStatus.SUCCEEDED else state.reason)
 
     def run_tasks(self, specs: Iterable[TaskSpec], *, workers: int = 16) -> list[Task]:
         """Start several tasks, ``workers`` submissions at a time; handles in the same order.

@@ -147,6 +147,11 @@ class FakeAnthropic(LoopbackServer):
         self.script = list(script or [])
         self.requests: list[Request] = []
         self._turns = 0
+        #: With :meth:`script_per_session`: working directories in the order first seen,
+        #: each with its own script and turn count (agents running at once).
+        self.sessions: list[str] = []
+        self._per_session: list[list[Reply]] | None = None
+        self._session_turns: dict[str, int] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         super().__init__(self._handler())
@@ -160,15 +165,31 @@ class FakeAnthropic(LoopbackServer):
         with self._lock:
             self.script, self.requests, self._turns = list(script), [], 0
 
+    def script_per_session(self, scripts: list[list[Reply]]) -> None:
+        """One script per agent, by working directory: the first directory seen gets the
+        first script, and so on (``sessions`` says which directory got which)."""
+        with self._lock:
+            self._per_session, self.sessions, self._session_turns = list(scripts), [], {}
+
     def _next(self, request: Request) -> Reply:
         with self._lock:
             self.requests.append(request)
             if not request.is_turn:
                 return Reply.say("ok")
-            turn, self._turns = self._turns, self._turns + 1
-        if turn >= len(self.script):
+            script = self.script
+            if self._per_session is not None:
+                cwd = request.cwd or ""
+                if cwd not in self.sessions:
+                    self.sessions.append(cwd)
+                index = self.sessions.index(cwd)
+                script = self._per_session[index] if index < len(self._per_session) else []
+                turn = self._session_turns.get(cwd, 0)
+                self._session_turns[cwd] = turn + 1
+            else:
+                turn, self._turns = self._turns, self._turns + 1
+        if turn >= len(script):
             return Reply.say("Done.")
-        reply = self.script[turn]
+        reply = script[turn]
         cwd = request.cwd or ""
         return attrs.evolve(reply, tools=tuple(
             (name, {k: v.replace("{cwd}", cwd) if isinstance(v, str) else v

@@ -34,7 +34,7 @@ def test_constructing_a_config_pulls_in_no_heavy_dependency() -> None:
 
 def test_all_is_pinned() -> None:
     assert sorted(rclaude_infra.__all__) == sorted([
-        "AUTH_MODES", "AgentResult", "MissingCredentialError",
+        "AUTH_MODES", "AgentResult", "BestOf", "MissingCredentialError",
         "BudgetExceededError", "CheckItem", "CheckReport", "ConfigError", "CostDiff",
         "CostEstimate", "CostLine", "CredentialsError", "Deployment", "DeploymentConfig",
         "DeploymentFailedError", "DeploymentStatus", "Diagnostic", "EngineError", "ExecError",

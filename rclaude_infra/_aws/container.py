@@ -23,7 +23,7 @@ def run_from_s3(bucket: str, task_id: str, work_root: Path) -> int:
     task_dir.mkdir(parents=True, exist_ok=True)
     s3.download_file(bucket, key(task_id, SPEC_FILE), str(task_dir / SPEC_FILE))
     spec = json.loads((task_dir / SPEC_FILE).read_text())
-    if spec.get("resume_from"):
+    if spec.get("resume_from") or spec.get("apply_from"):
         download_resume_inputs(s3, bucket, task_id, task_dir)
     names = spec.get("secrets") or []
     deployment = os.environ.get("RCLAUDE_DEPLOYMENT", "")

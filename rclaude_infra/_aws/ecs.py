@@ -176,8 +176,8 @@ class EcsProvider:
                 return Task(spec.task_id, self)
             if spec.task_id in self._queued_ids(fresh=True):
                 return Task(spec.task_id, self)  # queued before: it starts in its turn
-        if spec.resume_from is not None:
-            s3_tasks.copy_resume_inputs(self.s3, self._bucket, spec.resume_from, spec.task_id)
+        if spec.earlier_work is not None:
+            s3_tasks.copy_resume_inputs(self.s3, self._bucket, spec.earlier_work, spec.task_id)
         if spec.secrets:
             # From this process's environment (Deployment checked they are all there).
             task_secrets.put(self.secrets, self.deployment, spec.task_id,

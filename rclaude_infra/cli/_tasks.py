@@ -31,42 +31,10 @@ if TYPE_CHECKING:
 def add_parsers(commands: Any) -> None:
     where = (config_file_argument, task_source_arguments)
     run = verb(commands, "run", "start a task (a Claude Code prompt or a command)", _run,
-               *where, json_argument)
-    what = run.add_mutually_exclusive_group(required=True)
-    what.add_argument("--prompt", help="run Claude Code headless on this prompt")
-    what.add_argument("--command", help="run this shell command instead")
-    run.add_argument("--repo", help="git URL (or path) to clone first")
-    run.add_argument("--ref", help="branch, tag or commit to check out")
-    run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                     help="environment for the task (repeat)")
-    run.add_argument("--secret", action="append", default=[], metavar="NAME",
-                     help="name of a secret the task gets (repeat; never its value)")
-    run.add_argument("--cpu", type=int, metavar="UNITS", help="CPU units (1024 = 1 vCPU)")
-    run.add_argument("--memory", type=int, metavar="MIB")
-    run.add_argument("--timeout", type=int, metavar="SECONDS")
-    run.add_argument("--task-id", help="your id for the task (default: generated)")
-    run.add_argument("--max-retries-on-preemption", type=int, metavar="N")
-    run.add_argument("--model", help="Claude Code's model (an alias such as 'sonnet', a full "
-                     "name, or with Bedrock one of the deployment's bedrock_models)")
-    run.add_argument("--max-turns", type=int, metavar="N",
-                     help="agent turns before Claude Code stops (the task fails)")
-    run.add_argument("--max-budget-usd", type=float, metavar="USD",
-                     help="model spend before Claude Code stops (the task fails)")
-    run.add_argument("--claude-arg", action="append", default=[], metavar="ARG",
-                     help="one more Claude Code argument (repeat; e.g. --claude-arg="
-                     "--disallowedTools --claude-arg=WebFetch)")
-    run.add_argument("--claude-settings", type=_json_object, metavar="JSON",
-                     help="Claude Code settings for the task, as a JSON object")
-    run.add_argument("--git-token-secret", metavar="NAME",
-                     help="which --secret is a token for the repository's host (clone and "
-                     "push over HTTPS)")
-    run.add_argument("--output", choices=OUTPUTS,
-                     help="what the task delivers: its diff (default), the work pushed on "
-                     "a branch, or that branch and a GitHub pull request")
-    run.add_argument("--branch", help="the branch to push to (default rclaude/TASK_ID)")
-    run.add_argument("--github-api-url", metavar="URL",
-                     help="GitHub's API for the pull request (GitHub Enterprise: "
-                     "https://HOST/api/v3)")
+               *where, json_argument, _task_arguments)
+    run.add_argument("--check", metavar="COMMAND",
+                     help="run after the agent in its checkout (e.g. 'pytest -q'): a "
+                     "failure fails the task, and only checked work is delivered")
     run.add_argument("--resume", metavar="TASK",
                      help="continue TASK: its agent session and its work, with --prompt "
                      "(--model, --max-turns, --max-budget-usd, --timeout may change)")
@@ -76,6 +44,15 @@ def add_parsers(commands: Any) -> None:
                      help="with --follow: show each line's time")
     run.add_argument("--interactive", "-i", action="store_true",
                      help="once the task runs, open a shell in it (ECS Exec locally a shell)")
+
+    best = verb(commands, "best-of", "run a prompt task N times at once, check each "
+                "attempt's work, deliver the best", _best_of, *where, json_argument,
+                _task_arguments)
+    best.add_argument("-n", type=_positive, default=3, help="attempts (2 to 10; default 3)")
+    best.add_argument("--check", required=True, metavar="COMMAND",
+                      help="judges each attempt's work in its checkout, e.g. 'pytest -q'")
+    best.add_argument("--wait-timeout", type=float, metavar="SECONDS",
+                      help="how long to wait for each task")
 
     logs = verb(commands, "logs", "a task's output", _logs, task_argument, *where)
     logs.add_argument("--follow", "-f", action="store_true",
@@ -111,6 +88,45 @@ def add_parsers(commands: Any) -> None:
     stop = verb(commands, "stop", "stop a task (its logs, diff and result stay)", _stop,
                 task_argument, *where, json_argument)
     stop.add_argument("--reason", default="stopped from the command line")
+
+
+def _task_arguments(run: argparse.ArgumentParser) -> None:
+    """What a task is: the flags of TaskSpec's fields (``run`` and ``best-of``)."""
+    what = run.add_mutually_exclusive_group(required=True)
+    what.add_argument("--prompt", help="run Claude Code headless on this prompt")
+    what.add_argument("--command", help="run this shell command instead")
+    run.add_argument("--repo", help="git URL (or path) to clone first")
+    run.add_argument("--ref", help="branch, tag or commit to check out")
+    run.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                     help="environment for the task (repeat)")
+    run.add_argument("--secret", action="append", default=[], metavar="NAME",
+                     help="name of a secret the task gets (repeat; never its value)")
+    run.add_argument("--cpu", type=int, metavar="UNITS", help="CPU units (1024 = 1 vCPU)")
+    run.add_argument("--memory", type=int, metavar="MIB")
+    run.add_argument("--timeout", type=int, metavar="SECONDS")
+    run.add_argument("--task-id", help="your id for the task (default: generated)")
+    run.add_argument("--max-retries-on-preemption", type=int, metavar="N")
+    run.add_argument("--model", help="Claude Code's model (an alias such as 'sonnet', a full "
+                     "name, or with Bedrock one of the deployment's bedrock_models)")
+    run.add_argument("--max-turns", type=int, metavar="N",
+                     help="agent turns before Claude Code stops (the task fails)")
+    run.add_argument("--max-budget-usd", type=float, metavar="USD",
+                     help="model spend before Claude Code stops (the task fails)")
+    run.add_argument("--claude-arg", action="append", default=[], metavar="ARG",
+                     help="one more Claude Code argument (repeat; e.g. --claude-arg="
+                     "--disallowedTools --claude-arg=WebFetch)")
+    run.add_argument("--claude-settings", type=_json_object, metavar="JSON",
+                     help="Claude Code settings for the task, as a JSON object")
+    run.add_argument("--git-token-secret", metavar="NAME",
+                     help="which --secret is a token for the repository's host (clone and "
+                     "push over HTTPS)")
+    run.add_argument("--output", choices=OUTPUTS,
+                     help="what the task delivers: its diff (default), the work pushed on "
+                     "a branch, or that branch and a GitHub pull request")
+    run.add_argument("--branch", help="the branch to push to (default rclaude/TASK_ID)")
+    run.add_argument("--github-api-url", metavar="URL",
+                     help="GitHub's API for the pull request (GitHub Enterprise: "
+                     "https://HOST/api/v3)")
 
 
 def _positive(value: str) -> int:
@@ -173,7 +189,8 @@ def _spec(args: argparse.Namespace) -> TaskSpec:
                               "claude_settings": args.claude_settings,
                               "git_token_secret": args.git_token_secret,
                               "output": args.output, "branch": args.branch,
-                              "github_api_url": args.github_api_url}
+                              "github_api_url": args.github_api_url,
+                              "check": getattr(args, "check", None)}
     return TaskSpec.from_mapping({k: v for k, v in fields.items() if v is not None})
 
 
@@ -203,6 +220,19 @@ def _run(args: argparse.Namespace) -> int:
     print(task.task_id)
     note(f"follow it: rclaude-infra logs {task.task_id} --follow")
     return 0
+
+
+def _best_of(args: argparse.Namespace) -> int:
+    if args.prompt is None:
+        raise ConfigError("--prompt", None, "the task's prompt (best-of runs the agent)")
+    spec = _spec(args)
+    best = deployment(args, for_tasks=True).run_best_of(
+        spec, n=args.n, check=args.check, timeout=args.wait_timeout)
+    if args.json:
+        emit_json(best.to_dict())
+    else:
+        console().print(str(best), markup=False, highlight=False)
+    return 0 if best.winner is not None and best.reason is None else 1
 
 
 def _interactive(task: Task) -> int:

@@ -38,7 +38,8 @@ def commit_message(spec: TaskSpec) -> str:
     Fix the failing tests
     in tests/
     """
-    text = spec.prompt if spec.prompt is not None else " ".join(spec.argv())
+    text = spec.description or (spec.prompt if spec.prompt is not None
+                                else " ".join(spec.argv()))
     first = next((line.strip() for line in text.splitlines() if line.strip()), spec.task_id)
     subject = first if len(first) <= _SUBJECT_CHARS else first[:_SUBJECT_CHARS - 3] + "..."
     return f"{subject}\n\nrclaude-infra task {spec.task_id}:\n\n{text.strip()[:4000]}"
@@ -50,9 +51,11 @@ def _identity(spec: TaskSpec) -> list[str]:
     return ["-c", f"user.name={name}", "-c", f"user.email={email}"]
 
 
-def deliver(spec: TaskSpec, repo: Path, agent: AgentResult | None) -> dict[str, Any]:
-    """Commit the work on ``spec.branch_name``, push it, and with ``"pull-request"`` open
-    the pull request; the record of what happened (``error`` when something failed)."""
+def deliver(spec: TaskSpec, repo: Path, agent: AgentResult | None,
+            diff: Path) -> dict[str, Any]:
+    """Commit the work (exactly ``diff``, the task's ``diff.patch``: nothing a check left
+    behind) on ``spec.branch_name``, push it, and with ``"pull-request"`` open the pull
+    request; the record of what happened (``error`` when something failed)."""
     record: dict[str, Any] = {"output": spec.output, "branch": spec.branch_name,
                               "pushed": False}
     token = os.environ[spec.git_token_secret] if spec.git_token_secret else None
@@ -61,12 +64,14 @@ def deliver(spec: TaskSpec, repo: Path, agent: AgentResult | None) -> dict[str, 
     except RuntimeError:
         base = None  # a tag or commit is checked out
     try:
-        if not git(["status", "--porcelain"], cwd=repo).strip():
+        if not diff.is_file() or not diff.stat().st_size:
             record["error"] = "the agent changed nothing: there is nothing to push"
             return record
         if base != spec.branch_name:  # else a resumed task goes on on its branch
             git(["checkout", "--quiet", "-b", spec.branch_name], cwd=repo)
-        git(["add", "--all"], cwd=repo)
+        git(["reset", "--quiet", "--hard", "HEAD"], cwd=repo)
+        git(["clean", "--quiet", "-d", "--force", "-x"], cwd=repo)
+        git(["apply", "--index", "--whitespace=nowarn", str(diff)], cwd=repo)
         git([*_identity(spec), "commit", "--quiet", "--no-verify", "-m",
              commit_message(spec)], cwd=repo)
         record["commit"] = git(["rev-parse", "HEAD"], cwd=repo).strip()
@@ -99,7 +104,8 @@ def _repository(spec: TaskSpec) -> str:
 def _open_pull_request(spec: TaskSpec, base: str, agent: AgentResult | None,
                        token: str) -> str:
     api = (spec.github_api_url or "https://api.github.com").rstrip("/")
-    done = agent.text if agent is not None and agent.text else "(no final text)"
+    done = (agent.text if agent is not None and agent.text
+            else spec.description or "(no final text)")
     cost = ("" if agent is None or agent.cost_usd is None
             else f"; model cost ${agent.cost_usd:.4f} (Claude Code's estimate)")
     body = (f"{done[:_BODY_CHARS]}\n\n---\nOpened by rclaude-infra for task "

@@ -98,8 +98,8 @@ class LocalProvider:
             except FileExistsError:
                 return Task(spec.task_id, self)
             (path / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2))
-            if spec.resume_from is not None:
-                self._copy_resume_inputs(spec.resume_from, path)
+            if spec.earlier_work is not None:
+                self._copy_resume_inputs(spec.earlier_work, path)
             with (path / RUNNER_OUT).open("wb") as out:
                 child = subprocess.Popen(
                     [sys.executable, "-m", "rclaude_infra.runner", "--task-dir", str(path)],

@@ -158,27 +158,72 @@ def _sessions(config_dir: Path, cwd: Path) -> Path:
     return config_dir / "projects" / re.sub(r"[^A-Za-z0-9-]", "-", str(cwd))
 
 
-def _resume(spec: TaskSpec, task_dir: Path, cwd: Path, log: _Log) -> None:
-    """Start where the resumed task left off: its diff on the clone (when it delivered a
-    diff), its session where Claude Code looks for it from this working directory."""
-    inputs = task_dir / RESUME_DIR
-    patch = inputs / DIFF_FILE
-    if spec.repo is not None and patch.is_file() and patch.stat().st_size:
+def _apply_earlier(spec: TaskSpec, task_dir: Path, cwd: Path, log: _Log) -> None:
+    """Start from the earlier task's work (``resume_from``, ``apply_from``): its diff on
+    the clone, unless the checkout has it already (the branch it was pushed to)."""
+    earlier = spec.earlier_work
+    patch = task_dir / RESUME_DIR / DIFF_FILE
+    if earlier is None or spec.repo is None or not patch.is_file() or not patch.stat().st_size:
+        return
+    try:
+        git(["apply", "--whitespace=nowarn", str(patch)], cwd=cwd)
+        log.line(f"[runner] applied the work of task {earlier}")
+    except RuntimeError as exc:
         try:
-            git(["apply", "--whitespace=nowarn", str(patch)], cwd=cwd)
-            log.line(f"[runner] applied the work of task {spec.resume_from}")
-        except RuntimeError as exc:
-            try:  # already there: the branch it was pushed to is checked out
-                git(["apply", "--reverse", "--check", str(patch)], cwd=cwd)
-            except RuntimeError:
-                raise RuntimeError(f"the work of task {spec.resume_from} does not apply to "
-                                   f"this checkout: {exc}") from None
-    session = inputs / SESSION_FILE
+            git(["apply", "--reverse", "--check", str(patch)], cwd=cwd)
+        except RuntimeError:
+            raise RuntimeError(f"the work of task {earlier} does not apply to this "
+                               f"checkout: {exc}") from None
+
+
+def _resume_session(spec: TaskSpec, task_dir: Path, cwd: Path) -> None:
+    """The resumed task's session where Claude Code looks for it from this directory."""
+    session = task_dir / RESUME_DIR / SESSION_FILE
     if not session.is_file():
         raise RuntimeError(f"task {spec.resume_from} left no agent session to resume")
     target = _sessions(task_dir / CLAUDE_DIR, cwd) / f"{spec.resume_session}.jsonl"
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(session, target)
+
+
+#: Lines of the check's output its record keeps (all of it is in the log).
+CHECK_TAIL_LINES = 40
+
+
+def _run_check(spec: TaskSpec, cwd: Path, env: dict[str, str], log: _Log) -> dict[str, Any]:
+    """Run the spec's check in the checkout; its record (``passed`` on exit code 0)."""
+    argv = spec.check_argv()
+    assert argv is not None
+    log.line(f"[runner] checking: {' '.join(argv[2:] if argv[:2] == ['bash', '-lc'] else argv)}")
+    started = time.monotonic()
+    lines: list[str] = []
+    try:
+        done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
+                              errors="replace", timeout=spec.timeout)
+        code: int | None = done.returncode
+        for text in (done.stdout + done.stderr).splitlines():
+            log.line(f"[check] {text}")
+            lines.append(text)
+    except subprocess.TimeoutExpired:
+        code = None
+        lines.append(f"the check did not end within {spec.timeout}s")
+    except FileNotFoundError as exc:
+        code = None
+        lines.append(f"command not found: {exc.filename}")
+    return {"command": spec.check if isinstance(spec.check, str) else list(spec.check or ()),
+            "exit_code": code, "passed": code == 0,
+            "duration_seconds": round(time.monotonic() - started, 3),
+            "output": lines[-CHECK_TAIL_LINES:]}
+
+
+def _diff_stats(repo: Path) -> dict[str, int]:
+    """Files and lines the diff changes (binary files count as one line each)."""
+    files = lines = 0
+    for row in git(["diff", "HEAD", "--numstat"], cwd=repo).splitlines():
+        added, deleted, _ = row.split("\t", 2)
+        files += 1
+        lines += 1 if added == "-" else int(added) + int(deleted)
+    return {"files": files, "lines": lines}
 
 
 def _keep_session(task_dir: Path, cwd: Path, session_id: str | None) -> None:
@@ -260,10 +305,11 @@ def run(task_dir: Path) -> int:
         env = {**os.environ, **spec.env, "RCLAUDE_TASK_ID": spec.task_id,
                "RCLAUDE_ARTIFACTS": str(artifacts)}
         log.attach(task_dir)
+        _apply_earlier(spec, task_dir, cwd, log)
         if spec.prompt is not None:
             argv = _agent_setup(spec, task_dir, env)
             if spec.resume_from is not None:
-                _resume(spec, task_dir, cwd, log)
+                _resume_session(spec, task_dir, cwd)
             agent = AgentStream()
         else:
             argv = spec.argv()
@@ -308,6 +354,7 @@ def run(task_dir: Path) -> int:
         if repo is not None:
             try:
                 (task_dir / DIFF_FILE).write_text(_diff(repo))
+                result["diff"] = _diff_stats(repo)
             except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                 log.line(f"[runner] could not write the diff: {exc}")
         finished = _now()
@@ -338,8 +385,16 @@ def run(task_dir: Path) -> int:
             result["reason"] = reason
         elif exit_code == 0:
             status = "succeeded"
-            if repo is not None and spec.output != "diff":
-                delivery = deliver(spec, repo, summary)
+            if spec.check is not None and cwd is not None:
+                check = _run_check(spec, cwd, env, log)
+                result["check"] = check
+                if not check["passed"]:
+                    status = "failed"
+                    last = next((x for x in reversed(check["output"]) if x.strip()), "")
+                    result["reason"] = (f"the check failed (exit code {check['exit_code']})"
+                                        + (f": {last}" if last else ""))
+            if status == "succeeded" and repo is not None and spec.output != "diff":
+                delivery = deliver(spec, repo, summary, task_dir / DIFF_FILE)
                 result["delivery"] = delivery
                 if delivery.get("error"):
                     # What was asked for is not there: the task fails, its work kept.

@@ -241,6 +241,17 @@ class TaskSpec:
     resume_from: str | None = attrs.field(default=None)
     #: The session to resume (the earlier task's ``agent.session_id``).
     resume_session: str | None = attrs.field(default=None)
+    #: A command run after the agent (or the command), in the same checkout: its outcome
+    #: is in the result (``check``), a failure fails the task, and only checked work is
+    #: delivered (e.g. ``"pytest -q"``).
+    check: str | tuple[str, ...] | None = attrs.field(
+        default=None, converter=_tuple, validator=_check_command)
+    #: A task whose diff this one starts from (applied to the checkout before anything
+    #: runs): how the best of several attempts is delivered.
+    apply_from: str | None = attrs.field(default=None)
+    #: The commit message and pull request description of the delivered work (default:
+    #: the prompt, and the agent's final text).
+    description: str | None = attrs.field(default=None, validator=_check_text)
 
     def __attrs_post_init__(self) -> None:
         if (self.prompt is None) == (self.command is None):
@@ -276,6 +287,12 @@ class TaskSpec:
                 or not _TASK_ID_RE.match(self.resume_from)):
             raise ConfigError("resume_from", self.resume_from,
                               "None, or with a prompt the id of the task to continue")
+        if self.apply_from is not None and (
+                self.resume_from is not None or self.repo is None
+                or not isinstance(self.apply_from, str) or not _TASK_ID_RE.match(
+                    self.apply_from)):
+            raise ConfigError("apply_from", self.apply_from, "None, or with repo (and not "
+                              "with resume_from, which brings its own work) a task id")
         if (self.resume_session is None) != (self.resume_from is None) or (
                 self.resume_session is not None and (not isinstance(self.resume_session, str)
                                                      or not _SESSION_RE.match(
@@ -359,14 +376,26 @@ class TaskSpec:
         assert self.command is not None
         return list(self.command)
 
+    def check_argv(self) -> list[str] | None:
+        """The check's command line (a string runs with ``bash -lc``)."""
+        if self.check is None:
+            return None
+        return ["bash", "-lc", self.check] if isinstance(self.check, str) else list(self.check)
+
+    @property
+    def earlier_work(self) -> str | None:
+        """The task whose work this one starts from (resumed, or applied)."""
+        return self.resume_from or self.apply_from
+
     def to_dict(self) -> dict[str, Any]:
         data = attrs.asdict(self, recurse=False)
         data["env"] = dict(self.env)
         data["secrets"] = list(self.secrets)
         data["claude_args"] = list(self.claude_args)
         data["claude_settings"] = dict(self.claude_settings)
-        if isinstance(self.command, tuple):
-            data["command"] = list(self.command)
+        for name in ("command", "check"):
+            if isinstance(data[name], tuple):
+                data[name] = list(data[name])
         return data
 
     @classmethod

@@ -1,0 +1,106 @@
+"""Best of N: the same task run N times, each attempt's work checked by a command (the
+tests), the attempts ranked, and only the winner delivered.
+
+Ranking, best first: the check passed; then a non-empty diff before an empty one (a check
+that passes with nothing changed proves nothing); then the smaller diff; then the lower
+cost. :class:`BestOf` is what :meth:`Deployment.run_best_of` returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+#: How many attempts one best-of runs at most.
+MAX_ATTEMPTS = 10
+
+
+@attrs.frozen(kw_only=True)
+class Attempt:
+    """One attempt of a best-of: its task, whether its check passed, its diff's size
+    and what it cost.
+
+    >>> Attempt(task_id="t-1-a1", status="SUCCEEDED", check_passed=True, diff_lines=4,
+    ...         cost_usd=0.12).rank_key
+    (False, False, 4, 0.12)
+    """
+
+    task_id: str
+    status: str
+    check_passed: bool
+    #: Lines the attempt's diff changes (``None`` when it left none).
+    diff_lines: int | None
+    cost_usd: float
+    reason: str | None = None
+
+    @property
+    def rank_key(self) -> tuple[bool, bool, int, float]:
+        lines = self.diff_lines or 0
+        return (not self.check_passed, lines == 0, lines, self.cost_usd)
+
+    @classmethod
+    def from_result(cls, task_id: str, status: str, result: Mapping[str, Any],
+                    cost_usd: float) -> Attempt:
+        check = result.get("check") or {}
+        diff = result.get("diff") or {}
+        return cls(task_id=task_id, status=status,
+                   check_passed=bool(check.get("passed")) and status == "SUCCEEDED",
+                   diff_lines=diff.get("lines"), cost_usd=cost_usd,
+                   reason=result.get("reason"))
+
+
+def rank(attempts: list[Attempt]) -> list[Attempt]:
+    """Best first; the winner is the first, if its check passed.
+
+    >>> a = Attempt(task_id="a", status="SUCCEEDED", check_passed=True, diff_lines=9,
+    ...             cost_usd=0.1)
+    >>> b = Attempt(task_id="b", status="SUCCEEDED", check_passed=True, diff_lines=3,
+    ...             cost_usd=0.3)
+    >>> c = Attempt(task_id="c", status="FAILED", check_passed=False, diff_lines=1,
+    ...             cost_usd=0.0)
+    >>> [x.task_id for x in rank([a, b, c])]
+    ['b', 'a', 'c']
+    """
+    return sorted(attempts, key=lambda a: a.rank_key)
+
+
+@attrs.frozen(kw_only=True)
+class BestOf:
+    """The outcome of :meth:`Deployment.run_best_of`: every attempt, ranked, the winner
+    (``None`` when no attempt's check passed) and, when the work is delivered as a branch
+    or pull request, the task that delivered it and where to.
+
+    >>> a = Attempt(task_id="t-1-a1", status="SUCCEEDED", check_passed=True, diff_lines=2,
+    ...             cost_usd=0.05)
+    >>> print(BestOf(attempts=(a,), winner="t-1-a1", branch="rclaude/t-1"))
+    * t-1-a1  check passed  diff 2 lines  $0.0500
+    winner: t-1-a1; pushed rclaude/t-1
+    """
+
+    attempts: tuple[Attempt, ...]
+    winner: str | None
+    #: The task that pushed the winner's work (``output`` branch or pull-request).
+    delivery_task: str | None = None
+    branch: str | None = None
+    pull_request_url: str | None = None
+    #: Why nothing was delivered, when it was not.
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = attrs.asdict(self)
+        data["attempts"] = [attrs.asdict(a) for a in self.attempts]
+        return data
+
+    def __str__(self) -> str:
+        rows = [f"{'*' if a.task_id == self.winner else ' '} {a.task_id}  "
+                f"check {'passed' if a.check_passed else 'failed'}  "
+                f"diff {a.diff_lines if a.diff_lines is not None else '-'} lines  "
+                f"${a.cost_usd:.4f}" for a in self.attempts]
+        tail = (f"winner: {self.winner}" if self.winner else f"no winner: {self.reason}")
+        if self.pull_request_url:
+            tail += f"; pull request {self.pull_request_url}"
+        elif self.branch:
+            tail += f"; pushed {self.branch}"
+        return "\n".join([*rows, tail])
