@@ -22,6 +22,7 @@ import itertools
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -47,6 +48,8 @@ class Reply:
     error_message: str = "scripted error"
     input_tokens: int = 100
     output_tokens: int = 20
+    #: Seconds the answer waits (an agent in the middle of a turn, for a test to act in).
+    hold: float = 0.0
 
     @classmethod
     def say(cls, text: str) -> Reply:
@@ -225,6 +228,8 @@ class FakeAnthropic(LoopbackServer):
                     self._json(200, {"input_tokens": 100})
                     return
                 reply = fake._next(request)
+                if reply.hold:
+                    time.sleep(reply.hold)
                 if reply.error_status is not None:
                     self._json(reply.error_status, {"type": "error", "error": {
                         "type": reply.error_type, "message": reply.error_message}})

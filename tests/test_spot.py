@@ -170,3 +170,96 @@ def test_a_task_stopped_by_the_notice_is_preempted_keeps_its_work_and_runs_again
     aws.client("secretsmanager").describe_secret(SecretId=f"rclaude/dev/tasks/{spec.task_id}")
     [again] = d.reconcile()
     assert again.state().attempt == 2
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None or os.geteuid() != 0,
+                    reason="needs bubblewrap and root, to start the container as its user")
+def test_a_preempted_agent_goes_on_from_its_last_checkpoint(
+        aws: Any, stack: StackOutputs, plan_for: PlanFor, moto_endpoint: str,
+        tmp_path: Path, claude_bin: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real Claude Code in the container: its session and the diff so far are
+    checkpointed to S3 while it works; the notice stops it mid-turn; the next attempt
+    resumes that session (the model sees the whole conversation) on that work."""
+    import time
+
+    import boto3
+    from fake_anthropic import PLANTED_KEY, FakeAnthropic, Reply
+    from git_server import GitServer
+
+    token = "ghp_PLANTEDcheckpointGit0123456789abcdefAB"
+    stack = with_credential_secret(aws, stack, PLANTED_KEY)
+    harness = EcsHarness(plan_for(), stack, aws, root=tmp_path / "v", endpoint=moto_endpoint)
+    harness.watch(aws)
+    harness.image_paths[str(claude_bin.parents[1])] = "/opt/claude"
+    harness.extra_path = ("/opt/claude/node_modules/.bin",)
+    work = tmp_path / "seed"
+    work.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
+    (work / "app.py").write_text("def add(a, b):\n    return a - b\n")
+    for args in (["init", "--quiet", "--initial-branch", "main"], ["add", "."],
+                 ["commit", "--quiet", "-m", "first"]):
+        subprocess.run(["git", *args], cwd=work, env=env, check=True)
+    subprocess.run(["git", "clone", "--quiet", "--bare", str(work),
+                    str(tmp_path / "served" / "app.git")], check=True)
+    monkeypatch.setenv("GIT_TOKEN", token)
+    d = Deployment.from_outputs("dev", stack, session=aws)
+    s3 = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
+                       region_name="us-east-1").client("s3")
+    with FakeAnthropic([
+        Reply.call("Edit", {"file_path": "{cwd}/app.py", "old_string": "a - b",
+                            "new_string": "a + b"}),
+        Reply(text="never heard: the machine goes first", hold=20),
+    ]) as fake, GitServer(tmp_path / "served", token) as git:
+        harness.container = {**harness.container, "environment": [
+            *harness.container["environment"],
+            {"name": "ANTHROPIC_BASE_URL", "value": fake.url},
+            {"name": "CLAUDE_CODE_MAX_RETRIES", "value": "0"},
+            {"name": "RCLAUDE_CHECKPOINT_SECONDS", "value": "1"}]}
+        task = d.run_task(TaskSpec(prompt="Fix add() in app.py", repo=f"{git.url}/app.git",
+                                   secrets=["GIT_TOKEN"], git_token_secret="GIT_TOKEN",
+                                   max_retries_on_preemption=1))
+        [first] = aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
+                                               startedBy=task.task_id)["taskArns"]
+        container = harness.start(first)
+        deadline = time.monotonic() + 90
+        while True:  # a checkpoint in S3 that has the edit
+            try:
+                diff = s3.get_object(Bucket=stack.bucket,
+                                     Key=f"tasks/{task.task_id}/diff.patch")["Body"].read()
+                if b"+    return a + b" in diff and len(fake.turns) >= 2:
+                    break
+            except s3.exceptions.NoSuchKey:
+                pass
+            assert time.monotonic() < deadline, container.wait(timeout=1).output
+            time.sleep(0.5)
+        (harness.host / "var/run/rclaude").mkdir(parents=True, exist_ok=True)
+        (harness.host / "var/run/rclaude/spot-notice").write_text(json.dumps(NOTICE))
+        container.signal(signal.SIGTERM)
+        assert container.wait(timeout=60).exit_code == 75
+        deadline = time.monotonic() + 30  # the next look at ECS after the status poll
+        while task.state().status is not TaskStatus.PREEMPTED:
+            assert time.monotonic() < deadline, task.state()
+            time.sleep(0.5)
+        checkpoint = json.loads(s3.get_object(
+            Bucket=stack.bucket, Key=f"tasks/{task.task_id}/checkpoint.json")["Body"].read())
+        assert checkpoint["count"] >= 1
+        fake.rescript([Reply.say("Done: add adds, after the move.")])
+        assert [t.task_id for t in d.reconcile()] == [task.task_id]
+        arns = aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
+                                            startedBy=task.task_id)["taskArns"]
+        [second] = [arn for arn in arns if arn != first]
+        ran = harness.run(second)
+        assert ran.exit_code == 0, ran.output
+    state = task.wait(timeout=30)
+    assert state.status is TaskStatus.SUCCEEDED, state.reason
+    # The model saw the whole conversation, then the note that it moved.
+    opening = json.dumps(fake.turns[0].body["messages"])
+    assert "Fix add() in app.py" in opening and "was reclaimed" in opening
+    result = task.result()
+    assert result.data["attempt"] == 2
+    assert result.data["continued_from_checkpoint"] >= 1
+    assert result.agent is not None and result.agent.session_id == checkpoint["session_id"]
+    # The work of the first attempt is in the second's (its agent edited nothing).
+    out = {p.name: p for p in result.download(tmp_path / "out")}
+    assert "+    return a + b" in out["diff.patch"].read_text()

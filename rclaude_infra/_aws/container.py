@@ -9,10 +9,22 @@ import os
 import sys
 from pathlib import Path
 
-from ..tasks.layout import PREEMPTED_EXIT, SPEC_FILE
+from ..tasks.layout import (
+    CHECKPOINT_FILES,
+    PREEMPTED_EXIT,
+    PREVIOUS_DIR,
+    RESULT_FILE,
+    SPEC_FILE,
+)
 from ..tasks.runner import run
 from . import default_session, task_secrets
-from .s3_tasks import download_resume_inputs, key, upload_outputs
+from .s3_tasks import (
+    download_files,
+    download_resume_inputs,
+    key,
+    upload_files,
+    upload_outputs,
+)
 
 
 def run_from_s3(bucket: str, task_id: str, work_root: Path) -> int:
@@ -35,7 +47,11 @@ def run_from_s3(bucket: str, task_id: str, work_root: Path) -> int:
             os.environ.update(task_secrets.read(secrets, deployment, task_id))
         except Exception as exc:  # the runner reports the missing names as the reason
             print(f"[runner] could not read the task's secrets: {exc}", file=sys.stderr)
-    code = run(task_dir)
+    # An earlier attempt's result and last checkpoint: where a preempted task goes on from.
+    download_files(s3, bucket, task_id, (RESULT_FILE, *CHECKPOINT_FILES),
+                   task_dir / PREVIOUS_DIR)
+    code = run(task_dir, checkpoint=lambda path: upload_files(
+        s3, bucket, task_id, path, CHECKPOINT_FILES))
     upload_outputs(s3, bucket, task_id, task_dir)
     # A preempted run is not the task's end: its next attempt needs the secrets too.
     if secrets is not None and code != PREEMPTED_EXIT:

@@ -61,9 +61,7 @@ def write_json(s3: Any, bucket: str, task_id: str, name: str, data: Any, *,
 
 def upload_outputs(s3: Any, bucket: str, task_id: str, task_dir: Path) -> None:
     """Upload what the runner wrote, result.json last: its presence means all is there."""
-    for name in OUTPUT_FILES:
-        if (task_dir / name).is_file():
-            s3.upload_file(str(task_dir / name), bucket, key(task_id, name))
+    upload_files(s3, bucket, task_id, task_dir, OUTPUT_FILES)
     artifacts = task_dir / ARTIFACTS_DIR
     if artifacts.is_dir():
         for path in sorted(p for p in artifacts.rglob("*") if p.is_file()):
@@ -89,16 +87,32 @@ def copy_resume_inputs(s3: Any, bucket: str, from_task: str, to_task: str) -> No
 
 def download_resume_inputs(s3: Any, bucket: str, task_id: str, task_dir: Path) -> None:
     """The resume inputs under the task's prefix, into its directory, when there are any."""
+    download_files(s3, bucket, task_id, tuple(f"{RESUME_DIR}/{name}" for name in RESUME_INPUTS),
+                   task_dir, flatten=False)
+
+
+def download_files(s3: Any, bucket: str, task_id: str, names: tuple[str, ...], dest: Path,
+                   *, flatten: bool = True) -> None:
+    """Those of ``names`` under the task's prefix that exist, into ``dest`` (by their last
+    part with ``flatten``, else by their whole name)."""
     from botocore.exceptions import ClientError
 
-    for name in RESUME_INPUTS:
-        target = task_dir / RESUME_DIR / name
-        target.parent.mkdir(exist_ok=True)
+    for name in names:
+        target = dest / (name.rsplit("/", 1)[-1] if flatten else name)
+        target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            s3.download_file(bucket, key(task_id, f"{RESUME_DIR}/{name}"), str(target))
+            s3.download_file(bucket, key(task_id, name), str(target))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
                 raise
+
+
+def upload_files(s3: Any, bucket: str, task_id: str, task_dir: Path,
+                 names: tuple[str, ...]) -> None:
+    """Those of ``names`` the task directory has, to the task's prefix."""
+    for name in names:
+        if (task_dir / name).is_file():
+            s3.upload_file(str(task_dir / name), bucket, key(task_id, name))
 
 
 def download_outputs(s3: Any, bucket: str, task_id: str, dest: Path) -> list[Path]:

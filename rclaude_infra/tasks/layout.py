@@ -25,9 +25,16 @@ SETTINGS_FILE = "task-settings.json"
 STOP_REASON_FILE = "stop_reason"
 #: Claude Code's session of a prompt task (its conversation), for a later task to resume.
 SESSION_FILE = "session.jsonl"
+#: The last checkpoint of a running agent (``{"count", "session_id", "at"}``): with the
+#: session and the diff so far, where a preempted task's next attempt goes on from.
+CHECKPOINT_FILE = "checkpoint.json"
 #: The files a finished task leaves for its user, besides artifacts and the result.
 OUTPUT_FILES: tuple[str, ...] = (LOG_FILE, TRANSCRIPT_FILE, STDERR_FILE, DIFF_FILE,
-                                 SESSION_FILE)
+                                 SESSION_FILE, CHECKPOINT_FILE)
+#: What a task's earlier attempt left (its result, checkpoint, session and diff), fetched
+#: into this directory when the task runs again after a spot interruption.
+PREVIOUS_DIR = "previous"
+CHECKPOINT_FILES: tuple[str, ...] = (DIFF_FILE, SESSION_FILE, CHECKPOINT_FILE)
 #: What a resuming task starts from (``TaskSpec.resume_from``): the session and the diff of
 #: the task it resumes, copied under this directory by its submitter.
 RESUME_DIR = "resume"

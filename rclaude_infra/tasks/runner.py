@@ -28,21 +28,27 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
+
+import attrs
 
 from .agent import AGENT_ENV, AgentStream
 from .delivery import deliver
 from .git import git, git_env
 from .layout import (
     ARTIFACTS_DIR,
+    CHECKPOINT_FILE,
     CLAUDE_DIR,
     DIFF_FILE,
     LOG_FILE,
     OUTPUT_FILES,
     PREEMPTED_EXIT,
+    PREVIOUS_DIR,
     RESULT_FILE,
     RESUME_DIR,
+    RESUME_INPUTS,
     SESSION_FILE,
     SETTINGS_FILE,
     SPEC_FILE,
@@ -235,6 +241,88 @@ def _keep_session(task_dir: Path, cwd: Path, session_id: str | None) -> None:
         shutil.copyfile(found, task_dir / SESSION_FILE)
 
 
+#: Seconds between two checkpoints of a running agent (``RCLAUDE_CHECKPOINT_SECONDS``).
+CHECKPOINT_SECONDS = 300.0
+#: The prompt of an attempt that goes on after a spot interruption, in the same session.
+CONTINUE_PROMPT = (
+    "The machine you were working on was reclaimed and your session moved to a new one; "
+    "the files are as you left them at the last checkpoint. Continue the task where you "
+    "stopped. The task was:\n\n{prompt}")
+
+Checkpoint = Callable[[Path], None]
+
+
+class _Checkpoints:
+    """Saves a running agent's session and the diff so far, every ``interval`` seconds and
+    once more when it is stopped; ``on_save`` puts them where a next attempt finds them
+    (S3, in the container)."""
+
+    def __init__(self, task_dir: Path, repo: Path | None, cwd: Path, agent: AgentStream,
+                 on_save: Checkpoint | None) -> None:
+        self.task_dir, self.repo, self.cwd, self.agent = task_dir, repo, cwd, agent
+        self.on_save = on_save
+        self.count = 0
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        interval = float(os.environ.get("RCLAUDE_CHECKPOINT_SECONDS", CHECKPOINT_SECONDS))
+        self._thread = threading.Thread(target=self._loop, args=(interval,), daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _loop(self, interval: float) -> None:
+        while not self._done.wait(interval):
+            self.save()
+
+    def save(self) -> None:
+        session = self.agent.init.get("session_id")
+        if session is None:
+            return  # Claude Code has not started its session yet
+        with self._lock:
+            try:
+                if self.repo is not None:
+                    (self.task_dir / DIFF_FILE).write_text(_diff(self.repo))
+                _keep_session(self.task_dir, self.cwd, session)
+            except (RuntimeError, OSError, subprocess.SubprocessError):
+                return  # the next one, or the final one, saves it
+            self.count += 1
+            (self.task_dir / CHECKPOINT_FILE).write_text(json.dumps({
+                "count": self.count, "session_id": session, "at": _now().isoformat()}))
+            if self.on_save is not None:
+                with contextlib.suppress(Exception):
+                    self.on_save(self.task_dir)
+
+    def stop(self) -> None:
+        self._done.set()
+
+
+def _continuation(spec: TaskSpec, task_dir: Path, log: _Log) -> tuple[TaskSpec, dict[str, Any]]:
+    """After a spot interruption: the task goes on from its last checkpoint (the earlier
+    attempt's session resumed, its diff applied), and the result says so."""
+    previous = task_dir / PREVIOUS_DIR
+    try:
+        earlier = json.loads((previous / RESULT_FILE).read_text())
+        checkpoint = json.loads((previous / CHECKPOINT_FILE).read_text())
+    except (OSError, ValueError):
+        return spec, {}
+    attempt = int(earlier.get("attempt", 1)) + 1
+    facts: dict[str, Any] = {"attempt": attempt}
+    if (earlier.get("status") != "preempted" or spec.prompt is None
+            or not (previous / SESSION_FILE).is_file()):
+        return spec, facts
+    inputs = task_dir / RESUME_DIR
+    inputs.mkdir(exist_ok=True)
+    for name in RESUME_INPUTS:
+        if (previous / name).is_file():
+            shutil.copyfile(previous / name, inputs / name)
+    log.line(f"[runner] going on from checkpoint {checkpoint.get('count')} of attempt "
+             f"{attempt - 1}")
+    facts["continued_from_checkpoint"] = checkpoint.get("count")
+    return attrs.evolve(spec, prompt=CONTINUE_PROMPT.format(prompt=spec.prompt),
+                        resume_from=spec.task_id, resume_session=checkpoint["session_id"],
+                        apply_from=None), facts
+
+
 def _agent_setup(spec: TaskSpec, task_dir: Path, env: dict[str, str]) -> list[str]:
     """Claude Code's command line and environment for a prompt task: its own
     configuration directory in the task, no updates or telemetry, the spec's settings."""
@@ -269,8 +357,9 @@ def _drain(stream: IO[str] | None, log: _Log, last: list[str]) -> None:
             last[:] = [text]
 
 
-def run(task_dir: Path) -> int:
-    """Run the task in ``task_dir``; returns the exit code for the runner's process."""
+def run(task_dir: Path, *, checkpoint: Checkpoint | None = None) -> int:
+    """Run the task in ``task_dir``; returns the exit code for the runner's process.
+    ``checkpoint`` is called with the task directory after each checkpoint of an agent."""
     started = _now()
     log = _Log(task_dir)
     stopper = _Stopper()
@@ -288,11 +377,14 @@ def run(task_dir: Path) -> int:
     exit_code: int | None = None
     repo: Path | None = None
     cwd: Path | None = None
+    checkpoints: _Checkpoints | None = None
     agent: AgentStream | None = None
     last_stderr: list[str] = []
     try:
         spec = TaskSpec.from_mapping(json.loads((task_dir / SPEC_FILE).read_text()))
         result.update(task_id=spec.task_id, repo=spec.repo, ref=spec.ref, timeout=spec.timeout)
+        spec, facts = _continuation(spec, task_dir, log)
+        result.update(facts)
         artifacts = task_dir / ARTIFACTS_DIR
         artifacts.mkdir(exist_ok=True)
         # Before the clone: the git token is one of the secrets.
@@ -325,6 +417,9 @@ def run(task_dir: Path) -> int:
                 why, stopper.reason = stopper.reason, None
                 stopper.stop(why)
             timer.start()
+            if agent is not None:
+                checkpoints = _Checkpoints(task_dir, repo, cwd, agent, checkpoint)
+                checkpoints.start()
             helpers = [threading.Thread(target=_drain, args=(process.stderr, log, last_stderr),
                                         daemon=True)]
             if agent is not None:
@@ -344,6 +439,8 @@ def run(task_dir: Path) -> int:
             for helper in helpers:
                 helper.join(timeout=_KILL_GRACE_SECONDS)
         timer.cancel()
+        if checkpoints is not None:
+            checkpoints.stop()
     except FileNotFoundError as exc:
         result["reason"] = f"command not found: {exc.filename}" + (
             " (Claude Code is not installed where the task runs: npm install -g "
@@ -369,6 +466,8 @@ def run(task_dir: Path) -> int:
             result["reason"] = f"timed out after {result['timeout']}s"
         elif stopper.reason == "preempted":
             status, exit_code = "preempted", PREEMPTED_EXIT
+            if checkpoints is not None:
+                checkpoints.save()  # the last one: where the next attempt goes on from
             result["reason"] = ("spot interruption notice: the instance is reclaimed; the "
                                 "runner stopped the command and kept its work")
         elif stopper.reason == "stopped":
@@ -408,6 +507,8 @@ def run(task_dir: Path) -> int:
             status = "failed"
             if exit_code is not None:
                 result.setdefault("reason", f"exit code {exit_code}")
+        if checkpoints is not None:
+            result["checkpoints"] = checkpoints.count
         result.update(
             status=status, exit_code=exit_code, finished_at=finished.isoformat(),
             duration_seconds=round((finished - started).total_seconds(), 3),
