@@ -28,6 +28,9 @@ SESSION_FILE = "session.jsonl"
 #: The last checkpoint of a running agent (``{"count", "session_id", "at"}``): with the
 #: session and the diff so far, where a preempted task's next attempt goes on from.
 CHECKPOINT_FILE = "checkpoint.json"
+#: The runner's scratch git index for a checkpoint's diff (the repository's own index is
+#: the agent's to use meanwhile).
+CHECKPOINT_INDEX = "checkpoint.index"
 #: The files a finished task leaves for its user, besides artifacts and the result.
 OUTPUT_FILES: tuple[str, ...] = (LOG_FILE, TRANSCRIPT_FILE, STDERR_FILE, DIFF_FILE,
                                  SESSION_FILE, CHECKPOINT_FILE)

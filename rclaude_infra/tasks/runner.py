@@ -40,6 +40,7 @@ from .git import git, git_env
 from .layout import (
     ARTIFACTS_DIR,
     CHECKPOINT_FILE,
+    CHECKPOINT_INDEX,
     CLAUDE_DIR,
     DIFF_FILE,
     LOG_FILE,
@@ -124,6 +125,16 @@ def _checkout(spec: TaskSpec, work: Path, log: _Log) -> tuple[Path, str | None]:
         git(["clone", "--quiet", "--", spec.repo, str(target)], env=env)
         git(["checkout", "--quiet", spec.ref], cwd=target)
     return target, git(["rev-parse", "HEAD"], cwd=target).strip()
+
+
+def _snapshot_diff(repo: Path, scratch: Path) -> str:
+    """The work so far as ``_diff`` shows it, through a scratch index: the agent may be
+    running git at the same time, and the repository's own index is left alone."""
+    env = {**os.environ, "GIT_INDEX_FILE": str(scratch)}
+    scratch.unlink(missing_ok=True)
+    git(["read-tree", "HEAD"], cwd=repo, env=env)
+    git(["add", "--all"], cwd=repo, env=env)
+    return git(["diff", "--cached", "HEAD", "--binary"], cwd=repo, env=env)
 
 
 def _diff(repo: Path) -> str:
@@ -281,7 +292,8 @@ class _Checkpoints:
         with self._lock:
             try:
                 if self.repo is not None:
-                    (self.task_dir / DIFF_FILE).write_text(_diff(self.repo))
+                    (self.task_dir / DIFF_FILE).write_text(
+                        _snapshot_diff(self.repo, self.task_dir / CHECKPOINT_INDEX))
                 _keep_session(self.task_dir, self.cwd, session)
             except (RuntimeError, OSError, subprocess.SubprocessError):
                 return  # the next one, or the final one, saves it
