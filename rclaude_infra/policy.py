@@ -47,13 +47,15 @@ IAM_POLICY = "aws:iam/policy:Policy"
 POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 CODEBUILD_PROJECT = "aws:codebuild/project:Project"
+VPC = "aws:ec2/vpc:Vpc"
+DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
 ECR_REPOSITORY = "aws:ecr/repository:Repository"
 ECR_LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
 
 #: Types the stack creates that accept tags (the tag rule checks these).
 TAGGABLE = (
     LAUNCH_TEMPLATE, SUBNET, SECURITY_GROUP, BUCKET, TASK_DEFINITION, CAPACITY_PROVIDER,
-    ROLE, LOG_GROUP, "aws:ec2/vpc:Vpc", "aws:ec2/internetGateway:InternetGateway",
+    ROLE, LOG_GROUP, VPC, DEFAULT_SECURITY_GROUP, "aws:ec2/internetGateway:InternetGateway",
     "aws:ec2/routeTable:RouteTable", "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip",
     "aws:ecs/cluster:Cluster", "aws:secretsmanager/secret:Secret",
     "aws:iam/instanceProfile:InstanceProfile", CODEBUILD_PROJECT, ECR_REPOSITORY,
@@ -171,7 +173,7 @@ class PolicyReport:
     >>> from rclaude_infra import plan
     >>> report = plan().check_policies()
     >>> report.ok, report.rules_checked, len(report.mandatory_violations)
-    (True, 42, 0)
+    (True, 43, 0)
     """
 
     findings: tuple[Finding, ...]
@@ -386,6 +388,25 @@ def _no_ingress(props: Props) -> Iterator[str]:
     count = len(_rules(props, "ingress"))
     if count:
         yield f"the runner's group has {count} inbound rules; it needs none"
+
+
+@rule(
+    id="vpc-default-sg-closed",
+    severity="medium",
+    description="A VPC the stack creates has its default security group without rules",
+    references=("CKV2_AWS_12", "EC2.2"),
+    stack=True,
+)
+def _default_sg_closed(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, str]]:
+    vpcs = [name for kind, name, _ in resources if kind == VPC]
+    managed = [props for kind, _, props in resources if kind == DEFAULT_SECURITY_GROUP]
+    if len(managed) < len(vpcs):
+        for name in vpcs:
+            yield name, "its default security group keeps AWS's default rules (members reach "\
+                "each other); manage it with aws.ec2.DefaultSecurityGroup and no rules"
+    for props in managed:
+        if _as_list(props.get("ingress")) or _as_list(props.get("egress")):
+            yield "default security group", "the VPC's default security group has rules"
 
 
 @rule(

@@ -194,6 +194,21 @@ def test_image_build_rules_are_checked_across_resources(plan_for: PlanFor) -> No
     assert [n for n, _ in logs(elsewhere)] == ["rclaude-dev-image-build"]
 
 
+def test_the_default_security_group_is_held_closed(plan_for: PlanFor) -> None:
+    check = rules_by_id()["vpc-default-sg-closed"].stack_check
+    assert check is not None
+    resources = [(r.type, r.name, r.inputs) for r in plan_for(**STRICT)]
+    assert list(check(resources)) == []
+    unmanaged = [r for r in resources if not r[0].endswith("DefaultSecurityGroup")]
+    assert [name for name, _ in check(unmanaged)] == ["rclaude-dev-vpc"]
+    opened = [(t, n, {**i, "ingress": [{"protocol": "-1", "self": True}]})
+              if t.endswith("DefaultSecurityGroup") else (t, n, i) for t, n, i in resources]
+    assert [m for _, m in check(opened)] == ["the VPC's default security group has rules"]
+    # An existing VPC is the user's: its default group is not the stack's to manage.
+    existing = plan_for(vpc_id="vpc-0123abcd", subnet_ids=("subnet-0a1b2c3d", "subnet-4e5f6a7b"))
+    assert not existing.by_type("aws:ec2:DefaultSecurityGroup")
+
+
 def test_a_widened_image_build_role_is_refused(plan_for: PlanFor) -> None:
     """The build's role is held to the IAM rules like every role: pushing to any
     repository is a mandatory violation."""

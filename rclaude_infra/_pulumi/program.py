@@ -250,6 +250,16 @@ class RclaudeStack(pulumi.ComponentResource):
             tags={**self.tags, "Name": f"{self._prefix}-vpc"},
             opts=self._child,
         )
+        # The VPC's default security group, taken over with no rules: AWS's default lets
+        # every member reach every other (Checkov CKV2_AWS_12, Security Hub EC2.2).
+        aws.ec2.DefaultSecurityGroup(
+            f"{self._prefix}-default-sg",
+            vpc_id=vpc.id,
+            ingress=[],
+            egress=[],
+            tags={**self.tags, "Name": f"{self._prefix}-default (no rules)"},
+            opts=self._child,
+        )
         gateway = aws.ec2.InternetGateway(
             f"{self._prefix}-igw",
             vpc_id=vpc.id,
