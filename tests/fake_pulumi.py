@@ -11,7 +11,10 @@ the way the engine writes them (the file-based event log of CLI versions up to 3
 from __future__ import annotations
 
 import json
+import sys
+import tempfile
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -142,12 +145,21 @@ class FakePulumi(PulumiCommand):
     def __init__(self, *, version: str = "3.205.0", stack_exists: bool = False,
                  events: Callable[[str], list[str]] = success_events,
                  overrides: Mapping[str, Responder] | None = None) -> None:
-        # No `pulumi version` process: the real constructor would run one.
-        self.command = "pulumi"
+        # No `pulumi version` process: the real constructor would run one. What the
+        # engine runs itself (a secret on stdin) reaches a small executable standing in for
+        # the CLI, which records its arguments and its standard input.
+        self._bin = Path(tempfile.mkdtemp(prefix="fake-pulumi-"))
+        self.command = str(self._bin / "pulumi")
+        Path(self.command).write_text(
+            f"#!{sys.executable}\nimport json, os, sys\n"
+            "with open(os.path.join(os.path.dirname(sys.argv[0]), 'calls.jsonl'), 'a') as f:\n"
+            "    f.write(json.dumps({'args': sys.argv[1:], 'stdin': sys.stdin.read(),"
+            " 'cwd': os.getcwd()}) + '\\n')\n")
+        Path(self.command).chmod(0o755)
         self.version = VersionInfo.parse(version)
         self.calls: list[Call] = []
         self.stacks: set[str] = {"dev"} if stack_exists else set()
-        self.config: dict[str, dict[str, Any]] = {}
+        self._config: dict[str, dict[str, Any]] = {}
         self.events = events
         self.overrides = dict(overrides or {})
 
@@ -171,6 +183,23 @@ class FakePulumi(PulumiCommand):
         if code != 0:
             raise create_command_error(result)
         return result
+
+    @property
+    def stdin_calls(self) -> list[dict[str, Any]]:
+        """What the engine ran as the CLI itself: ``args``, ``stdin``, ``cwd`` each."""
+        path = self._bin / "calls.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    @property
+    def config(self) -> dict[str, dict[str, Any]]:
+        """The stack's config: set through the Automation API, and secrets set on stdin."""
+        for call in self.stdin_calls:
+            args = call["args"]
+            if args[:2] == ["config", "set"] and "--secret" in args:
+                self._config[args[-1]] = {"value": call["stdin"], "secret": True}
+        return self._config
 
     def _write_events(self, call: Call, lines: list[str]) -> None:
         if "--event-log" in call.args:
@@ -197,7 +226,7 @@ class FakePulumi(PulumiCommand):
             for i, arg in enumerate(args):
                 if arg in ("--plaintext", "--secret"):
                     key, _, value = args[i + 1].partition("=")
-                    self.config[key] = {"value": value, "secret": arg == "--secret"}
+                    self._config[key] = {"value": value, "secret": arg == "--secret"}
             return "", "", 0
         if verb == "config":
             shown = {k: {**v, "value": v["value"]} for k, v in self.config.items()}

@@ -63,11 +63,18 @@ def test_first_up_selects_creates_configures_and_deploys(_home: Path) -> None:
     assert select.args == ["--non-interactive", "stack", "select", "--stack", "dev"]
     assert init.args == ["--non-interactive", "stack", "init", "dev",
                          "--secrets-provider", "passphrase"]
-    # Every DeploymentConfig field as rclaude:<field>; the key as a secret, never plaintext.
+    # Every DeploymentConfig field as rclaude:<field>; the key as a secret, on the CLI's
+    # standard input: in no command's arguments (which the process list shows).
     pairs = {set_all.args[i + 1].split("=", 1)[0]: set_all.args[i]
              for i, a in enumerate(set_all.args) if a in ("--plaintext", "--secret")}
     assert pairs["rclaude:region"] == "--plaintext"
-    assert pairs["rclaude:anthropic_api_key"] == "--secret"
+    assert "rclaude:anthropic_api_key" not in pairs
+    (secret,) = fake.stdin_calls
+    assert secret["args"] == ["config", "set", "--secret", "--non-interactive", "--stack",
+                              "dev", "rclaude:anthropic_api_key"]
+    assert secret["stdin"] == KEY and Path(secret["cwd"]) == Path(init.cwd)
+    assert not any(KEY in arg for call in fake.calls for arg in call.args)
+    assert fake.config["rclaude:anthropic_api_key"] == {"value": KEY, "secret": True}
     assert f"rclaude:instance_types={json.dumps(['t3.medium', 't3a.medium'])}" in set_all.args
     assert up.args[:4] == ["--non-interactive", "up", "--yes", "--skip-preview"]
     assert up.args[up.args.index("--policy-pack") + 1].endswith("rclaude_infra/_pulumi/crossguard")

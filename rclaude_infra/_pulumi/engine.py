@@ -14,6 +14,7 @@ import os
 import re
 import secrets
 import shutil
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping
@@ -263,24 +264,42 @@ class StackSession:
             + ". auth='bedrock' needs no key.", env=env)
 
     def _desired_config(self) -> dict[str, auto.ConfigValue]:
-        values = {
+        return {
             key: auto.ConfigValue(value=value)
             for key, value in self.config.to_stack_config().items()
         }
-        credential = self.credential()
-        if credential:
-            values[CREDENTIAL_KEYS[self.config.auth]] = auto.ConfigValue(value=credential,
-                                                                         secret=True)
-        return values
 
     def _sync_config(self) -> auto.Stack:
         stack = self.stack()
         desired = self._desired_config()
+        credential = self.credential()
         fingerprint = {k: (v.value, v.secret) for k, v in desired.items()}
+        fingerprint["credential"] = (_short_hash(credential or ""), True)
         if fingerprint != self._config_sent:
             self._call(lambda: stack.set_all_config(desired))
+            if credential:
+                self._set_secret(CREDENTIAL_KEYS[self.config.auth], credential)
             self._config_sent = fingerprint
         return stack
+
+    def _set_secret(self, key: str, value: str) -> None:
+        """``pulumi config set --secret KEY`` with the value on standard input, so it is in
+        no process's arguments (the Automation API passes values as arguments, which any
+        user of the machine can read in the process list while the command runs)."""
+        env = {**os.environ, **self._env()}
+        if self.pulumi_home:
+            env["PULUMI_HOME"] = self.pulumi_home
+        args = [self.command().command, "config", "set", "--secret", "--non-interactive",
+                "--stack", self.name, key]
+        try:
+            done = subprocess.run(args, input=value, cwd=self.work_dir, env=env,
+                                  capture_output=True, text=True, timeout=300)
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise EngineError(f"pulumi config set --secret {key} could not run: {exc}") from exc
+        if done.returncode != 0:
+            error = auto_errors.create_command_error(
+                auto.CommandResult(stdout=done.stdout, stderr=done.stderr, code=done.returncode))
+            raise translate(error, stack=self.name) from error
 
     def _call(self, fn: Callable[[], _T], adapter: EventAdapter | None = None) -> _T:
         try:
@@ -367,8 +386,12 @@ class StackSession:
         self.config = config
         workspace = self.workspace()
         workspace.env_vars = {**workspace.env_vars, **self._env()}  # the policy pack's view
-        # What the stack holds is what a later up would send: no set-all needed.
-        self._config_sent = {k: (v.value, v.secret) for k, v in values.items()}
+        # What the stack holds is what a later up would send: no set-all needed (and the
+        # credential it holds stays, unless one is given).
+        self._config_sent = {k: (v.value, v.secret) for k, v in values.items()
+                             if k not in CREDENTIAL_KEYS.values()}
+        held = values.get(CREDENTIAL_KEYS.get(config.auth) or "")
+        self._config_sent["credential"] = (_short_hash(held.value if held else ""), True)
         return config
 
     def list_stacks(self) -> list[auto.StackSummary]:
