@@ -66,7 +66,7 @@ class Plan:
     >>> p.one("aws:ec2:LaunchTemplate").inputs["metadataOptions"]["httpTokens"]
     'required'
     >>> len(p.stack_resources)
-    33
+    34
     """
 
     name: str

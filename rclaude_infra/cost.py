@@ -510,8 +510,7 @@ def _ecr_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
     """The runner image kept in the stack's repository."""
     return [_line(repository, "Image storage", usage.image_gb, prices.item("ecr_storage"),
                   baseline=True)
-            for repository in [*plan.by_type("awsx:ecr:Repository"),
-                               *plan.by_type("aws:ecr:Repository")]]
+            for repository in plan.by_type("aws:ecr:Repository")]
 
 
 def _codebuild_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:

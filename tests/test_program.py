@@ -14,6 +14,7 @@ from plan_helpers import PlanFor, container, policy_document
 
 from rclaude_infra import SECRET_MASK, Plan
 from rclaude_infra._pulumi.program import DEPLOYMENT_TAG, ami_parameter
+from rclaude_infra.image_source import image_source
 
 SUBNETS = ("subnet-0a1b2c3d", "subnet-4e5f6a7b")
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -326,11 +327,16 @@ def test_arm64_uses_the_arm_ami_and_image(plan_for: PlanFor) -> None:
 
 
 def test_built_image_gets_an_ecr_repository_and_scoped_pull(default_plan: Plan) -> None:
-    repository = default_plan.one("awsx:ecr:Repository")
+    # A plain repository (visible to the plan, the rules and the estimate), its lifecycle
+    # policy, and the image awsx builds into it tagged by the package's content hash.
+    repository = default_plan.one("aws:ecr:Repository")
     image = default_plan.one("awsx:ecr:Image").inputs
     assert image["dockerfile"].endswith("rclaude_infra/_pulumi/runner/Dockerfile")
     assert image["platform"] == "linux/amd64"
+    assert image["imageTag"] == image_source().tag("x86_64")
     assert repository.inputs["forceDelete"] is True
+    assert repository.inputs["imageTagMutability"] == "IMMUTABLE"
+    assert default_plan.by_type("aws:ecr:LifecyclePolicy")
     policies = {r.name: policy_document(r) for r in default_plan.by_type("aws:iam:RolePolicy")}
     pull = {s["Sid"]: s for s in policies["rclaude-dev-execution"]["Statement"]}["PullRunnerImage"]
     assert pull["Resource"].startswith(
@@ -340,7 +346,7 @@ def test_built_image_gets_an_ecr_repository_and_scoped_pull(default_plan: Plan) 
 
 def test_external_image_is_used_as_given_without_ecr(plan_for: PlanFor) -> None:
     p = plan_for(image="ghcr.io/me/runner:1.2", build_image=False)
-    assert not p.by_type("awsx:ecr:Repository")
+    assert not p.by_type("aws:ecr:Repository")
     assert container(p)["image"] == "ghcr.io/me/runner:1.2"
     policies = {r.name: policy_document(r) for r in p.by_type("aws:iam:RolePolicy")}
     actions = [a for s in policies["rclaude-dev-execution"]["Statement"]

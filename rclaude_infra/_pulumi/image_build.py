@@ -1,4 +1,5 @@
-"""The runner image built in the account (``build_image="remote"``): an ECR repository,
+"""The runner image's repository (every stack that builds its image) and the image built
+in the account (``build_image="remote"``): an ECR repository,
 a CodeBuild project that builds the uploaded package into it, the project's role and
 log group. Nothing here runs the build: ``Deployment.up`` uploads the sources and starts
 it once the stack exists (``_aws/image_build.py``), and only when the tag is missing.
@@ -43,6 +44,30 @@ class RemoteImage:
     source_key: str
 
 
+def runner_repository(*, name: str, tags: Mapping[str, str], opts: pulumi.ResourceOptions,
+                      aliases: list[pulumi.Alias] | None = None) -> aws.ecr.Repository:
+    """The stack's ECR repository for the runner image, with the lifecycle policy that
+    keeps it small; plain resources, so the plan, the rules and the estimate see them."""
+    prefix = f"rclaude-{name}"
+    repository = aws.ecr.Repository(
+        prefix + "-runner",
+        force_delete=True,
+        # Each tag is a content hash: a tag never names two images.
+        image_tag_mutability="IMMUTABLE",
+        image_scanning_configuration={"scan_on_push": True},
+        encryption_configurations=[{"encryption_type": "AES256"}],
+        tags=tags,
+        opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=aliases)),
+    )
+    aws.ecr.LifecyclePolicy(
+        prefix + "-runner",
+        repository=repository.name,
+        policy=ecr_lifecycle_policy(),
+        opts=opts,
+    )
+    return repository
+
+
 def remote_image(*, name: str, config: DeploymentConfig, tags: Mapping[str, str],
                  bucket: aws.s3.Bucket, account_id: pulumi.Output[str],
                  opts: pulumi.ResourceOptions) -> RemoteImage:
@@ -52,22 +77,7 @@ def remote_image(*, name: str, config: DeploymentConfig, tags: Mapping[str, str]
     source = image_source()
     tag = source.tag(cfg.arch)
 
-    repository = aws.ecr.Repository(
-        f"{prefix}-runner",
-        force_delete=True,
-        # Each tag is a content hash: a tag never names two images.
-        image_tag_mutability="IMMUTABLE",
-        image_scanning_configuration={"scan_on_push": True},
-        encryption_configurations=[{"encryption_type": "AES256"}],
-        tags=tags,
-        opts=opts,
-    )
-    aws.ecr.LifecyclePolicy(
-        f"{prefix}-runner",
-        repository=repository.name,
-        policy=ecr_lifecycle_policy(),
-        opts=opts,
-    )
+    repository = runner_repository(name=name, tags=tags, opts=opts)
     log_group = aws.cloudwatch.LogGroup(
         f"{prefix}-image-build",
         name=f"/rclaude/{name}/image-build",

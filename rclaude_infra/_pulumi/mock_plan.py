@@ -105,9 +105,6 @@ class _Mocks(pulumi.runtime.Mocks):
                 f"{inputs.get('family')}:1",
                 "revision": 1,
             },
-            "awsx:ecr:Repository": {
-                "url": f"{MOCK_ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/{physical}",
-            },
             "aws:ecr/repository:Repository": {
                 "repositoryUrl": f"{MOCK_ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/"
                 f"{physical}",

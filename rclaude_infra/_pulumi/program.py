@@ -16,6 +16,7 @@ import pulumi
 import pulumi_aws as aws
 
 from ..config import DEPLOYMENT_TAG, DeploymentConfig
+from ..image_source import image_source
 from ..tasks.agent import CLAUDE_CODE_VERSION
 from .documents import (
     HOST_NOTICE_DIR,
@@ -28,7 +29,7 @@ from .documents import (
     trust_policy,
     user_data,
 )
-from .image_build import RemoteImage, remote_image
+from .image_build import RemoteImage, remote_image, runner_repository
 
 COMPONENT_TYPE = "rclaude:infra:Stack"
 MANAGED_BY_TAG = "rclaude:managed-by"
@@ -530,28 +531,22 @@ class RclaudeStack(pulumi.ComponentResource):
 
         import pulumi_awsx as awsx
 
-        self.repository = awsx.ecr.Repository(
-            f"{self._prefix}-runner",
-            force_delete=True,
-            image_scanning_configuration={"scan_on_push": True},
-            tags=self.tags,
-            opts=self._child,
-        )
+        # Before 0.2 the repository was an awsx component's child: the alias keeps it.
+        earlier = pulumi.Alias(parent=pulumi.create_urn(f"{self._prefix}-runner",
+                                                        "awsx:ecr:Repository", parent=self))
+        self.repository = runner_repository(name=self._name, tags=self.tags, opts=self._child,
+                                            aliases=[earlier])
         image = awsx.ecr.Image(
             f"{self._prefix}-runner",
-            repository_url=self.repository.url,
+            repository_url=self.repository.repository_url,
+            image_tag=image_source().tag(cfg.arch),
             context=str(IMAGE_CONTEXT),
             dockerfile=str(RUNNER_DOCKERFILE),
             args={"CLAUDE_CODE_VERSION": CLAUDE_CODE_VERSION},
             platform="linux/arm64" if cfg.arch == "arm64" else "linux/amd64",
             opts=self._child,
         )
-        arn = pulumi.Output.all(self._partition, self._account_id, self.repository.url).apply(
-            lambda args: (
-                f"arn:{args[0]}:ecr:{cfg.region}:{args[1]}:repository/{args[2].split('/', 1)[1]}"
-            )
-        )
-        return image.image_uri, arn
+        return image.image_uri, self.repository.arn
 
     def _roles(self, ecr_repository_arn: pulumi.Input[str] | None) -> None:
         trust = self._account_id.apply(lambda account: trust_policy("ecs-tasks.amazonaws.com",
