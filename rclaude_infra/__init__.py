@@ -45,7 +45,6 @@ from .errors import (
     SweepError,
 )
 from .instance_types import InstanceType, instance_types
-from .outputs import StackOutputs
 from .tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -63,6 +62,7 @@ if TYPE_CHECKING:
         task_cost,
     )
     from .image_source import ImageBuild
+    from .outputs import StackOutputs
     from .policy import Finding, PolicyReport, check_policies
     from .prices import HOURS_PER_MONTH, Price, PriceBook
     from .progress import (
@@ -105,6 +105,7 @@ _LAZY = {
     "AgentResult": ".tasks.agent",
     "BestOf": ".tasks.best_of",
     "ImageBuild": ".image_source",
+    "StackOutputs": ".outputs",
     **dict.fromkeys(["LogLine", "Task", "TaskNotFoundError", "TaskResult", "TaskState",
                      "TaskStatus", "TaskTimeoutError"], ".tasks.model"),
 }

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,7 +19,6 @@ from .errors import (
     MissingDependencyError,
     RclaudeError,
 )
-from .outputs import StackOutputs
 from .tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -32,6 +29,7 @@ if TYPE_CHECKING:
     from .checks import CheckItem, CheckReport
     from .cost import CostEstimate, TaskCost
     from .image_source import ImageBuild
+    from .outputs import StackOutputs
     from .policy import PolicyReport
     from .prices import PriceBook
     from .progress import OnProgress, ProgressEvent
@@ -229,6 +227,8 @@ class Deployment:
         self._image_ready = False
         #: When this month's spend was read, what it was, and the caps started since.
         self._ledger: tuple[float, Spend, float] | None = None
+        import threading  # here: the module loads without it (import rclaude_infra is light)
+
         self._ledger_lock = threading.Lock()
 
     def _stack(self) -> StackSession:
@@ -301,6 +301,8 @@ class Deployment:
         >>> d.config.region
         'eu-west-1'
         """
+        from .outputs import StackOutputs
+
         parsed = outputs if isinstance(outputs, StackOutputs) else StackOutputs.from_mapping(
             outputs)
         known = config is not None
@@ -367,8 +369,12 @@ class Deployment:
         spec = self._admit(spec)
         backend = self._tasks()
         self._require_image()
-        with self._within_budget([spec]):
+        reserved = self._reserve_budget([spec])
+        try:
             return backend.submit(spec)
+        except BaseException:
+            self._release_budget(reserved)
+            raise
 
     def resume(self, task_id: str, prompt: str, **changes: Any) -> Task:
         """Start a task that continues ``task_id`` (:meth:`Task.resume_spec`): the same
@@ -468,8 +474,9 @@ class Deployment:
             return []
         backend = self._tasks()
         self._require_image()
-        with self._within_budget(specs), concurrent.futures.ThreadPoolExecutor(
-                min(workers, len(specs)), "rclaude-submit") as pool:
+        self._reserve_budget(specs)  # the tasks that do not start are retried, not refunded
+        with concurrent.futures.ThreadPoolExecutor(min(workers, len(specs)),
+                                                   "rclaude-submit") as pool:
             futures = [pool.submit(backend.submit, spec) for spec in specs]
         failed = [(spec.task_id, f.exception()) for spec, f in zip(specs, futures, strict=True)
                   if f.exception() is not None]
@@ -516,11 +523,10 @@ class Deployment:
                 moved.append(task)
         return moved
 
-    @contextlib.contextmanager
-    def _within_budget(self, specs: Sequence[TaskSpec]) -> Iterator[None]:
+    def _reserve_budget(self, specs: Sequence[TaskSpec]) -> float:
         """Refuse ``specs`` (:class:`~rclaude_infra.errors.BudgetExceededError`) when this
-        month's spend so far plus their caps would pass ``max_monthly_usd``; count their
-        caps as spent once they are submitted.
+        month's spend so far plus their caps would pass ``max_monthly_usd``; else count
+        their caps as spent and return them (:meth:`_release_budget` if they do not start).
 
         This month so far is :meth:`spend` since the 1st (UTC), with each task still
         running counted at the model cost a task is expected to have; read again after
@@ -528,8 +534,7 @@ class Deployment:
         are added to it."""
         limit = self._config.max_monthly_usd
         if limit is None or not self._config_known:
-            yield
-            return
+            return 0.0
         import datetime as dt
         import time
 
@@ -558,13 +563,15 @@ class Deployment:
                     "TaskSpec.max_budget_usd, or raise max_monthly_usd.",
                     estimate=spent, limit=limit)
             self._ledger = (read_at, spent, started + new)
-        try:
-            yield
-        except BaseException:
-            with self._ledger_lock:  # not started after all
-                if self._ledger is not None and self._ledger[0] == read_at:
-                    self._ledger = (read_at, self._ledger[1], self._ledger[2] - new)
-            raise
+            return new
+
+    def _release_budget(self, amount: float) -> None:
+        """Tasks counted by :meth:`_reserve_budget` did not start after all."""
+        if not amount:
+            return
+        with self._ledger_lock:
+            if self._ledger is not None:
+                self._ledger = (self._ledger[0], self._ledger[1], self._ledger[2] - amount)
 
     def _task_cap(self, spec: TaskSpec) -> TaskCost:
         """The most ``spec`` may cost: its model cap (``max_budget_usd``, else the usage's
@@ -656,6 +663,8 @@ class Deployment:
         """
         self._guard()
 
+        from .outputs import StackOutputs
+
         def deploy(callback: OnProgress | None) -> StackOutputs:
             self._outputs = StackOutputs.from_mapping(self._stack().up(callback))
             if self._outputs.image_build_project:
@@ -739,6 +748,8 @@ class Deployment:
     def outputs(self) -> StackOutputs:
         """The deployed stack's outputs (from the last ``up``, else read from the state)."""
         if self._outputs is None:
+            from .outputs import StackOutputs
+
             self._outputs = StackOutputs.from_mapping(
                 self._run("outputs", lambda cb: self._stack().outputs(), None, False))
         return self._outputs

@@ -21,41 +21,38 @@ import contextlib
 import datetime as dt
 import json
 import os
-import re
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
-
-import attrs
 
 from .agent import AGENT_ENV, AgentStream
 from .delivery import deliver
 from .git import git, git_env
 from .layout import (
     ARTIFACTS_DIR,
-    CHECKPOINT_FILE,
-    CHECKPOINT_INDEX,
     CLAUDE_DIR,
     DIFF_FILE,
     LOG_FILE,
     OUTPUT_FILES,
     PREEMPTED_EXIT,
-    PREVIOUS_DIR,
     RESULT_FILE,
-    RESUME_DIR,
-    RESUME_INPUTS,
-    SESSION_FILE,
     SETTINGS_FILE,
     SPEC_FILE,
     STDERR_FILE,
     STOP_REASON_FILE,
     TRANSCRIPT_FILE,
+)
+from .sessions import (
+    Checkpoint,
+    Checkpoints,
+    apply_earlier,
+    continuation,
+    keep_session,
+    resume_session,
 )
 from .spec import TaskSpec
 
@@ -127,16 +124,6 @@ def _checkout(spec: TaskSpec, work: Path, log: _Log) -> tuple[Path, str | None]:
     return target, git(["rev-parse", "HEAD"], cwd=target).strip()
 
 
-def _snapshot_diff(repo: Path, scratch: Path) -> str:
-    """The work so far as ``_diff`` shows it, through a scratch index: the agent may be
-    running git at the same time, and the repository's own index is left alone."""
-    env = {**os.environ, "GIT_INDEX_FILE": str(scratch)}
-    scratch.unlink(missing_ok=True)
-    git(["read-tree", "HEAD"], cwd=repo, env=env)
-    git(["add", "--all"], cwd=repo, env=env)
-    return git(["diff", "--cached", "HEAD", "--binary"], cwd=repo, env=env)
-
-
 def _diff(repo: Path) -> str:
     # Intent-to-add makes new files show in the diff without staging their content.
     git(["add", "--intent-to-add", "--all"], cwd=repo)
@@ -167,40 +154,6 @@ class _Stopper:
         except subprocess.TimeoutExpired:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
-
-
-def _sessions(config_dir: Path, cwd: Path) -> Path:
-    """Where Claude Code keeps the sessions of work in ``cwd``: its configuration
-    directory's ``projects/`` entry named by the path, each non-alphanumeric a ``-``."""
-    return config_dir / "projects" / re.sub(r"[^A-Za-z0-9-]", "-", str(cwd))
-
-
-def _apply_earlier(spec: TaskSpec, task_dir: Path, cwd: Path, log: _Log) -> None:
-    """Start from the earlier task's work (``resume_from``, ``apply_from``): its diff on
-    the clone, unless the checkout has it already (the branch it was pushed to)."""
-    earlier = spec.earlier_work
-    patch = task_dir / RESUME_DIR / DIFF_FILE
-    if earlier is None or spec.repo is None or not patch.is_file() or not patch.stat().st_size:
-        return
-    try:
-        git(["apply", "--whitespace=nowarn", str(patch)], cwd=cwd)
-        log.line(f"[runner] applied the work of task {earlier}")
-    except RuntimeError as exc:
-        try:
-            git(["apply", "--reverse", "--check", str(patch)], cwd=cwd)
-        except RuntimeError:
-            raise RuntimeError(f"the work of task {earlier} does not apply to this "
-                               f"checkout: {exc}") from None
-
-
-def _resume_session(spec: TaskSpec, task_dir: Path, cwd: Path) -> None:
-    """The resumed task's session where Claude Code looks for it from this directory."""
-    session = task_dir / RESUME_DIR / SESSION_FILE
-    if not session.is_file():
-        raise RuntimeError(f"task {spec.resume_from} left no agent session to resume")
-    target = _sessions(task_dir / CLAUDE_DIR, cwd) / f"{spec.resume_session}.jsonl"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(session, target)
 
 
 #: Lines of the check's output its record keeps (all of it is in the log).
@@ -241,98 +194,6 @@ def _diff_stats(repo: Path) -> dict[str, int]:
         files += 1
         lines += 1 if added == "-" else int(added) + int(deleted)
     return {"files": files, "lines": lines}
-
-
-def _keep_session(task_dir: Path, cwd: Path, session_id: str | None) -> None:
-    """The agent's session among the task's outputs, for a later task to resume."""
-    if session_id is None:
-        return
-    found = _sessions(task_dir / CLAUDE_DIR, cwd) / f"{session_id}.jsonl"
-    if found.is_file():
-        shutil.copyfile(found, task_dir / SESSION_FILE)
-
-
-#: Seconds between two checkpoints of a running agent (``RCLAUDE_CHECKPOINT_SECONDS``).
-CHECKPOINT_SECONDS = 300.0
-#: The prompt of an attempt that goes on after a spot interruption, in the same session.
-CONTINUE_PROMPT = (
-    "The machine you were working on was reclaimed and your session moved to a new one; "
-    "the files are as you left them at the last checkpoint. Continue the task where you "
-    "stopped. The task was:\n\n{prompt}")
-
-Checkpoint = Callable[[Path], None]
-
-
-class _Checkpoints:
-    """Saves a running agent's session and the diff so far, every ``interval`` seconds and
-    once more when it is stopped; ``on_save`` puts them where a next attempt finds them
-    (S3, in the container)."""
-
-    def __init__(self, task_dir: Path, repo: Path | None, cwd: Path, agent: AgentStream,
-                 on_save: Checkpoint | None) -> None:
-        self.task_dir, self.repo, self.cwd, self.agent = task_dir, repo, cwd, agent
-        self.on_save = on_save
-        self.count = 0
-        self._done = threading.Event()
-        self._lock = threading.Lock()
-        interval = float(os.environ.get("RCLAUDE_CHECKPOINT_SECONDS", CHECKPOINT_SECONDS))
-        self._thread = threading.Thread(target=self._loop, args=(interval,), daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _loop(self, interval: float) -> None:
-        while not self._done.wait(interval):
-            self.save()
-
-    def save(self) -> None:
-        session = self.agent.init.get("session_id")
-        if session is None:
-            return  # Claude Code has not started its session yet
-        with self._lock:
-            try:
-                if self.repo is not None:
-                    (self.task_dir / DIFF_FILE).write_text(
-                        _snapshot_diff(self.repo, self.task_dir / CHECKPOINT_INDEX))
-                _keep_session(self.task_dir, self.cwd, session)
-            except (RuntimeError, OSError, subprocess.SubprocessError):
-                return  # the next one, or the final one, saves it
-            self.count += 1
-            (self.task_dir / CHECKPOINT_FILE).write_text(json.dumps({
-                "count": self.count, "session_id": session, "at": _now().isoformat()}))
-            if self.on_save is not None:
-                with contextlib.suppress(Exception):
-                    self.on_save(self.task_dir)
-
-    def stop(self) -> None:
-        self._done.set()
-
-
-def _continuation(spec: TaskSpec, task_dir: Path, log: _Log) -> tuple[TaskSpec, dict[str, Any]]:
-    """After a spot interruption: the task goes on from its last checkpoint (the earlier
-    attempt's session resumed, its diff applied), and the result says so."""
-    previous = task_dir / PREVIOUS_DIR
-    try:
-        earlier = json.loads((previous / RESULT_FILE).read_text())
-        checkpoint = json.loads((previous / CHECKPOINT_FILE).read_text())
-    except (OSError, ValueError):
-        return spec, {}
-    attempt = int(earlier.get("attempt", 1)) + 1
-    facts: dict[str, Any] = {"attempt": attempt}
-    if (earlier.get("status") != "preempted" or spec.prompt is None
-            or not (previous / SESSION_FILE).is_file()):
-        return spec, facts
-    inputs = task_dir / RESUME_DIR
-    inputs.mkdir(exist_ok=True)
-    for name in RESUME_INPUTS:
-        if (previous / name).is_file():
-            shutil.copyfile(previous / name, inputs / name)
-    log.line(f"[runner] going on from checkpoint {checkpoint.get('count')} of attempt "
-             f"{attempt - 1}")
-    facts["continued_from_checkpoint"] = checkpoint.get("count")
-    return attrs.evolve(spec, prompt=CONTINUE_PROMPT.format(prompt=spec.prompt),
-                        resume_from=spec.task_id, resume_session=checkpoint["session_id"],
-                        apply_from=None), facts
 
 
 def _agent_setup(spec: TaskSpec, task_dir: Path, env: dict[str, str]) -> list[str]:
@@ -389,13 +250,13 @@ def run(task_dir: Path, *, checkpoint: Checkpoint | None = None) -> int:
     exit_code: int | None = None
     repo: Path | None = None
     cwd: Path | None = None
-    checkpoints: _Checkpoints | None = None
+    checkpoints: Checkpoints | None = None
     agent: AgentStream | None = None
     last_stderr: list[str] = []
     try:
         spec = TaskSpec.from_mapping(json.loads((task_dir / SPEC_FILE).read_text()))
         result.update(task_id=spec.task_id, repo=spec.repo, ref=spec.ref, timeout=spec.timeout)
-        spec, facts = _continuation(spec, task_dir, log)
+        spec, facts = continuation(spec, task_dir, log.line)
         result.update(facts)
         artifacts = task_dir / ARTIFACTS_DIR
         artifacts.mkdir(exist_ok=True)
@@ -409,11 +270,11 @@ def run(task_dir: Path, *, checkpoint: Checkpoint | None = None) -> int:
         env = {**os.environ, **spec.env, "RCLAUDE_TASK_ID": spec.task_id,
                "RCLAUDE_ARTIFACTS": str(artifacts)}
         log.attach(task_dir)
-        _apply_earlier(spec, task_dir, cwd, log)
+        apply_earlier(spec, task_dir, cwd, log.line)
         if spec.prompt is not None:
             argv = _agent_setup(spec, task_dir, env)
             if spec.resume_from is not None:
-                _resume_session(spec, task_dir, cwd)
+                resume_session(spec, task_dir, cwd)
             agent = AgentStream()
         else:
             argv = spec.argv()
@@ -430,7 +291,7 @@ def run(task_dir: Path, *, checkpoint: Checkpoint | None = None) -> int:
                 stopper.stop(why)
             timer.start()
             if agent is not None:
-                checkpoints = _Checkpoints(task_dir, repo, cwd, agent, checkpoint)
+                checkpoints = Checkpoints(task_dir, repo, cwd, agent, checkpoint)
                 checkpoints.start()
             helpers = [threading.Thread(target=_drain, args=(process.stderr, log, last_stderr),
                                         daemon=True)]
@@ -470,7 +331,7 @@ def run(task_dir: Path, *, checkpoint: Checkpoint | None = None) -> int:
         summary = agent.summary() if agent is not None else None
         if summary is not None and cwd is not None:
             with contextlib.suppress(OSError):
-                _keep_session(task_dir, cwd, summary.session_id)
+                keep_session(task_dir, cwd, summary.session_id)
         if summary is not None:
             result["agent"] = summary.to_dict()
         if stopper.reason == "timeout":
