@@ -218,3 +218,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "live" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(name="bare")
+def _bare(tmp_path: Path) -> Path:
+    """``served/o/app.git`` (``served/`` is a git host's root): ``add`` subtracts."""
+    from git_repos import bare_repository
+
+    return bare_repository(tmp_path / "served" / "o" / "app.git")

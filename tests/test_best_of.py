@@ -13,11 +13,10 @@ from pathlib import Path
 
 import pytest
 from fake_anthropic import FakeAnthropic, Reply
+from git_repos import git
 
 from rclaude_infra import ConfigError, Deployment, TaskSpec, TaskStatus
 
-GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
 CHECK = "python3 -c 'import app; assert app.add(2, 3) == 5, app.add(2, 3)'"
 
 
@@ -35,22 +34,6 @@ RIGHT_BUT_LONG = _edit("    # Add the two numbers.\n    total = a + b\n    retur
 pytestmark = pytest.mark.usefixtures("private_home")
 
 
-def _git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True,
-                          capture_output=True, text=True).stdout
-
-
-@pytest.fixture(name="bare")
-def _bare(tmp_path: Path) -> Path:
-    work = tmp_path / "seed"
-    work.mkdir()
-    (work / "app.py").write_text("def add(a, b):\n    return a - b\n")
-    _git("init", "--quiet", "--initial-branch", "main", cwd=work)
-    _git("add", ".", cwd=work)
-    _git("commit", "--quiet", "-m", "first", cwd=work)
-    bare = tmp_path / "app.git"
-    subprocess.run(["git", "clone", "--quiet", "--bare", str(work), str(bare)], check=True)
-    return bare
 
 
 def _who_got(fake: FakeAnthropic, script_index: int) -> str:
@@ -81,7 +64,7 @@ def test_a_check_judges_the_work_and_leaves_no_trace_in_it(bare: Path,
     assert passed.result().data["check"]["passed"] is True
     branch = passed.result().branch
     assert branch is not None
-    assert _git("ls-tree", "-r", "--name-only", branch, cwd=bare).split() == ["app.py"]
+    assert git("ls-tree", "-r", "--name-only", branch, cwd=bare).split() == ["app.py"]
 
 
 def test_the_best_of_three_is_delivered_alone(bare: Path, fake_api: FakeAnthropic) -> None:
@@ -100,10 +83,10 @@ def test_the_best_of_three_is_delivered_alone(bare: Path, fake_api: FakeAnthropi
     assert all(a.cost_usd > 0 for a in best.attempts)
     # Only the winner's work is pushed, once, by the delivery task (which checked it again).
     assert best.branch == "fix/add" and best.reason is None
-    assert _git("show", "fix/add:app.py", cwd=bare) == "def add(a, b):\n    return a + b\n"
-    branches = _git("branch", "--list", cwd=bare).split()
+    assert git("show", "fix/add:app.py", cwd=bare) == "def add(a, b):\n    return a + b\n"
+    branches = git("branch", "--list", cwd=bare).split()
     assert [b for b in branches if b != "*"] == ["fix/add", "main"]
-    message = _git("log", "-1", "--format=%B", "fix/add", cwd=bare)
+    message = git("log", "-1", "--format=%B", "fix/add", cwd=bare)
     assert message.startswith("Fix add() in app.py\n") and "Fixed: add adds." in message
     assert f"{right}: check passed, 2 lines" in message
     delivery = d.task(best.delivery_task or "")  # its command is the check: it passed
@@ -119,7 +102,7 @@ def test_no_winner_when_no_attempt_passes(bare: Path, fake_api: FakeAnthropic) -
         timeout=180)
     assert best.winner is None and best.delivery_task is None
     assert best.reason == "no attempt passed the check (2 tried)"
-    assert _git("branch", "--list", cwd=bare).split() == ["*", "main"]
+    assert git("branch", "--list", cwd=bare).split() == ["*", "main"]
 
 
 def test_best_of_inputs_are_checked() -> None:

@@ -7,13 +7,13 @@ import datetime as dt
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from ecs_harness import EcsHarness, with_credential_secret
 from fake_anthropic import PLANTED_KEY, FakeAnthropic, Reply
+from git_repos import bare_repository
 from git_server import GitServer
 from plan_helpers import PlanFor
 
@@ -75,16 +75,7 @@ def test_the_agent_works_in_the_container_signed_in_from_the_secret(
     harness.extra_path = ("/opt/claude/node_modules/.bin",)
     # The repository is private, on a git host that wants a token (loopback): the token
     # travels as a per-task secret and reaches git through the credential helper.
-    work = tmp_path / "seed"
-    work.mkdir()
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
-    (work / "app.py").write_text("def add(a, b):\n    return a - b\n")
-    for args in (["init", "--quiet", "--initial-branch", "main"], ["add", "."],
-                 ["commit", "--quiet", "-m", "first"]):
-        subprocess.run(["git", *args], cwd=work, env=env, check=True)
-    subprocess.run(["git", "clone", "--quiet", "--bare", str(work),
-                    str(tmp_path / "served" / "app.git")], check=True)
+    bare_repository(tmp_path / "served" / "app.git")
     monkeypatch.setenv("GIT_TOKEN", GIT_TOKEN)
     with FakeAnthropic([
         Reply.call("Read", {"file_path": "{cwd}/app.py"}),

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from fake_anthropic import FakeAnthropic, Reply
+from git_repos import git
 from git_server import GitServer
 from loopback import LoopbackServer
 
@@ -27,29 +28,10 @@ FIX = [
                         "new_string": "a + b"}),
     Reply.say("Fixed add(): it subtracted."),
 ]
-GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
 
 pytestmark = pytest.mark.usefixtures("private_home")
 
 
-def _git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True,
-                          capture_output=True, text=True).stdout
-
-
-@pytest.fixture(name="bare")
-def _bare(tmp_path: Path) -> Path:
-    """``served/o/app.git``: a repository whose ``add`` subtracts, on ``main``."""
-    work = tmp_path / "seed"
-    work.mkdir()
-    (work / "app.py").write_text("def add(a, b):\n    return a - b\n")
-    _git("init", "--quiet", "--initial-branch", "main", cwd=work)
-    _git("add", ".", cwd=work)
-    _git("commit", "--quiet", "-m", "first", cwd=work)
-    bare = tmp_path / "served" / "o" / "app.git"
-    subprocess.run(["git", "clone", "--quiet", "--bare", str(work), str(bare)], check=True)
-    return bare
 
 
 class FakeGitHub(LoopbackServer):
@@ -98,12 +80,12 @@ def test_the_work_is_committed_on_its_branch_and_pushed(
     assert result.branch == branch and result.pull_request_url is None
     assert result.delivery is not None and result.delivery["pushed"] is True
     # In the repository: the branch, with the fix, its message from the prompt; main as it was.
-    assert _git("show", f"{branch}:app.py", cwd=bare) == "def add(a, b):\n    return a + b\n"
-    assert _git("rev-parse", branch, cwd=bare).strip() == result.delivery["commit"]
-    message = _git("log", "-1", "--format=%s%n%b", branch, cwd=bare)
+    assert git("show", f"{branch}:app.py", cwd=bare) == "def add(a, b):\n    return a + b\n"
+    assert git("rev-parse", branch, cwd=bare).strip() == result.delivery["commit"]
+    message = git("log", "-1", "--format=%s%n%b", branch, cwd=bare)
     assert message.startswith("Fix add() in app.py\n")
     assert f"rclaude-infra task {task.task_id}:" in message and "It must add." in message
-    assert "a - b" in _git("show", "main:app.py", cwd=bare)
+    assert "a - b" in git("show", "main:app.py", cwd=bare)
     files = {p.name: p for p in result.download(tmp_path / "out")}
     assert "+    return a + b" in files["diff.patch"].read_text()  # the diff is kept too
 
@@ -126,7 +108,7 @@ def test_a_pull_request_is_opened_with_the_agents_words(
     assert result.branch == "fix/add" and result.delivery is not None
     assert result.delivery["base"] == "main"
     assert any(method == "POST" and ok for method, _, ok in host.log)  # pushed, with the token
-    assert "a + b" in _git("show", "fix/add:app.py", cwd=bare)
+    assert "a + b" in git("show", "fix/add:app.py", cwd=bare)
     ((path, headers, body),) = github.requests
     assert path == "/repos/o/app/pulls"
     assert headers["Authorization"] == f"Bearer {TOKEN}"
@@ -166,9 +148,9 @@ def test_a_rejected_push_fails_the_task_and_keeps_the_work(
     # Someone else's branch of that name, with other history: the push is not a fast-forward.
     other = tmp_path / "other"
     subprocess.run(["git", "clone", "--quiet", str(bare), str(other)], check=True)
-    _git("checkout", "--quiet", "--orphan", "taken", cwd=other)
-    _git("commit", "--quiet", "--allow-empty", "-m", "theirs", cwd=other)
-    _git("push", "--quiet", "origin", "taken:rclaude/taken", cwd=other)
+    git("checkout", "--quiet", "--orphan", "taken", cwd=other)
+    git("commit", "--quiet", "--allow-empty", "-m", "theirs", cwd=other)
+    git("push", "--quiet", "origin", "taken:rclaude/taken", cwd=other)
     fake_api.script = list(FIX)
     task = Deployment("dev", provider="local").run_task(TaskSpec(
         prompt="Fix add()", repo=str(bare), output="branch", branch="rclaude/taken"))
@@ -176,7 +158,7 @@ def test_a_rejected_push_fails_the_task_and_keeps_the_work(
     assert state.status is TaskStatus.FAILED
     assert state.reason is not None and "the branch could not be pushed" in state.reason
     assert task.result().branch is None
-    assert _git("log", "-1", "--format=%s", "rclaude/taken", cwd=bare).strip() == "theirs"
+    assert git("log", "-1", "--format=%s", "rclaude/taken", cwd=bare).strip() == "theirs"
     files = {p.name: p for p in task.result().download(tmp_path / "out")}
     assert "+    return a + b" in files["diff.patch"].read_text()
 
@@ -188,7 +170,7 @@ def test_nothing_changed_is_nothing_delivered(bare: Path, fake_api: FakeAnthropi
     state = task.wait(timeout=120)
     assert state.status is TaskStatus.FAILED
     assert state.reason is not None and "the agent changed nothing" in state.reason
-    assert f"rclaude/{task.task_id}" not in _git("branch", "--list", cwd=bare)
+    assert f"rclaude/{task.task_id}" not in git("branch", "--list", cwd=bare)
 
 
 @pytest.mark.parametrize(("fields", "field"), [
@@ -220,4 +202,4 @@ def test_the_cli_asks_for_a_pull_request(bare: Path, fake_api: FakeAnthropic) ->
          "--follow", "--json"], capture_output=True, text=True, timeout=180,
         env={**os.environ})
     assert done.returncode == 0, done.stderr
-    assert "a + b" in _git("show", "cli/fix:app.py", cwd=bare)
+    assert "a + b" in git("show", "cli/fix:app.py", cwd=bare)

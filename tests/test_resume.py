@@ -15,12 +15,11 @@ from typing import Any
 
 import pytest
 from fake_anthropic import FakeAnthropic, Reply
+from git_repos import git
 
 from rclaude_infra import ConfigError, Deployment, StackOutputs, TaskSpec, TaskStatus
 from rclaude_infra.tasks.model import TaskNotFoundError
 
-GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
 FIX = [
     Reply.call("Edit", {"file_path": "{cwd}/app.py", "old_string": "a - b",
                         "new_string": "a + b"}),
@@ -36,22 +35,6 @@ DOCUMENT = [
 pytestmark = pytest.mark.usefixtures("private_home")
 
 
-def _git(*args: str, cwd: Path) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=GIT_ENV, check=True,
-                          capture_output=True, text=True).stdout
-
-
-@pytest.fixture(name="bare")
-def _bare(tmp_path: Path) -> Path:
-    work = tmp_path / "seed"
-    work.mkdir()
-    (work / "app.py").write_text("def add(a, b):\n    return a - b\n")
-    _git("init", "--quiet", "--initial-branch", "main", cwd=work)
-    _git("add", ".", cwd=work)
-    _git("commit", "--quiet", "-m", "first", cwd=work)
-    bare = tmp_path / "app.git"
-    subprocess.run(["git", "clone", "--quiet", "--bare", str(work), str(bare)], check=True)
-    return bare
 
 
 def _texts(request_body: dict[str, Any]) -> str:
@@ -103,9 +86,9 @@ def test_a_resumed_task_goes_on_on_the_branch_it_pushed(bare: Path,
     state = second.wait(timeout=120)
     assert state.status is TaskStatus.SUCCEEDED, state.reason
     assert second.result().branch == branch
-    log = _git("log", "--format=%s", branch, cwd=bare).splitlines()
+    log = git("log", "--format=%s", branch, cwd=bare).splitlines()
     assert log == ["Now document it.", "Fix add()", "first"]
-    assert '"""The sum."""' in _git("show", f"{branch}:app.py", cwd=bare)
+    assert '"""The sum."""' in git("show", f"{branch}:app.py", cwd=bare)
 
 
 def test_what_cannot_be_resumed(fake_api: FakeAnthropic) -> None:

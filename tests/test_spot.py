@@ -184,6 +184,7 @@ def test_a_preempted_agent_goes_on_from_its_last_checkpoint(
 
     import boto3
     from fake_anthropic import PLANTED_KEY, FakeAnthropic, Reply
+    from git_repos import bare_repository
     from git_server import GitServer
 
     token = "ghp_PLANTEDcheckpointGit0123456789abcdefAB"
@@ -192,16 +193,7 @@ def test_a_preempted_agent_goes_on_from_its_last_checkpoint(
     harness.watch(aws)
     harness.image_paths[str(claude_bin.parents[1])] = "/opt/claude"
     harness.extra_path = ("/opt/claude/node_modules/.bin",)
-    work = tmp_path / "seed"
-    work.mkdir()
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
-    (work / "app.py").write_text("def add(a, b):\n    return a - b\n")
-    for args in (["init", "--quiet", "--initial-branch", "main"], ["add", "."],
-                 ["commit", "--quiet", "-m", "first"]):
-        subprocess.run(["git", *args], cwd=work, env=env, check=True)
-    subprocess.run(["git", "clone", "--quiet", "--bare", str(work),
-                    str(tmp_path / "served" / "app.git")], check=True)
+    bare_repository(tmp_path / "served" / "app.git")
     monkeypatch.setenv("GIT_TOKEN", token)
     d = Deployment.from_outputs("dev", stack, session=aws)
     s3 = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
