@@ -68,7 +68,7 @@ def test_a_task_resumes_the_session_and_the_work(bare: Path, fake_api: FakeAnthr
     assert second.agent is not None and second.agent.session_id == session
     diff = {p.name: p for p in second.result().download(tmp_path / "out")}["diff.patch"]
     assert '+    """The sum."""' in diff.read_text() and "+    return a + b" in diff.read_text()
-    spec = d._tasks().spec(second.task_id)
+    spec = second.spec
     assert (spec.resume_from, spec.resume_session) == (first.task_id, session)
     assert spec.ref == first.result().data["commit"] and spec.repo == str(bare)
 
@@ -117,7 +117,7 @@ def test_the_cli_resumes(bare: Path, fake_api: FakeAnthropic) -> None:
          "--json"], capture_output=True, text=True, timeout=180, env={**os.environ})
     assert done.returncode == 0, done.stderr
     second = d.tasks(limit=1)[0]
-    assert d._tasks().spec(second.task_id).max_turns == 9
+    assert second.spec.max_turns == 9
     assert "PAPAYA" in _texts(fake_api.turns[0].body)
     refused = subprocess.run(
         [sys.executable, "-m", "rclaude_infra", "run", "--provider", "local", "--resume",

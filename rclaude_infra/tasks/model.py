@@ -330,6 +330,11 @@ class Task:
         command task; :class:`TaskNotFoundError` while it has no result yet."""
         return self.result().agent
 
+    @property
+    def spec(self) -> Any:
+        """The :class:`~rclaude_infra.TaskSpec` the task was submitted with."""
+        return self._provider.spec(self.task_id)
+
     def resume_spec(self, prompt: str, **changes: Any) -> Any:
         """The :class:`~rclaude_infra.TaskSpec` of a task that continues this one: the
         same agent session (``claude --resume``), starting from this task's work (the
@@ -341,7 +346,7 @@ class Task:
         from ..errors import ConfigError
         from .spec import new_task_id
 
-        earlier = self._provider.spec(self.task_id)
+        earlier = self.spec
         result = self.result()
         agent = result.agent
         if earlier.prompt is None or agent is None or not agent.session_id:
