@@ -38,6 +38,10 @@ NAT_MODES: tuple[str, ...] = ("none", "single", "per-az")
 #: How tasks sign in to Claude: an Anthropic API key, a Claude subscription token from
 #: ``claude setup-token``, or Amazon Bedrock through the task role.
 AUTH_MODES: tuple[str, ...] = ("api-key", "oauth-token", "bedrock")
+#: ``"baseline"``: the cheap, safe default. ``"strict"``: what a compliance review asks
+#: for on top: results bucket versioning and access logging, VPC flow logs, Container
+#: Insights, and instances in private subnets (``nat`` other than ``"none"``).
+SECURITY_PROFILES: tuple[str, ...] = ("baseline", "strict")
 #: How the runner image comes to be: ``True`` (or ``"local"``) builds it with the local
 #: Docker engine during ``up``; ``"remote"`` builds it in the account with AWS CodeBuild
 #: (nothing needed locally); ``False`` uses ``image=`` as given.
@@ -401,6 +405,10 @@ class DeploymentConfig:
     bedrock_models: tuple[str, ...] = attrs.field(
         default=(), converter=_tuple, validator=_check_bedrock_models
     )
+    #: :data:`SECURITY_PROFILES`: ``"strict"`` adds what a compliance review asks for
+    #: (see the README's table of what each rule costs and which option turns it on).
+    security_profile: str = attrs.field(default="baseline",
+                                        validator=_one_of(SECURITY_PROFILES))
 
     def __attrs_post_init__(self) -> None:
         if self.max_instances < self.min_instances:
@@ -430,6 +438,9 @@ class DeploymentConfig:
             )
         if self.image is None and not self.build_image:
             raise ConfigError("image", None, "an image reference when build_image is false")
+        if self.security_profile == "strict" and self.nat == "none" and self.vpc_id is None:
+            raise ConfigError("nat", self.nat, "'single' or 'per-az' with "
+                              "security_profile='strict' (instances in private subnets)")
         if self.bedrock_models and self.auth != "bedrock":
             raise ConfigError("bedrock_models", self.bedrock_models,
                               "empty unless auth is 'bedrock'")

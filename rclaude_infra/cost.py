@@ -22,6 +22,9 @@ from .errors import BudgetExceededError, ConfigError, PriceNotFoundError
 from .instance_types import InstanceType, instance_types
 from .prices import HOURS_PER_MONTH, Price, PriceBook, bedrock_price
 
+#: The tag the program puts on a bucket saying what it holds (``_pulumi/program.py``).
+PURPOSE_TAG = "rclaude:purpose"
+
 #: S3 writes per task (spec, result.json, transcript, diff, artifacts index, log tail).
 S3_PUTS_PER_TASK = 6
 #: S3 reads per task (the runner reads its spec; the client reads result and files).
@@ -30,6 +33,17 @@ S3_GETS_PER_TASK = 4
 SECRET_READS_PER_TASK = 1
 #: Log one image build writes (docker's output of apt, npm and pip, and the push).
 BUILD_LOG_MB = 1
+#: VPC flow logs a task causes (security_profile="strict").
+FLOW_LOG_MB_PER_TASK = 1.0
+FLOW_LOG_ASSUMPTION = (
+    "assumed: 1 MB of flow records per task (its clone, model API calls and package "
+    "installs: some thousands of flows of about 200 bytes, aggregated over 10 minutes)")
+#: Container Insights metrics of a cluster, billed as custom metrics (AWS's CloudWatch
+#: pricing: "Metrics collected by Container Insights are charged as custom metrics").
+CONTAINER_INSIGHTS_METRICS = 10
+CONTAINER_INSIGHTS_ASSUMPTION = (
+    "assumed: about 10 cluster-level metrics (CPU, memory, network, storage, counts of "
+    "instances and tasks); service and task metrics add more while tasks run")
 #: The model's cost of a task when ``Usage.model_usd_per_task`` does not say.
 ASSUMED_MODEL_USD_PER_TASK = 1.30
 ASSUMED_MODEL_SOURCE = (
@@ -460,15 +474,21 @@ def _logs_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
     lines: list[CostLine] = []
     build_groups = {project.inputs.get("logsConfig", {}).get("cloudwatchLogs", {}).get(
         "groupName") for project in plan.by_type("aws:codebuild:Project")}
+    flow_groups = {str(flow.inputs.get("logDestination", "")).rsplit("log-group:", 1)[-1]
+                   for flow in plan.by_type("aws:ec2:FlowLog")}
     for logs in plan.by_type("aws:cloudwatch:LogGroup"):
+        ingestion = prices.item("cloudwatch_logs_ingestion")
         if logs.inputs.get("name") in build_groups:
             written_mb = usage.image_builds_per_month * BUILD_LOG_MB
+        elif logs.inputs.get("name") in flow_groups:
+            written_mb = usage.tasks_per_month * FLOW_LOG_MB_PER_TASK
+            ingestion = attrs.evolve(ingestion, assumed=True, source=(
+                f"{FLOW_LOG_ASSUMPTION}; at {ingestion.source}"))
         else:
             written_mb = usage.tasks_per_month * usage.log_mb_per_task
         ingested_gb = written_mb / _MIB_PER_GB
         retention = logs.inputs.get("retentionInDays") or 3653
-        lines.append(_line(logs, "Data ingested", ingested_gb,
-                           prices.item("cloudwatch_logs_ingestion"), baseline=False))
+        lines.append(_line(logs, "Data ingested", ingested_gb, ingestion, baseline=False))
         # Steady state: what `retention` days of ingestion leave stored (before compression).
         stored = ingested_gb / (HOURS_PER_MONTH / 24) * retention
         lines.append(_line(logs, f"Storage ({retention} days retained)", stored,
@@ -480,11 +500,26 @@ def _s3_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
     """The results bucket: what its expiry keeps stored, and the task's requests."""
     lines: list[CostLine] = []
     tasks = usage.tasks_per_month
+    versioned = bool(plan.by_type("aws:s3:BucketVersioning"))
     for bucket in plan.by_type("aws:s3:Bucket"):
         expire = _expiration_days(plan)
+        if (bucket.inputs.get("tags") or {}).get(PURPOSE_TAG) == "access-logs":
+            # One log record (about 0.5 KB) per request to the results, kept as long as logs.
+            retention = next((int(r.inputs.get("retentionInDays") or 30)
+                              for r in plan.by_type("aws:cloudwatch:LogGroup")), 30)
+            records = tasks * (S3_PUTS_PER_TASK + S3_GETS_PER_TASK)
+            lines.append(_line(bucket, f"Access logs ({retention} days kept)",
+                               records * 0.5 / 1024 / _MIB_PER_GB / (HOURS_PER_MONTH / 24)
+                               * retention, prices.item("s3_standard_storage_first_50tb"),
+                               baseline=False))
+            continue
         stored = tasks * usage.result_mb_per_task / _MIB_PER_GB / (HOURS_PER_MONTH / 24) * expire
         lines.append(_line(bucket, f"Standard storage ({expire} days kept)", stored,
                            prices.item("s3_standard_storage_first_50tb"), baseline=False))
+        if versioned:
+            # Expiring a current version leaves it noncurrent for as long again.
+            lines.append(_line(bucket, f"Noncurrent versions ({expire} more days)", stored,
+                               prices.item("s3_standard_storage_first_50tb"), baseline=False))
         lines.append(_line(bucket, "PUT, COPY, POST, LIST requests", tasks * S3_PUTS_PER_TASK,
                            prices.item("s3_standard_put_copy_post_list"), baseline=False,
                            unit="requests", per=1000))
@@ -538,6 +573,20 @@ def _codebuild_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLi
     return lines
 
 
+def _insights_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
+    """Container Insights' metrics, while a cluster has it on."""
+    lines: list[CostLine] = []
+    for cluster in plan.by_type("aws:ecs:Cluster"):
+        settings = {s.get("name"): s.get("value") for s in cluster.inputs.get("settings", [])}
+        if settings.get("containerInsights") in ("enabled", "enhanced"):
+            price = prices.item("cloudwatch_metric_first_10000")
+            lines.append(_line(cluster, "Container Insights metrics", CONTAINER_INSIGHTS_METRICS,
+                               attrs.evolve(price, assumed=True, source=(
+                                   f"{CONTAINER_INSIGHTS_ASSUMPTION}; at {price.source}")),
+                               baseline=True))
+    return lines
+
+
 def _model_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
     """The model's tokens: per task, as declared or assumed (nothing per token with a
     Claude subscription)."""
@@ -560,7 +609,7 @@ def _model_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
 #: The services a stack is priced by, in the order their lines are listed.
 _SERVICES: tuple[Callable[[Plan, Usage, PriceBook], list[CostLine]], ...] = (
     _ec2_lines, _network_lines, _logs_lines, _s3_lines, _secrets_lines, _ecr_lines,
-    _codebuild_lines, _model_lines,
+    _codebuild_lines, _insights_lines, _model_lines,
 )
 
 

@@ -48,6 +48,10 @@ POLICY_ATTACHMENT = "aws:iam/rolePolicyAttachment:RolePolicyAttachment"
 LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
 CODEBUILD_PROJECT = "aws:codebuild/project:Project"
 VPC = "aws:ec2/vpc:Vpc"
+FLOW_LOG = "aws:ec2/flowLog:FlowLog"
+VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
+BUCKET_LOGGING = "aws:s3/bucketLogging:BucketLogging"
+CLUSTER = "aws:ecs/cluster:Cluster"
 DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
 ECR_REPOSITORY = "aws:ecr/repository:Repository"
 ECR_LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
@@ -57,7 +61,7 @@ TAGGABLE = (
     LAUNCH_TEMPLATE, SUBNET, SECURITY_GROUP, BUCKET, TASK_DEFINITION, CAPACITY_PROVIDER,
     ROLE, LOG_GROUP, VPC, DEFAULT_SECURITY_GROUP, "aws:ec2/internetGateway:InternetGateway",
     "aws:ec2/routeTable:RouteTable", "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip",
-    "aws:ecs/cluster:Cluster", "aws:secretsmanager/secret:Secret",
+    CLUSTER, "aws:secretsmanager/secret:Secret", FLOW_LOG,
     "aws:iam/instanceProfile:InstanceProfile", CODEBUILD_PROJECT, ECR_REPOSITORY,
 )
 
@@ -173,7 +177,7 @@ class PolicyReport:
     >>> from rclaude_infra import plan
     >>> report = plan().check_policies()
     >>> report.ok, report.rules_checked, len(report.mandatory_violations)
-    (True, 43, 0)
+    (True, 47, 0)
     """
 
     findings: tuple[Finding, ...]
@@ -728,6 +732,65 @@ def _multi_type_with_spot(props: Props) -> Iterator[str]:
         yield "spot with one instance type: an interruption of that pool stops everything"
 
 
+# -- what security_profile="strict" adds ---------------------------------------------------
+
+
+@rule(
+    id="s3-versioning",
+    severity="low",
+    description="Buckets keep earlier versions of what is overwritten or deleted",
+    references=("CKV_AWS_21", "S3.14"),
+    stack=True,
+)
+def _versioning(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, str]]:
+    buckets = [name for kind, name, _ in resources if kind == BUCKET]
+    enabled = sum(1 for kind, _, props in resources if kind == VERSIONING
+                  and (props.get("versioningConfiguration") or {}).get("status") == "Enabled")
+    if enabled < len(buckets):
+        for name in buckets:
+            yield name, f"{len(buckets)} buckets but {enabled} with versioning enabled"
+
+
+@rule(
+    id="s3-access-logging",
+    severity="low",
+    description="Access to the results is logged (S3 server access logging to a log bucket)",
+    references=("CKV_AWS_18", "S3.9"),
+    stack=True,
+)
+def _access_logging(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, str]]:
+    buckets = [name for kind, name, _ in resources if kind == BUCKET]
+    logged = sum(1 for kind, _, _ in resources if kind == BUCKET_LOGGING)
+    # Every bucket but the one the logs go to.
+    if not logged or logged < len(buckets) - 1:
+        for name in buckets:
+            yield name, f"{len(buckets)} buckets but {logged} log their access"
+
+
+@rule(
+    id="vpc-flow-logs",
+    severity="low",
+    description="A VPC the stack creates logs its flows",
+    references=("CKV2_AWS_11", "EC2.6"),
+    stack=True,
+)
+def _flow_logs(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, str]]:
+    yield from _companions(resources, VPC, "VPCs", {FLOW_LOG: "flow logs"})
+
+
+@rule(
+    id="ecs-container-insights",
+    severity="low",
+    resource_types=(CLUSTER,),
+    description="ECS clusters have Container Insights",
+    references=("CKV_AWS_65", "ECS.12"),
+)
+def _container_insights(props: Props) -> Iterator[str]:
+    settings = {s.get("name"): s.get("value") for s in _as_list(props.get("settings"))}
+    if settings.get("containerInsights") not in ("enabled", "enhanced"):
+        yield "Container Insights is off"
+
+
 # -- the runner image: its repository and its build ----------------------------------------
 
 
@@ -936,9 +999,40 @@ def _tagged(props: Props) -> Iterator[str]:
 #: Every rule, in the order declared above (each beside the check it names).
 RULES: tuple[Rule, ...] = tuple(_REGISTERED)
 
+def _baseline(config: DeploymentConfig) -> bool:
+    """The rules security_profile="strict" satisfies are waived for "baseline", with why."""
+    return config.security_profile == "baseline"
+
+
 #: The deliberate exceptions, in one place. Each applies only while the config keeps
 #: the cheaper choice; choosing the stricter option makes the finding, and the waiver, go.
+
 WAIVERS: tuple[Waiver, ...] = (
+    Waiver(
+        rule_id="s3-versioning",
+        reason="results expire after results_expire_days and a task never overwrites "
+        "another's records; versions would double what is kept. security_profile='strict' "
+        "turns versioning on.",
+        applies=_baseline,
+    ),
+    Waiver(
+        rule_id="s3-access-logging",
+        reason="CloudTrail data events or the task records say who ran what; a log bucket "
+        "is one more bucket to keep. security_profile='strict' adds one and logs to it.",
+        applies=_baseline,
+    ),
+    Waiver(
+        rule_id="vpc-flow-logs",
+        reason="no port is open to the instances and egress is limited to egress_ports; "
+        "flow logs cost ingestion per flow. security_profile='strict' turns them on.",
+        applies=lambda config: _baseline(config) and config.vpc_id is None,
+    ),
+    Waiver(
+        rule_id="ecs-container-insights",
+        reason="its metrics are billed as custom metrics while the cluster idles at zero "
+        "instances for most of the day. security_profile='strict' turns it on.",
+        applies=_baseline,
+    ),
     Waiver(
         rule_id="lt-no-public-ip",
         reason="nat='none' (the default) saves the NAT gateway's $32.85/month: instances in "
@@ -1033,7 +1127,8 @@ def check_policies(plan: PlanLike) -> PolicyReport:
     """Every rule on every resource of ``plan``, with the declared waivers applied.
 
     >>> from rclaude_infra import DeploymentConfig, plan
-    >>> report = check_policies(plan(DeploymentConfig(nat="single", log_retention_days=365)))
+    >>> report = check_policies(plan(DeploymentConfig(
+    ...     nat="single", log_retention_days=365, security_profile="strict")))
     >>> report.ok, len(report.waived)
     (True, 0)
     """

@@ -190,7 +190,7 @@ def test_every_config_and_usage_field_has_its_flag() -> None:
               "retain_results": "--retain-results", "auth": "bedrock",
               "bedrock_models": ["us.anthropic.claude-haiku-4-5-20251001-v1:0"],
               "vpc_id": "vpc-0123abcd", "subnet_ids": ["subnet-0a1b2c3d", "subnet-4e5f6a7b"],
-              "image": None}
+              "image": None, "security_profile": "strict"}
     argv: list[str] = []
     for name, value in values.items():
         flag = "--" + name.replace("_", "-")
@@ -213,6 +213,7 @@ def test_every_config_and_usage_field_has_its_flag() -> None:
     assert config.spot is False and config.retain_results is True
     assert config.egress_ports == (443, 22) and config.build_image == "remote"
     assert config.auth == "bedrock" and config.log_retention_days == 90
+    assert config.security_profile == "strict"
     assert config.subnet_ids == ("subnet-0a1b2c3d", "subnet-4e5f6a7b")
     assert attrs.asdict(config.usage) == {name: 7 for name in usage}
     with pytest.raises(SystemExit):

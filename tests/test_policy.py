@@ -26,7 +26,8 @@ from rclaude_infra.policy import (
 
 ROOT = Path(__file__).resolve().parent.parent
 # The runner image built in the account: its repository and build project are in the plan.
-STRICT = {"nat": "single", "log_retention_days": 365, "build_image": "remote"}
+STRICT = {"nat": "single", "log_retention_days": 365, "build_image": "remote",
+          "security_profile": "strict"}
 
 
 def props_of(p: Plan, token: str) -> dict[str, Any]:
@@ -126,6 +127,8 @@ BREAKERS: dict[str, tuple[str, Mutation]] = {
     "logs-retention-one-year": ("aws:cloudwatch:LogGroup",
                                 lambda p: {**p, "retentionInDays": 30}),
     "tagged-for-sweep": ("aws:ecs:Cluster", lambda p: {**p, "tags": {"team": "ml"}}),
+    "ecs-container-insights": ("aws:ecs:Cluster", lambda p: {**p, "settings": [
+        {"name": "containerInsights", "value": "disabled"}]}),
     "ecr-scan-on-push": ("aws:ecr:Repository", lambda p: set_in(
         p, "imageScanningConfiguration.scanOnPush", False)),
     "ecr-immutable-tags": ("aws:ecr:Repository", lambda p: {**p, "imageTagMutability": "MUTABLE"}),
@@ -170,7 +173,8 @@ def test_bucket_hardening_is_checked_across_resources(plan_for: PlanFor) -> None
     assert list(rule.stack_check(resources)) == []
     without_block = [r for r in resources if not r[0].endswith("BucketPublicAccessBlock")]
     hits = list(rule.stack_check(without_block))
-    assert hits == [("rclaude-dev-results", "1 buckets but 0 with public access block")]
+    assert hits == [(name, "2 buckets but 0 with public access block")
+                    for name in ("rclaude-dev-access-logs", "rclaude-dev-results")]
 
 
 def test_image_build_rules_are_checked_across_resources(plan_for: PlanFor) -> None:
@@ -207,6 +211,25 @@ def test_the_default_security_group_is_held_closed(plan_for: PlanFor) -> None:
     # An existing VPC is the user's: its default group is not the stack's to manage.
     existing = plan_for(vpc_id="vpc-0123abcd", subnet_ids=("subnet-0a1b2c3d", "subnet-4e5f6a7b"))
     assert not existing.by_type("aws:ec2:DefaultSecurityGroup")
+
+
+def test_strict_profile_rules_are_checked_across_resources(plan_for: PlanFor) -> None:
+    resources = [(r.type, r.name, r.inputs) for r in plan_for(**STRICT)]
+    checks = {i: rules_by_id()[i].stack_check for i in ("s3-versioning", "s3-access-logging",
+                                                       "vpc-flow-logs")}
+    for rule_id, check in checks.items():
+        assert check is not None and list(check(resources)) == [], rule_id
+    without = {
+        "s3-versioning": "BucketVersioning", "s3-access-logging": "BucketLogging",
+        "vpc-flow-logs": "FlowLog"}
+    for rule_id, kind in without.items():
+        check = checks[rule_id]
+        assert check is not None
+        hits = list(check([r for r in resources if not r[0].endswith(kind)]))
+        assert hits, rule_id
+    suspended = [(t, n, {**i, "versioningConfiguration": {"status": "Suspended"}})
+                 if t.endswith("BucketVersioning") else (t, n, i) for t, n, i in resources]
+    assert list(checks["s3-versioning"](suspended))  # type: ignore[misc]
 
 
 def test_a_widened_image_build_role_is_refused(plan_for: PlanFor) -> None:
@@ -253,12 +276,19 @@ def test_stack_plans_have_no_violation_beyond_declared_waivers(
     assert all(finding.waiver in reasons for finding in report.waived)
 
 
+BASELINE_WAIVED = {"s3-versioning", "s3-access-logging", "vpc-flow-logs",
+                   "ecs-container-insights"}
+
+
 def test_waivers_go_away_with_the_stricter_choice(plan_for: PlanFor) -> None:
     default = plan_for().check_policies()
     assert {f.rule_id for f in default.waived} == {
-        "lt-no-public-ip", "subnet-no-auto-public-ip", "logs-retention-one-year"}
+        "lt-no-public-ip", "subnet-no-auto-public-ip", "logs-retention-one-year",
+        *BASELINE_WAIVED}
     nat = plan_for(nat="single").check_policies()
-    assert {f.rule_id for f in nat.waived} == {"logs-retention-one-year"}
+    assert {f.rule_id for f in nat.waived} == {"logs-retention-one-year", *BASELINE_WAIVED}
+    strict = plan_for(nat="single", security_profile="strict").check_policies()
+    assert {f.rule_id for f in strict.waived} == {"logs-retention-one-year"}
     strict = plan_for(**STRICT).check_policies()
     assert strict.findings == ()
 
@@ -294,9 +324,9 @@ def test_mandatory_violations_refuse_with_rule_and_resource(plan_for: PlanFor) -
 def test_report_renderings(default_plan: Plan) -> None:
     report = default_plan.check_policies()
     data = json.loads(report.to_json())
-    assert data["ok"] is True and len(data["findings"]) == 4
+    assert data["ok"] is True and len(data["findings"]) == 8
     assert all(f["waived"] for f in data["findings"])
-    assert str(report).endswith("0 violations (0 mandatory), 4 waived")
+    assert str(report).endswith("0 violations (0 mandatory), 8 waived")
     assert Deployment("dev").check_policies().ok
 
 
@@ -355,7 +385,8 @@ def test_the_pack_runs_the_same_rules(plan_for: PlanFor, with_config: bool) -> N
     assert all(not reported[rule.id] for rule in RULES)
     waived = {name: msgs for name, msgs in reported.items() if name.endswith("-waived") and msgs}
     assert set(waived) == {"lt-no-public-ip-waived", "subnet-no-auto-public-ip-waived",
-                           "logs-retention-one-year-waived"}
+                           "logs-retention-one-year-waived",
+                           *(f"{rule}-waived" for rule in BASELINE_WAIVED)}
     assert all("(waived: " in m for msgs in waived.values() for m in msgs)
 
 

@@ -195,6 +195,16 @@ def image_build_policy(log_group_arn: str, source_arn: str, repo_arn: str) -> st
     )
 
 
+def flow_logs_policy(log_group_arn: str) -> str:
+    """What VPC Flow Logs may do: write streams of its own log group, nothing else."""
+    return policy_document({
+        "Sid": "WriteFlowLogs",
+        "Effect": "Allow",
+        "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+        "Resource": [log_group_arn, f"{log_group_arn}:*"],
+    })
+
+
 def ecr_lifecycle_policy(keep: int = KEEP_IMAGES) -> str:
     """Expire all but the newest ``keep`` images of the repository."""
     return json.dumps({"rules": [{

@@ -24,6 +24,7 @@ from .documents import (
     WRITABLE_VOLUMES,
     container_definitions,
     execution_policy,
+    flow_logs_policy,
     policy_document,
     task_policy,
     trust_policy,
@@ -33,6 +34,8 @@ from .image_build import RemoteImage, remote_image, runner_repository
 
 COMPONENT_TYPE = "rclaude:infra:Stack"
 MANAGED_BY_TAG = "rclaude:managed-by"
+#: What a bucket holds (``results``, ``access-logs``): the estimate prices each its way.
+PURPOSE_TAG = "rclaude:purpose"
 VPC_CIDR = "10.0.0.0/16"
 _AMI_PARAMETERS = {
     "x86_64": "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id",
@@ -103,7 +106,8 @@ class RclaudeStack(pulumi.ComponentResource):
         self.security_group = self._security_group(vpc_id)
         self.cluster = aws.ecs.Cluster(
             f"{self._prefix}-cluster",
-            settings=[{"name": "containerInsights", "value": "disabled"}],
+            settings=[{"name": "containerInsights", "value": (
+                "enabled" if config.security_profile == "strict" else "disabled")}],
             tags=self.tags,
             opts=self._child,
         )
@@ -141,15 +145,41 @@ class RclaudeStack(pulumi.ComponentResource):
 
     def _results_bucket(self) -> None:
         cfg = self._config
-        self.bucket = aws.s3.Bucket(
-            f"{self._prefix}-results",
-            force_destroy=not cfg.retain_results,
-            tags=self.tags,
-            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=cfg.retain_results),
+        strict = cfg.security_profile == "strict"
+        self.access_logs: aws.s3.Bucket | None = None
+        if strict:
+            # Where S3 writes who read and wrote the results (server access logging).
+            self.access_logs = self._hardened_bucket(
+                "access-logs", expire_days=cfg.log_retention_days, versioned=True,
+                writer=("logging.s3.amazonaws.com", "s3:PutObject"))
+        self.bucket = self._hardened_bucket(
+            "results", expire_days=cfg.results_expire_days, prefix="tasks/",
+            retain=cfg.retain_results, versioned=strict)
+        if self.access_logs is not None:
+            aws.s3.BucketLogging(
+                f"{self._prefix}-results-logging",
+                bucket=self.bucket.id,
+                target_bucket=self.access_logs.id,
+                target_prefix="results/",
+                opts=self._child,
+            )
+
+    def _hardened_bucket(self, part: str, *, expire_days: int, prefix: str = "",
+                         retain: bool = False, versioned: bool = False,
+                         writer: tuple[str, str] | None = None) -> aws.s3.Bucket:
+        """A bucket with its public access block, ownership, encryption, lifecycle and a
+        TLS-only policy (and, when given, the one AWS service ``writer`` may write to it);
+        with ``versioned``, versioning, old versions expiring like current ones."""
+        name = f"{self._prefix}-{part}"
+        bucket = aws.s3.Bucket(
+            name,
+            force_destroy=not retain,
+            tags={**self.tags, PURPOSE_TAG: part},
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=retain),
         )
         access_block = aws.s3.BucketPublicAccessBlock(
-            f"{self._prefix}-results-public-access",
-            bucket=self.bucket.id,
+            f"{name}-public-access",
+            bucket=bucket.id,
             block_public_acls=True,
             block_public_policy=True,
             ignore_public_acls=True,
@@ -157,30 +187,39 @@ class RclaudeStack(pulumi.ComponentResource):
             opts=self._child,
         )
         aws.s3.BucketOwnershipControls(
-            f"{self._prefix}-results-ownership",
-            bucket=self.bucket.id,
+            f"{name}-ownership",
+            bucket=bucket.id,
             rule={"object_ownership": "BucketOwnerEnforced"},
             opts=self._child,
         )
         aws.s3.BucketServerSideEncryptionConfiguration(
-            f"{self._prefix}-results-encryption",
-            bucket=self.bucket.id,
+            f"{name}-encryption",
+            bucket=bucket.id,
             rules=[{
                 "apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"},
                 "bucket_key_enabled": True,
             }],
             opts=self._child,
         )
+        expire: Any = {
+            "id": "expire-task-results" if part == "results" else f"expire-{part}",
+            "status": "Enabled",
+            "filter": {"prefix": prefix},
+            "expiration": {"days": expire_days},
+        }
+        if versioned:
+            aws.s3.BucketVersioning(
+                f"{name}-versioning",
+                bucket=bucket.id,
+                versioning_configuration={"status": "Enabled"},
+                opts=self._child,
+            )
+            expire["noncurrent_version_expiration"] = {"noncurrent_days": expire_days}
         aws.s3.BucketLifecycleConfiguration(
-            f"{self._prefix}-results-lifecycle",
-            bucket=self.bucket.id,
+            f"{name}-lifecycle",
+            bucket=bucket.id,
             rules=[
-                {
-                    "id": "expire-task-results",
-                    "status": "Enabled",
-                    "filter": {"prefix": "tasks/"},
-                    "expiration": {"days": cfg.results_expire_days},
-                },
+                expire,
                 {
                     "id": "abort-incomplete-uploads",
                     "status": "Enabled",
@@ -190,20 +229,37 @@ class RclaudeStack(pulumi.ComponentResource):
             ],
             opts=self._child,
         )
-        aws.s3.BucketPolicy(
-            f"{self._prefix}-results-tls-only",
-            bucket=self.bucket.id,
-            policy=self.bucket.arn.apply(lambda arn: policy_document({
+
+        def policy(args: list[str]) -> str:
+            arn, account = args
+            statements: list[dict[str, Any]] = [{
                 "Sid": "DenyInsecureTransport",
                 "Effect": "Deny",
                 "Principal": "*",
                 "Action": "s3:*",
                 "Resource": [arn, f"{arn}/*"],
                 "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            })),
+            }]
+            if writer is not None:
+                service, action = writer
+                statements.append({
+                    "Sid": "ServiceWrites",
+                    "Effect": "Allow",
+                    "Principal": {"Service": service},
+                    "Action": action,
+                    "Resource": f"{arn}/*",
+                    "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                })
+            return policy_document(*statements)
+
+        aws.s3.BucketPolicy(
+            f"{name}-tls-only",
+            bucket=bucket.id,
+            policy=pulumi.Output.all(bucket.arn, self._account_id).apply(policy),
             # S3 refuses a bucket policy while the public access block is being applied.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[access_block]),
         )
+        return bucket
 
     def _credential_secret(self, credential: pulumi.Input[str] | None) -> None:
         """The secret holding the tasks' Claude credential (none with Bedrock: the task
@@ -261,6 +317,8 @@ class RclaudeStack(pulumi.ComponentResource):
             tags={**self.tags, "Name": f"{self._prefix}-default (no rules)"},
             opts=self._child,
         )
+        if cfg.security_profile == "strict":
+            self._flow_logs(vpc)
         gateway = aws.ec2.InternetGateway(
             f"{self._prefix}-igw",
             vpc_id=vpc.id,
@@ -340,6 +398,41 @@ class RclaudeStack(pulumi.ComponentResource):
             )
             private_ids.append(subnet.id)
         return vpc.id, private_ids, private_ids
+
+    def _flow_logs(self, vpc: aws.ec2.Vpc) -> None:
+        """Every flow of the VPC, accepted and rejected, to a log group of the stack."""
+        logs = aws.cloudwatch.LogGroup(
+            f"{self._prefix}-flow-logs",
+            name=f"/rclaude/{self._name}/flow-logs",
+            retention_in_days=self._config.log_retention_days,
+            tags=self.tags,
+            opts=self._child,
+        )
+        role = aws.iam.Role(
+            f"{self._prefix}-flow-logs",
+            description=f"rclaude-infra {self._name}: VPC flow logs write their log group",
+            assume_role_policy=self._account_id.apply(
+                lambda account: trust_policy("vpc-flow-logs.amazonaws.com", account)),
+            tags=self.tags,
+            opts=self._child,
+        )
+        aws.iam.RolePolicy(
+            f"{self._prefix}-flow-logs",
+            role=role.id,
+            policy=logs.arn.apply(flow_logs_policy),
+            opts=self._child,
+        )
+        aws.ec2.FlowLog(
+            f"{self._prefix}-flow-logs",
+            vpc_id=vpc.id,
+            traffic_type="ALL",
+            log_destination_type="cloud-watch-logs",
+            log_destination=logs.arn,
+            iam_role_arn=role.arn,
+            max_aggregation_interval=600,
+            tags=self.tags,
+            opts=self._child,
+        )
 
     def _security_group(self, vpc_id: pulumi.Input[str]) -> aws.ec2.SecurityGroup:
         # No ingress at all: tasks only call out (git, the model API, AWS APIs);

@@ -16,7 +16,14 @@ from typing import Any
 
 import attrs
 
-from ..config import AUTH_MODES, LOG_RETENTION_DAYS, NAT_MODES, DeploymentConfig, Usage
+from ..config import (
+    AUTH_MODES,
+    LOG_RETENTION_DAYS,
+    NAT_MODES,
+    SECURITY_PROFILES,
+    DeploymentConfig,
+    Usage,
+)
 from ..deployment import DEFAULT_NAME, PROVIDERS, Deployment
 from ..errors import ConfigError, RclaudeError
 
@@ -31,6 +38,7 @@ _NOT_FLAGS = ("tags", "usage", "max_monthly_usd")
 _FLAG_SPECS: dict[str, dict[str, Any]] = {
     "nat": {"choices": NAT_MODES},
     "auth": {"choices": AUTH_MODES},
+    "security_profile": {"choices": SECURITY_PROFILES},
     "log_retention_days": {"choices": LOG_RETENTION_DAYS, "type": int},
     "build_image": {"choices": ("local", "remote"), "help": "build the runner image with "
                     "local Docker, or in the account with CodeBuild (remote: no Docker "

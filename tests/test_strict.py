@@ -1,0 +1,78 @@
+"""security_profile="strict": what a compliance review asks for on top of the baseline,
+each piece in the plan, held by its rule, and its cost in the estimate."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from rclaude_infra import ConfigError, DeploymentConfig, Usage, estimate_cost
+
+STRICT = {"security_profile": "strict", "nat": "single"}
+
+
+def test_strict_needs_private_subnets() -> None:
+    with pytest.raises(ConfigError) as info:
+        DeploymentConfig(security_profile="strict")
+    assert info.value.field == "nat" and "security_profile='strict'" in info.value.allowed
+    existing = DeploymentConfig(security_profile="strict", vpc_id="vpc-0123abcd",
+                                subnet_ids=("subnet-0a1b2c3d", "subnet-4e5f6a7b"))
+    assert existing.nat == "none"  # an existing VPC: its subnets are the user's choice
+    with pytest.raises(ConfigError, match="security_profile"):
+        DeploymentConfig(security_profile="paranoid")
+
+
+def test_strict_plan_logs_versions_and_watches(plan_for: Any) -> None:
+    p = plan_for(**STRICT)
+    buckets = {b.name: b for b in p.by_type("aws:s3:Bucket")}
+    assert set(buckets) == {"rclaude-dev-results", "rclaude-dev-access-logs"}
+    (logging,) = p.by_type("aws:s3:BucketLogging")
+    assert logging.inputs["targetPrefix"] == "results/"
+    assert logging.inputs["targetBucket"] == "rclaude-dev-access-logs-id"
+    assert logging.inputs["bucket"] == "rclaude-dev-results-id"
+    versioning = {v.name: v.inputs for v in p.by_type("aws:s3:BucketVersioning")}
+    assert {v["versioningConfiguration"]["status"] for v in versioning.values()} == {"Enabled"}
+    lifecycle = next(r for r in p.by_type("aws:s3:BucketLifecycleConfiguration")
+                     if r.name == "rclaude-dev-results-lifecycle").inputs
+    assert lifecycle["rules"][0]["noncurrentVersionExpiration"] == {"noncurrentDays": 30}
+    # S3's log delivery may write the log bucket, for this account only.
+    policy = next(r for r in p.by_type("aws:s3:BucketPolicy")
+                  if r.name == "rclaude-dev-access-logs-tls-only").inputs["policy"]
+    writes = {s["Sid"]: s for s in json.loads(policy)["Statement"]}["ServiceWrites"]
+    assert writes["Principal"] == {"Service": "logging.s3.amazonaws.com"}
+    assert writes["Condition"] == {"StringEquals": {"aws:SourceAccount": "123456789012"}}
+    # Every flow of the VPC to a log group of the stack, through a role scoped to it.
+    (flow,) = p.by_type("aws:ec2:FlowLog")
+    assert flow.inputs["trafficType"] == "ALL"
+    assert flow.inputs["logDestination"].endswith(":log-group:/rclaude/dev/flow-logs")
+    (role,) = [r for r in p.by_type("aws:iam:Role") if r.name == "rclaude-dev-flow-logs"]
+    trust = json.loads(role.inputs["assumeRolePolicy"])["Statement"][0]
+    assert trust["Principal"] == {"Service": "vpc-flow-logs.amazonaws.com"}
+    (cluster,) = p.by_type("aws:ecs:Cluster")
+    assert cluster.inputs["settings"] == [{"name": "containerInsights", "value": "enabled"}]
+    # Instances in private subnets, behind the NAT gateway.
+    group = p.one("aws:autoscaling:Group").inputs
+    assert group["vpcZoneIdentifiers"] == ["rclaude-dev-private-0-id", "rclaude-dev-private-1-id"]
+    baseline = plan_for(nat="single")
+    assert not baseline.by_type("aws:ec2:FlowLog")
+    assert not baseline.by_type("aws:s3:BucketVersioning")
+    names = {(r.type, r.name) for r in baseline}
+    assert names <= {(r.type, r.name) for r in p}  # strict only adds: no URN moves
+
+
+def test_strict_costs_what_it_adds_and_says_what_it_assumes(plan_for: Any) -> None:
+    usage = Usage(tasks_per_day=10, model_usd_per_task=0.5)
+    baseline = estimate_cost(plan_for(nat="single"), usage)
+    strict = estimate_cost(plan_for(**STRICT), usage)
+    rows = {(r, c): after - before for r, c, before, after in baseline.diff(strict).rows
+            if after != before}
+    assert rows[("rclaude-dev-cluster", "Container Insights metrics")] == pytest.approx(3.0)
+    assert ("rclaude-dev-flow-logs", "Data ingested") in rows
+    assert ("rclaude-dev-results", "Noncurrent versions (30 more days)") in rows
+    assert ("rclaude-dev-access-logs", "Access logs (30 days kept)") in rows
+    assert strict.idle_monthly - baseline.idle_monthly == pytest.approx(3.0)
+    assumed = {line.component for line in strict.lines if line.assumed}
+    assert {"Container Insights metrics", "Data ingested"} <= assumed
+    assert any("1 MB of flow records per task" in a for a in strict.assumptions)
