@@ -554,13 +554,7 @@ def _codebuild_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLi
     lines: list[CostLine] = []
     for project in plan.by_type("aws:codebuild:Project"):
         environment = project.inputs.get("environment", {})
-        try:
-            price = prices.item("codebuild_linux_small_minute")
-        except PriceNotFoundError:
-            # The snapshot has CodeBuild's rate for us-east-1 only: use it, and say so.
-            home = PriceBook.snapshot("us-east-1").item("codebuild_linux_small_minute")
-            price = attrs.evolve(home, assumed=True, source=(
-                f"us-east-1 rate used for {prices.region}: {home.source}"))
+        price = _item_or_home(prices, "codebuild_linux_small_minute")
         if environment.get("type") == "ARM_CONTAINER":
             price = attrs.evolve(price, assumed=True, source=(
                 "the ARM rate is not in the snapshot; the Linux (x86) small rate is "
@@ -570,6 +564,32 @@ def _codebuild_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLi
             project, f"Image builds ({usage.image_builds_per_month:g} a month x "
             f"{usage.image_build_minutes:g} min, {environment.get('computeType', '?')})",
             minutes, price, baseline=False, unit="build-minutes"))
+    return lines
+
+
+def _item_or_home(prices: PriceBook, name: str) -> Price:
+    """``prices.item(name)``; for an item the snapshot has for us-east-1 only (CodeBuild,
+    KMS: ``scripts/prices-extra.csv``), that rate, labelled as assumed."""
+    try:
+        return prices.item(name)
+    except PriceNotFoundError:
+        home = PriceBook.snapshot("us-east-1").item(name)
+        return attrs.evolve(home, assumed=True,
+                            source=f"us-east-1 rate used for {prices.region}: {home.source}")
+
+
+def _kms_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
+    """The stack's customer-managed key, and its requests: at most one per S3 request and
+    secret read of a task (S3 bucket keys make most S3 requests need none)."""
+    lines: list[CostLine] = []
+    for key in plan.by_type("aws:kms:Key"):
+        lines.append(_line(key, "Customer-managed key", 1, _item_or_home(prices, "kms_key_month"),
+                           baseline=True))
+        requests = usage.tasks_per_month * (S3_PUTS_PER_TASK + S3_GETS_PER_TASK
+                                            + SECRET_READS_PER_TASK)
+        lines.append(_line(key, "Requests (at most)", requests,
+                           _item_or_home(prices, "kms_requests"), baseline=False,
+                           unit="requests", per=10_000))
     return lines
 
 
@@ -609,7 +629,7 @@ def _model_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
 #: The services a stack is priced by, in the order their lines are listed.
 _SERVICES: tuple[Callable[[Plan, Usage, PriceBook], list[CostLine]], ...] = (
     _ec2_lines, _network_lines, _logs_lines, _s3_lines, _secrets_lines, _ecr_lines,
-    _codebuild_lines, _insights_lines, _model_lines,
+    _codebuild_lines, _insights_lines, _kms_lines, _model_lines,
 )
 
 

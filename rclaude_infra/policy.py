@@ -52,6 +52,8 @@ FLOW_LOG = "aws:ec2/flowLog:FlowLog"
 VERSIONING = "aws:s3/bucketVersioning:BucketVersioning"
 BUCKET_LOGGING = "aws:s3/bucketLogging:BucketLogging"
 CLUSTER = "aws:ecs/cluster:Cluster"
+SECRET = "aws:secretsmanager/secret:Secret"
+KMS_KEY = "aws:kms/key:Key"
 DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
 ECR_REPOSITORY = "aws:ecr/repository:Repository"
 ECR_LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
@@ -177,7 +179,7 @@ class PolicyReport:
     >>> from rclaude_infra import plan
     >>> report = plan().check_policies()
     >>> report.ok, report.rules_checked, len(report.mandatory_violations)
-    (True, 47, 0)
+    (True, 51, 0)
     """
 
     findings: tuple[Finding, ...]
@@ -791,6 +793,61 @@ def _container_insights(props: Props) -> Iterator[str]:
         yield "Container Insights is off"
 
 
+@rule(
+    id="logs-customer-key",
+    severity="low",
+    resource_types=(LOG_GROUP,),
+    description="Log groups are encrypted with a customer-managed KMS key",
+    references=("CKV_AWS_158",),
+)
+def _logs_key(props: Props) -> Iterator[str]:
+    if not props.get("kmsKeyId"):
+        yield "encrypted with CloudWatch's own key, not a customer-managed one"
+
+
+@rule(
+    id="secret-customer-key",
+    severity="low",
+    resource_types=(SECRET,),
+    description="Secrets are encrypted with a customer-managed KMS key",
+    references=("CKV_AWS_149",),
+)
+def _secret_key(props: Props) -> Iterator[str]:
+    if not props.get("kmsKeyId"):
+        yield "encrypted with the AWS-managed aws/secretsmanager key"
+
+
+@rule(
+    id="s3-customer-key",
+    severity="low",
+    description="Buckets (but an access-log target, which takes SSE-S3 only) are encrypted "
+    "with a customer-managed KMS key",
+    references=("CKV_AWS_145",),
+    stack=True,
+)
+def _s3_key(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, str]]:
+    wanted = [name for kind, name, props in resources if kind == BUCKET
+              and (props.get("tags") or {}).get("rclaude:purpose") != "access-logs"]
+    keyed = sum(1 for kind, _, props in resources if kind == ENCRYPTION and any(
+        (r.get("applyServerSideEncryptionByDefault") or {}).get("sseAlgorithm") == "aws:kms"
+        for r in _as_list(props.get("rules"))))
+    if keyed < len(wanted):
+        for name in wanted:
+            yield name, f"{len(wanted)} buckets but {keyed} with a customer-managed key"
+
+
+@rule(
+    id="kms-key-rotation",
+    severity="medium",
+    resource_types=(KMS_KEY,),
+    description="Customer-managed keys rotate",
+    references=("CKV_AWS_7", "KMS.4"),
+)
+def _key_rotation(props: Props) -> Iterator[str]:
+    if not _truthy(props.get("enableKeyRotation")):
+        yield "the key never rotates"
+
+
 # -- the runner image: its repository and its build ----------------------------------------
 
 
@@ -1027,6 +1084,13 @@ WAIVERS: tuple[Waiver, ...] = (
         "flow logs cost ingestion per flow. security_profile='strict' turns them on.",
         applies=lambda config: _baseline(config) and config.vpc_id is None,
     ),
+    *(Waiver(
+        rule_id=rule_id,
+        reason="AWS-managed keys encrypt it at no charge; a customer-managed key costs "
+        "$1.00/month and its requests. security_profile='strict' adds one for the bucket, "
+        "the logs and the secret.",
+        applies=_baseline,
+    ) for rule_id in ("logs-customer-key", "secret-customer-key", "s3-customer-key")),
     Waiver(
         rule_id="ecs-container-insights",
         reason="its metrics are billed as custom metrics while the cluster idles at zero "

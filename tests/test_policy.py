@@ -129,6 +129,9 @@ BREAKERS: dict[str, tuple[str, Mutation]] = {
     "tagged-for-sweep": ("aws:ecs:Cluster", lambda p: {**p, "tags": {"team": "ml"}}),
     "ecs-container-insights": ("aws:ecs:Cluster", lambda p: {**p, "settings": [
         {"name": "containerInsights", "value": "disabled"}]}),
+    "logs-customer-key": ("aws:cloudwatch:LogGroup", lambda p: {**p, "kmsKeyId": None}),
+    "secret-customer-key": ("aws:secretsmanager:Secret", lambda p: {**p, "kmsKeyId": None}),
+    "kms-key-rotation": ("aws:kms:Key", lambda p: {**p, "enableKeyRotation": False}),
     "ecr-scan-on-push": ("aws:ecr:Repository", lambda p: set_in(
         p, "imageScanningConfiguration.scanOnPush", False)),
     "ecr-immutable-tags": ("aws:ecr:Repository", lambda p: {**p, "imageTagMutability": "MUTABLE"}),
@@ -216,12 +219,12 @@ def test_the_default_security_group_is_held_closed(plan_for: PlanFor) -> None:
 def test_strict_profile_rules_are_checked_across_resources(plan_for: PlanFor) -> None:
     resources = [(r.type, r.name, r.inputs) for r in plan_for(**STRICT)]
     checks = {i: rules_by_id()[i].stack_check for i in ("s3-versioning", "s3-access-logging",
-                                                       "vpc-flow-logs")}
+                                                       "vpc-flow-logs", "s3-customer-key")}
     for rule_id, check in checks.items():
         assert check is not None and list(check(resources)) == [], rule_id
     without = {
         "s3-versioning": "BucketVersioning", "s3-access-logging": "BucketLogging",
-        "vpc-flow-logs": "FlowLog"}
+        "vpc-flow-logs": "FlowLog", "s3-customer-key": "BucketServerSideEncryptionConfiguration"}
     for rule_id, kind in without.items():
         check = checks[rule_id]
         assert check is not None
@@ -277,7 +280,8 @@ def test_stack_plans_have_no_violation_beyond_declared_waivers(
 
 
 BASELINE_WAIVED = {"s3-versioning", "s3-access-logging", "vpc-flow-logs",
-                   "ecs-container-insights"}
+                   "ecs-container-insights", "logs-customer-key", "secret-customer-key",
+                   "s3-customer-key"}
 
 
 def test_waivers_go_away_with_the_stricter_choice(plan_for: PlanFor) -> None:
@@ -324,9 +328,9 @@ def test_mandatory_violations_refuse_with_rule_and_resource(plan_for: PlanFor) -
 def test_report_renderings(default_plan: Plan) -> None:
     report = default_plan.check_policies()
     data = json.loads(report.to_json())
-    assert data["ok"] is True and len(data["findings"]) == 8
+    assert data["ok"] is True and len(data["findings"]) == 11
     assert all(f["waived"] for f in data["findings"])
-    assert str(report).endswith("0 violations (0 mandatory), 8 waived")
+    assert str(report).endswith("0 violations (0 mandatory), 11 waived")
     assert Deployment("dev").check_policies().ok
 
 

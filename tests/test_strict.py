@@ -55,7 +55,30 @@ def test_strict_plan_logs_versions_and_watches(plan_for: Any) -> None:
     # Instances in private subnets, behind the NAT gateway.
     group = p.one("aws:autoscaling:Group").inputs
     assert group["vpcZoneIdentifiers"] == ["rclaude-dev-private-0-id", "rclaude-dev-private-1-id"]
+    # One customer-managed key, rotating, for the results, every log group and the secret;
+    # the access-log bucket keeps SSE-S3 (the only encryption S3 delivers logs to).
+    (key,) = p.by_type("aws:kms:Key")
+    assert key.inputs["enableKeyRotation"] is True
+    arn = "arn:aws:kms:us-east-1:123456789012:key/rclaude-dev-key-"
+    assert all(g.inputs["kmsKeyId"].startswith(arn) for g in p.by_type("aws:cloudwatch:LogGroup"))
+    assert p.one("aws:secretsmanager:Secret").inputs["kmsKeyId"].startswith(arn)
+    encryption = {e.name: e.inputs["rules"][0]["applyServerSideEncryptionByDefault"]
+                  for e in p.by_type("aws:s3:BucketServerSideEncryptionConfiguration")}
+    assert encryption["rclaude-dev-results-encryption"]["sseAlgorithm"] == "aws:kms"
+    assert encryption["rclaude-dev-access-logs-encryption"] == {"sseAlgorithm": "AES256"}
+    statements = json.loads(key.inputs["policy"])["Statement"]
+    logs = next(s for s in statements if s["Sid"] == "LogsEncryptThisDeployment")
+    assert logs["Principal"] == {"Service": "logs.us-east-1.amazonaws.com"}
+    assert logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"].endswith(
+        ":log-group:/rclaude/dev*")
+    # The roles may use the key for what they do with it, nothing else.
+    policies = {r.name: json.loads(r.inputs["policy"]) for r in p.by_type("aws:iam:RolePolicy")}
+    uses = {name: next((s["Action"] for s in doc["Statement"] if s.get("Sid") == "UseStackKey"),
+                       None) for name, doc in policies.items()}
+    assert uses["rclaude-dev-task"] == ["kms:Decrypt", "kms:GenerateDataKey"]
+    assert uses["rclaude-dev-execution"] == ["kms:Decrypt"]  # the secret
     baseline = plan_for(nat="single")
+    assert not baseline.by_type("aws:kms:Key")
     assert not baseline.by_type("aws:ec2:FlowLog")
     assert not baseline.by_type("aws:s3:BucketVersioning")
     names = {(r.type, r.name) for r in baseline}
@@ -72,7 +95,9 @@ def test_strict_costs_what_it_adds_and_says_what_it_assumes(plan_for: Any) -> No
     assert ("rclaude-dev-flow-logs", "Data ingested") in rows
     assert ("rclaude-dev-results", "Noncurrent versions (30 more days)") in rows
     assert ("rclaude-dev-access-logs", "Access logs (30 days kept)") in rows
-    assert strict.idle_monthly - baseline.idle_monthly == pytest.approx(3.0)
+    assert rows[("rclaude-dev-key", "Customer-managed key")] == pytest.approx(1.0)
+    assert ("rclaude-dev-key", "Requests (at most)") in rows
+    assert strict.idle_monthly - baseline.idle_monthly == pytest.approx(4.0)
     assumed = {line.component for line in strict.lines if line.assumed}
     assert {"Container Insights metrics", "Data ingested"} <= assumed
     assert any("1 MB of flow records per task" in a for a in strict.assumptions)

@@ -122,8 +122,42 @@ def bedrock_statements(partition: str, region: str, account_id: str,
 
 
 
+def kms_statements(key_arn: str | None, actions: tuple[str, ...] = (
+        "kms:Decrypt",)) -> list[dict[str, Any]]:
+    """Use of the stack's customer-managed key (security_profile="strict"), if it has one."""
+    if key_arn is None:
+        return []
+    return [{"Sid": "UseStackKey", "Effect": "Allow", "Action": list(actions),
+             "Resource": key_arn}]
+
+
+def key_policy(account_id: str, partition: str, region: str, name: str) -> str:
+    """The stack key's policy: the account administers it through IAM (AWS's default
+    statement), and CloudWatch Logs may use it for this deployment's log groups only."""
+    return policy_document(
+        {
+            "Sid": "AccountAdministersThroughIam",
+            "Effect": "Allow",
+            "Principal": {"AWS": f"arn:{partition}:iam::{account_id}:root"},
+            "Action": "kms:*",
+            "Resource": "*",
+        },
+        {
+            "Sid": "LogsEncryptThisDeployment",
+            "Effect": "Allow",
+            "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+            "Action": ["kms:Encrypt*", "kms:Decrypt*", "kms:ReEncrypt*",
+                       "kms:GenerateDataKey*", "kms:Describe*"],
+            "Resource": "*",
+            "Condition": {"ArnLike": {"kms:EncryptionContext:aws:logs:arn":
+                                      f"arn:{partition}:logs:{region}:{account_id}:"
+                                      f"log-group:/rclaude/{name}*"}},
+        },
+    )
+
+
 def execution_policy(log_group_arn: str, secret_arn: str | None,
-                     repo_arn: str | None) -> str:
+                     repo_arn: str | None, key_arn: str | None = None) -> str:
     """The execution role's policy: the ECS agent writes the log stream, reads the
     credential's secret (when there is one) and pulls the image (when it is in ECR)."""
     statements: list[dict[str, Any]] = [
@@ -133,6 +167,7 @@ def execution_policy(log_group_arn: str, secret_arn: str | None,
             "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
             "Resource": f"{log_group_arn}:*",
         },
+        *(kms_statements(key_arn) if secret_arn is not None else []),
     ]
     if secret_arn is not None:
         statements.append({
@@ -175,7 +210,8 @@ CODEBUILD_COMPUTE = "BUILD_GENERAL1_SMALL"
 KEEP_IMAGES = 5
 
 
-def image_build_policy(log_group_arn: str, source_arn: str, repo_arn: str) -> str:
+def image_build_policy(log_group_arn: str, source_arn: str, repo_arn: str,
+                       key_arn: str | None = None) -> str:
     """The image build's policy: write its own log group, read the uploaded sources (one
     prefix of the results bucket), push to the stack's repository, nothing else."""
     return policy_document(
@@ -192,6 +228,7 @@ def image_build_policy(log_group_arn: str, source_arn: str, repo_arn: str) -> st
             "Resource": source_arn,
         },
         *_ecr_statements("PushRunnerImage", _ECR_PUSH, repo_arn),
+        *kms_statements(key_arn),
     )
 
 
@@ -217,7 +254,7 @@ def ecr_lifecycle_policy(keep: int = KEEP_IMAGES) -> str:
 
 
 def task_policy(config: DeploymentConfig, name: str, bucket_arn: str, partition: str,
-                account_id: str) -> str:
+                account_id: str, key_arn: str | None = None) -> str:
     """The task role's policy: the task's records in the bucket, ECS Exec's channel, the
     deployment's per-task secrets and, with Bedrock, the configured models."""
     bedrock = (bedrock_statements(partition, config.region, account_id, config.models)
@@ -258,6 +295,8 @@ def task_policy(config: DeploymentConfig, name: str, bucket_arn: str, partition:
                         f"secret:rclaude/{name}/tasks/*",
         },
         *bedrock,
+        # Objects of the bucket are encrypted with the stack key (security_profile="strict").
+        *kms_statements(key_arn, ("kms:Decrypt", "kms:GenerateDataKey")),
     )
 
 

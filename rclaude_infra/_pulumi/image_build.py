@@ -70,7 +70,8 @@ def runner_repository(*, name: str, tags: Mapping[str, str], opts: pulumi.Resour
 
 def remote_image(*, name: str, config: DeploymentConfig, tags: Mapping[str, str],
                  bucket: aws.s3.Bucket, account_id: pulumi.Output[str],
-                 opts: pulumi.ResourceOptions) -> RemoteImage:
+                 opts: pulumi.ResourceOptions,
+                 key_arn: pulumi.Input[str] | None = None) -> RemoteImage:
     """Declare the repository, the build project, its role and its log group for the
     deployment ``name``, reading the sources from ``bucket``; ``opts`` parents them."""
     cfg, prefix = config, f"rclaude-{name}"
@@ -82,6 +83,7 @@ def remote_image(*, name: str, config: DeploymentConfig, tags: Mapping[str, str]
         f"{prefix}-image-build",
         name=f"/rclaude/{name}/image-build",
         retention_in_days=cfg.log_retention_days,
+        kms_key_id=key_arn,
         tags=tags,
         opts=opts,
     )
@@ -96,8 +98,9 @@ def remote_image(*, name: str, config: DeploymentConfig, tags: Mapping[str, str]
     policy = aws.iam.RolePolicy(
         f"{prefix}-image-build",
         role=role.id,
-        policy=pulumi.Output.all(log_group.arn, bucket.arn, repository.arn).apply(
-            lambda args: image_build_policy(args[0], f"{args[1]}/{source.key}", args[2])),
+        policy=pulumi.Output.all(log_group.arn, bucket.arn, repository.arn, key_arn).apply(
+            lambda args: image_build_policy(args[0], f"{args[1]}/{source.key}", args[2],
+                                            args[3])),
         opts=opts,
     )
     uri = repository.repository_url.apply(lambda url: f"{url}:{tag}")

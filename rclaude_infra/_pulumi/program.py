@@ -25,6 +25,7 @@ from .documents import (
     container_definitions,
     execution_policy,
     flow_logs_policy,
+    key_policy,
     policy_document,
     task_policy,
     trust_policy,
@@ -93,10 +94,12 @@ class RclaudeStack(pulumi.ComponentResource):
         self._account_id = aws.get_caller_identity_output(opts=invoke).account_id
         self._partition = aws.get_partition_output(opts=invoke).partition
 
+        self.key = self._stack_key() if config.security_profile == "strict" else None
         self.log_group = aws.cloudwatch.LogGroup(
             f"{self._prefix}-logs",
             name=f"/rclaude/{name}",
             retention_in_days=config.log_retention_days,
+            kms_key_id=self._key_arn(),
             tags=self.tags,
             opts=self._child,
         )
@@ -142,6 +145,26 @@ class RclaudeStack(pulumi.ComponentResource):
         self.register_outputs(self.outputs)
 
     # -- storage and secrets -------------------------------------------------
+
+    def _stack_key(self) -> aws.kms.Key:
+        """The customer-managed key of a strict stack: the bucket, the logs and the secret
+        are encrypted with it; rotated yearly; usable by this deployment's roles only."""
+        key = aws.kms.Key(
+            f"{self._prefix}-key",
+            description=f"rclaude-infra {self._name}: results, logs and the credential",
+            enable_key_rotation=True,
+            deletion_window_in_days=7,
+            policy=pulumi.Output.all(self._account_id, self._partition).apply(
+                lambda args: key_policy(args[0], args[1], self._config.region, self._name)),
+            tags=self.tags,
+            opts=self._child,
+        )
+        aws.kms.Alias(f"{self._prefix}-key", name=f"alias/rclaude-{self._name}",
+                      target_key_id=key.key_id, opts=self._child)
+        return key
+
+    def _key_arn(self) -> pulumi.Input[str] | None:
+        return self.key.arn if self.key is not None else None
 
     def _results_bucket(self) -> None:
         cfg = self._config
@@ -192,11 +215,15 @@ class RclaudeStack(pulumi.ComponentResource):
             rule={"object_ownership": "BucketOwnerEnforced"},
             opts=self._child,
         )
+        # The stack key, but for a log target: S3 delivers access logs only to SSE-S3.
+        key = self._key_arn() if writer is None else None
         aws.s3.BucketServerSideEncryptionConfiguration(
             f"{name}-encryption",
             bucket=bucket.id,
             rules=[{
-                "apply_server_side_encryption_by_default": {"sse_algorithm": "AES256"},
+                "apply_server_side_encryption_by_default": (
+                    {"sse_algorithm": "AES256"} if key is None
+                    else {"sse_algorithm": "aws:kms", "kms_master_key_id": key}),
                 "bucket_key_enabled": True,
             }],
             opts=self._child,
@@ -274,6 +301,7 @@ class RclaudeStack(pulumi.ComponentResource):
             description=f"{what} for rclaude-infra deployment {self._name}",
             # Deleted at once on destroy, so a stack of the same name can be made again.
             recovery_window_in_days=0,
+            kms_key_id=self._key_arn(),
             tags=self.tags,
             opts=self._child,
         )
@@ -405,6 +433,7 @@ class RclaudeStack(pulumi.ComponentResource):
             f"{self._prefix}-flow-logs",
             name=f"/rclaude/{self._name}/flow-logs",
             retention_in_days=self._config.log_retention_days,
+            kms_key_id=self._key_arn(),
             tags=self.tags,
             opts=self._child,
         )
@@ -606,7 +635,7 @@ class RclaudeStack(pulumi.ComponentResource):
         if cfg.image_mode == "remote":
             remote = remote_image(name=self._name, config=cfg, tags=self.tags,
                                   bucket=self.bucket, account_id=self._account_id,
-                                  opts=self._child)
+                                  key_arn=self._key_arn(), opts=self._child)
             self.image_build = remote
             return remote.uri, remote.repository_arn
         if cfg.image_mode == "given":
@@ -655,7 +684,7 @@ class RclaudeStack(pulumi.ComponentResource):
             f"{self._prefix}-execution",
             role=self.execution_role.id,
             policy=pulumi.Output.all(
-                self.log_group.arn, self._secret_arn(), ecr_repository_arn
+                self.log_group.arn, self._secret_arn(), ecr_repository_arn, self._key_arn()
             ).apply(lambda args: execution_policy(*args)),
             opts=self._child,
         )
@@ -670,7 +699,8 @@ class RclaudeStack(pulumi.ComponentResource):
         aws.iam.RolePolicy(
             f"{self._prefix}-task",
             role=self.task_role.id,
-            policy=pulumi.Output.all(self.bucket.arn, self._partition, self._account_id).apply(
+            policy=pulumi.Output.all(self.bucket.arn, self._partition, self._account_id,
+                                     self._key_arn()).apply(
                 lambda args: task_policy(self._config, self._name, *args)),
             opts=self._child,
         )
