@@ -548,10 +548,16 @@ def _companions(resources: Sequence[tuple[str, str, Props]], owner: str, owners_
     name the owner by an id only known after deployment, so count them)."""
     owners = [name for kind, name, _ in resources if kind == owner]
     for kind, what in needed.items():
-        count = sum(1 for k, _, _ in resources if k == kind)
-        if count < len(owners):
-            for name in owners:
-                yield name, f"{len(owners)} {owners_word} but {count} with {what}"
+        yield from _each_has(owners, owners_word, sum(1 for k, _, _ in resources if k == kind),
+                             what)
+
+
+def _each_has(owners: list[str], owners_word: str, count: int,
+              what: str) -> Iterator[tuple[str, str]]:
+    """A finding on every owner when fewer than all of them have ``what``."""
+    if count < len(owners):
+        for name in owners:
+            yield name, f"{len(owners)} {owners_word} but {count} with {what}"
 
 
 # -- ECS -----------------------------------------------------------------------------------
@@ -748,9 +754,7 @@ def _versioning(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[s
     buckets = [name for kind, name, _ in resources if kind == BUCKET]
     enabled = sum(1 for kind, _, props in resources if kind == VERSIONING
                   and (props.get("versioningConfiguration") or {}).get("status") == "Enabled")
-    if enabled < len(buckets):
-        for name in buckets:
-            yield name, f"{len(buckets)} buckets but {enabled} with versioning enabled"
+    yield from _each_has(buckets, "buckets", enabled, "versioning enabled")
 
 
 @rule(
@@ -831,9 +835,7 @@ def _s3_key(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, 
     keyed = sum(1 for kind, _, props in resources if kind == ENCRYPTION and any(
         (r.get("applyServerSideEncryptionByDefault") or {}).get("sseAlgorithm") == "aws:kms"
         for r in _as_list(props.get("rules"))))
-    if keyed < len(wanted):
-        for name in wanted:
-            yield name, f"{len(wanted)} buckets but {keyed} with a customer-managed key"
+    yield from _each_has(wanted, "buckets", keyed, "a customer-managed key")
 
 
 @rule(
