@@ -68,6 +68,8 @@ BEDROCK_DEFAULT_MODELS: tuple[str, ...] = (
 )
 #: Tag carrying the deployment name on every taggable resource (leak sweeps look for it).
 DEPLOYMENT_TAG = "rclaude:deployment"
+#: What a bucket holds (``results``, ``access-logs``): the estimate and the rules read it.
+PURPOSE_TAG = "rclaude:purpose"
 
 #: The longest deployment name. Resource names are built as ``rclaude-<name>-<part>``
 #: and Pulumi appends an 8-character suffix: the longest, the execution role

@@ -17,13 +17,10 @@ from typing import Any
 import attrs
 
 from ._plan import Plan, PlannedResource, short_type
-from .config import Usage
+from .config import PURPOSE_TAG, Usage
 from .errors import BudgetExceededError, ConfigError, PriceNotFoundError
 from .instance_types import InstanceType, instance_types
 from .prices import HOURS_PER_MONTH, Price, PriceBook, bedrock_price
-
-#: The tag the program puts on a bucket saying what it holds (``_pulumi/program.py``).
-PURPOSE_TAG = "rclaude:purpose"
 
 #: S3 writes per task (spec, result.json, transcript, diff, artifacts index, log tail).
 S3_PUTS_PER_TASK = 6

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import attrs
 
-from .config import DEPLOYMENT_TAG, DeploymentConfig
+from .config import DEPLOYMENT_TAG, PURPOSE_TAG, DeploymentConfig
 from .errors import PolicyViolationError
 from .image_source import BUILDSPEC
 
@@ -831,7 +831,7 @@ def _secret_key(props: Props) -> Iterator[str]:
 )
 def _s3_key(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, str]]:
     wanted = [name for kind, name, props in resources if kind == BUCKET
-              and (props.get("tags") or {}).get("rclaude:purpose") != "access-logs"]
+              and (props.get("tags") or {}).get(PURPOSE_TAG) != "access-logs"]
     keyed = sum(1 for kind, _, props in resources if kind == ENCRYPTION and any(
         (r.get("applyServerSideEncryptionByDefault") or {}).get("sseAlgorithm") == "aws:kms"
         for r in _as_list(props.get("rules"))))

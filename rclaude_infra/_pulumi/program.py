@@ -15,7 +15,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
-from ..config import DEPLOYMENT_TAG, DeploymentConfig
+from ..config import DEPLOYMENT_TAG, PURPOSE_TAG, DeploymentConfig
 from ..image_source import image_source
 from ..tasks.agent import CLAUDE_CODE_VERSION
 from .documents import (
@@ -35,8 +35,6 @@ from .image_build import RemoteImage, remote_image, runner_repository
 
 COMPONENT_TYPE = "rclaude:infra:Stack"
 MANAGED_BY_TAG = "rclaude:managed-by"
-#: What a bucket holds (``results``, ``access-logs``): the estimate prices each its way.
-PURPOSE_TAG = "rclaude:purpose"
 VPC_CIDR = "10.0.0.0/16"
 _AMI_PARAMETERS = {
     "x86_64": "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id",
