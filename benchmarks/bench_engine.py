@@ -29,9 +29,11 @@ def main() -> int:
     rows = []
 
     def count(label: str, action: object) -> None:
-        start = len(fake.calls)
+        start, own = len(fake.calls), len(fake.stdin_calls)
         action()  # type: ignore[operator]
         verbs = fake.verbs()[start:]
+        # What the engine runs as the CLI itself: the credential on stdin.
+        verbs += [" ".join(c["args"][:2]) + " (stdin)" for c in fake.stdin_calls[own:]]
         rows.append((label, len(verbs), ", ".join(verbs) or "-"))
 
     count("up (new stack)", lambda: d.up(progress=False))
