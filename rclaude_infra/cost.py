@@ -497,23 +497,21 @@ def _s3_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
     """The results bucket: what its expiry keeps stored, and the task's requests."""
     lines: list[CostLine] = []
     tasks = usage.tasks_per_month
-    versioned = bool(plan.by_type("aws:s3:BucketVersioning"))
+    versioned = {r.name for r in plan.by_type("aws:s3:BucketVersioning")}
     for bucket in plan.by_type("aws:s3:Bucket"):
-        expire = _expiration_days(plan)
+        expire = _expiration_days(plan, bucket)
         if (bucket.inputs.get("tags") or {}).get(PURPOSE_TAG) == "access-logs":
-            # One log record (about 0.5 KB) per request to the results, kept as long as logs.
-            retention = next((int(r.inputs.get("retentionInDays") or 30)
-                              for r in plan.by_type("aws:cloudwatch:LogGroup")), 30)
+            # One log record (about 0.5 KB) per request to the results, kept until it expires.
             records = tasks * (S3_PUTS_PER_TASK + S3_GETS_PER_TASK)
-            lines.append(_line(bucket, f"Access logs ({retention} days kept)",
+            lines.append(_line(bucket, f"Access logs ({expire} days kept)",
                                records * 0.5 / 1024 / _MIB_PER_GB / (HOURS_PER_MONTH / 24)
-                               * retention, prices.item("s3_standard_storage_first_50tb"),
+                               * expire, prices.item("s3_standard_storage_first_50tb"),
                                baseline=False))
             continue
         stored = tasks * usage.result_mb_per_task / _MIB_PER_GB / (HOURS_PER_MONTH / 24) * expire
         lines.append(_line(bucket, f"Standard storage ({expire} days kept)", stored,
                            prices.item("s3_standard_storage_first_50tb"), baseline=False))
-        if versioned:
+        if f"{bucket.name}-versioning" in versioned:
             # Expiring a current version leaves it noncurrent for as long again.
             lines.append(_line(bucket, f"Noncurrent versions ({expire} more days)", stored,
                                prices.item("s3_standard_storage_first_50tb"), baseline=False))
@@ -630,8 +628,11 @@ _SERVICES: tuple[Callable[[Plan, Usage, PriceBook], list[CostLine]], ...] = (
 )
 
 
-def _expiration_days(plan: Plan) -> int:
+def _expiration_days(plan: Plan, bucket: PlannedResource) -> int:
+    """Days the bucket's own lifecycle (``<bucket>-lifecycle``) keeps objects."""
     for lifecycle in plan.by_type("aws:s3:BucketLifecycleConfiguration"):
+        if lifecycle.name != f"{bucket.name}-lifecycle":
+            continue
         for rule in lifecycle.inputs.get("rules", []):
             days = rule.get("expiration", {}).get("days")
             if rule.get("status") == "Enabled" and days:

@@ -101,3 +101,15 @@ def test_strict_costs_what_it_adds_and_says_what_it_assumes(plan_for: Any) -> No
     assumed = {line.component for line in strict.lines if line.assumed}
     assert {"Container Insights metrics", "Data ingested"} <= assumed
     assert any("1 MB of flow records per task" in a for a in strict.assumptions)
+
+
+def test_each_bucket_is_priced_with_its_own_expiry(plan_for: Any) -> None:
+    """Results kept 30 days, logs a year: each bucket's lines read its own lifecycle (a
+    plan with two buckets once priced the results with the log bucket's year)."""
+    p = plan_for(security_profile="strict", nat="single", log_retention_days=365,
+                 results_expire_days=30)
+    lines = {(line.resource, line.component)
+             for line in estimate_cost(p, Usage(tasks_per_day=10)).lines}
+    assert ("rclaude-dev-results", "Standard storage (30 days kept)") in lines
+    assert ("rclaude-dev-results", "Noncurrent versions (30 more days)") in lines
+    assert ("rclaude-dev-access-logs", "Access logs (365 days kept)") in lines
