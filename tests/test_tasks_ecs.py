@@ -558,3 +558,26 @@ def test_destroy_stops_the_tasks_in_flight_first(aws: Any, stack: StackOutputs,
         state = Deployment.from_outputs("dev", stack, session=aws).task(task.task_id).state()
         assert state.status is TaskStatus.STOPPED
         assert state.reason == "the deployment 'dev' is being destroyed"
+
+
+def test_a_final_result_is_read_from_s3_once(deployment: Deployment, aws: Any,
+                                             stack: StackOutputs) -> None:
+    """``tasks``, ``spend`` and ``result`` each ask for a task's result: S3 is asked once
+    for a final one, and again for a preempted attempt's (the next attempt replaces it)."""
+    from rclaude_infra._aws import s3_tasks
+
+    reads: list[str] = []
+    aws.events.register("before-parameter-build.s3.GetObject", lambda params, **_: reads.append(
+        params["Key"]) if params["Key"].endswith("/result.json") else None)
+    task = deployment.run_task(TaskSpec(command="true"))  # its clients see the hook
+    s3 = aws.client("s3")
+    s3_tasks.write_json(s3, stack.bucket, task.task_id, "result.json",
+                        {"status": "preempted", "reason": "spot"})
+    task.result()
+    task.result()
+    assert len(reads) == 2  # not final: asked each time
+    s3_tasks.write_json(s3, stack.bucket, task.task_id, "result.json",
+                        {"status": "succeeded", "exit_code": 0})
+    assert task.result().status == "succeeded"
+    assert task.agent is None and task.result().exit_code == 0
+    assert len(reads) == 3

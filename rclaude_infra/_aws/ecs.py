@@ -137,6 +137,7 @@ class EcsProvider:
         self._attempts: dict[str, list[dict[str, Any]]] = {}
         self._final: dict[str, TaskState] = {}
         self._specs: dict[str, TaskSpec] = {}
+        self._results: dict[str, Mapping[str, Any]] = {}
         #: How many tasks the group holds (None: unknown, every task is started at once
         #: and ECS keeps the rest PROVISIONING). Beyond it tasks wait QUEUED, in S3.
         self.capacity = capacity
@@ -559,7 +560,13 @@ class EcsProvider:
                 time.sleep(self.poll_interval)
 
     def result(self, task_id: str) -> Mapping[str, Any]:
+        """The task's ``result.json``; read once when final (a preempted attempt's is not:
+        the next attempt writes its own), as ``tasks``, ``spend`` and ``cost`` each ask."""
+        if task_id in self._results:
+            return dict(self._results[task_id])
         result = s3_tasks.read_json(self.s3, self._bucket, task_id, RESULT_FILE)
+        if result is not None and result.get("status") != "preempted":
+            self._results[task_id] = result
         if result is None:
             state = self.state(task_id)
             raise TaskNotFoundError(f"task {task_id} has no result in S3 yet (it is "
