@@ -398,8 +398,6 @@ class Deployment:
             print(best)            # every attempt: check, diff size, cost; the winner
             best.pull_request_url
         """
-        import attrs as _attrs
-
         from .tasks.best_of import MAX_ATTEMPTS, Attempt, BestOf, rank
         from .tasks.model import TaskNotFoundError, TaskStatus
 
@@ -414,8 +412,8 @@ class Deployment:
         if spec.prompt is None or spec.repo is None:
             raise ConfigError("spec", spec.task_id, "a prompt task with a repo")
         spec = self._admit(spec)
-        specs = [_attrs.evolve(spec, task_id=f"{spec.task_id}-a{i}", check=check,
-                               output="diff", branch=None, github_api_url=None)
+        specs = [attrs.evolve(spec, task_id=f"{spec.task_id}-a{i}", check=check,
+                              output="diff", branch=None, github_api_url=None)
                  for i in range(1, n + 1)]
         tasks = self.run_tasks(specs)
         found = []

@@ -106,9 +106,8 @@ class ModelPrice:
 
     def usd(self, tokens: Mapping[str, Any]) -> float:
         """What ``tokens`` (Claude Code's ``modelUsage`` fields) cost at this price."""
-        rates = attrs.asdict(self)
         return self.premium * sum(
-            float(tokens.get(field) or 0) * float(rates[kind])
+            float(tokens.get(field) or 0) * float(getattr(self, kind))
             for field, kind in _TOKEN_FIELDS.items()) / 1_000_000
 
 

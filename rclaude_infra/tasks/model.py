@@ -341,8 +341,6 @@ class Task:
         branch it pushed, or its commit with its diff applied), with ``prompt``, and
         ``changes`` to any other field. :class:`~rclaude_infra.errors.ConfigError` when
         this task left no session to continue (a command, or no result line)."""
-        import attrs
-
         from ..errors import ConfigError
         from .spec import new_task_id
 
