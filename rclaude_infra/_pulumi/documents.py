@@ -122,6 +122,13 @@ def bedrock_statements(partition: str, region: str, account_id: str,
 
 
 
+def write_logs(sid: str, log_group_arn: str) -> dict[str, Any]:
+    """Write the streams of one log group, nothing else."""
+    return {"Sid": sid, "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": f"{log_group_arn}:*"}
+
+
 def kms_statements(key_arn: str | None, actions: tuple[str, ...] = (
         "kms:Decrypt",)) -> list[dict[str, Any]]:
     """Use of the stack's customer-managed key (security_profile="strict"), if it has one."""
@@ -161,12 +168,7 @@ def execution_policy(log_group_arn: str, secret_arn: str | None,
     """The execution role's policy: the ECS agent writes the log stream, reads the
     credential's secret (when there is one) and pulls the image (when it is in ECR)."""
     statements: list[dict[str, Any]] = [
-        {
-            "Sid": "WriteTaskLogs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": f"{log_group_arn}:*",
-        },
+        write_logs("WriteTaskLogs", log_group_arn),
         *(kms_statements(key_arn) if secret_arn is not None else []),
     ]
     if secret_arn is not None:
@@ -215,12 +217,7 @@ def image_build_policy(log_group_arn: str, source_arn: str, repo_arn: str,
     """The image build's policy: write its own log group, read the uploaded sources (one
     prefix of the results bucket), push to the stack's repository, nothing else."""
     return policy_document(
-        {
-            "Sid": "WriteBuildLogs",
-            "Effect": "Allow",
-            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-            "Resource": f"{log_group_arn}:*",
-        },
+        write_logs("WriteBuildLogs", log_group_arn),
         {
             "Sid": "ReadSources",
             "Effect": "Allow",
@@ -234,12 +231,11 @@ def image_build_policy(log_group_arn: str, source_arn: str, repo_arn: str,
 
 def flow_logs_policy(log_group_arn: str) -> str:
     """What VPC Flow Logs may do: write streams of its own log group, nothing else."""
-    return policy_document({
-        "Sid": "WriteFlowLogs",
-        "Effect": "Allow",
-        "Action": ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-        "Resource": [log_group_arn, f"{log_group_arn}:*"],
-    })
+    statement = write_logs("WriteFlowLogs", log_group_arn)
+    # Flow Logs also looks at the group's streams (AWS's documented role policy).
+    statement["Action"].append("logs:DescribeLogStreams")
+    statement["Resource"] = [log_group_arn, statement["Resource"]]
+    return policy_document(statement)
 
 
 def ecr_lifecycle_policy(keep: int = KEEP_IMAGES) -> str:
