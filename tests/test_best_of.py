@@ -54,10 +54,12 @@ def test_a_check_judges_the_work_and_leaves_no_trace_in_it(bare: Path,
     assert check["passed"] is False and check["exit_code"] == 1
     assert any("AssertionError: 6" in line for line in check["output"])
     assert failed.result().data["diff"] == {"files": 1, "lines": 2}
-    # A passing check; the branch holds the agent's work only, not what the check left
-    # (Python's __pycache__ in a repository without a .gitignore).
+    # A passing check that leaves a report behind (as pytest leaves caches, and Python
+    # __pycache__ unless PYTHONDONTWRITEBYTECODE is set): the branch holds the agent's work
+    # only.
     fake_api.rescript(RIGHT)
-    passed = d.run_task(TaskSpec(prompt="Fix add()", repo=str(bare), check=CHECK,
+    passed = d.run_task(TaskSpec(prompt="Fix add()", repo=str(bare),
+                                 check=f"{CHECK} && echo ok > check-report.txt",
                                  output="branch"))
     state = passed.wait(timeout=120)
     assert state.status is TaskStatus.SUCCEEDED, state.reason

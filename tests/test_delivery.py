@@ -191,7 +191,7 @@ def test_delivery_fields_are_checked(fields: dict[str, Any], field: str) -> None
     assert info.value.field == field
 
 
-def test_the_cli_asks_for_a_pull_request(bare: Path, fake_api: FakeAnthropic) -> None:
+def test_the_cli_asks_for_a_branch(bare: Path, fake_api: FakeAnthropic) -> None:
     """``rclaude-infra run --output branch``: the flags reach the spec."""
     import sys
 
