@@ -60,7 +60,7 @@ def _field_flags(group: Any, cls: type) -> None:
     import typing
 
     for field in attrs.fields(attrs.resolve_types(cls)):
-        if field.name not in _flag_fields(cls):
+        if field.name in _NOT_FLAGS:
             continue
         spec = dict(_FLAG_SPECS.get(field.name, {}))
         kind = field.type
