@@ -745,9 +745,6 @@ class TaskCost:
     def total_usd(self) -> float:
         return self.compute_usd + (self.model_usd or 0.0)
 
-    def __float__(self) -> float:
-        return self.total_usd
-
     def __format__(self, spec: str) -> str:
         return format(self.total_usd, spec)
 

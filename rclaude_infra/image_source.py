@@ -115,8 +115,8 @@ class ImageBuild:
     does not build its image in the account: ``image=`` or local Docker).
 
     >>> ImageBuild(image="123.dkr.ecr.us-east-1.amazonaws.com/r:ab-x86_64",
-    ...            status="present").built
-    False
+    ...            status="present").status
+    'present'
     """
 
     image: str
@@ -124,7 +124,3 @@ class ImageBuild:
     build_id: str | None = None
     #: How long the build ran (start to end), when one ran.
     seconds: float | None = None
-
-    @property
-    def built(self) -> bool:
-        return self.status == "built"
