@@ -43,6 +43,10 @@ class PlannedResource:
     inputs: Mapping[str, Any] = attrs.field(eq=False, hash=False)
     #: ``False`` for component resources, which group others and create nothing in AWS.
     custom: bool = True
+    #: What the resource would expose once created (``id``, ``arn``, ``name``...), as the
+    #: offline placeholders other resources' inputs hold; links them in
+    #: :meth:`Plan.to_terraform`.
+    state: Mapping[str, Any] = attrs.field(factory=dict, eq=False, hash=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +136,29 @@ class Plan:
     def to_json(self, *, indent: int | None = 2) -> str:
         """The plan as JSON (stable key order, secrets masked)."""
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False)
+
+    def to_terraform(self) -> dict[str, Any]:
+        """The plan as Terraform plan JSON (``terraform show -json`` of a first apply), as
+        a dict, for Checkov, Trivy, Infracost and other tools that read Terraform plans.
+
+        pulumi-aws is bridged from the Terraform AWS provider, so types and properties
+        map one to one (:mod:`rclaude_infra.terraform_plan` says how); references
+        between resources are in ``configuration``.
+
+        >>> from rclaude_infra import plan
+        >>> tf = plan().to_terraform()
+        >>> [r["values"]["metadata_options"] for r in tf["planned_values"]["root_module"]
+        ...  ["resources"] if r["type"] == "aws_launch_template"][0][0]["http_tokens"]
+        'required'
+        """
+        from .terraform_plan import to_terraform_plan
+
+        return to_terraform_plan(self.stack_resources, region=self.config.region,
+                                 secret_mask=SECRET_MASK)
+
+    def to_terraform_json(self, *, indent: int | None = 2) -> str:
+        """:meth:`to_terraform` as JSON text, ready for ``checkov -f plan.json``."""
+        return json.dumps(self.to_terraform(), indent=indent)
 
     def __str__(self) -> str:
         rows = [("TYPE", "NAME", "PARENT")] + [

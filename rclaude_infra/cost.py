@@ -41,6 +41,14 @@ CONTAINER_INSIGHTS_METRICS = 10
 CONTAINER_INSIGHTS_ASSUMPTION = (
     "assumed: about 10 cluster-level metrics (CPU, memory, network, storage, counts of "
     "instances and tasks); service and task metrics add more while tasks run")
+#: S3 events EventBridge ingests per million (security_profile="strict" sends each
+#: bucket's events there). S3's are "AWS opt-in data events", which AWS's EventBridge
+#: pricing page bills unlike the free management events; its rate is not in the snapshot.
+S3_EVENTS_PRICE = Price(
+    usd=1.00, unit="1M events", assumed=True,
+    source="assumed: EventBridge's $1.00 per million custom events, for S3's opt-in data "
+    "events (aws.amazon.com/eventbridge/pricing: S3 data events are billed, management "
+    "events free); each object written makes one event and its expiry another")
 #: The model's cost of a task when ``Usage.model_usd_per_task`` does not say.
 ASSUMED_MODEL_USD_PER_TASK = 1.30
 ASSUMED_MODEL_SOURCE = (
@@ -524,6 +532,24 @@ def _s3_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
     return lines
 
 
+def _bucket_event_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
+    """Bucket events sent to EventBridge: one when an object is written, one when it
+    expires. The access-log bucket is assumed to receive one log object per task."""
+    lines: list[CostLine] = []
+    # A notification names its bucket by the id only known after deployment: the plan's
+    # placeholder for it.
+    buckets = {b.state.get("id"): b for b in plan.by_type("aws:s3:Bucket")}
+    for notification in plan.by_type("aws:s3:BucketNotification"):
+        bucket = buckets.get(notification.inputs.get("bucket"))
+        if bucket is None or not notification.inputs.get("eventbridge"):
+            continue
+        logs = (bucket.inputs.get("tags") or {}).get(PURPOSE_TAG) == "access-logs"
+        objects = usage.tasks_per_month * (1 if logs else S3_PUTS_PER_TASK)
+        lines.append(_line(notification, "Events to EventBridge", 2 * objects,
+                           S3_EVENTS_PRICE, baseline=False, unit="events", per=1_000_000))
+    return lines
+
+
 def _secrets_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
     """The credential's secret and the reads of it (one per task)."""
     lines: list[CostLine] = []
@@ -623,7 +649,8 @@ def _model_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
 
 #: The services a stack is priced by, in the order their lines are listed.
 _SERVICES: tuple[Callable[[Plan, Usage, PriceBook], list[CostLine]], ...] = (
-    _ec2_lines, _network_lines, _logs_lines, _s3_lines, _secrets_lines, _ecr_lines,
+    _ec2_lines, _network_lines, _logs_lines, _s3_lines, _bucket_event_lines, _secrets_lines,
+    _ecr_lines,
     _codebuild_lines, _insights_lines, _kms_lines, _model_lines,
 )
 

@@ -57,6 +57,9 @@ KMS_KEY = "aws:kms/key:Key"
 DEFAULT_SECURITY_GROUP = "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup"
 ECR_REPOSITORY = "aws:ecr/repository:Repository"
 ECR_LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
+BUCKET_NOTIFICATION = "aws:s3/bucketNotification:BucketNotification"
+BUCKET_REPLICATION = "aws:s3/bucketReplicationConfig:BucketReplicationConfig"
+SECRET_ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"
 
 #: Types the stack creates that accept tags (the tag rule checks these).
 TAGGABLE = (
@@ -179,7 +182,7 @@ class PolicyReport:
     >>> from rclaude_infra import plan
     >>> report = plan().check_policies()
     >>> report.ok, report.rules_checked, len(report.mandatory_violations)
-    (True, 51, 0)
+    (True, 57, 0)
     """
 
     findings: tuple[Finding, ...]
@@ -774,6 +777,29 @@ def _access_logging(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tup
 
 
 @rule(
+    id="s3-event-notifications",
+    severity="low",
+    description="Changes to every bucket are published as events (S3 event notifications)",
+    references=("CKV2_AWS_62", "S3.11"),
+    stack=True,
+)
+def _event_notifications(resources: Sequence[tuple[str, str, Props]]
+                         ) -> Iterator[tuple[str, str]]:
+    yield from _companions(resources, BUCKET, "buckets", {BUCKET_NOTIFICATION: "notifications"})
+
+
+@rule(
+    id="s3-cross-region-replication",
+    severity="low",
+    description="Every bucket is replicated to another region",
+    references=("CKV_AWS_144", "S3.7"),
+    stack=True,
+)
+def _replication(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, str]]:
+    yield from _companions(resources, BUCKET, "buckets", {BUCKET_REPLICATION: "replication"})
+
+
+@rule(
     id="vpc-flow-logs",
     severity="low",
     description="A VPC the stack creates logs its flows",
@@ -839,6 +865,29 @@ def _s3_key(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, 
 
 
 @rule(
+    id="s3-log-target-customer-key",
+    severity="low",
+    resource_types=(BUCKET,),
+    description="An access-log target bucket is encrypted with a customer-managed KMS key",
+    references=("CKV_AWS_145",),
+)
+def _log_target_key(props: Props) -> Iterator[str]:
+    if (props.get("tags") or {}).get(PURPOSE_TAG) == "access-logs":
+        yield "the access-log bucket uses SSE-S3, the only encryption S3 delivers logs to"
+
+
+@rule(
+    id="secret-rotation",
+    severity="low",
+    description="Secrets rotate automatically",
+    references=("CKV2_AWS_57", "SecretsManager.1"),
+    stack=True,
+)
+def _secret_rotation(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, str]]:
+    yield from _companions(resources, SECRET, "secrets", {SECRET_ROTATION: "rotation"})
+
+
+@rule(
     id="kms-key-rotation",
     severity="medium",
     resource_types=(KMS_KEY,),
@@ -878,6 +927,19 @@ def _immutable_tags(props: Props) -> Iterator[str]:
 
 
 @rule(
+    id="ecr-customer-key",
+    severity="low",
+    resource_types=(ECR_REPOSITORY,),
+    description="Images are encrypted with a customer-managed KMS key",
+    references=("CKV_AWS_136",),
+)
+def _ecr_customer_key(props: Props) -> Iterator[str]:
+    configs = _as_list(props.get("encryptionConfigurations"))
+    if not configs or configs[0].get("encryptionType") != "KMS" or not configs[0].get("kmsKey"):
+        yield "images are encrypted with an AWS-managed key"
+
+
+@rule(
     id="ecr-lifecycle-policy",
     severity="low",
     description="Every repository has a lifecycle policy (old images expire)",
@@ -894,7 +956,9 @@ def _ecr_lifecycle(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tupl
     severity="high",
     resource_types=(CODEBUILD_PROJECT,),
     description="Privileged mode (Docker in the build) only for the runner image's build",
-    references=("CKV_AWS_316",),
+    # Narrower than CKV_AWS_316, which refuses privileged mode outright: see
+    # codebuild-not-privileged.
+    references=(),
 )
 def _privileged_only_for_images(props: Props) -> Iterator[str]:
     environment = props.get("environment") or {}
@@ -902,6 +966,18 @@ def _privileged_only_for_images(props: Props) -> Iterator[str]:
     if _truthy(environment.get("privilegedMode")) and buildspec != BUILDSPEC:
         yield (f"privileged mode for buildspec {buildspec!r}: only the runner image's build "
                f"({BUILDSPEC}) needs Docker")
+
+
+@rule(
+    id="codebuild-not-privileged",
+    severity="low",
+    resource_types=(CODEBUILD_PROJECT,),
+    description="Build projects do not run privileged",
+    references=("CKV_AWS_316",),
+)
+def _build_not_privileged(props: Props) -> Iterator[str]:
+    if _truthy((props.get("environment") or {}).get("privilegedMode")):
+        yield "the build runs privileged"
 
 
 @rule(
@@ -1094,6 +1170,46 @@ WAIVERS: tuple[Waiver, ...] = (
         applies=_baseline,
     ) for rule_id in ("logs-customer-key", "secret-customer-key", "s3-customer-key")),
     Waiver(
+        rule_id="ecr-customer-key",
+        reason="ECR's AES256 encryption is free; security_profile='strict' encrypts the "
+        "images with the stack's key.",
+        applies=_baseline,
+    ),
+    Waiver(
+        rule_id="s3-event-notifications",
+        reason="nothing in the stack consumes bucket events. security_profile='strict' "
+        "sends them to the default EventBridge bus.",
+        applies=_baseline,
+    ),
+    Waiver(
+        rule_id="s3-cross-region-replication",
+        reason="task records are working data that expire after results_expire_days; a "
+        "replica would double their storage and need a bucket, key and role in a second "
+        "region. No option turns it on.",
+        applies=lambda config: True,
+    ),
+    Waiver(
+        rule_id="s3-log-target-customer-key",
+        reason="S3 server access logging delivers only to buckets encrypted with SSE-S3, so "
+        "the log bucket of security_profile='strict' cannot use the stack's key.",
+        applies=lambda config: True,
+    ),
+    Waiver(
+        rule_id="secret-rotation",
+        reason="an Anthropic API key cannot be minted by a rotation function (Anthropic's "
+        "Admin API lists, renames and disables keys but does not create them); rotate it "
+        "by deploying with a new key. Bedrock (auth='bedrock') has no secret at all.",
+        applies=lambda config: True,
+    ),
+    Waiver(
+        rule_id="codebuild-not-privileged",
+        reason="CodeBuild runs Docker only in privileged mode, and build_image='remote' "
+        "builds the runner image with Docker; the project runs only the packaged buildspec "
+        "(rule codebuild-privileged-image-builds-only). build_image=True (local Docker) or "
+        "image= needs no project.",
+        applies=lambda config: config.image_mode == "remote",
+    ),
+    Waiver(
         rule_id="ecs-container-insights",
         reason="its metrics are billed as custom metrics while the cluster idles at zero "
         "instances for most of the day. security_profile='strict' turns it on.",
@@ -1195,8 +1311,8 @@ def check_policies(plan: PlanLike) -> PolicyReport:
     >>> from rclaude_infra import DeploymentConfig, plan
     >>> report = check_policies(plan(DeploymentConfig(
     ...     nat="single", log_retention_days=365, security_profile="strict")))
-    >>> report.ok, len(report.waived)
-    (True, 0)
+    >>> report.ok, sorted({finding.rule_id for finding in report.waived})
+    (True, ['s3-cross-region-replication', 's3-log-target-customer-key', 'secret-rotation'])
     """
     resources = [(r.type, r.name, r.inputs) for r in plan.resources]
     return PolicyReport(findings=tuple(evaluate(resources, plan.config)),

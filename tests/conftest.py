@@ -226,3 +226,46 @@ def _bare(tmp_path: Path) -> Path:
     from git_repos import bare_repository
 
     return bare_repository(tmp_path / "served" / "o" / "app.git")
+
+
+# -- Checkov, the scanner a security team runs on Terraform plans ------------------------
+
+#: The Checkov the scan tests pin. It pins older boto3 and botocore than the project
+#: needs, so it lives in a virtualenv of its own, not in the dev extra.
+CHECKOV_VERSION = "3.3.30"
+
+
+@pytest.fixture(scope="session", name="checkov")
+def _checkov() -> list[str]:
+    """The command that runs Checkov of the pinned version, installed with pip into a venv
+    in :func:`claude_cache` on first use (skips, saying why, only when pip cannot install
+    it)."""
+    import contextlib
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    root = claude_cache()
+    target = root / f"checkov-{CHECKOV_VERSION}"
+    # Run as a module: a venv's scripts name the path it was made at, and it is made in a
+    # staging directory, then renamed into place so no run sees half an install.
+    python = target / "bin" / "python"
+    if not (target / "installed").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=root, prefix="installing-"))
+        venv = staging / target.name
+        made = subprocess.run([sys.executable, "-m", "venv", str(venv)],
+                              capture_output=True, text=True, timeout=300)
+        done = made if made.returncode else subprocess.run(
+            [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
+             f"checkov=={CHECKOV_VERSION}"], capture_output=True, text=True, timeout=900)
+        if done.returncode != 0:
+            shutil.rmtree(staging, ignore_errors=True)
+            pytest.skip(f"pip could not install checkov=={CHECKOV_VERSION}: "
+                        f"{(done.stderr or done.stdout).strip()[-300:]}")
+        (venv / "installed").touch()
+        with contextlib.suppress(OSError):  # another run installed it meanwhile
+            venv.rename(target)
+        shutil.rmtree(staging, ignore_errors=True)
+    return [str(python), "-m", "checkov.main"]

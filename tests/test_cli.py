@@ -27,6 +27,17 @@ def test_plan_prints_a_table(tmp_path: Path) -> None:
     assert result.stderr == ""
 
 
+def test_plan_as_terraform_json_for_scanners(tmp_path: Path) -> None:
+    result = run("plan", "--terraform-json", "--security-profile", "strict", "--nat", "single",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    types = {r["type"] for r in data["planned_values"]["root_module"]["resources"]}
+    assert {"aws_kms_key", "aws_flow_log", "aws_s3_bucket_notification"} <= types
+    assert data["configuration"]["provider_config"]["aws"]["expressions"]["region"] == {
+        "constant_value": "us-east-1"}
+
+
 def test_plan_json_with_flags(tmp_path: Path) -> None:
     result = run(
         "plan", "--json", "--name", "ci", "--region", "eu-west-1", "--nat", "single",

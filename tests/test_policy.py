@@ -22,6 +22,7 @@ from rclaude_infra.policy import (
     check_policies,
     evaluate,
     rules_by_id,
+    waiver_for,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,17 +139,29 @@ BREAKERS: dict[str, tuple[str, Mutation]] = {
     # A project that runs something else (tests, a deploy script) with Docker's privileges.
     "codebuild-privileged-image-builds-only": ("aws:codebuild:Project", lambda p: set_in(
         p, "source.buildspec", "ci/buildspec.yml")),
+    "ecr-customer-key": ("aws:ecr:Repository", lambda p: {
+        **p, "encryptionConfigurations": [{"encryptionType": "AES256"}]}),
+}
+
+#: Resource rules the strict stack fails by necessity (waived whatever the config), each
+#: with a resource that passes and one that fails: (type, passing name, failing name).
+NECESSARY_FINDINGS = {
+    "s3-log-target-customer-key": ("aws:s3:Bucket", "rclaude-dev-results",
+                                   "rclaude-dev-access-logs"),
+    "codebuild-not-privileged": ("aws:codebuild:Project", None, "rclaude-dev-image-build"),
 }
 
 
 def test_every_rule_has_a_breaker_and_references() -> None:
     resource_rules = {r.id for r in RULES if r.check is not None}
-    assert set(BREAKERS) == resource_rules
+    assert set(BREAKERS) | set(NECESSARY_FINDINGS) == resource_rules
     ids = [r.id for r in RULES]
     assert len(ids) == len(set(ids))
     for rule in RULES:
         assert rule.description
-        if rule.id != "tagged-for-sweep":
+        # Ours alone: the sweep's tag, and privileged builds narrowed to the image build
+        # (CKV_AWS_316 refuses them all: codebuild-not-privileged).
+        if rule.id not in ("tagged-for-sweep", "codebuild-privileged-image-builds-only"):
             assert rule.references, rule.id
 
 
@@ -166,6 +179,22 @@ def test_rule_passes_the_stack_and_fails_the_broken_resource(
     bad = breaker(props_of(strict, token))
     messages = list(rule.check(bad))
     assert messages and all(isinstance(m, str) and m for m in messages)
+
+
+@pytest.mark.parametrize("rule_id", sorted(NECESSARY_FINDINGS))
+def test_rules_the_strict_stack_fails_by_necessity(plan_for: PlanFor, rule_id: str) -> None:
+    rule = rules_by_id()[rule_id]
+    token, passing, failing = NECESSARY_FINDINGS[rule_id]
+    assert rule.check is not None
+    strict = plan_for(**STRICT)
+    resources = {r.name: r for r in strict.by_type(token)}
+    assert list(rule.check(resources[failing].inputs))
+    if passing is not None:
+        assert list(rule.check(resources[passing].inputs)) == []
+    else:  # the only one of its type: unprivileged, it passes
+        assert list(rule.check(set_in(props_of(strict, token),
+                                      "environment.privilegedMode", False))) == []
+    assert waiver_for(rule_id, strict.config) is not None
 
 
 def test_bucket_hardening_is_checked_across_resources(plan_for: PlanFor) -> None:
@@ -281,20 +310,27 @@ def test_stack_plans_have_no_violation_beyond_declared_waivers(
 
 BASELINE_WAIVED = {"s3-versioning", "s3-access-logging", "vpc-flow-logs",
                    "ecs-container-insights", "logs-customer-key", "secret-customer-key",
-                   "s3-customer-key"}
+                   "s3-customer-key", "ecr-customer-key", "s3-event-notifications"}
+#: Waived whatever the config: no option fixes them (README, "Deliberate exceptions").
+ALWAYS_WAIVED = {"s3-cross-region-replication", "secret-rotation"}
 
 
 def test_waivers_go_away_with_the_stricter_choice(plan_for: PlanFor) -> None:
     default = plan_for().check_policies()
     assert {f.rule_id for f in default.waived} == {
         "lt-no-public-ip", "subnet-no-auto-public-ip", "logs-retention-one-year",
-        *BASELINE_WAIVED}
+        *BASELINE_WAIVED, *ALWAYS_WAIVED}
     nat = plan_for(nat="single").check_policies()
-    assert {f.rule_id for f in nat.waived} == {"logs-retention-one-year", *BASELINE_WAIVED}
+    assert {f.rule_id for f in nat.waived} == {"logs-retention-one-year", *BASELINE_WAIVED,
+                                              *ALWAYS_WAIVED}
     strict = plan_for(nat="single", security_profile="strict").check_policies()
-    assert {f.rule_id for f in strict.waived} == {"logs-retention-one-year"}
+    unfixable = {*ALWAYS_WAIVED, "s3-log-target-customer-key"}
+    assert {f.rule_id for f in strict.waived} == {"logs-retention-one-year", *unfixable}
     strict = plan_for(**STRICT).check_policies()
-    assert strict.findings == ()
+    assert {f.rule_id for f in strict.findings} == {*unfixable, "codebuild-not-privileged"}
+    bedrock = plan_for(**STRICT, auth="bedrock").check_policies()
+    assert {f.rule_id for f in bedrock.findings} == {*unfixable, "codebuild-not-privileged"
+                                                     } - {"secret-rotation"}
 
 
 def test_a_waiver_does_not_cover_a_config_it_was_not_declared_for(plan_for: PlanFor) -> None:
@@ -328,9 +364,9 @@ def test_mandatory_violations_refuse_with_rule_and_resource(plan_for: PlanFor) -
 def test_report_renderings(default_plan: Plan) -> None:
     report = default_plan.check_policies()
     data = json.loads(report.to_json())
-    assert data["ok"] is True and len(data["findings"]) == 11
+    assert data["ok"] is True and len(data["findings"]) == 15
     assert all(f["waived"] for f in data["findings"])
-    assert str(report).endswith("0 violations (0 mandatory), 11 waived")
+    assert str(report).endswith("0 violations (0 mandatory), 15 waived")
     assert Deployment("dev").check_policies().ok
 
 
@@ -390,7 +426,7 @@ def test_the_pack_runs_the_same_rules(plan_for: PlanFor, with_config: bool) -> N
     waived = {name: msgs for name, msgs in reported.items() if name.endswith("-waived") and msgs}
     assert set(waived) == {"lt-no-public-ip-waived", "subnet-no-auto-public-ip-waived",
                            "logs-retention-one-year-waived",
-                           *(f"{rule}-waived" for rule in BASELINE_WAIVED)}
+                           *(f"{rule}-waived" for rule in BASELINE_WAIVED | ALWAYS_WAIVED)}
     assert all("(waived: " in m for msgs in waived.values() for m in msgs)
 
 
@@ -409,7 +445,8 @@ def test_the_pack_reports_what_the_offline_evaluator_finds(plan_for: PlanFor) ->
     violations = broken.check_policies().violations
     offline = {(f.rule_id, f"{f.resource}: {f.message}") for f in violations}
     reported = run_pack(broken, p.config)
-    from_pack = {(name, m) for name, msgs in reported.items() for m in msgs}
+    from_pack = {(name, m) for name, msgs in reported.items() for m in msgs
+                 if not name.endswith("-waived")}
     assert offline == from_pack
     assert {rule for rule, _ in offline} == {"lt-imdsv2", "ecs-non-root"}
 

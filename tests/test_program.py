@@ -111,7 +111,7 @@ def test_auto_scaling_group_scales_from_zero_and_never_blocks_destroy(any_plan: 
     overrides = policy["launchTemplate"]["overrides"]
     assert [o["instanceType"] for o in overrides] == list(cfg.instance_types)
     spec = policy["launchTemplate"]["launchTemplateSpecification"]
-    assert spec["launchTemplateId"] == "rclaude-dev-lt-id"
+    assert spec["launchTemplateId"] == "rclaude-dev-lt-launchtemplate-id"
     distribution = policy["instancesDistribution"]
     assert distribution["onDemandBaseCapacity"] == cfg.on_demand_base
     if cfg.spot:
@@ -264,37 +264,38 @@ def test_default_network_is_public_subnets_in_two_azs_without_nat(default_plan: 
     assert not default_plan.by_type("aws:ec2:Eip")
     (routes,) = default_plan.by_type("aws:ec2:RouteTable")
     assert routes.inputs["routes"] == [
-        {"cidrBlock": "0.0.0.0/0", "gatewayId": "rclaude-dev-igw-id"}
+        {"cidrBlock": "0.0.0.0/0", "gatewayId": "rclaude-dev-igw-internetgateway-id"}
     ]
     assert len(default_plan.by_type("aws:ec2:RouteTableAssociation")) == 2
     (interface,) = default_plan.one("aws:ec2:LaunchTemplate").inputs["networkInterfaces"]
     assert interface["associatePublicIpAddress"] == "true"
-    assert interface["securityGroups"] == ["rclaude-dev-runner-id"]
+    assert interface["securityGroups"] == ["rclaude-dev-runner-securitygroup-id"]
     assert default_plan.one("aws:autoscaling:Group").inputs["vpcZoneIdentifiers"] == [
-        "rclaude-dev-public-0-id", "rclaude-dev-public-1-id"
+        "rclaude-dev-public-0-subnet-id", "rclaude-dev-public-1-subnet-id"
     ]
 
 
 def test_single_nat_puts_instances_in_private_subnets(plan_for: PlanFor) -> None:
     p = plan_for(nat="single")
     (nat,) = p.by_type("aws:ec2:NatGateway")
-    assert nat.inputs["subnetId"] == "rclaude-dev-public-0-id"
-    assert nat.inputs["allocationId"] == "rclaude-dev-nat-0-id"
+    assert nat.inputs["subnetId"] == "rclaude-dev-public-0-subnet-id"
+    assert nat.inputs["allocationId"] == "rclaude-dev-nat-0-eip-id"
     assert p.one("aws:ec2:Eip").inputs["domain"] == "vpc"
     public = [s for s in p.by_type("aws:ec2:Subnet") if "public" in s.name]
     private = [s for s in p.by_type("aws:ec2:Subnet") if "private" in s.name]
     assert len(public) == len(private) == 2
     assert all(s.inputs["mapPublicIpOnLaunch"] is False for s in public + private)
     private_routes = [r for r in p.by_type("aws:ec2:RouteTable") if "private" in r.name]
-    assert all(r.inputs["routes"][0]["natGatewayId"] == "rclaude-dev-nat-0-id"
+    assert all(r.inputs["routes"][0]["natGatewayId"] == "rclaude-dev-nat-0-natgateway-id"
                for r in private_routes)
     template = p.one("aws:ec2:LaunchTemplate").inputs
     assert "networkInterfaces" not in template
-    assert template["vpcSecurityGroupIds"] == ["rclaude-dev-runner-id"]
+    assert template["vpcSecurityGroupIds"] == ["rclaude-dev-runner-securitygroup-id"]
     assert p.one("aws:autoscaling:Group").inputs["vpcZoneIdentifiers"] == [
-        "rclaude-dev-private-0-id", "rclaude-dev-private-1-id"
+        "rclaude-dev-private-0-subnet-id", "rclaude-dev-private-1-subnet-id"
     ]
-    assert p.outputs["subnet_ids"] == ["rclaude-dev-private-0-id", "rclaude-dev-private-1-id"]
+    assert p.outputs["subnet_ids"] == [
+        "rclaude-dev-private-0-subnet-id", "rclaude-dev-private-1-subnet-id"]
 
 
 def test_nat_per_az_gives_each_private_subnet_its_own_gateway(plan_for: PlanFor) -> None:
@@ -302,7 +303,8 @@ def test_nat_per_az_gives_each_private_subnet_its_own_gateway(plan_for: PlanFor)
     assert len(p.by_type("aws:ec2:NatGateway")) == 3
     routes = {r.name: r.inputs["routes"][0]["natGatewayId"]
               for r in p.by_type("aws:ec2:RouteTable") if "private" in r.name}
-    assert routes == {f"rclaude-dev-private-{i}": f"rclaude-dev-nat-{i}-id" for i in range(3)}
+    assert routes == {f"rclaude-dev-private-{i}": f"rclaude-dev-nat-{i}-natgateway-id"
+                      for i in range(3)}
     zones = [s.inputs["availabilityZone"] for s in p.by_type("aws:ec2:Subnet")
              if "private" in s.name]
     assert zones == ["us-east-1a", "us-east-1b", "us-east-1c"]
@@ -395,7 +397,7 @@ def test_api_key_is_a_masked_secret_version_and_nowhere_else(plan_for: PlanFor) 
     p = plan_for(api_key=PLANTED_KEY)
     version = p.one("aws:secretsmanager:SecretVersion")
     assert version.inputs["secretString"] == SECRET_MASK
-    assert version.inputs["secretId"] == "rclaude-dev-anthropic-api-key-id"
+    assert version.inputs["secretId"] == "rclaude-dev-anthropic-api-key-secret-id"
     assert PLANTED_KEY not in p.to_json()
     assert PLANTED_KEY not in str(p)
     assert PLANTED_KEY not in json.dumps(container(p))

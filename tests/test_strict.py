@@ -30,8 +30,8 @@ def test_strict_plan_logs_versions_and_watches(plan_for: Any) -> None:
     assert set(buckets) == {"rclaude-dev-results", "rclaude-dev-access-logs"}
     (logging,) = p.by_type("aws:s3:BucketLogging")
     assert logging.inputs["targetPrefix"] == "results/"
-    assert logging.inputs["targetBucket"] == "rclaude-dev-access-logs-id"
-    assert logging.inputs["bucket"] == "rclaude-dev-results-id"
+    assert logging.inputs["targetBucket"] == "rclaude-dev-access-logs-bucket-id"
+    assert logging.inputs["bucket"] == "rclaude-dev-results-bucket-id"
     versioning = {v.name: v.inputs for v in p.by_type("aws:s3:BucketVersioning")}
     assert {v["versioningConfiguration"]["status"] for v in versioning.values()} == {"Enabled"}
     lifecycle = next(r for r in p.by_type("aws:s3:BucketLifecycleConfiguration")
@@ -54,7 +54,8 @@ def test_strict_plan_logs_versions_and_watches(plan_for: Any) -> None:
     assert cluster.inputs["settings"] == [{"name": "containerInsights", "value": "enabled"}]
     # Instances in private subnets, behind the NAT gateway.
     group = p.one("aws:autoscaling:Group").inputs
-    assert group["vpcZoneIdentifiers"] == ["rclaude-dev-private-0-id", "rclaude-dev-private-1-id"]
+    assert group["vpcZoneIdentifiers"] == [
+        "rclaude-dev-private-0-subnet-id", "rclaude-dev-private-1-subnet-id"]
     # One customer-managed key, rotating, for the results, every log group and the secret;
     # the access-log bucket keeps SSE-S3 (the only encryption S3 delivers logs to).
     (key,) = p.by_type("aws:kms:Key")
@@ -97,9 +98,14 @@ def test_strict_costs_what_it_adds_and_says_what_it_assumes(plan_for: Any) -> No
     assert ("rclaude-dev-access-logs", "Access logs (30 days kept)") in rows
     assert rows[("rclaude-dev-key", "Customer-managed key")] == pytest.approx(1.0)
     assert ("rclaude-dev-key", "Requests (at most)") in rows
+    # 304 tasks: 6 objects each, written and expired; one log object each.
+    assert rows[("rclaude-dev-results-events", "Events to EventBridge")] == pytest.approx(
+        304.1667 * 12 / 1e6)
+    assert rows[("rclaude-dev-access-logs-events", "Events to EventBridge")] == pytest.approx(
+        304.1667 * 2 / 1e6)
     assert strict.idle_monthly - baseline.idle_monthly == pytest.approx(4.0)
     assumed = {line.component for line in strict.lines if line.assumed}
-    assert {"Container Insights metrics", "Data ingested"} <= assumed
+    assert {"Container Insights metrics", "Data ingested", "Events to EventBridge"} <= assumed
     assert any("1 MB of flow records per task" in a for a in strict.assumptions)
 
 

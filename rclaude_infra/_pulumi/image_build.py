@@ -45,9 +45,12 @@ class RemoteImage:
 
 
 def runner_repository(*, name: str, tags: Mapping[str, str], opts: pulumi.ResourceOptions,
-                      aliases: list[pulumi.Alias] | None = None) -> aws.ecr.Repository:
+                      aliases: list[pulumi.Alias] | None = None,
+                      key_arn: pulumi.Input[str] | None = None) -> aws.ecr.Repository:
     """The stack's ECR repository for the runner image, with the lifecycle policy that
-    keeps it small; plain resources, so the plan, the rules and the estimate see them."""
+    keeps it small; plain resources, so the plan, the rules and the estimate see them.
+    Encrypted with ``key_arn`` when given (a strict stack's key: ECR uses it through a
+    grant it makes as the deployer, so pushes and pulls need no KMS rights), else AES256."""
     prefix = f"rclaude-{name}"
     repository = aws.ecr.Repository(
         prefix + "-runner",
@@ -55,7 +58,9 @@ def runner_repository(*, name: str, tags: Mapping[str, str], opts: pulumi.Resour
         # Each tag is a content hash: a tag never names two images.
         image_tag_mutability="IMMUTABLE",
         image_scanning_configuration={"scan_on_push": True},
-        encryption_configurations=[{"encryption_type": "AES256"}],
+        encryption_configurations=[
+            {"encryption_type": "AES256"} if key_arn is None
+            else {"encryption_type": "KMS", "kms_key": key_arn}],
         tags=tags,
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(aliases=aliases)),
     )
@@ -78,7 +83,7 @@ def remote_image(*, name: str, config: DeploymentConfig, tags: Mapping[str, str]
     source = image_source()
     tag = source.tag(cfg.arch)
 
-    repository = runner_repository(name=name, tags=tags, opts=opts)
+    repository = runner_repository(name=name, tags=tags, opts=opts, key_arn=key_arn)
     log_group = aws.cloudwatch.LogGroup(
         f"{prefix}-image-build",
         name=f"/rclaude/{name}/image-build",

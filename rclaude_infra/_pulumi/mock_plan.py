@@ -90,7 +90,11 @@ class _Mocks(pulumi.runtime.Mocks):
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         inputs = dict(args.inputs)
         # Autonamed resources get their physical name from the provider; mimic its shape.
-        suffix = hashlib.sha256(args.name.encode()).hexdigest()[:7]
+        # Resources of different types may share a logical name (the runner's security
+        # group, repository and task definition): the type keeps their placeholders apart,
+        # so a placeholder in another resource's inputs names exactly one resource.
+        kind = args.typ.rsplit(":", 1)[-1].lower()
+        suffix = hashlib.sha256(f"{args.typ}::{args.name}".encode()).hexdigest()[:7]
         physical = inputs.get("name") or f"{args.name}-{suffix}"
         state: dict[str, Any] = {
             **inputs,
@@ -105,6 +109,7 @@ class _Mocks(pulumi.runtime.Mocks):
                 f"{inputs.get('family')}:1",
                 "revision": 1,
             },
+            "aws:kms/key:Key": {"keyId": f"{args.name}-key"},
             "aws:ecr/repository:Repository": {
                 "repositoryUrl": f"{MOCK_ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/"
                 f"{physical}",
@@ -114,7 +119,7 @@ class _Mocks(pulumi.runtime.Mocks):
             },
         }
         state.update(extra.get(args.typ, {}))
-        return f"{args.name}-id", state
+        return f"{args.name}-{kind}-id", state
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         zones = [f"{self.region}{letter}" for letter in "abcdef"]
@@ -179,6 +184,8 @@ class _RecordingMonitor(pulumi_mocks.MockMonitor):
                 parent=parent,
                 inputs=_plain(json_format.MessageToDict(request.object)),
                 custom=bool(request.custom),
+                state={"id": response.id,
+                       **_plain(json_format.MessageToDict(response.object))},
             ))
         return response
 

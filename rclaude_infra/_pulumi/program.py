@@ -284,6 +284,11 @@ class RclaudeStack(pulumi.ComponentResource):
             # S3 refuses a bucket policy while the public access block is being applied.
             opts=pulumi.ResourceOptions(parent=self, depends_on=[access_block]),
         )
+        if self._config.security_profile == "strict":
+            # Every change to the bucket becomes an event on the account's default
+            # EventBridge bus (free for AWS service events), for whatever watches it.
+            aws.s3.BucketNotification(f"{name}-events", bucket=bucket.id, eventbridge=True,
+                                      opts=self._child)
         return bucket
 
     def _credential_secret(self, credential: pulumi.Input[str] | None) -> None:
@@ -655,6 +660,7 @@ class RclaudeStack(pulumi.ComponentResource):
         earlier = pulumi.Alias(parent=pulumi.create_urn(f"{self._prefix}-runner",
                                                         "awsx:ecr:Repository", parent=self))
         self.repository = runner_repository(name=self._name, tags=self.tags, opts=self._child,
+                                            key_arn=self._key_arn(),
                                             aliases=[earlier])
         image = awsx.ecr.Image(
             f"{self._prefix}-runner",

@@ -29,6 +29,9 @@ def add_parsers(commands: Any) -> None:
                     "no credentials)", _plan, config_arguments, json_argument)
     plan_cmd.add_argument("--policies", action="store_true",
                           help="also check the security rules (exit 1 on a mandatory violation)")
+    plan_cmd.add_argument("--terraform-json", action="store_true",
+                          help="print the plan as Terraform plan JSON instead, for Checkov, "
+                          "Trivy or Infracost (`... > plan.json && checkov -f plan.json`)")
     cost_cmd = verb(commands, "cost", "the plan and what it costs: idle, per task, monthly "
                     "(offline by default)", _cost, config_arguments, usage_arguments,
                     json_argument)
@@ -52,7 +55,9 @@ def _plan(args: argparse.Namespace) -> int:
     loaded = load(args)
     result = plan(loaded.config, name=loaded.name)
     report = result.check_policies() if args.policies else None
-    if args.json:
+    if args.terraform_json:
+        print(result.to_terraform_json())
+    elif args.json:
         data = result.to_dict()
         if report is not None:
             import json
