@@ -32,6 +32,10 @@ class StackOutputs:
     subnet_ids: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     security_group_id: str | None = None
     task_role_arn: str | None = None
+    #: The task role's unique id (``AROA...``): with an ECS task's id, the ``aws:userid``
+    #: whose run folder that task may use. Absent from stacks deployed before runs were
+    #: scoped: their tasks share the ``tasks/`` prefix, as their task role allows.
+    task_role_id: str | None = None
     execution_role_arn: str | None = None
     secret_arn: str | None = None
     image: str | None = None

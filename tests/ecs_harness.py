@@ -19,8 +19,12 @@ What ECS on EC2 does for our task, and what stands in for it here:
 - **The image** is this machine's root, read-only, with what the image adds bound in
   read-only at the image's paths: the package at ``/opt/rclaude`` and attrs/boto3 beside
   it (:func:`image_contents`), Claude Code where a test puts it (``image_paths``).
-- **The task role's credentials** (the ECS agent's credentials endpoint) are moto's test
-  credentials, and ``AWS_ENDPOINT_URL`` points the SDK at moto.
+- **The task role's credentials** (the ECS agent's credentials endpoint) are a session of
+  the stack's task role in moto's STS named after the ECS task's id, as ECS names it
+  (aws/amazon-ecs-agent#3498: "tasks assume the task role and the session ID is the task
+  ID"), and ``AWS_ENDPOINT_URL`` points the SDK at moto. moto does not enforce IAM
+  policies (``${aws:userid}`` included): tests check the requests a run made against the
+  task role's policy document instead (test_isolation.py).
 - **awslogs**: the container's output goes to the task's log stream
   (``task/<container>/<ecs task id>``) in moto's CloudWatch Logs; when the container exits
   the task is stopped in ECS (``Essential container in task exited``).
@@ -182,6 +186,8 @@ class EcsHarness:
         #: This machine's stand-in for the instance's host paths (a ``hostPath`` volume):
         #: a test writes there what the instance would (the spot notice).
         self.host = root / "host"
+        #: ECS task id -> the access key of its task role session.
+        self.access_keys: dict[str, str] = {}
         #: task ARN -> (stop code, exit code, reason) as the ECS agent would report them.
         self.ended: dict[str, tuple[str, int | None, str]] = {}
 
@@ -204,7 +210,22 @@ class EcsHarness:
     def _mapped(self, value: str) -> str:
         return self.renames.get(value, value)
 
-    def _environment(self, overrides: Mapping[str, Any]) -> dict[str, str] | str:
+    def _credentials(self, ecs_id: str) -> dict[str, str]:
+        """The task role's credentials as the ECS agent's endpoint gives them: a session of
+        the role named after the task's id (so its aws:userid is ``<role id>:<task id>``);
+        moto's test keys for a stack without a role."""
+        if self.stack.task_role_arn is None:
+            return {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+        sts = self.session.client("sts", endpoint_url=self.endpoint)
+        granted = sts.assume_role(RoleArn=self.stack.task_role_arn,
+                                  RoleSessionName=ecs_id)["Credentials"]
+        self.access_keys[ecs_id] = granted["AccessKeyId"]
+        return {"AWS_ACCESS_KEY_ID": granted["AccessKeyId"],
+                "AWS_SECRET_ACCESS_KEY": granted["SecretAccessKey"],
+                "AWS_SESSION_TOKEN": granted["SessionToken"]}
+
+    def _environment(self, overrides: Mapping[str, Any],
+                     ecs_id: str) -> dict[str, str] | str:
         """The container's environment, or why ECS could not start it."""
         env = {e["name"]: self._mapped(e["value"]) for e in self.container["environment"]}
         secrets = self.session.client("secretsmanager", endpoint_url=self.endpoint)
@@ -222,8 +243,7 @@ class EcsHarness:
             "PATH": os.pathsep.join([*self.extra_path, str(Path(python).parent), "/usr/bin",
                                      "/bin"]),
             "PYTHONPATH": pythonpath, "PYTHON": python,
-            # The task role's credentials, as the ECS agent's endpoint would give them.
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            **self._credentials(ecs_id),
             "AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": env.get(
                 "AWS_REGION", "us-east-1"),
         })
@@ -265,7 +285,7 @@ class EcsHarness:
         [task] = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])["tasks"]
         [overrides] = [o for o in task["overrides"]["containerOverrides"]
                        if o["name"] == self.container["name"]]
-        env = self._environment(overrides)
+        env = self._environment(overrides, task_arn.rsplit("/", 1)[-1])
         if isinstance(env, str):
             ecs.stop_task(cluster=cluster, task=task_arn, reason=env[:255])
             self.ended[task_arn] = ("TaskFailedToStart", None, env[:255])

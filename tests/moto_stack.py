@@ -68,12 +68,20 @@ def make_stack(session: Any, *, region: str = "us-east-1", instances: int = 1) -
     session.client("s3", region_name=region).create_bucket(Bucket=bucket)
     log_group = f"/rclaude/dev-{suffix}"
     session.client("logs", region_name=region).create_log_group(logGroupName=log_group)
+    # The task role: ECS gives a task its credentials as a session of it named after the
+    # task's id (ecs_harness does the same with STS).
+    role = session.client("iam", region_name=region).create_role(
+        RoleName=f"rclaude-dev-task-{suffix}", AssumeRolePolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"},
+                "Action": "sts:AssumeRole"}]}))["Role"]
     return StackOutputs(
         deployment="dev", region=region, cluster_name=cluster["clusterName"],
         cluster_arn=cluster["clusterArn"], capacity_provider=provider,
         task_definition_family=definition["family"],
         task_definition_arn=definition["taskDefinitionArn"], container_name="runner",
-        bucket=bucket, log_group=log_group,
+        bucket=bucket, log_group=log_group, task_role_arn=role["Arn"],
+        task_role_id=role["RoleId"],
     )
 
 
@@ -124,3 +132,11 @@ def hold_tasks_running(endpoint: str, hold: bool = True) -> None:
                                      data=json.dumps(body).encode(), method="POST")
     with urllib.request.urlopen(request, timeout=10):
         pass
+
+
+def run_folder(session: Any, bucket: str, task_id: str) -> str:
+    """The S3 folder of the task's newest run (``tasks/<id>/runs/<aws:userid>/``), where
+    its runner reads and writes."""
+    attempts = json.loads(session.client("s3").get_object(
+        Bucket=bucket, Key=f"tasks/{task_id}/attempts.json")["Body"].read())
+    return f"tasks/{task_id}/runs/{max(attempts, key=lambda a: a['attempt'])['run']}/"

@@ -41,9 +41,11 @@ def test_the_execution_role_reads_only_what_the_agent_needs() -> None:
 def test_the_task_role_is_scoped_to_the_deployment() -> None:
     policy = statements(documents.task_policy(DeploymentConfig(), "dev", BUCKET, "aws",
                                               "111122223333"))
-    assert policy["TaskResults"]["Resource"] == f"{BUCKET}/tasks/*"
+    assert policy["OwnRunOnly"]["Resource"] == f"{BUCKET}/tasks/*/runs/${{aws:userid}}/*"
     assert policy["TaskSecrets"]["Resource"] == (
         "arn:aws:secretsmanager:us-east-1:111122223333:secret:rclaude/dev/tasks/*")
+    assert policy["TaskSecrets"]["Condition"] == {"StringEquals": {
+        "secretsmanager:ResourceTag/rclaude:run": "${aws:userid}"}}
     assert "InvokeClaudeOnBedrock" not in policy
     bedrock = statements(documents.task_policy(
         DeploymentConfig(auth="bedrock", region="eu-west-1"), "dev", BUCKET, "aws",

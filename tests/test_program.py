@@ -193,8 +193,9 @@ def test_iam_is_scoped_to_this_stack(any_plan: Plan) -> None:
 
     task = {s["Sid"]: s for s in policies["rclaude-dev-task"]["Statement"]}
     bucket_arn = f"arn:aws:s3:::{outputs['bucket']}"
-    assert task["TaskResults"]["Resource"] == f"{bucket_arn}/tasks/*"
-    assert task["ListTaskResults"]["Resource"] == bucket_arn
+    # Each run its own folder; no listing of the bucket.
+    assert task["OwnRunOnly"]["Resource"] == f"{bucket_arn}/tasks/*/runs/${{aws:userid}}/*"
+    assert not any("s3:ListBucket" in _as_list(s["Action"]) for s in task.values())
     execution = {s["Sid"]: s for s in policies["rclaude-dev-execution"]["Statement"]}
     assert execution["ReadApiKey"]["Resource"] == outputs["secret_arn"]
     assert execution["WriteTaskLogs"]["Resource"].endswith(":log-group:/rclaude/dev:*")
@@ -245,6 +246,7 @@ def test_outputs_name_everything_a_task_runner_needs(any_plan: Plan) -> None:
     assert set(any_plan.outputs) == {
         "deployment", "region", "cluster_name", "cluster_arn", "capacity_provider",
         "task_definition_family", "task_definition_arn", "container_name", "bucket",
+        "task_role_id",
         "log_group", "subnet_ids", "security_group_id", "task_role_arn",
         "execution_role_arn", "secret_arn", "image",
     }

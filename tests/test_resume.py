@@ -129,7 +129,10 @@ def test_on_ecs_the_submitter_copies_what_the_container_resumes_from(
         aws: Any, stack: StackOutputs, tmp_path: Path) -> None:
     """The earlier task's session and diff are copied under the new task's prefix by
     the submitter (the new task reads only its own), and the container takes them."""
+    from moto_stack import run_folder
+
     from rclaude_infra._aws import s3_tasks
+    from rclaude_infra._aws.container import wait_for_inputs
     from rclaude_infra._aws.ecs import EcsProvider
 
     provider = EcsProvider(aws, stack, deployment="dev")
@@ -139,13 +142,19 @@ def test_on_ecs_the_submitter_copies_what_the_container_resumes_from(
     outputs.mkdir()
     (outputs / "session.jsonl").write_text('{"type":"user"}\n')
     (outputs / "diff.patch").write_text("diff --git a/x b/x\n")
-    s3_tasks.upload_outputs(provider.s3, stack.bucket, "t-earlier", outputs)
+    earlier_run = run_folder(aws, stack.bucket or "", "t-earlier").split("/runs/")[1][:-1]
+    s3_tasks.upload_outputs(provider.s3, stack.bucket, "t-earlier", outputs, run=earlier_run)
     later = TaskSpec(prompt="Go on", task_id="t-later", resume_from="t-earlier",
                      resume_session="0123abcd-ef")
     provider.submit(later)
     task_dir = tmp_path / "later"
     task_dir.mkdir()
-    s3_tasks.download_resume_inputs(provider.s3, stack.bucket, "t-later", task_dir)
+    # What the later task's container does: read what was staged in its own run's folder.
+    run = run_folder(aws, stack.bucket or "", "t-later").split("/runs/")[1][:-1]
+    staged = wait_for_inputs(provider.s3, stack.bucket or "", "t-later", run, timeout=5)
+    assert sorted(staged) == ["resume/diff.patch", "resume/session.jsonl", "spec.json"]
+    s3_tasks.download_files(provider.s3, stack.bucket, "t-later", tuple(staged), task_dir,
+                            flatten=False, run=run)
     assert (task_dir / "resume" / "session.jsonl").read_text() == '{"type":"user"}\n'
     assert (task_dir / "resume" / "diff.patch").read_text() == "diff --git a/x b/x\n"
     assert provider.spec("t-later") == later

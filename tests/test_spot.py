@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from ecs_harness import EcsHarness, with_credential_secret
 from loopback import LoopbackServer
+from moto_stack import run_folder
 from plan_helpers import PlanFor
 
 from rclaude_infra import Deployment, StackOutputs, TaskSpec, TaskStatus
@@ -214,11 +215,12 @@ def test_a_preempted_agent_goes_on_from_its_last_checkpoint(
         [first] = aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
                                                startedBy=task.task_id)["taskArns"]
         container = harness.start(first)
+        folder = run_folder(aws, stack.bucket, task.task_id)  # the first run's
         deadline = time.monotonic() + 90
         while True:  # a checkpoint in S3 that has the edit
             try:
                 diff = s3.get_object(Bucket=stack.bucket,
-                                     Key=f"tasks/{task.task_id}/diff.patch")["Body"].read()
+                                     Key=f"{folder}diff.patch")["Body"].read()
                 if b"+    return a + b" in diff and len(fake.turns) >= 2:
                     break
             except s3.exceptions.NoSuchKey:
@@ -234,7 +236,7 @@ def test_a_preempted_agent_goes_on_from_its_last_checkpoint(
             assert time.monotonic() < deadline, task.state()
             time.sleep(0.5)
         checkpoint = json.loads(s3.get_object(
-            Bucket=stack.bucket, Key=f"tasks/{task.task_id}/checkpoint.json")["Body"].read())
+            Bucket=stack.bucket, Key=f"{folder}checkpoint.json")["Body"].read())
         assert checkpoint["count"] >= 1
         fake.rescript([Reply.say("Done: add adds, after the move.")])
         assert [t.task_id for t in d.reconcile()] == [task.task_id]

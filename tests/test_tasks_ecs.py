@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from moto_stack import answer
+from moto_stack import answer, run_folder
 
 from rclaude_infra import (
     ConfigError,
@@ -90,10 +90,7 @@ def test_a_task_runs_end_to_end_through_s3_and_logs(
     spec = TaskSpec(command="echo hello from the task; echo x > $RCLAUDE_ARTIFACTS/out.txt")
     task = deployment.run_task(spec)
     # What the container does: the runner in S3 mode (here against moto's server).
-    # In the container the task role's credentials come from the ECS agent.
-    for name, value in (("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "testing"),
-                        ("AWS_SECRET_ACCESS_KEY", "testing")):
-        monkeypatch.setenv(name, value)
+    _as_the_container(monkeypatch, aws, stack, spec.task_id)
     assert run_from_s3(stack.bucket or "", spec.task_id, tmp_path / "work") == 0
     # The container's awslogs stream: task/<container>/<ecs task id>.
     arn = json.loads(aws.client("s3").get_object(
@@ -460,11 +457,19 @@ def test_the_cli_reconciles_on_request_only(deployment: Deployment, aws: Any,
     assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 2
 
 
-def _as_the_container(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The environment the task definition gives the runner (the ECS agent gives it the
-    task role's credentials; here moto's)."""
-    for name, value in (("AWS_DEFAULT_REGION", "us-east-1"), ("AWS_ACCESS_KEY_ID", "testing"),
-                        ("AWS_SECRET_ACCESS_KEY", "testing"), ("RCLAUDE_DEPLOYMENT", "dev")):
+def _as_the_container(monkeypatch: pytest.MonkeyPatch, aws: Any, stack: StackOutputs,
+                      task_id: str) -> None:
+    """The environment the task definition gives the runner, with the credentials the ECS
+    agent gives it: a session of the task role named after the ECS task's id."""
+    arn = json.loads(aws.client("s3").get_object(
+        Bucket=stack.bucket, Key=f"tasks/{task_id}/attempts.json")["Body"].read())[-1]["arn"]
+    granted = aws.client("sts").assume_role(
+        RoleArn=stack.task_role_arn, RoleSessionName=arn.rsplit("/", 1)[-1])["Credentials"]
+    for name, value in (("AWS_DEFAULT_REGION", "us-east-1"),
+                        ("AWS_ACCESS_KEY_ID", granted["AccessKeyId"]),
+                        ("AWS_SECRET_ACCESS_KEY", granted["SecretAccessKey"]),
+                        ("AWS_SESSION_TOKEN", granted["SessionToken"]),
+                        ("RCLAUDE_DEPLOYMENT", "dev"), ("RCLAUDE_RUN_SCOPED", "1")):
         monkeypatch.setenv(name, value)
 
 
@@ -485,10 +490,16 @@ def test_per_task_secrets_reach_the_task_and_nothing_else(
     assert json.loads(secrets.get_secret_value(SecretId=name)["SecretString"]) == {
         "GITHUB_TOKEN": token}
     tags = {t["Key"]: t["Value"] for t in secrets.describe_secret(SecretId=name)["Tags"]}
-    assert tags == {"rclaude:deployment": "dev", "rclaude:task-id": spec.task_id}
+    # Readable by the run it was tagged for only (the task role's policy requires the tag).
+    run = run_folder(aws, stack.bucket or "", spec.task_id).split("/runs/")[1][:-1]
+    assert tags == {"rclaude:deployment": "dev", "rclaude:task-id": spec.task_id,
+                    "rclaude:run": run}
+    assert run == f"{stack.task_role_id}:" + json.loads(aws.client("s3").get_object(
+        Bucket=stack.bucket, Key=f"tasks/{spec.task_id}/attempts.json")["Body"].read()
+    )[0]["arn"].rsplit("/", 1)[-1]
     # The container: the value comes from the secret, not from this process.
     monkeypatch.delenv("GITHUB_TOKEN")
-    _as_the_container(monkeypatch)
+    _as_the_container(monkeypatch, aws, stack, spec.task_id)
     assert run_from_s3(stack.bucket or "", spec.task_id, tmp_path / "work") == 0
     task = deployment.task(spec.task_id)
     assert task.result().status == "succeeded"
@@ -571,13 +582,14 @@ def test_a_final_result_is_read_from_s3_once(deployment: Deployment, aws: Any,
         params["Key"]) if params["Key"].endswith("/result.json") else None)
     task = deployment.run_task(TaskSpec(command="true"))  # its clients see the hook
     s3 = aws.client("s3")
+    run = run_folder(aws, stack.bucket or "", task.task_id).split("/runs/")[1].rstrip("/")
     s3_tasks.write_json(s3, stack.bucket, task.task_id, "result.json",
-                        {"status": "preempted", "reason": "spot"})
+                        {"status": "preempted", "reason": "spot"}, run=run)
     task.result()
     task.result()
     assert len(reads) == 2  # not final: asked each time
     s3_tasks.write_json(s3, stack.bucket, task.task_id, "result.json",
-                        {"status": "succeeded", "exit_code": 0})
+                        {"status": "succeeded", "exit_code": 0}, run=run)
     assert task.result().status == "succeeded"
     assert task.agent is None and task.result().exit_code == 0
     assert len(reads) == 3

@@ -4,7 +4,10 @@ A task's spec goes to ``s3://<bucket>/tasks/<task_id>/spec.json`` first (contain
 overrides are capped at 8 KiB), then one ``RunTask`` with the capacity provider
 strategy, a ``clientToken`` derived from the task id and attempt, and the task id in
 ``startedBy`` and the tags. ``attempts.json`` beside the spec records each attempt's task
-ARN, so any process can re-attach. Status for every watched task comes from one shared
+ARN, so any process can re-attach, and, on a stack that scopes runs, the run's folder
+(``runs/<task role id>:<ECS task id>/``, its session's ``aws:userid``): the submitter
+copies the inputs there after RunTask, the runner may use nothing else, and the outputs
+are read from there. Status for every watched task comes from one shared
 ``DescribeTasks`` per 100 ARNs; a task stopped by a spot interruption is PREEMPTED and
 submitted again, under the same task id, while it has retries left.
 """
@@ -178,7 +181,8 @@ class EcsProvider:
             if spec.task_id in self._queued_ids(fresh=True):
                 return Task(spec.task_id, self)  # queued before: it starts in its turn
         if spec.earlier_work is not None:
-            s3_tasks.copy_resume_inputs(self.s3, self._bucket, spec.earlier_work, spec.task_id)
+            s3_tasks.copy_resume_inputs(self.s3, self._bucket, spec.earlier_work, spec.task_id,
+                                        from_run=self._run(spec.earlier_work))
         if spec.secrets:
             # From this process's environment (Deployment checked they are all there).
             task_secrets.put(self.secrets, self.deployment, spec.task_id,
@@ -304,7 +308,19 @@ class EcsProvider:
             arn = response["tasks"][0]["taskArn"]
             with self._describe_lock:
                 self._described[arn] = (time.monotonic(), response["tasks"][0])
-        self._record_attempt(spec.task_id, attempt, arn, why)
+        earlier = {a["attempt"]: a.get("run") for a in self._attempts_of(spec.task_id)}
+        run = (None if self.outputs.task_role_id is None
+               else f"{self.outputs.task_role_id}:{arn.rsplit('/', 1)[-1]}")
+        self._record_attempt(spec.task_id, attempt, arn, why, run=run)
+        if run is not None:
+            # The run may read only its own folder: its inputs go there, for the runner
+            # waiting for them (a submitter stopped before this leaves the run to fail,
+            # saying so, and the task's records intact).
+            s3_tasks.stage_run(self.s3, self._bucket, spec.task_id, run,
+                               previous_run=earlier.get(attempt - 1),
+                               after_attempt=attempt > 1)
+            if spec.secrets:
+                task_secrets.grant(self.secrets, self.deployment, spec.task_id, run)
         return arn
 
     def _find_started(self, task_id: str, attempt: int) -> str | None:
@@ -318,11 +334,12 @@ class EcsProvider:
         return None
 
     def _record_attempt(self, task_id: str, attempt: int, arn: str,
-                        why: str = "submitted") -> None:
+                        why: str = "submitted", *, run: str | None = None) -> None:
         with self._lock:
             attempts = [a for a in self._attempts_of(task_id) if a["attempt"] != attempt]
             attempts.append({"attempt": attempt, "arn": arn, "why": why,
-                             "submitted_at": dt.datetime.now(dt.UTC).isoformat()})
+                             "submitted_at": dt.datetime.now(dt.UTC).isoformat(),
+                             **({"run": run} if run is not None else {})})
             self._attempts[task_id] = attempts
         s3_tasks.write_json(self.s3, self._bucket, task_id, s3_tasks.ATTEMPTS_FILE, attempts)
 
@@ -333,6 +350,15 @@ class EcsProvider:
                 return []
             self._attempts[task_id] = list(found)
         return self._attempts[task_id]
+
+    def _run(self, task_id: str) -> str | None:
+        """The folder of the task's newest run (``None``: none yet, or a stack whose runs
+        share the task's prefix)."""
+        attempts = self._attempts_of(task_id)
+        if not attempts:
+            return None
+        run = max(attempts, key=lambda a: a["attempt"]).get("run")
+        return str(run) if run is not None else None
 
     def _latest(self, task_id: str) -> dict[str, Any]:
         """The task's newest attempt (its number and ARN); TaskNotFoundError without one."""
@@ -441,7 +467,8 @@ class EcsProvider:
         container = self.outputs.container_name or "runner"
         if described is None:
             # ECS forgets stopped tasks after about an hour; the result stays in S3.
-            result = s3_tasks.read_json(self.s3, self._bucket, task_id, RESULT_FILE)
+            result = s3_tasks.read_json(self.s3, self._bucket, task_id, RESULT_FILE,
+                                        run=self._run(task_id))
             if result is None:
                 return TaskState(status=TaskStatus.FAILED, attempt=latest["attempt"],
                                  reason="ECS no longer knows the task and it left no result")
@@ -468,7 +495,8 @@ class EcsProvider:
                 state = attrs.evolve(state, status=TaskStatus.STOPPED, reason=stop["reason"])
         if state.status is TaskStatus.FAILED and state.exit_code == PREEMPTED_EXIT:
             # The runner's own exit on a spot notice; its result confirms it.
-            result = s3_tasks.read_json(self.s3, self._bucket, task_id, RESULT_FILE)
+            result = s3_tasks.read_json(self.s3, self._bucket, task_id, RESULT_FILE,
+                                        run=self._run(task_id))
             if result is not None and result.get("status") == "preempted":
                 state = attrs.evolve(state, status=TaskStatus.PREEMPTED, reason=result["reason"])
         if state.status is TaskStatus.PREEMPTED and self._retries_left(task_id, state):
@@ -564,7 +592,8 @@ class EcsProvider:
         the next attempt writes its own), as ``tasks``, ``spend`` and ``cost`` each ask."""
         if task_id in self._results:
             return dict(self._results[task_id])
-        result = s3_tasks.read_json(self.s3, self._bucket, task_id, RESULT_FILE)
+        result = s3_tasks.read_json(self.s3, self._bucket, task_id, RESULT_FILE,
+                                    run=self._run(task_id))
         if result is not None and result.get("status") != "preempted":
             self._results[task_id] = result
         if result is None:
@@ -574,7 +603,8 @@ class EcsProvider:
         return dict(result)
 
     def download(self, task_id: str, dest: Path) -> list[Path]:
-        return s3_tasks.download_outputs(self.s3, self._bucket, task_id, dest)
+        return s3_tasks.download_outputs(self.s3, self._bucket, task_id, dest,
+                                         run=self._run(task_id))
 
     def stop(self, task_id: str, reason: str) -> None:
         if not self._attempts_of(task_id) and task_id in self._queued_ids(fresh=True):

@@ -1,5 +1,8 @@
-"""A task's S3 prefix: ``s3://<bucket>/tasks/<task_id>/`` holds its spec, its attempts
-and, once the runner is done, its outputs (the same layout as a local task directory)."""
+"""A task's S3 prefix: ``s3://<bucket>/tasks/<task_id>/`` holds its spec and its
+attempts; each attempt's run, ``runs/<run>/`` under it, holds the inputs its submitter
+copied there and, once the runner is done, its outputs (the same layout as a local task
+directory). A stack from before runs were scoped keeps everything in the task's prefix:
+its functions take ``run=None``."""
 
 from __future__ import annotations
 
@@ -9,30 +12,39 @@ from typing import Any
 
 from ..tasks.layout import (
     ARTIFACTS_DIR,
+    CHECKPOINT_FILES,
+    INPUTS_FILE,
     OUTPUT_FILES,
+    PREVIOUS_DIR,
     RESULT_FILE,
     RESUME_DIR,
     RESUME_INPUTS,
+    RUNS_DIR,
     SPEC_FILE,
+    TASKS_PREFIX,
 )
 
-PREFIX = "tasks/"
+PREFIX = TASKS_PREFIX
 ATTEMPTS_FILE = "attempts.json"
 #: One object per task waiting for room in the group (``queue/<task_id>``), so the queue
 #: is one short listing, and durable: any process holding the deployment starts them.
 QUEUE_PREFIX = "queue/"
 
 
-def key(task_id: str, name: str) -> str:
-    return f"{PREFIX}{task_id}/{name}"
+def key(task_id: str, name: str, run: str | None = None) -> str:
+    """The key of ``name`` in the task's prefix, or in its run's folder when ``run``."""
+    if run is None:
+        return f"{PREFIX}{task_id}/{name}"
+    return f"{PREFIX}{task_id}/{RUNS_DIR}/{run}/{name}"
 
 
-def read_json(s3: Any, bucket: str, task_id: str, name: str) -> Any | None:
-    """A JSON file of the task's prefix, or ``None`` when it is not there."""
+def read_json(s3: Any, bucket: str, task_id: str, name: str, *,
+              run: str | None = None) -> Any | None:
+    """A JSON file of the task's prefix (or run), or ``None`` when it is not there."""
     from botocore.exceptions import ClientError
 
     try:
-        body = s3.get_object(Bucket=bucket, Key=key(task_id, name))["Body"].read()
+        body = s3.get_object(Bucket=bucket, Key=key(task_id, name, run))["Body"].read()
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
             return None
@@ -41,14 +53,14 @@ def read_json(s3: Any, bucket: str, task_id: str, name: str) -> Any | None:
 
 
 def write_json(s3: Any, bucket: str, task_id: str, name: str, data: Any, *,
-               only_if_absent: bool = False) -> bool:
+               only_if_absent: bool = False, run: str | None = None) -> bool:
     """Write a JSON file of the task's prefix. ``only_if_absent``: S3's conditional write
     (``If-None-Match: *``), ``False`` when the file was there already."""
     from botocore.exceptions import ClientError
 
     condition = {"IfNoneMatch": "*"} if only_if_absent else {}
     try:
-        s3.put_object(Bucket=bucket, Key=key(task_id, name), **condition,
+        s3.put_object(Bucket=bucket, Key=key(task_id, name, run), **condition,
                       Body=json.dumps(data, indent=2).encode(), ContentType="application/json")
     except ClientError as exc:
         # 409: another conditional write of the same key is in flight: it exists.
@@ -59,30 +71,58 @@ def write_json(s3: Any, bucket: str, task_id: str, name: str, data: Any, *,
     return True
 
 
-def upload_outputs(s3: Any, bucket: str, task_id: str, task_dir: Path) -> None:
+def upload_outputs(s3: Any, bucket: str, task_id: str, task_dir: Path, *,
+                   run: str | None = None) -> None:
     """Upload what the runner wrote, result.json last: its presence means all is there."""
-    upload_files(s3, bucket, task_id, task_dir, OUTPUT_FILES)
+    upload_files(s3, bucket, task_id, task_dir, OUTPUT_FILES, run=run)
     artifacts = task_dir / ARTIFACTS_DIR
     if artifacts.is_dir():
         for path in sorted(p for p in artifacts.rglob("*") if p.is_file()):
             s3.upload_file(str(path), bucket, key(
-                task_id, f"{ARTIFACTS_DIR}/{path.relative_to(artifacts).as_posix()}"))
+                task_id, f"{ARTIFACTS_DIR}/{path.relative_to(artifacts).as_posix()}", run))
     if (task_dir / RESULT_FILE).is_file():
-        s3.upload_file(str(task_dir / RESULT_FILE), bucket, key(task_id, RESULT_FILE))
+        s3.upload_file(str(task_dir / RESULT_FILE), bucket, key(task_id, RESULT_FILE, run))
 
 
-def copy_resume_inputs(s3: Any, bucket: str, from_task: str, to_task: str) -> None:
-    """What a resuming task starts from: the earlier task's session and diff, copied under
-    the new task's ``resume/`` (by the submitter, so a task reads only its own prefix)."""
+def _copy(s3: Any, bucket: str, source: str, target: str) -> bool:
+    """Copy one object within the bucket; ``False`` when the source is not there."""
     from botocore.exceptions import ClientError
 
+    try:
+        s3.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": source})
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+            raise
+        return False
+    return True
+
+
+def copy_resume_inputs(s3: Any, bucket: str, from_task: str, to_task: str, *,
+                       from_run: str | None = None) -> None:
+    """What a resuming task starts from: the earlier task's session and diff (from its
+    last run), copied under the new task's ``resume/`` by the submitter."""
     for name in RESUME_INPUTS:
-        try:
-            s3.copy_object(Bucket=bucket, Key=key(to_task, f"{RESUME_DIR}/{name}"),
-                           CopySource={"Bucket": bucket, "Key": key(from_task, name)})
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
-                raise
+        _copy(s3, bucket, key(from_task, name, from_run), key(to_task, f"{RESUME_DIR}/{name}"))
+
+
+def stage_run(s3: Any, bucket: str, task_id: str, run: str, *,
+              previous_run: str | None = None, after_attempt: bool = False) -> list[str]:
+    """Copy a run's inputs into its folder, the only one its task may read: the spec, the
+    resume inputs there are and, ``after_attempt``, what the earlier attempt (in
+    ``previous_run``'s folder) left, under ``previous/``. Then :data:`INPUTS_FILE`, last,
+    naming them: the runner waits for it. Returns the names."""
+    staged = []
+    wanted = [(key(task_id, SPEC_FILE), SPEC_FILE)]
+    wanted += [(key(task_id, f"{RESUME_DIR}/{name}"), f"{RESUME_DIR}/{name}")
+               for name in RESUME_INPUTS]
+    if after_attempt:
+        wanted += [(key(task_id, name, previous_run), f"{PREVIOUS_DIR}/{name}")
+                   for name in (RESULT_FILE, *CHECKPOINT_FILES)]
+    for source, name in wanted:
+        if _copy(s3, bucket, source, key(task_id, name, run)):
+            staged.append(name)
+    write_json(s3, bucket, task_id, INPUTS_FILE, {"files": staged}, run=run)
+    return staged
 
 
 def download_resume_inputs(s3: Any, bucket: str, task_id: str, task_dir: Path) -> None:
@@ -92,38 +132,41 @@ def download_resume_inputs(s3: Any, bucket: str, task_id: str, task_dir: Path) -
 
 
 def download_files(s3: Any, bucket: str, task_id: str, names: tuple[str, ...], dest: Path,
-                   *, flatten: bool = True) -> None:
-    """Those of ``names`` under the task's prefix that exist, into ``dest`` (by their last
-    part with ``flatten``, else by their whole name)."""
+                   *, flatten: bool = True, run: str | None = None) -> None:
+    """Those of ``names`` under the task's prefix (or run) that exist, into ``dest`` (by
+    their last part with ``flatten``, else by their whole name)."""
     from botocore.exceptions import ClientError
 
     for name in names:
         target = dest / (name.rsplit("/", 1)[-1] if flatten else name)
         target.parent.mkdir(parents=True, exist_ok=True)
         try:
-            s3.download_file(bucket, key(task_id, name), str(target))
+            s3.download_file(bucket, key(task_id, name, run), str(target))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
                 raise
 
 
 def upload_files(s3: Any, bucket: str, task_id: str, task_dir: Path,
-                 names: tuple[str, ...]) -> None:
-    """Those of ``names`` the task directory has, to the task's prefix."""
+                 names: tuple[str, ...], *, run: str | None = None) -> None:
+    """Those of ``names`` the task directory has, to the task's prefix (or run)."""
     for name in names:
         if (task_dir / name).is_file():
-            s3.upload_file(str(task_dir / name), bucket, key(task_id, name))
+            s3.upload_file(str(task_dir / name), bucket, key(task_id, name, run))
 
 
-def download_outputs(s3: Any, bucket: str, task_id: str, dest: Path) -> list[Path]:
-    """Copy the task's outputs (not its spec or attempts) into ``dest/<task_id>/``."""
+def download_outputs(s3: Any, bucket: str, task_id: str, dest: Path, *,
+                     run: str | None = None) -> list[Path]:
+    """Copy the task's outputs (not its spec, attempts or staged inputs) into
+    ``dest/<task_id>/``."""
     target = dest / task_id
     written = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket,
-                                                              Prefix=key(task_id, "")):
+    folder = key(task_id, "", run)
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder):
         for item in page.get("Contents", []):
-            name = item["Key"][len(key(task_id, "")):]
-            if name in (SPEC_FILE, ATTEMPTS_FILE, "stop.json") or not name:
+            name = item["Key"][len(folder):]
+            if (name in (SPEC_FILE, ATTEMPTS_FILE, "stop.json", INPUTS_FILE) or not name
+                    or name.startswith((f"{RUNS_DIR}/", f"{PREVIOUS_DIR}/"))):
                 continue
             path = target / name
             path.parent.mkdir(parents=True, exist_ok=True)

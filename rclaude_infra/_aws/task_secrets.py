@@ -9,7 +9,9 @@ puts the values in the command's environment, and deletes it when the task is do
 task that never got that far has it deleted by the submitter's next step
 (``advance``/``wait``) once it has ended for good, and the leak sweep finds any left by its
 tag. The values never enter the spec, S3, RunTask's parameters, the task definition, the
-log or the result.
+log or the result. On a stack that scopes runs, the task role reads and deletes only a
+secret tagged ``rclaude:run`` with its session's ``aws:userid``: the submitter tags the
+secret for each run it starts (:func:`grant`), so no other task can read it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import DEPLOYMENT_TAG
+from ..tasks.layout import RUN_TAG
 
 TASK_TAG = "rclaude:task-id"
 
@@ -43,6 +46,12 @@ def put(client: Any, deployment: str, task_id: str, values: Mapping[str, str]) -
         if exc.response.get("Error", {}).get("Code") != "ResourceExistsException":
             raise
         client.put_secret_value(SecretId=name, SecretString=body)
+
+
+def grant(client: Any, deployment: str, task_id: str, run: str) -> None:
+    """Let ``run`` (an attempt's ``aws:userid``), and no other, read the task's secret."""
+    client.tag_resource(SecretId=secret_name(deployment, task_id),
+                        Tags=[{"Key": RUN_TAG, "Value": run}])
 
 
 def read(client: Any, deployment: str, task_id: str) -> dict[str, str]:

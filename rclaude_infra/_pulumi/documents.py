@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DeploymentConfig
+from ..tasks.layout import RUN_KEY_PATTERN, RUN_TAG
 
 RUNNER_CONTAINER = "runner"
 #: The runner's uid:gid inside the image (its Dockerfile, ``runner/``, creates it).
@@ -257,17 +258,14 @@ def task_policy(config: DeploymentConfig, name: str, bucket_arn: str, partition:
                if config.auth == "bedrock" else [])
     return policy_document(
         {
-            "Sid": "TaskResults",
+            # Each ECS task reads and writes its own run's folder only: ECS names the task
+            # role's session after the task's id, so aws:userid is "<role id>:<ECS task
+            # id>", a value no other task has. The submitter copies the task's inputs
+            # there (rclaude_infra._aws.s3_tasks.stage_run) and reads the outputs back.
+            "Sid": "OwnRunOnly",
             "Effect": "Allow",
             "Action": ["s3:GetObject", "s3:PutObject"],
-            "Resource": f"{bucket_arn}/tasks/*",
-        },
-        {
-            "Sid": "ListTaskResults",
-            "Effect": "Allow",
-            "Action": "s3:ListBucket",
-            "Resource": bucket_arn,
-            "Condition": {"StringLike": {"s3:prefix": ["tasks/*"]}},
+            "Resource": f"{bucket_arn}/{RUN_KEY_PATTERN}",
         },
         {
             # ECS Exec's channel; ssmmessages has no resource-level permissions.
@@ -283,12 +281,15 @@ def task_policy(config: DeploymentConfig, name: str, bucket_arn: str, partition:
         },
         {
             # Per-task secrets (rclaude_infra._aws.task_secrets): read at start, deleted
-            # when done; only under this deployment's prefix.
+            # when done; under this deployment's prefix, and only the one the submitter
+            # tagged for this run (its session's aws:userid, as for the bucket).
             "Sid": "TaskSecrets",
             "Effect": "Allow",
             "Action": ["secretsmanager:GetSecretValue", "secretsmanager:DeleteSecret"],
             "Resource": f"arn:{partition}:secretsmanager:{config.region}:{account_id}:"
                         f"secret:rclaude/{name}/tasks/*",
+            "Condition": {"StringEquals": {
+                f"secretsmanager:ResourceTag/{RUN_TAG}": "${aws:userid}"}},
         },
         *bedrock,
         # Objects of the bucket are encrypted with the stack key (security_profile="strict").
@@ -315,6 +316,8 @@ def container_definitions(config: DeploymentConfig, name: str, image: str, bucke
         "environment": [
             {"name": "RCLAUDE_BUCKET", "value": bucket},
             {"name": "RCLAUDE_DEPLOYMENT", "value": name},
+            # The role's S3 rights cover the task's run folder only (task_policy).
+            {"name": "RCLAUDE_RUN_SCOPED", "value": "1"},
             {"name": "AWS_REGION", "value": config.region},
             {"name": "HOME", "value": "/workspace/home"},
             {"name": "RCLAUDE_SPOT_NOTICE", "value": f"{SPOT_NOTICE_DIR}/spot-notice"},

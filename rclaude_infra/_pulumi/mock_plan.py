@@ -110,6 +110,7 @@ class _Mocks(pulumi.runtime.Mocks):
                 "revision": 1,
             },
             "aws:kms/key:Key": {"keyId": f"{args.name}-key"},
+            "aws:iam/role:Role": {"uniqueId": f"AROA{suffix.upper()}"},
             "aws:ecr/repository:Repository": {
                 "repositoryUrl": f"{MOCK_ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/"
                 f"{physical}",

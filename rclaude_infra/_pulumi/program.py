@@ -133,6 +133,8 @@ class RclaudeStack(pulumi.ComponentResource):
             "subnet_ids": self.task_subnet_ids,
             "security_group_id": self.security_group.id,
             "task_role_arn": self.task_role.arn,
+            # The first half of each run's aws:userid (see tasks.layout.RUNS_DIR).
+            "task_role_id": self.task_role.unique_id,
             "execution_role_arn": self.execution_role.arn,
             "secret_arn": self.secret.arn if self.secret is not None else None,
             "image": image_uri,

@@ -45,3 +45,17 @@ RESUME_INPUTS: tuple[str, ...] = (SESSION_FILE, DIFF_FILE)
 #: The runner's exit code when a spot interruption notice stopped it (EX_TEMPFAIL: try
 #: again); its result then says ``preempted``, which the ECS provider reads to be sure.
 PREEMPTED_EXIT = 75
+
+#: Where the ECS provider keeps tasks in the bucket: ``tasks/<task id>/``.
+TASKS_PREFIX = "tasks/"
+#: Each ECS attempt of a task reads and writes only its run's folder,
+#: ``tasks/<task id>/runs/<run>/``, where the run is the attempt's ``aws:userid``
+#: (``<task role id>:<ECS task id>``): the task role's policy names it with that variable.
+RUNS_DIR = "runs"
+RUN_KEY_PATTERN = TASKS_PREFIX + "*/" + RUNS_DIR + "/${aws:userid}/*"
+#: Written last by the submitter into a run's folder: the inputs it copied there (the
+#: spec, resume inputs, the earlier attempt's result and checkpoint). The runner waits
+#: for it, then reads exactly those.
+INPUTS_FILE = "inputs.json"
+#: The tag of a task's secret naming the run (``aws:userid``) that may read it.
+RUN_TAG = "rclaude:run"
