@@ -117,8 +117,8 @@ def test_a_run_reads_and_writes_only_its_own_folder(
         userid = f"{stack.task_role_id}:{ecs_id}"
         folder = f"arn:aws:s3:::{bucket}/tasks/{task.task_id}/runs/{userid}/"
         requests = _s3_requests(recording, access_key, bucket)
-        # Not vacuous: the run read its staged spec and wrote its result.
-        assert ("s3:GetObject", f"{folder}spec.json") in requests
+        # Not vacuous: the run read its staged inputs and wrote its result.
+        assert ("s3:GetObject", f"{folder}inputs.json") in requests
         assert ("s3:PutObject", f"{folder}result.json") in requests
         for action, resource in requests:
             assert resource.startswith(folder), (action, resource)

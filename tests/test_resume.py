@@ -152,9 +152,10 @@ def test_on_ecs_the_submitter_copies_what_the_container_resumes_from(
     # What the later task's container does: read what was staged in its own run's folder.
     run = run_folder(aws, stack.bucket or "", "t-later").split("/runs/")[1][:-1]
     staged = wait_for_inputs(provider.s3, stack.bucket or "", "t-later", run, timeout=5)
-    assert sorted(staged) == ["resume/diff.patch", "resume/session.jsonl", "spec.json"]
-    s3_tasks.download_files(provider.s3, stack.bucket, "t-later", tuple(staged), task_dir,
-                            flatten=False, run=run)
+    assert sorted(staged["files"]) == ["resume/diff.patch", "resume/session.jsonl"]
+    assert staged["spec"] == later.to_dict()
+    s3_tasks.download_files(provider.s3, stack.bucket, "t-later", tuple(staged["files"]),
+                            task_dir, flatten=False, run=run)
     assert (task_dir / "resume" / "session.jsonl").read_text() == '{"type":"user"}\n'
     assert (task_dir / "resume" / "diff.patch").read_text() == "diff --git a/x b/x\n"
     assert provider.spec("t-later") == later

@@ -36,9 +36,9 @@ INPUTS_WAIT_SECONDS = 300.0
 
 
 def wait_for_inputs(s3: Any, bucket: str, task_id: str, run: str, *,
-                    timeout: float = INPUTS_WAIT_SECONDS) -> list[str]:
-    """The names the submitter staged in the run's folder, once its list is there. A key
-    not there yet reads 404, or 403 where the role may not list the bucket."""
+                    timeout: float = INPUTS_WAIT_SECONDS) -> dict[str, Any]:
+    """What the submitter staged in the run's folder (``{"spec", "files"}``), once it is
+    there. A key not there yet reads 404, or 403 where the role may not list the bucket."""
     from botocore.exceptions import ClientError
 
     deadline = time.monotonic() + timeout
@@ -51,7 +51,7 @@ def wait_for_inputs(s3: Any, bucket: str, task_id: str, run: str, *,
                 raise
             staged = None
         if staged is not None:
-            return [str(name) for name in staged["files"]]
+            return dict(staged)
         if time.monotonic() > deadline:
             raise TimeoutError(f"the submitter did not copy this run's inputs to "
                                f"s3://{bucket}/{key(task_id, '', run)} within {timeout:g} s")
@@ -71,7 +71,9 @@ def run_from_s3(bucket: str, task_id: str, work_root: Path) -> int:
     if os.environ.get("RCLAUDE_RUN_SCOPED") == "1":
         run = str(session.client("sts").get_caller_identity()["UserId"])
         staged = wait_for_inputs(s3, bucket, task_id, run)
-        download_files(s3, bucket, task_id, tuple(staged), task_dir, flatten=False, run=run)
+        (task_dir / SPEC_FILE).write_text(json.dumps(staged["spec"], indent=2))
+        download_files(s3, bucket, task_id, tuple(staged["files"]), task_dir, flatten=False,
+                       run=run)
     else:
         s3.download_file(bucket, key(task_id, SPEC_FILE), str(task_dir / SPEC_FILE))
     spec = json.loads((task_dir / SPEC_FILE).read_text())

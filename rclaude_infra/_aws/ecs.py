@@ -316,7 +316,8 @@ class EcsProvider:
             # The run may read only its own folder: its inputs go there, for the runner
             # waiting for them (a submitter stopped before this leaves the run to fail,
             # saying so, and the task's records intact).
-            s3_tasks.stage_run(self.s3, self._bucket, spec.task_id, run,
+            s3_tasks.stage_run(self.s3, self._bucket, spec.task_id, run, spec.to_dict(),
+                               resume=spec.earlier_work is not None,
                                previous_run=earlier.get(attempt - 1),
                                after_attempt=attempt > 1)
             if spec.secrets:

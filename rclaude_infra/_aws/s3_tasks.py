@@ -7,6 +7,7 @@ its functions take ``run=None``."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -105,23 +106,24 @@ def copy_resume_inputs(s3: Any, bucket: str, from_task: str, to_task: str, *,
         _copy(s3, bucket, key(from_task, name, from_run), key(to_task, f"{RESUME_DIR}/{name}"))
 
 
-def stage_run(s3: Any, bucket: str, task_id: str, run: str, *,
-              previous_run: str | None = None, after_attempt: bool = False) -> list[str]:
-    """Copy a run's inputs into its folder, the only one its task may read: the spec, the
-    resume inputs there are and, ``after_attempt``, what the earlier attempt (in
+def stage_run(s3: Any, bucket: str, task_id: str, run: str, spec: Mapping[str, Any], *,
+              resume: bool = False, previous_run: str | None = None,
+              after_attempt: bool = False) -> list[str]:
+    """Put a run's inputs in its folder, the only one its task may read: ``resume``, the
+    resume inputs the task's prefix holds; ``after_attempt``, what the earlier attempt (in
     ``previous_run``'s folder) left, under ``previous/``. Then :data:`INPUTS_FILE`, last,
-    naming them: the runner waits for it. Returns the names."""
-    staged = []
-    wanted = [(key(task_id, SPEC_FILE), SPEC_FILE)]
-    wanted += [(key(task_id, f"{RESUME_DIR}/{name}"), f"{RESUME_DIR}/{name}")
-               for name in RESUME_INPUTS]
+    holding the spec and naming the files: the runner waits for it. Returns the names."""
+    wanted = []
+    if resume:
+        wanted += [(key(task_id, f"{RESUME_DIR}/{name}"), f"{RESUME_DIR}/{name}")
+                   for name in RESUME_INPUTS]
     if after_attempt:
         wanted += [(key(task_id, name, previous_run), f"{PREVIOUS_DIR}/{name}")
                    for name in (RESULT_FILE, *CHECKPOINT_FILES)]
-    for source, name in wanted:
-        if _copy(s3, bucket, source, key(task_id, name, run)):
-            staged.append(name)
-    write_json(s3, bucket, task_id, INPUTS_FILE, {"files": staged}, run=run)
+    staged = [name for source, name in wanted
+              if _copy(s3, bucket, source, key(task_id, name, run))]
+    write_json(s3, bucket, task_id, INPUTS_FILE, {"spec": dict(spec), "files": staged},
+               run=run)
     return staged
 
 

@@ -53,9 +53,9 @@ TASKS_PREFIX = "tasks/"
 #: (``<task role id>:<ECS task id>``): the task role's policy names it with that variable.
 RUNS_DIR = "runs"
 RUN_KEY_PATTERN = TASKS_PREFIX + "*/" + RUNS_DIR + "/${aws:userid}/*"
-#: Written last by the submitter into a run's folder: the inputs it copied there (the
-#: spec, resume inputs, the earlier attempt's result and checkpoint). The runner waits
-#: for it, then reads exactly those.
+#: Written last by the submitter into a run's folder: the spec and the names of the
+#: inputs it copied there (resume inputs, the earlier attempt's result and checkpoint).
+#: The runner waits for it, then reads exactly those.
 INPUTS_FILE = "inputs.json"
 #: The tag of a task's secret naming the run (``aws:userid``) that may read it.
 RUN_TAG = "rclaude:run"
