@@ -29,6 +29,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
+from .policy import ResourceLike
+
 #: Pulumi type token -> Terraform resource type, for every type the program registers.
 TERRAFORM_TYPES: Mapping[str, str] = {
     "aws:autoscaling/group:Group": "aws_autoscaling_group",
@@ -106,15 +108,10 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _UNKNOWN = "<unknown>"
 
 
-class Resource(Protocol):
-    """What the conversion reads of a planned resource (:class:`~rclaude_infra.PlannedResource`)."""
+class Resource(ResourceLike, Protocol):
+    """What the conversion reads of a planned resource (:class:`~rclaude_infra.PlannedResource`):
+    what the rules read, and what it would expose once created."""
 
-    @property
-    def type(self) -> str: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def inputs(self) -> Mapping[str, Any]: ...
     @property
     def state(self) -> Mapping[str, Any]: ...
 
