@@ -133,6 +133,28 @@ class Plan:
             "outputs": dict(self.outputs),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any],
+                  states: list[Mapping[str, Any]] | None = None) -> Plan:
+        """The plan :meth:`to_dict` gave; ``states``, each resource's
+        :attr:`~PlannedResource.state` in order, which ``to_dict`` leaves out.
+
+        >>> from rclaude_infra import plan
+        >>> p = plan()
+        >>> Plan.from_dict(p.to_dict()) == p
+        True
+        """
+        resources = data["resources"]
+        states = states if states is not None else [{}] * len(resources)
+        return cls(
+            name=data["name"], config=DeploymentConfig.from_mapping(data["config"]),
+            resources=tuple(
+                PlannedResource(type=r["type"], name=r["name"], parent=r["parent"],
+                                custom=r["custom"], inputs=r["inputs"], state=state)
+                for r, state in zip(resources, states, strict=True)),
+            outputs=data.get("outputs", {}),
+        )
+
     def to_json(self, *, indent: int | None = 2) -> str:
         """The plan as JSON (stable key order, secrets masked)."""
         return json.dumps(self.to_dict(), indent=indent, sort_keys=False)

@@ -97,13 +97,18 @@ def plan(
     *,
     name: str = DEFAULT_NAME,
     api_key: str | None = None,
+    cache: bool = False,
 ) -> Plan:
     """Every resource ``up`` would create for ``config``, computed offline.
 
     Runs the stack's Pulumi program under the Pulumi runtime's mocks: no
     credentials, no network, no Pulumi CLI. Safe to call from a running event loop
     (a Jupyter cell) and any number of times in one process. ``api_key`` shows where
-    the key would go; its value appears in the plan only as ``"[secret]"``.
+    the key would go; its value appears in the plan only as ``"[secret]"``. With
+    ``cache``, a plan computed before for the same name, config, package files and
+    Pulumi versions is read from disk (``$RCLAUDE_PLAN_CACHE``, by default
+    ``~/.rclaude/cache/plans``) without running the program; the CLI's ``plan`` and
+    ``cost`` do so.
 
     >>> from rclaude_infra import DeploymentConfig, plan
     >>> p = plan(DeploymentConfig(nat="single"), name="dev")
@@ -114,11 +119,22 @@ def plan(
     if not isinstance(config, DeploymentConfig):
         raise ConfigError("config", config, "a DeploymentConfig")
     validate_name(name)
+    key = None
+    if cache:
+        from ._pulumi import plan_cache
+
+        key = plan_cache.cache_key(name, config, with_api_key=api_key is not None)
+        found = plan_cache.load(key)
+        if found is not None:
+            return found
     try:
         from ._pulumi.mock_plan import mock_plan
     except ImportError as exc:  # pragma: no cover - both are runtime dependencies
         raise MissingDependencyError(exc.name or "pulumi", "The offline plan") from exc
-    return mock_plan(name, config, api_key=api_key)
+    result = mock_plan(name, config, api_key=api_key)
+    if key is not None:
+        plan_cache.store(key, result)
+    return result
 
 
 _BACKEND_SCHEMES = ("file://", "s3://", "gs://", "azblob://", "https://", "http://")

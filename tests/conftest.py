@@ -27,6 +27,15 @@ def _plan_for() -> PlanFor:
     return get
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The CLI's plan cache (``$RCLAUDE_PLAN_CACHE``) shared by every test's subprocesses,
+    whatever their ``RCLAUDE_HOME``: a plan is keyed by what it depends on, so a hit is
+    the plan the program would give (tests/test_plan_cache.py)."""
+    import os
+
+    os.environ.setdefault("RCLAUDE_PLAN_CACHE", str(claude_cache() / "plans"))
+
+
 @pytest.fixture(name="private_home")
 def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private ~/.rclaude (RCLAUDE_HOME) for the test: local tasks, state, passphrase."""

@@ -53,7 +53,7 @@ def add_parsers(commands: Any) -> None:
 
 def _plan(args: argparse.Namespace) -> int:
     loaded = load(args)
-    result = plan(loaded.config, name=loaded.name)
+    result = plan(loaded.config, name=loaded.name, cache=True)
     report = result.check_policies() if args.policies else None
     if args.terraform_json:
         print(result.to_terraform_json())
@@ -83,7 +83,7 @@ def _cost(args: argparse.Namespace) -> int:
         prices = deployment.prices(live=True)
     else:
         prices = PriceBook.snapshot(config.region, other_rates_from=args.other_rates_from)
-    result = deployment.plan()
+    result = plan(config, name=loaded.name, cache=True)
     estimate = estimate_cost(result, config.usage, prices)
     rows = instance_prices(config.instance_types, prices)
     over: BudgetExceededError | None = None

@@ -1,0 +1,79 @@
+"""The CLI's plan cache: a hit is the plan the program gives, read without Pulumi."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rclaude_infra import DeploymentConfig, plan
+
+
+def cli(args: list[str], cache: Path, *, poison: Path | None = None
+        ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "RCLAUDE_PLAN_CACHE": str(cache), "COLUMNS": "200"}
+    if poison is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(poison),
+                                                          env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "rclaude_infra", *args], capture_output=True,
+                          text=True, timeout=120, env=env, cwd=cache.parent)
+
+
+def poisoned(tmp_path: Path) -> Path:
+    """A ``pulumi`` that fails when imported, first on the path."""
+    folder = tmp_path / "poison"
+    (folder / "pulumi").mkdir(parents=True, exist_ok=True)
+    (folder / "pulumi" / "__init__.py").write_text(
+        "raise ImportError('pulumi was imported: the plan did not come from the cache')\n")
+    return folder
+
+
+def test_a_second_cost_reads_the_plan_without_running_the_program(tmp_path: Path) -> None:
+    cache = tmp_path / "plans"
+    first = cli(["cost", "--json"], cache)
+    assert first.returncode == 0, first.stderr
+    assert len(list(cache.glob("*.json"))) == 1
+    again = cli(["cost", "--json"], cache, poison=poisoned(tmp_path))
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout) == json.loads(first.stdout)
+    # plan --json reads the same entry.
+    shown = cli(["plan", "--json"], cache, poison=poisoned(tmp_path))
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == json.loads(first.stdout)["plan"]
+
+
+def test_another_config_runs_the_program(tmp_path: Path) -> None:
+    cache = tmp_path / "plans"
+    assert cli(["plan", "--json"], cache).returncode == 0
+    other = cli(["plan", "--json", "--nat", "single"], cache, poison=poisoned(tmp_path))
+    # The program needed pulumi, and got the poisoned one.
+    assert other.returncode != 0
+    assert "needs the 'pulumi' package" in other.stderr
+
+
+def test_an_unreadable_entry_is_computed_again(tmp_path: Path) -> None:
+    cache = tmp_path / "plans"
+    assert cli(["plan", "--json"], cache).returncode == 0
+    [entry] = cache.glob("*.json")
+    entry.write_text("{not json")
+    again = cli(["plan", "--json"], cache)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(entry.read_text())["plan"] == json.loads(again.stdout)
+
+
+def test_a_cached_plan_equals_the_computed_one(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RCLAUDE_PLAN_CACHE", str(tmp_path))
+    config = DeploymentConfig(security_profile="strict", nat="single")
+    computed = plan(config, cache=True)
+    cached = plan(config, cache=True)
+    assert cached == computed and cached is not computed
+    assert [r.inputs for r in cached] == [r.inputs for r in computed]
+    assert [r.state for r in cached] == [r.state for r in computed]
+    assert cached.outputs == computed.outputs
+    # What reads states (the Terraform plan's references, the bucket events' cost) agrees.
+    assert cached.to_terraform() == computed.to_terraform()
