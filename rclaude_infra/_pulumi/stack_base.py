@@ -1,0 +1,47 @@
+"""What the parts of the stack's component share: the attributes its constructor sets
+and the resources one part makes and another reads (declared here, so each part is
+checked on its own)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from ..config import DeploymentConfig
+from .image_build import RemoteImage
+
+
+class StackBase(pulumi.ComponentResource):
+    _name: str
+    _config: DeploymentConfig
+    _prefix: str
+    _child: pulumi.ResourceOptions
+    tags: dict[str, str]
+    _account_id: pulumi.Output[str]
+    _partition: pulumi.Output[str]
+    # storage and secrets
+    key: aws.kms.Key | None
+    log_group: aws.cloudwatch.LogGroup
+    bucket: aws.s3.Bucket
+    access_logs: aws.s3.Bucket | None
+    secret: aws.secretsmanager.Secret | None
+    # network and compute
+    task_subnet_ids: Any
+    security_group: aws.ec2.SecurityGroup
+    cluster: aws.ecs.Cluster
+    instance_role: aws.iam.Role
+    launch_template: aws.ec2.LaunchTemplate
+    auto_scaling_group: aws.autoscaling.Group
+    capacity_provider: aws.ecs.CapacityProvider
+    # what tasks run as and in
+    image_build: RemoteImage | None
+    repository: aws.ecr.Repository
+    execution_role: aws.iam.Role
+    task_role: aws.iam.Role
+    task_definition: aws.ecs.TaskDefinition
+
+    def _key_arn(self) -> pulumi.Input[str] | None:
+        """The stack key's ARN (``security_profile="strict"``), for what it encrypts."""
+        return self.key.arn if self.key is not None else None
