@@ -123,6 +123,21 @@ def _deployment(aws: Any, stack: Any) -> Any:
     return Deployment.from_outputs("dev", json.dumps(stack.to_dict()), session=aws)
 
 
+@pytest.fixture(name="reported")
+def _reported(aws: Any, stack: Any) -> Any:
+    """``(deployment, reports)``: a Deployment on ``stack`` whose ECS provider looks at ECS
+    on every read (no status cache), and the :class:`moto_stack.EcsReports` that make ECS
+    describe chosen tasks as its agent would (stop codes moto cannot give)."""
+    from moto_stack import EcsReports
+
+    from rclaude_infra import Deployment, DeploymentConfig
+    from rclaude_infra._aws.ecs import EcsProvider
+
+    reports = EcsReports().attach(aws)
+    provider = EcsProvider(aws, stack, deployment="dev", poll_interval=0.0)
+    return Deployment("dev", DeploymentConfig(), tasks=provider), reports
+
+
 @pytest.fixture(name="offline_env")
 def _offline_env(tmp_path: Path) -> dict[str, str]:
     """An environment for subprocesses with no AWS credentials (and no metadata endpoint),

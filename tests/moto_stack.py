@@ -134,9 +134,43 @@ def hold_tasks_running(endpoint: str, hold: bool = True) -> None:
         pass
 
 
+def attempts(session: Any, bucket: str, task_id: str) -> list[dict[str, Any]]:
+    """The task's attempts, oldest first, as its S3 record (``attempts.json``) lists them:
+    each with its ECS ARN, why it started and its run."""
+    found = json.loads(session.client("s3").get_object(
+        Bucket=bucket, Key=f"tasks/{task_id}/attempts.json")["Body"].read())
+    return sorted(found, key=lambda a: a["attempt"])
+
+
 def run_folder(session: Any, bucket: str, task_id: str) -> str:
     """The S3 folder of the task's newest run (``tasks/<id>/runs/<aws:userid>/``), where
     its runner reads and writes."""
-    attempts = json.loads(session.client("s3").get_object(
-        Bucket=bucket, Key=f"tasks/{task_id}/attempts.json")["Body"].read())
-    return f"tasks/{task_id}/runs/{max(attempts, key=lambda a: a['attempt'])['run']}/"
+    return f"tasks/{task_id}/runs/{attempts(session, bucket, task_id)[-1]['run']}/"
+
+
+class EcsReports:
+    """What the ECS agent reports and moto cannot (stop codes, reasons, start and stop
+    times, exit codes): DescribeTasks answers for chosen tasks are replaced at the botocore
+    boundary, after the call, in the API reference's shapes (``Task`` in the ECS API
+    Reference). Attach it to a session before the clients are made, or to a client."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, dict[str, Any]] = {}
+        #: DescribeTasks calls answered since attached.
+        self.describe_calls = 0
+
+    def attach(self, client_or_session: Any) -> EcsReports:
+        def replace(parsed: dict[str, Any], **_: Any) -> None:
+            self.describe_calls += 1
+            parsed["tasks"] = [
+                {**self.tasks[task["taskArn"]], "taskArn": task["taskArn"]}
+                if task.get("taskArn") in self.tasks else task
+                for task in parsed.get("tasks", [])]
+
+        events = getattr(client_or_session, "events", None) or client_or_session.meta.events
+        events.register("after-call.ecs.DescribeTasks", replace)
+        return self
+
+    def report(self, arn: str, task: dict[str, Any]) -> None:
+        """From now on ECS describes ``arn`` as ``task``, the whole of it (its ARN kept)."""
+        self.tasks[arn] = task

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from moto_stack import hold_tasks_running
+from moto_stack import EcsReports, attempts, hold_tasks_running
 
 from rclaude_infra import (
     Deployment,
@@ -70,25 +70,24 @@ def test_beyond_the_groups_capacity_tasks_wait_queued_and_start_in_turn(
 
 
 def test_a_start_that_timed_out_waiting_for_capacity_is_submitted_again(
-        aws: Any, stack: StackOutputs) -> None:
-    d = Deployment.from_outputs("dev", stack, session=aws)
+        reported: tuple[Deployment, EcsReports], aws: Any, stack: StackOutputs) -> None:
+    d, reports = reported
     spec = TaskSpec(command="true", max_retries_on_preemption=0)
     task = d.run_task(spec)
-    provider = d._tasks()
-    assert isinstance(provider, EcsProvider)
-    [attempt] = provider._attempts_of(spec.task_id)
-    provider._described[attempt["arn"]] = (float("inf"), {
-        "taskArn": attempt["arn"], "lastStatus": "STOPPED", "desiredStatus": "STOPPED",
+    [attempt] = attempts(aws, stack.bucket or "", spec.task_id)
+    # ECS gave up waiting for capacity (moto places every task at once).
+    reports.report(attempt["arn"], {
+        "lastStatus": "STOPPED", "desiredStatus": "STOPPED",
         "stopCode": "TaskFailedToStart", "stoppedReason": "Timeout waiting for capacity",
         "containers": [{"name": "runner", "lastStatus": "STOPPED"}]})
     state = task.state()  # a read: reported, not resubmitted
     assert state.status is TaskStatus.QUEUED and "timed out waiting for capacity" in (
         state.reason or "")
-    assert len(provider._attempts_of(spec.task_id)) == 1
+    assert len(attempts(aws, stack.bucket or "", spec.task_id)) == 1
     [again] = d.reconcile()
     assert again.task_id == spec.task_id
-    attempts = provider._attempts_of(spec.task_id)
-    assert [a["why"] for a in attempts] == ["submitted", "capacity"]
+    assert [a["why"] for a in attempts(aws, stack.bucket or "", spec.task_id)] == [
+        "submitted", "capacity"]
     # A capacity retry is not a preemption retry: none of those were allowed, none used.
     assert task.state().attempt == 2 and not task.state().status.done
 
@@ -168,14 +167,14 @@ def test_a_full_group_costs_the_queue_no_requests(aws: Any, stack: StackOutputs,
     """Waiting on queued tasks while nothing has ended: the only S3 request is the queue
     listing the status reads share (one per poll interval); pump() reads no queued task's
     record and lists nothing itself."""
-    d = Deployment.from_outputs("dev", stack, session=aws,
-                                config=DeploymentConfig(max_instances=1))
-    tasks = [d.run_task(TaskSpec(command="sleep 600", task_id=f"t-quiet-{i}")) for i in range(6)]
-    provider = d._tasks()
-    assert isinstance(provider, EcsProvider)
     calls: list[str] = []
-    provider.s3.meta.events.register("before-call.s3", lambda model, **_: calls.append(
-        model.name))
+    # Seen by the clients the session makes from now on: the provider's.
+    aws.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
+    config = DeploymentConfig(max_instances=1)
+    provider = EcsProvider(aws, stack, deployment="dev", capacity=config.task_capacity)
+    d = Deployment("dev", config, tasks=provider)
+    tasks = [d.run_task(TaskSpec(command="sleep 600", task_id=f"t-quiet-{i}")) for i in range(6)]
+    calls.clear()
     for task in tasks[1:]:
         assert provider.advance(task.task_id).status is TaskStatus.QUEUED
     assert provider.pump() == []

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from moto_stack import answer, hold_tasks_running
+from moto_stack import answer, attempts, hold_tasks_running
 
 from rclaude_infra import (
     Deployment,
@@ -27,7 +27,6 @@ from rclaude_infra import (
     TaskStatus,
 )
 from rclaude_infra._aws import ecs_exec
-from rclaude_infra._aws.ecs import EcsProvider
 from rclaude_infra._aws.ecs_exec import INSTALL_URL, SESSION_ENV
 
 
@@ -74,12 +73,12 @@ def _no_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ecs_exec, "READY_DELAYS", (0.0, 0.0))
 
 
-def _running_task(deployment: Deployment, *, refusals: int = 0,
+def _running_task(deployment: Deployment, session: Any, *, refusals: int = 0,
                   refusal: dict[str, str] = NOT_READY,
-                  ) -> tuple[Any, EcsProvider, list[dict[str, Any]]]:
-    """A running task whose ExecuteCommand is refused ``refusals`` times, then answered."""
-    provider = deployment._tasks()
-    assert isinstance(provider, EcsProvider)
+                  ) -> tuple[Any, Any, list[dict[str, Any]]]:
+    """A running task whose ExecuteCommand is refused ``refusals`` times, then answered:
+    ``(task, session, the ExecuteCommand requests)``. The answers are registered on the
+    deployment's boto3 session before the deployment makes its ECS client."""
     calls: list[dict[str, Any]] = []
 
     def execute_command(request: Any) -> tuple[int, dict[str, Any]]:
@@ -103,19 +102,19 @@ def _running_task(deployment: Deployment, *, refusals: int = 0,
             for container in task.get("containers", []):
                 container["runtimeId"] = RUNTIME_ID
 
-    answer(provider.ecs, ["ExecuteCommand"], execute_command)
-    provider.ecs.meta.events.register("after-call.ecs.DescribeTasks", with_runtime_id)
+    answer(session, ["ExecuteCommand"], execute_command, service="ecs")
+    session.events.register("after-call.ecs.DescribeTasks", with_runtime_id)
     task = deployment.run_task(TaskSpec(command="sleep 600"))
-    return task, provider, calls
+    return task, session, calls
 
 
 def test_exec_opens_a_session_and_hands_it_to_the_plugin(
-    deployment: Deployment, stack: StackOutputs, plugin: Path, moto_endpoint: str,
+    deployment: Deployment, aws: Any, stack: StackOutputs, plugin: Path, moto_endpoint: str,
 ) -> None:
-    task, provider, calls = _running_task(deployment)
+    task, session, calls = _running_task(deployment, aws)
     assert task.exec("bash") == 7  # the session's exit code
     (call,) = calls
-    arn = provider._attempts_of(task.task_id)[0]["arn"]
+    arn = attempts(session, stack.bucket or "", task.task_id)[0]["arn"]
     assert call == {"cluster": stack.cluster_arn, "task": arn, "container": "runner",
                     "command": "bash", "interactive": True}
     recorded = json.loads(plugin.read_text())
@@ -132,10 +131,10 @@ def test_exec_opens_a_session_and_hands_it_to_the_plugin(
 
 
 def test_an_old_plugin_gets_the_session_in_argv(
-    deployment: Deployment, plugin: Path, monkeypatch: pytest.MonkeyPatch,
+    deployment: Deployment, aws: Any, plugin: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("FAKE_PLUGIN_VERSION", "1.2.463.0")
-    task, _, _ = _running_task(deployment)
+    task, _, _ = _running_task(deployment, aws)
     task.exec("ls")
     recorded = json.loads(plugin.read_text())
     assert json.loads(recorded["argv"][0])["tokenValue"] == TOKEN
@@ -143,9 +142,9 @@ def test_an_old_plugin_gets_the_session_in_argv(
 
 
 def test_without_the_plugin_exec_says_where_to_get_it_before_any_call(
-    deployment: Deployment, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    deployment: Deployment, aws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    task, _, calls = _running_task(deployment)
+    task, _, calls = _running_task(deployment, aws)
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(SessionManagerPluginNotFoundError, match="session-manager-plugin") as err:
         task.exec()
@@ -153,32 +152,32 @@ def test_without_the_plugin_exec_says_where_to_get_it_before_any_call(
     assert calls == []  # no session opened that nobody would use
 
 
-def test_exec_needs_a_running_task(deployment: Deployment, plugin: Path) -> None:
-    task, _, calls = _running_task(deployment)
+def test_exec_needs_a_running_task(deployment: Deployment, aws: Any, plugin: Path) -> None:
+    task, _, calls = _running_task(deployment, aws)
     task.stop("done with it")
     with pytest.raises(ExecError, match=r"RUNNING.*STOPPED"):
         task.exec()
     assert calls == []
 
 
-def test_exec_waits_for_the_container_agent(deployment: Deployment, plugin: Path) -> None:
-    task, _, calls = _running_task(deployment, refusals=2)
+def test_exec_waits_for_the_container_agent(deployment: Deployment, aws: Any, plugin: Path) -> None:
+    task, _, calls = _running_task(deployment, aws, refusals=2)
     assert task.exec() == 7
     assert len(calls) == 3  # refused twice while the agent came up, then the session
     assert json.loads(plugin.read_text())["argv"][2] == "StartSession"
 
 
-def test_an_agent_that_never_comes_up_is_an_error(deployment: Deployment,
+def test_an_agent_that_never_comes_up_is_an_error(deployment: Deployment, aws: Any,
                                                   plugin: Path) -> None:
-    task, _, calls = _running_task(deployment, refusals=10)
+    task, _, calls = _running_task(deployment, aws, refusals=10)
     with pytest.raises(ExecError, match=r"InvalidParameterException.*agent"):
         task.exec()
     assert len(calls) == 3  # every try of READY_DELAYS, then the error
     assert not plugin.exists()  # the plugin never started
 
 
-def test_a_refused_session_is_not_retried(deployment: Deployment, plugin: Path) -> None:
-    task, _, calls = _running_task(deployment, refusals=1, refusal={
+def test_a_refused_session_is_not_retried(deployment: Deployment, aws: Any, plugin: Path) -> None:
+    task, _, calls = _running_task(deployment, aws, refusals=1, refusal={
         "__type": "AccessDeniedException",
         "message": "User is not authorized to perform: ecs:ExecuteCommand"})
     with pytest.raises(ExecError, match=r"AccessDeniedException: User is not authorized"):

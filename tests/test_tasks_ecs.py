@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto_stack import answer, run_folder
+from moto_stack import EcsReports, answer, attempts, run_folder
 
 from rclaude_infra import (
     ConfigError,
     Deployment,
+    DeploymentConfig,
     EngineError,
     StackOutputs,
     TaskSpec,
@@ -114,18 +116,18 @@ def test_a_task_runs_end_to_end_through_s3_and_logs(
     assert {"result.json", "transcript.jsonl", "log.jsonl", "artifacts/out.txt"} <= names
 
 
-def test_status_of_many_tasks_is_shared_and_batched(deployment: Deployment,
-                                                    stack: StackOutputs) -> None:
+def test_status_of_many_tasks_is_shared_and_batched(aws: Any, stack: StackOutputs) -> None:
+    calls: list[str] = []
+    aws.events.register("before-call.ecs.DescribeTasks", lambda **_: calls.append("x"))
+    interval = 1.0
+    deployment = Deployment("dev", DeploymentConfig(), tasks=EcsProvider(
+        aws, stack, deployment="dev", poll_interval=interval))
     tasks = deployment.run_tasks([TaskSpec(command="true") for _ in range(150)])
-    provider = deployment._tasks()
-    assert isinstance(provider, EcsProvider)
-    provider.poll_interval = 60.0
-    # Every task is due for a refresh, as after one poll interval.
-    provider._described = {arn: (0.0, seen) for arn, (_, seen) in provider._described.items()}
-    before = provider.describe_calls
+    time.sleep(interval * 1.5)  # every task is due for a refresh, as after one poll
+    before = len(calls)
     statuses = [task.status for task in tasks]  # 150 readers
     assert statuses == [TaskStatus.RUNNING] * 150
-    assert provider.describe_calls - before == 2  # shared: ceil(150 / 100) DescribeTasks
+    assert len(calls) - before == 2  # shared: ceil(150 / 100) DescribeTasks
 
 
 def test_stop(deployment: Deployment) -> None:
@@ -164,15 +166,13 @@ def described(last: str, *, stop_code: str | None = None, stopped_reason: str | 
     return task
 
 
-def ecs_reports(deployment: Deployment, task_id: str, *args: Any,
-                **fields: Any) -> EcsProvider:
-    """Make the provider see ``described(*args, **fields)`` as ECS's answer for the task's
-    latest attempt (stop codes and reasons moto cannot give); returns the provider."""
-    provider = deployment._tasks()
-    assert isinstance(provider, EcsProvider)
-    arn = provider._attempts_of(task_id)[-1]["arn"]
-    provider._described[arn] = (float("inf"), described(*args, **fields))
-    return provider
+def ecs_reports(reported: tuple[Deployment, EcsReports], aws: Any, stack: StackOutputs,
+                task_id: str, *args: Any, **fields: Any) -> str:
+    """ECS describes the task's latest attempt as ``described(*args, **fields)`` from now
+    on (stop codes and reasons moto cannot give); returns that attempt's ARN."""
+    arn = attempts(aws, stack.bucket or "", task_id)[-1]["arn"]
+    reported[1].report(arn, described(*args, **fields))
+    return arn
 
 
 @pytest.mark.parametrize(("task", "status", "reason"), [
@@ -216,16 +216,15 @@ def test_status_mapping(task: dict, status: TaskStatus, reason: str | None) -> N
         assert state.stopped_at == STOPPED_AT
 
 
-def test_a_preempted_task_is_submitted_again(deployment: Deployment, aws: Any,
-                                             stack: StackOutputs) -> None:
+def test_a_preempted_task_is_submitted_again(reported: tuple[Deployment, EcsReports],
+                                             aws: Any, stack: StackOutputs) -> None:
+    deployment = reported[0]
     spec = TaskSpec(command="true", max_retries_on_preemption=1)
     task = deployment.run_task(spec)
-    provider = deployment._tasks()
-    assert isinstance(provider, EcsProvider)
-    first_arn = provider._attempts_of(spec.task_id)[0]["arn"]
     # ECS reported the spot interruption (moto cannot: it sets no stopCode).
-    provider._described[first_arn] = (float("inf"), described(
-        "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted."))
+    first_arn = ecs_reports(reported, aws, stack, spec.task_id, "STOPPED",
+                            stop_code="SpotInterruption",
+                            stopped_reason="Your Spot Task was interrupted.")
     ecs = aws.client("ecs")
     # Reading changes nothing: no RunTask from a state, a status, a repr or the history.
     state = task.state()
@@ -238,25 +237,26 @@ def test_a_preempted_task_is_submitted_again(deployment: Deployment, aws: Any,
         task.wait(timeout=0.3)
     state = task.state()
     assert not state.status.done and state.attempt == 2  # moto starts it at once
-    attempts = provider._attempts_of(spec.task_id)
-    assert [a["attempt"] for a in attempts] == [1, 2] and attempts[1]["arn"] != first_arn
-    assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 2
+    started = attempts(aws, stack.bucket or "", spec.task_id)
+    assert [a["attempt"] for a in started] == [1, 2] and started[0]["arn"] == first_arn
     # Out of retries: the second interruption is the end, however one waits.
-    provider._described[attempts[1]["arn"]] = (float("inf"), described(
-        "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted."))
+    ecs_reports(reported, aws, stack, spec.task_id, "STOPPED", stop_code="SpotInterruption",
+                stopped_reason="Your Spot Task was interrupted.")
     assert task.wait(timeout=5).status is TaskStatus.PREEMPTED
     assert deployment.reconcile() == []
     assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 2
 
 
 def test_a_task_that_died_with_its_spot_host_is_preempted_and_reconciled(
-        deployment: Deployment, aws: Any, stack: StackOutputs) -> None:
+        reported: tuple[Deployment, EcsReports], aws: Any, stack: StackOutputs) -> None:
     """RunTask tasks are not drained on a spot notice: they die with the host, and ECS says
     only "Host EC2 (instance i-...) terminated." (shared/reference/ecs-runtime-facts.md,
     from AWS's "Spot Instance draining" documentation); moto has no such stop."""
+    deployment = reported[0]
     spec = TaskSpec(command="true", max_retries_on_preemption=2)
     deployment.run_task(spec)
-    ecs_reports(deployment, spec.task_id, "STOPPED", stop_code="EssentialContainerExited",
+    ecs_reports(reported, aws, stack, spec.task_id, "STOPPED",
+                stop_code="EssentialContainerExited",
                 stopped_reason="Host EC2 (instance i-0abc123def4567890) terminated.")
     assert deployment.task(spec.task_id).status is TaskStatus.PREEMPTED
     [again] = deployment.reconcile()
@@ -264,42 +264,40 @@ def test_a_task_that_died_with_its_spot_host_is_preempted_and_reconciled(
 
 
 def test_a_preemption_seen_by_two_processes_is_submitted_again_once(
-    deployment: Deployment, aws: Any, stack: StackOutputs,
+    reported: tuple[Deployment, EcsReports], aws: Any, stack: StackOutputs,
 ) -> None:
     spec = TaskSpec(command="true", max_retries_on_preemption=1)
-    deployment.run_task(spec)
-    mine = deployment._tasks()
-    other = Deployment.from_outputs("dev", stack, session=aws)
-    theirs = other._tasks()
-    assert isinstance(mine, EcsProvider) and isinstance(theirs, EcsProvider)
-    first_arn = mine._attempts_of(spec.task_id)[0]["arn"]
-    interrupted = (float("inf"), described(
-        "STOPPED", stop_code="SpotInterruption", stopped_reason="Your Spot Task was interrupted."))
-    theirs._described[first_arn] = mine._described[first_arn] = interrupted
-    assert theirs.advance(spec.task_id).attempt == 2  # the other process resubmits
-    state = mine.advance(spec.task_id)  # this one still remembers only attempt 1
-    assert state.status is TaskStatus.PENDING and state.attempt == 2
+    mine = reported[0].run_task(spec)
+    # Another process: its own provider, reading the same ECS and S3.
+    other = Deployment("dev", DeploymentConfig(), tasks=EcsProvider(
+        aws, stack, deployment="dev", poll_interval=0.0))
+    ecs_reports(reported, aws, stack, spec.task_id, "STOPPED", stop_code="SpotInterruption",
+                stopped_reason="Your Spot Task was interrupted.")
+    assert other.task(spec.task_id).status is TaskStatus.PREEMPTED
+    assert mine.status is TaskStatus.PREEMPTED  # this one knows attempt 1 only
+    assert [t.task_id for t in other.reconcile()] == [spec.task_id]  # the other resubmits
+    with pytest.raises(TaskTimeoutError):
+        mine.wait(timeout=0.3)  # this one's step finds attempt 2 there: no third
+    assert mine.state().attempt == 2
     ecs = aws.client("ecs")
     assert len(ecs.list_tasks(cluster=stack.cluster_arn, startedBy=spec.task_id)["taskArns"]) == 2
 
 
-def test_task_cost_is_runtime_times_share_times_price(deployment: Deployment, aws: Any,
-                                                      stack: StackOutputs) -> None:
+def test_task_cost_is_runtime_times_share_times_price(
+        reported: tuple[Deployment, EcsReports], aws: Any, stack: StackOutputs) -> None:
     spec = TaskSpec(command="true")
-    task = deployment.run_task(spec)
+    task = reported[0].run_task(spec)
     arn = aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
                                        startedBy=spec.task_id)["taskArns"][0]
     (placed,) = aws.client("ecs").describe_tasks(cluster=stack.cluster_arn,
                                                  tasks=[arn])["tasks"]
-    provider = deployment._tasks()
-    assert isinstance(provider, EcsProvider)
     # moto's DescribeTasks has no startedAt / stoppedAt: the times come from a recorded
     # shape; the container instance and its EC2 instance (a t3.medium) come from moto.
-    finished = {**described("STOPPED", stop_code="EssentialContainerExited", exit_code=0,
-                            stopped_reason="Essential container in task exited"),
-                "taskArn": arn, "containerInstanceArn": placed["containerInstanceArn"],
-                "cpu": "1024", "memory": "2048"}
-    provider._described[arn] = (float("inf"), finished)
+    reported[1].report(arn, {
+        **described("STOPPED", stop_code="EssentialContainerExited", exit_code=0,
+                    stopped_reason="Essential container in task exited"),
+        "containerInstanceArn": placed["containerInstanceArn"], "cpu": "1024",
+        "memory": "2048"})
     hours = (STOPPED_AT - STARTED).total_seconds() / 3600  # 15 minutes
     # 1024 CPU units of t3.medium's 2048, 2048 MiB of the 3840 ECS gives tasks: 2048/3840.
     cost = task.cost()
@@ -362,7 +360,7 @@ def test_throttling_loses_and_duplicates_nothing(aws: Any, stack: StackOutputs) 
     # Exactly one ECS task per task id: none lost, none duplicated.
     assert sorted(started_by) == sorted(spec.task_id for spec in specs)
     # A followed log read end to end through throttled GetLogEvents: no gaps, no repeats.
-    arn = provider._attempts_of(specs[0].task_id)[0]["arn"]
+    arn = attempts(aws, stack.bucket or "", specs[0].task_id)[0]["arn"]
     stream = f"task/runner/{arn.rsplit('/', 1)[-1]}"
     logs = aws.client("logs")
     logs.create_log_stream(logGroupName=stack.log_group, logStreamName=stream)
@@ -378,8 +376,6 @@ def test_throttling_loses_and_duplicates_nothing(aws: Any, stack: StackOutputs) 
 def test_run_tasks_reports_what_did_not_start_and_a_rerun_starts_only_that(
     deployment: Deployment, aws: Any, stack: StackOutputs,
 ) -> None:
-    provider = deployment._tasks()
-    assert isinstance(provider, EcsProvider)
     specs = [TaskSpec(command="true") for _ in range(12)]
     refused = {specs[3].task_id, specs[8].task_id}
     state = {"refuse": True}
@@ -389,7 +385,7 @@ def test_run_tasks_reports_what_did_not_start_and_a_rerun_starts_only_that(
             return 400, {"__type": "ClientException", "message": "no capacity for you"}
         return None
 
-    answer(provider.ecs, ["RunTask"], refuse_some)
+    answer(aws, ["RunTask"], refuse_some, service="ecs")  # before the deployment's client
     with pytest.raises(EngineError, match="2 of 12 tasks could not start") as err:
         deployment.run_tasks(specs)
     assert all(task_id in str(err.value) for task_id in refused)
@@ -418,36 +414,38 @@ def test_a_submitter_that_died_after_the_spec_is_picked_up(
         startedBy=spec.task_id, capacityProviderStrategy=[
             {"capacityProvider": stack.capacity_provider, "weight": 1}])["tasks"][0]["taskArn"]
     task = deployment.run_task(spec)
-    provider = deployment._tasks()
-    assert isinstance(provider, EcsProvider)
-    assert [a["arn"] for a in provider._attempts_of(spec.task_id)] == [arn]
+    assert [a["arn"] for a in attempts(aws, stack.bucket or "", spec.task_id)] == [arn]
     assert len(aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
                                             startedBy=spec.task_id)["taskArns"]) == 1
     assert task.status is TaskStatus.RUNNING
 
 
-def test_an_ended_task_is_not_asked_about_again(deployment: Deployment) -> None:
+def test_an_ended_task_is_not_asked_about_again(
+        reported: tuple[Deployment, EcsReports]) -> None:
+    """Its provider asks ECS on every read of a task not ended (no status cache)."""
+    deployment, reports = reported
     task = deployment.run_task(TaskSpec(command="sleep 600"))
+    seen = reports.describe_calls
+    assert task.status is TaskStatus.RUNNING
+    assert reports.describe_calls > seen  # a running task is asked about
     task.stop("enough")
-    provider = deployment._tasks()
-    assert isinstance(provider, EcsProvider)
     assert task.status is TaskStatus.STOPPED
-    calls = provider.describe_calls
-    provider._described.clear()
+    seen = reports.describe_calls
     assert [task.status for _ in range(5)] == [TaskStatus.STOPPED] * 5
-    assert provider.describe_calls == calls
+    assert reports.describe_calls == seen
 
 
-def test_the_cli_reconciles_on_request_only(deployment: Deployment, aws: Any,
-                                            stack: StackOutputs, tmp_path: Path,
+def test_the_cli_reconciles_on_request_only(reported: tuple[Deployment, EcsReports],
+                                            aws: Any, stack: StackOutputs, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """``tasks`` reads; ``reconcile`` is the step. Run in-process: the spot stop is
     injected into the provider the CLI's Deployment uses."""
     from rclaude_infra.cli import _tasks, main
 
+    deployment = reported[0]
     spec = TaskSpec(command="true", max_retries_on_preemption=1)
     deployment.run_task(spec)
-    ecs_reports(deployment, spec.task_id, "STOPPED", stop_code="SpotInterruption",
+    ecs_reports(reported, aws, stack, spec.task_id, "STOPPED", stop_code="SpotInterruption",
                 stopped_reason="Your Spot Task was interrupted.")
     monkeypatch.setattr(_tasks, "deployment", lambda args, **kw: deployment)
     ecs = aws.client("ecs")
@@ -528,12 +526,13 @@ def test_a_secret_not_in_the_environment_is_refused_before_any_call(
 
 
 def test_the_secret_of_a_task_that_never_ran_is_deleted_when_it_ends(
-    deployment: Deployment, aws: Any, monkeypatch: pytest.MonkeyPatch,
+    reported: tuple[Deployment, EcsReports], aws: Any, stack: StackOutputs,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("GITHUB_TOKEN", "ghp_never_ran")
     spec = TaskSpec(command="true", secrets=["GITHUB_TOKEN"])
-    task = deployment.run_task(spec)
-    ecs_reports(deployment, spec.task_id, "STOPPED", stop_code="TaskFailedToStart",
+    task = reported[0].run_task(spec)
+    ecs_reports(reported, aws, stack, spec.task_id, "STOPPED", stop_code="TaskFailedToStart",
                 stopped_reason="CannotPullContainerError: pull image manifest has been retried")
     assert task.status is TaskStatus.FAILED  # a read: the secret is still there
     secrets = aws.client("secretsmanager")
@@ -555,13 +554,11 @@ def test_destroy_stops_the_tasks_in_flight_first(aws: Any, stack: StackOutputs,
         "stack output": lambda call: (json.dumps(stack.to_dict()), "", 0),
         "destroy": lambda call: order.append("destroy") or ("destroyed\n", "", 0),
     })
+    # Seen by every ECS client the session makes from now on, the Deployment's included.
+    aws.events.register("before-call.ecs.StopTask", lambda **kw: order.append("StopTask"))
     d = Deployment("dev", pulumi_command=fake, aws_session=aws)
     tasks = [d.run_task(TaskSpec(command="sleep 600")) for _ in range(3)]
     ecs = aws.client("ecs")
-    provider = d._tasks()
-    assert isinstance(provider, EcsProvider)
-    provider.ecs.meta.events.register("before-call.ecs.StopTask",
-                                      lambda **kw: order.append("StopTask"))
     d.destroy(progress=False)
     assert order == ["StopTask"] * 3 + ["destroy"]
     assert ecs.list_tasks(cluster=stack.cluster_arn, desiredStatus="RUNNING")["taskArns"] == []
