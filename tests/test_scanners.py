@@ -143,7 +143,20 @@ def test_the_terraform_plan_has_every_resource_with_its_references() -> None:
     assert changes[flow]["change"]["after_unknown"]["vpc_id"] is True
     assert config[flow]["expressions"]["vpc_id"]["references"] == [
         "aws_vpc.rclaude-dev-vpc.id", "aws_vpc.rclaude-dev-vpc"]
-    # Each reference names a resource of the plan, of the type the attribute expects.
+    # Each reference names the resource of the type the attribute expects (resources of
+    # different types share logical names: the runner's group, repository and task
+    # definition; a subnet, its route table and their association).
+    def target(address: str, attribute: str) -> str:
+        return str(config[address]["expressions"][attribute]["references"][1])
+
+    assert target("aws_ecr_lifecycle_policy.rclaude-dev-runner", "repository") == (
+        "aws_ecr_repository.rclaude-dev-runner")
+    assert target("aws_iam_role_policy_attachment.rclaude-dev-instance-"
+                  "AmazonSSMManagedInstanceCore", "role") == "aws_iam_role.rclaude-dev-instance"
+    assert target("aws_nat_gateway.rclaude-dev-nat-0", "subnet_id") == (
+        "aws_subnet.rclaude-dev-public-0")
+    assert target("aws_route_table_association.rclaude-dev-private-0", "route_table_id") == (
+        "aws_route_table.rclaude-dev-private-0")
     addresses = set(resources)
     for entry in config.values():
         for ref in re.findall(r'"references": \[([^\]]*)\]', json.dumps(entry)):
