@@ -77,3 +77,17 @@ def test_a_cached_plan_equals_the_computed_one(tmp_path: Path,
     assert cached.outputs == computed.outputs
     # What reads states (the Terraform plan's references, the bucket events' cost) agrees.
     assert cached.to_terraform() == computed.to_terraform()
+
+
+def test_the_cache_keeps_the_newest_plans_only(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from rclaude_infra._pulumi import plan_cache
+
+    monkeypatch.setenv("RCLAUDE_PLAN_CACHE", str(tmp_path))
+    monkeypatch.setattr(plan_cache, "KEEP", 2)
+    for nat in ("none", "single", "per-az"):
+        plan(DeploymentConfig(nat=nat), cache=True)
+    kept = list(tmp_path.glob("*.json"))
+    assert len(kept) == 2
+    assert plan_cache.load(plan_cache.cache_key(
+        "dev", DeploymentConfig(nat="none"), with_api_key=False)) is None  # the oldest went

@@ -24,6 +24,8 @@ from ..paths import rclaude_home
 
 #: Bump when the stored format changes.
 FORMAT = 1
+#: Plans kept; the least recently written go first (each is some hundred KB).
+KEEP = 64
 _DISTRIBUTIONS = ("pulumi", "pulumi-aws", "pulumi-awsx")
 
 
@@ -61,8 +63,8 @@ def load(key: str) -> Plan | None:
 
 
 def store(key: str, plan: Plan) -> None:
-    """Keep ``plan`` under ``key`` (written whole, then renamed into place); a cache that
-    cannot be written is skipped."""
+    """Keep ``plan`` under ``key`` (written whole, then renamed into place) and at most
+    :data:`KEEP` plans in all; a cache that cannot be written is skipped."""
     folder = cache_dir()
     data = {"plan": plan.to_dict(), "states": [dict(r.state) for r in plan.resources]}
     try:
@@ -70,5 +72,8 @@ def store(key: str, plan: Plan) -> None:
         with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False) as f:
             json.dump(data, f)
         os.replace(f.name, folder / f"{key}.json")
+        kept = sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in kept[KEEP:]:
+            old.unlink(missing_ok=True)
     except OSError:
         return
