@@ -128,6 +128,7 @@ def snake_case(name: str) -> str:
 def to_terraform_plan(resources: Iterable[Resource], *, region: str,
                       secret_mask: str) -> dict[str, Any]:
     """Terraform plan JSON (as a dict) for ``resources``; see the module's docstring."""
+    resources = list(resources)
     convertible = [r for r in resources if r.type in TERRAFORM_TYPES]
     unconverted = sorted({r.type for r in resources if r.type not in TERRAFORM_TYPES
                           and not r.type.startswith("pulumi:")})
