@@ -1,11 +1,11 @@
-"""Each ECS run reads and writes only its own folder of the bucket.
+"""Each ECS run reads and writes only its own folder of the bucket, and its own secret.
 
 ECS gives a task its role's credentials as a session named after the task's id
 (aws/amazon-ecs-agent#3498), so the session's ``aws:userid`` is ``<role id>:<task id>``
 and the task role's policy names the one folder a run may use with that variable. The
 harness hands each container such a session (moto's STS), moto's recorder keeps every
-request the server answered, and each S3 request a run made is checked against the
-task role's policy document as the plan declares it. moto does not evaluate IAM policies
+request the server answered, and each S3 and Secrets Manager request a run made is
+checked against the task role's policy document as the plan declares it. moto does not evaluate IAM policies
 (emulator-gaps.md), so the check is done here, by IAM's documented matching: ``*``
 matches any characters, ``/`` included, and ``${aws:userid}`` is replaced by the
 caller's value before matching (IAM User Guide, "IAM policy elements: Variables and tags"
@@ -14,8 +14,10 @@ and "Resource").
 
 from __future__ import annotations
 
+import base64
 import fnmatch
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -25,6 +27,7 @@ from ecs_harness import EcsHarness, with_credential_secret
 from plan_helpers import PlanFor
 
 from rclaude_infra import Deployment, Plan, StackOutputs, TaskSpec, TaskStatus
+from rclaude_infra._pulumi.mock_plan import MOCK_ACCOUNT_ID
 
 
 def _task_statements(plan: Plan, bucket: str) -> list[dict[str, Any]]:
@@ -38,15 +41,50 @@ def _listed(value: str | list[str]) -> list[str]:
     return [value] if isinstance(value, str) else value
 
 
-def allowed(statements: list[dict[str, Any]], action: str, resource: str, userid: str) -> bool:
-    """Whether an Allow statement without conditions grants ``action`` on ``resource`` to
-    the session whose ``aws:userid`` is ``userid``."""
+def _conditions_hold(statement: dict[str, Any], userid: str,
+                     tags: Mapping[str, str]) -> bool:
+    """No condition, or only ``StringEquals`` on the resource's tags (the one kind the
+    task role uses), each equal after substituting ``${aws:userid}``."""
+    conditions = statement.get("Condition")
+    if conditions is None:
+        return True
+    if set(conditions) != {"StringEquals"}:
+        return False
+    for key, value in conditions["StringEquals"].items():
+        service, _, tag = key.partition("/")
+        if service not in ("secretsmanager:ResourceTag", "aws:ResourceTag"):
+            return False
+        if tags.get(tag) != value.replace("${aws:userid}", userid):
+            return False
+    return True
+
+
+def allowed(statements: list[dict[str, Any]], action: str, resource: str, userid: str,
+            tags: Mapping[str, str] | None = None) -> bool:
+    """Whether an Allow statement grants ``action`` on ``resource`` (with ``tags``) to the
+    session whose ``aws:userid`` is ``userid``."""
     return any(
-        "Condition" not in s
+        _conditions_hold(s, userid, tags or {})
         and any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in _listed(s["Action"]))
         and any(fnmatch.fnmatchcase(resource, r.replace("${aws:userid}", userid))
                 for r in _listed(s["Resource"]))
         for s in statements)
+
+
+def _secret_requests(recording: Path, access_key: str) -> list[tuple[str, str]]:
+    """``(action, secret id)`` for each Secrets Manager request signed with ``access_key``."""
+    found = []
+    for line in recording.read_text().splitlines():
+        entry = json.loads(line)
+        headers = {k.lower(): v for k, v in entry["headers"].items()}
+        target = headers.get("x-amz-target", "")
+        if (f"Credential={access_key}/" not in headers.get("authorization", "")
+                or not target.startswith("secretsmanager.")):
+            continue
+        body = base64.b64decode(entry["body"]) if entry.get("body_encoded") else entry["body"]
+        found.append((f"secretsmanager:{target.split('.', 1)[1]}",
+                      str(json.loads(body)["SecretId"])))
+    return found
 
 
 def _s3_requests(recording: Path, access_key: str, bucket: str) -> list[tuple[str, str]]:
@@ -87,9 +125,9 @@ def _recording(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     recorder.stop_recording()
 
 
-def test_a_run_reads_and_writes_only_its_own_folder(
+def test_a_run_reads_and_writes_only_its_own_folder_and_secret(
         aws: Any, stack: StackOutputs, plan_for: PlanFor, moto_endpoint: str,
-        tmp_path: Path, recording: Path) -> None:
+        tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     plan = plan_for()
     bucket = stack.bucket or ""
     statements = _task_statements(plan, bucket)
@@ -97,8 +135,12 @@ def test_a_run_reads_and_writes_only_its_own_folder(
     harness = EcsHarness(plan, stack, aws, root=tmp_path / "volumes", endpoint=moto_endpoint)
     harness.watch(aws)
     d = Deployment.from_outputs("dev", stack, session=aws)
-    tasks = [d.run_task(TaskSpec(command=f"echo {word} > $RCLAUDE_ARTIFACTS/word.txt"))
-             for word in ("first", "second")]
+    monkeypatch.setenv("GIT_TOKEN", "ghp_isolationTOKEN0123456789abcdefABCD")
+    # The first task has a secret of its own; the second does not.
+    tasks = [d.run_task(TaskSpec(
+        command='test -n "$GIT_TOKEN" && echo first > $RCLAUDE_ARTIFACTS/word.txt',
+        secrets=["GIT_TOKEN"])),
+        d.run_task(TaskSpec(command="echo second > $RCLAUDE_ARTIFACTS/word.txt"))]
     ecs = aws.client("ecs")
     runs = {}
     for task in tasks:
@@ -136,6 +178,21 @@ def test_a_run_reads_and_writes_only_its_own_folder(
                 ("s3:ListBucket", f"arn:aws:s3:::{bucket}")):
             resource = key if key.startswith("arn:") else f"arn:aws:s3:::{bucket}/{key}"
             assert not allowed(statements, action, resource, userid), (action, key)
+
+    # The secret: the first run read it (the token arrived) and deleted it, and only it;
+    # the policy lets the run it is tagged for read it, and no other.
+    first, second = tasks
+    first_userid = f"{stack.task_role_id}:{runs[first.task_id][0]}"
+    second_userid = f"{stack.task_role_id}:{runs[second.task_id][0]}"
+    name = f"rclaude/dev/tasks/{first.task_id}"
+    assert _secret_requests(recording, runs[first.task_id][1]) == [
+        ("secretsmanager:GetSecretValue", name), ("secretsmanager:DeleteSecret", name)]
+    assert _secret_requests(recording, runs[second.task_id][1]) == []
+    arn = f"arn:aws:secretsmanager:us-east-1:{MOCK_ACCOUNT_ID}:secret:{name}-AbCdEf"
+    tagged = {"rclaude:run": first_userid}  # as the submitter tagged it for the run
+    assert allowed(statements, "secretsmanager:GetSecretValue", arn, first_userid, tagged)
+    assert not allowed(statements, "secretsmanager:GetSecretValue", arn, second_userid, tagged)
+    assert not allowed(statements, "secretsmanager:GetSecretValue", arn, first_userid, {})
 
 
 def test_a_run_without_its_inputs_fails_saying_so(
