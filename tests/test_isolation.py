@@ -5,11 +5,12 @@ ECS gives a task its role's credentials as a session named after the task's id
 and the task role's policy names the one folder a run may use with that variable. The
 harness hands each container such a session (moto's STS), moto's recorder keeps every
 request the server answered, and each S3 and Secrets Manager request a run made is
-checked against the task role's policy document as the plan declares it. moto does not evaluate IAM policies
-(emulator-gaps.md), so the check is done here, by IAM's documented matching: ``*``
-matches any characters, ``/`` included, and ``${aws:userid}`` is replaced by the
-caller's value before matching (IAM User Guide, "IAM policy elements: Variables and tags"
-and "Resource").
+checked against the task role's policy document as the plan declares it. moto does not
+evaluate IAM policies (emulator-gaps.md), so the check is done here, by IAM's documented
+matching: ``*`` matches any characters, ``/`` included, and ``${aws:userid}`` is
+replaced by the caller's value before matching (IAM User Guide, "IAM policy elements:
+Variables and tags" and "Resource"); a ``StringEquals`` on the resource's tags compares
+the tag's value after the same substitution.
 """
 
 from __future__ import annotations
