@@ -7,10 +7,15 @@ import os
 import subprocess
 from pathlib import Path
 
+from fake_anthropic import Reply
+
 GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@e"}
 #: The repository most tests give the agent: an ``add`` that subtracts.
 BUGGY_ADD = {"app.py": "def add(a, b):\n    return a - b\n"}
+#: The agent's edit that fixes it, as Claude Code's Edit tool takes it.
+FIX_ADD = Reply.call("Edit", {"file_path": "{cwd}/app.py", "old_string": "a - b",
+                              "new_string": "a + b"})
 
 
 def git(*args: str, cwd: Path) -> str:

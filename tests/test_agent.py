@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from fake_anthropic import PLANTED_KEY, FakeAnthropic, Reply
+from git_repos import FIX_ADD
 
 from rclaude_infra import ConfigError, Deployment, TaskSpec
 from rclaude_infra.tasks.model import TaskStatus
@@ -59,8 +60,7 @@ def fix_and_run() -> list[Reply]:
     command that writes a third, then says it is done."""
     return [
         Reply.call("Read", {"file_path": "{cwd}/app.py"}),
-        Reply.call("Edit", {"file_path": "{cwd}/app.py", "old_string": "a - b",
-                            "new_string": "a + b"}),
+        FIX_ADD,
         Reply.call("Write", {"file_path": "{cwd}/NOTES.md", "content": "fixed add()\n"}),
         Reply.call("Bash", {"command": "python3 -c 'print(1+1)' > ran.txt",
                             "description": "run a command"}),

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from ecs_harness import EcsHarness, with_credential_secret
 from fake_anthropic import PLANTED_KEY, FakeAnthropic, Reply
-from git_repos import bare_repository
+from git_repos import FIX_ADD, bare_repository
 from git_server import GitServer
 from plan_helpers import PlanFor
 
@@ -79,8 +79,7 @@ def test_the_agent_works_in_the_container_signed_in_from_the_secret(
     monkeypatch.setenv("GIT_TOKEN", GIT_TOKEN)
     with FakeAnthropic([
         Reply.call("Read", {"file_path": "{cwd}/app.py"}),
-        Reply.call("Edit", {"file_path": "{cwd}/app.py", "old_string": "a - b",
-                            "new_string": "a + b"}),
+        FIX_ADD,
         Reply.say("Fixed."),
     ]) as fake, GitServer(tmp_path / "served", GIT_TOKEN) as git:
         # The one change to the planned container: the model's API is the scripted fake.

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from fake_anthropic import FakeAnthropic, Reply
-from git_repos import git
+from git_repos import FIX_ADD, git
 from git_server import GitServer
 from loopback import LoopbackServer
 
@@ -24,8 +24,7 @@ from rclaude_infra import ConfigError, Deployment, TaskSpec, TaskStatus
 TOKEN = "ghp_PLANTEDdeliveryToken0123456789abcdefAB"
 FIX = [
     Reply.call("Read", {"file_path": "{cwd}/app.py"}),
-    Reply.call("Edit", {"file_path": "{cwd}/app.py", "old_string": "a - b",
-                        "new_string": "a + b"}),
+    FIX_ADD,
     Reply.say("Fixed add(): it subtracted."),
 ]
 

@@ -15,14 +15,13 @@ from typing import Any
 
 import pytest
 from fake_anthropic import FakeAnthropic, Reply
-from git_repos import git
+from git_repos import FIX_ADD, git
 
 from rclaude_infra import ConfigError, Deployment, StackOutputs, TaskSpec, TaskStatus
 from rclaude_infra.tasks.model import TaskNotFoundError
 
 FIX = [
-    Reply.call("Edit", {"file_path": "{cwd}/app.py", "old_string": "a - b",
-                        "new_string": "a + b"}),
+    FIX_ADD,
     Reply.say("Fixed add(); remember the word PAPAYA."),
 ]
 DOCUMENT = [

@@ -185,7 +185,7 @@ def test_a_preempted_agent_goes_on_from_its_last_checkpoint(
 
     import boto3
     from fake_anthropic import PLANTED_KEY, FakeAnthropic, Reply
-    from git_repos import bare_repository
+    from git_repos import FIX_ADD, bare_repository
     from git_server import GitServer
 
     token = "ghp_PLANTEDcheckpointGit0123456789abcdefAB"
@@ -200,8 +200,7 @@ def test_a_preempted_agent_goes_on_from_its_last_checkpoint(
     s3 = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                        region_name="us-east-1").client("s3")
     with FakeAnthropic([
-        Reply.call("Edit", {"file_path": "{cwd}/app.py", "old_string": "a - b",
-                            "new_string": "a + b"}),
+        FIX_ADD,
         Reply(text="never heard: the machine goes first", hold=20),
     ]) as fake, GitServer(tmp_path / "served", token) as git:
         harness.container = {**harness.container, "environment": [
