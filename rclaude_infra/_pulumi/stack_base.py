@@ -10,6 +10,7 @@ import pulumi
 import pulumi_aws as aws
 
 from ..config import DeploymentConfig
+from .documents import trust_policy
 from .image_build import RemoteImage
 
 
@@ -41,6 +42,22 @@ class StackBase(pulumi.ComponentResource):
     execution_role: aws.iam.Role
     task_role: aws.iam.Role
     task_definition: aws.ecs.TaskDefinition
+
+    def _service_role(self, part: str, description: str, service: str,
+                      policy: pulumi.Input[str]) -> aws.iam.Role:
+        """A role only ``service`` of this account may assume, with its one inline
+        ``policy``; both named ``rclaude-<name>-<part>``."""
+        role = aws.iam.Role(
+            f"{self._prefix}-{part}",
+            description=f"rclaude-infra {self._name}: {description}",
+            assume_role_policy=self._account_id.apply(
+                lambda account: trust_policy(service, account)),
+            tags=self.tags,
+            opts=self._child,
+        )
+        aws.iam.RolePolicy(f"{self._prefix}-{part}", role=role.id, policy=policy,
+                           opts=self._child)
+        return role
 
     def _key_arn(self) -> pulumi.Input[str] | None:
         """The stack key's ARN (``security_profile="strict"``), for what it encrypts."""

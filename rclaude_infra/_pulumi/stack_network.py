@@ -14,7 +14,6 @@ import pulumi_aws as aws
 
 from .documents import (
     flow_logs_policy,
-    trust_policy,
 )
 from .stack_base import StackBase
 
@@ -144,20 +143,8 @@ class NetworkPart(StackBase):
             tags=self.tags,
             opts=self._child,
         )
-        role = aws.iam.Role(
-            f"{self._prefix}-flow-logs",
-            description=f"rclaude-infra {self._name}: VPC flow logs write their log group",
-            assume_role_policy=self._account_id.apply(
-                lambda account: trust_policy("vpc-flow-logs.amazonaws.com", account)),
-            tags=self.tags,
-            opts=self._child,
-        )
-        aws.iam.RolePolicy(
-            f"{self._prefix}-flow-logs",
-            role=role.id,
-            policy=logs.arn.apply(flow_logs_policy),
-            opts=self._child,
-        )
+        role = self._service_role("flow-logs", "VPC flow logs write their log group",
+                                  "vpc-flow-logs.amazonaws.com", logs.arn.apply(flow_logs_policy))
         aws.ec2.FlowLog(
             f"{self._prefix}-flow-logs",
             vpc_id=vpc.id,

@@ -21,7 +21,6 @@ from .documents import (
     container_definitions,
     execution_policy,
     task_policy,
-    trust_policy,
 )
 from .image_build import remote_image, runner_repository
 from .stack_base import StackBase
@@ -80,39 +79,16 @@ class TaskPart(StackBase):
         return image.image_uri, self.repository.arn
 
     def _roles(self, ecr_repository_arn: pulumi.Input[str] | None) -> None:
-        trust = self._account_id.apply(lambda account: trust_policy("ecs-tasks.amazonaws.com",
-                                                                    account))
-        self.execution_role = aws.iam.Role(
-            f"{self._prefix}-execution",
-            description=f"rclaude-infra {self._name}: ECS agent pulls the image, writes logs",
-            assume_role_policy=trust,
-            tags=self.tags,
-            opts=self._child,
-        )
-        aws.iam.RolePolicy(
-            f"{self._prefix}-execution",
-            role=self.execution_role.id,
-            policy=pulumi.Output.all(
+        self.execution_role = self._service_role(
+            "execution", "ECS agent pulls the image, writes logs", "ecs-tasks.amazonaws.com",
+            pulumi.Output.all(
                 self.log_group.arn, self._secret_arn(), ecr_repository_arn, self._key_arn()
-            ).apply(lambda args: execution_policy(*args)),
-            opts=self._child,
-        )
-
-        self.task_role = aws.iam.Role(
-            f"{self._prefix}-task",
-            description=f"rclaude-infra {self._name}: the runner reads its spec, writes results",
-            assume_role_policy=trust,
-            tags=self.tags,
-            opts=self._child,
-        )
-        aws.iam.RolePolicy(
-            f"{self._prefix}-task",
-            role=self.task_role.id,
-            policy=pulumi.Output.all(self.bucket.arn, self._partition, self._account_id,
-                                     self._key_arn()).apply(
-                lambda args: task_policy(self._config, self._name, *args)),
-            opts=self._child,
-        )
+            ).apply(lambda args: execution_policy(*args)))
+        self.task_role = self._service_role(
+            "task", "the runner reads its spec, writes results", "ecs-tasks.amazonaws.com",
+            pulumi.Output.all(self.bucket.arn, self._partition, self._account_id,
+                              self._key_arn()).apply(
+                lambda args: task_policy(self._config, self._name, *args)))
 
     def _secret_arn(self) -> pulumi.Input[str] | None:
         return self.secret.arn if self.secret is not None else None
