@@ -145,7 +145,8 @@ class Plan:
         True
         """
         resources = data["resources"]
-        states = states if states is not None else [{}] * len(resources)
+        if states is None:
+            states = [{} for _ in resources]
         return cls(
             name=data["name"], config=DeploymentConfig.from_mapping(data["config"]),
             resources=tuple(

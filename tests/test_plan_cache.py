@@ -67,10 +67,14 @@ def test_an_unreadable_entry_is_computed_again(tmp_path: Path) -> None:
 
 def test_a_cached_plan_equals_the_computed_one(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from rclaude_infra._pulumi import plan_cache
+
     monkeypatch.setenv("RCLAUDE_PLAN_CACHE", str(tmp_path))
     config = DeploymentConfig(security_profile="strict", nat="single")
     computed = plan(config, cache=True)
-    cached = plan(config, cache=True)
+    # What a later process reads: the stored file, not this process's object.
+    cached = plan_cache.load(plan_cache.cache_key("dev", config, with_api_key=False))
+    assert cached is not None
     assert cached == computed and cached is not computed
     assert [r.inputs for r in cached] == [r.inputs for r in computed]
     assert [r.state for r in cached] == [r.state for r in computed]
