@@ -112,6 +112,21 @@ class Plan:
             raise LookupError(f"expected one {type_token}, the plan has {len(found)}")
         return found[0]
 
+    def attached(self, resource: PlannedResource, type_token: str,
+                 attribute: str = "bucket") -> list[PlannedResource]:
+        """Resources of ``type_token`` whose ``attribute`` names ``resource`` by its id
+        (the offline placeholder): a bucket's lifecycle, versioning or notification.
+
+        >>> from rclaude_infra import plan
+        >>> p = plan()
+        >>> bucket = p["rclaude-dev-results"]
+        >>> [r.name for r in p.attached(bucket, "aws:s3:BucketLifecycleConfiguration")]
+        ['rclaude-dev-results-lifecycle']
+        """
+        ident = resource.state.get("id")
+        return [r for r in self.by_type(type_token)
+                if ident is not None and r.inputs.get(attribute) == ident]
+
     def types(self) -> dict[str, int]:
         """How many resources of each type, in order of first appearance."""
         counts: dict[str, int] = {}

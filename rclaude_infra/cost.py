@@ -505,7 +505,6 @@ def _s3_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
     """The results bucket: what its expiry keeps stored, and the task's requests."""
     lines: list[CostLine] = []
     tasks = usage.tasks_per_month
-    versioned = {r.name for r in plan.by_type("aws:s3:BucketVersioning")}
     for bucket in plan.by_type("aws:s3:Bucket"):
         expire = _expiration_days(plan, bucket)
         if (bucket.inputs.get("tags") or {}).get(PURPOSE_TAG) == "access-logs":
@@ -519,7 +518,7 @@ def _s3_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
         stored = tasks * usage.result_mb_per_task / _MIB_PER_GB / (HOURS_PER_MONTH / 24) * expire
         lines.append(_line(bucket, f"Standard storage ({expire} days kept)", stored,
                            prices.item("s3_standard_storage_first_50tb"), baseline=False))
-        if f"{bucket.name}-versioning" in versioned:
+        if plan.attached(bucket, "aws:s3:BucketVersioning"):
             # Expiring a current version leaves it noncurrent for as long again.
             lines.append(_line(bucket, f"Noncurrent versions ({expire} more days)", stored,
                                prices.item("s3_standard_storage_first_50tb"), baseline=False))
@@ -536,17 +535,13 @@ def _bucket_event_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[Cos
     """Bucket events sent to EventBridge: one when an object is written, one when it
     expires. The access-log bucket is assumed to receive one log object per task."""
     lines: list[CostLine] = []
-    # A notification names its bucket by the id only known after deployment: the plan's
-    # placeholder for it.
-    buckets = {b.state.get("id"): b for b in plan.by_type("aws:s3:Bucket")}
-    for notification in plan.by_type("aws:s3:BucketNotification"):
-        bucket = buckets.get(notification.inputs.get("bucket"))
-        if bucket is None or not notification.inputs.get("eventbridge"):
-            continue
+    for bucket in plan.by_type("aws:s3:Bucket"):
         logs = (bucket.inputs.get("tags") or {}).get(PURPOSE_TAG) == "access-logs"
         objects = usage.tasks_per_month * (1 if logs else S3_PUTS_PER_TASK)
-        lines.append(_line(notification, "Events to EventBridge", 2 * objects,
-                           S3_EVENTS_PRICE, baseline=False, unit="events", per=1_000_000))
+        lines += [_line(notification, "Events to EventBridge", 2 * objects, S3_EVENTS_PRICE,
+                        baseline=False, unit="events", per=1_000_000)
+                  for notification in plan.attached(bucket, "aws:s3:BucketNotification")
+                  if notification.inputs.get("eventbridge")]
     return lines
 
 
@@ -656,10 +651,8 @@ _SERVICES: tuple[Callable[[Plan, Usage, PriceBook], list[CostLine]], ...] = (
 
 
 def _expiration_days(plan: Plan, bucket: PlannedResource) -> int:
-    """Days the bucket's own lifecycle (``<bucket>-lifecycle``) keeps objects."""
-    for lifecycle in plan.by_type("aws:s3:BucketLifecycleConfiguration"):
-        if lifecycle.name != f"{bucket.name}-lifecycle":
-            continue
+    """Days the bucket's own lifecycle keeps objects."""
+    for lifecycle in plan.attached(bucket, "aws:s3:BucketLifecycleConfiguration"):
         for rule in lifecycle.inputs.get("rules", []):
             days = rule.get("expiration", {}).get("days")
             if rule.get("status") == "Enabled" and days:
