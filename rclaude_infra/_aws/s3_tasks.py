@@ -25,7 +25,6 @@ from ..tasks.layout import (
     TASKS_PREFIX,
 )
 
-PREFIX = TASKS_PREFIX
 ATTEMPTS_FILE = "attempts.json"
 #: One object per task waiting for room in the group (``queue/<task_id>``), so the queue
 #: is one short listing, and durable: any process holding the deployment starts them.
@@ -35,8 +34,8 @@ QUEUE_PREFIX = "queue/"
 def key(task_id: str, name: str, run: str | None = None) -> str:
     """The key of ``name`` in the task's prefix, or in its run's folder when ``run``."""
     if run is None:
-        return f"{PREFIX}{task_id}/{name}"
-    return f"{PREFIX}{task_id}/{RUNS_DIR}/{run}/{name}"
+        return f"{TASKS_PREFIX}{task_id}/{name}"
+    return f"{TASKS_PREFIX}{task_id}/{RUNS_DIR}/{run}/{name}"
 
 
 def read_json(s3: Any, bucket: str, task_id: str, name: str, *,
@@ -180,9 +179,9 @@ def download_outputs(s3: Any, bucket: str, task_id: str, dest: Path, *,
 def list_task_ids(s3: Any, bucket: str) -> list[str]:
     """Every task with a prefix in the bucket (ECS forgets stopped tasks; S3 does not)."""
     ids = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=PREFIX,
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=TASKS_PREFIX,
                                                               Delimiter="/"):
-        ids += [p["Prefix"][len(PREFIX):].rstrip("/") for p in page.get("CommonPrefixes", [])]
+        ids += [p["Prefix"][len(TASKS_PREFIX):].rstrip("/") for p in page.get("CommonPrefixes", [])]
     return ids
 
 

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_aws as aws
 
 from ..config import PURPOSE_TAG
+from ..tasks.layout import TASKS_PREFIX
 from .documents import (
     key_policy,
     policy_document,
@@ -55,7 +56,7 @@ class StoragePart(StackBase):
                 "access-logs", expire_days=cfg.log_retention_days, versioned=True,
                 writer=("logging.s3.amazonaws.com", "s3:PutObject"))
         self.bucket = self._hardened_bucket(
-            "results", expire_days=cfg.results_expire_days, prefix="tasks/",
+            "results", expire_days=cfg.results_expire_days, prefix=TASKS_PREFIX,
             retain=cfg.retain_results, versioned=strict)
         if self.access_logs is not None:
             aws.s3.BucketLogging(
