@@ -68,23 +68,9 @@ class NetworkPart(StackBase):
         )
         public: list[aws.ec2.Subnet] = []
         for i in range(cfg.az_count):
-            subnet = aws.ec2.Subnet(
-                f"{self._prefix}-public-{i}",
-                vpc_id=vpc.id,
-                cidr_block=f"10.0.{i * 16}.0/20",
-                availability_zone=zones[i],
-                # Without NAT the instances reach the internet through their own address.
-                map_public_ip_on_launch=cfg.nat == "none",
-                tags={**self.tags, "Name": f"{self._prefix}-public-{i}"},
-                opts=self._child,
-            )
-            aws.ec2.RouteTableAssociation(
-                f"{self._prefix}-public-{i}",
-                subnet_id=subnet.id,
-                route_table_id=public_routes.id,
-                opts=self._child,
-            )
-            public.append(subnet)
+            # Without NAT the instances reach the internet through their own address.
+            public.append(self._subnet(f"public-{i}", vpc.id, f"10.0.{i * 16}.0/20", zones[i],
+                                       public_routes.id, public_ips=cfg.nat == "none"))
         if cfg.nat == "none":
             ids = [s.id for s in public]
             return vpc.id, ids, ids
@@ -108,15 +94,6 @@ class NetworkPart(StackBase):
             nat_ids.append(nat.id)
         private_ids = []
         for i in range(cfg.az_count):
-            subnet = aws.ec2.Subnet(
-                f"{self._prefix}-private-{i}",
-                vpc_id=vpc.id,
-                cidr_block=f"10.0.{128 + i * 16}.0/20",
-                availability_zone=zones[i],
-                map_public_ip_on_launch=False,
-                tags={**self.tags, "Name": f"{self._prefix}-private-{i}"},
-                opts=self._child,
-            )
             routes = aws.ec2.RouteTable(
                 f"{self._prefix}-private-{i}",
                 vpc_id=vpc.id,
@@ -124,14 +101,26 @@ class NetworkPart(StackBase):
                 tags={**self.tags, "Name": f"{self._prefix}-private-{i}"},
                 opts=self._child,
             )
-            aws.ec2.RouteTableAssociation(
-                f"{self._prefix}-private-{i}",
-                subnet_id=subnet.id,
-                route_table_id=routes.id,
-                opts=self._child,
-            )
-            private_ids.append(subnet.id)
+            private_ids.append(self._subnet(
+                f"private-{i}", vpc.id, f"10.0.{128 + i * 16}.0/20", zones[i], routes.id,
+                public_ips=False).id)
         return vpc.id, private_ids, private_ids
+
+    def _subnet(self, part: str, vpc_id: pulumi.Input[str], cidr: str, zone: pulumi.Input[str],
+                route_table_id: pulumi.Input[str], *, public_ips: bool) -> aws.ec2.Subnet:
+        """A subnet and its route table association, both ``rclaude-<name>-<part>``."""
+        subnet = aws.ec2.Subnet(
+            f"{self._prefix}-{part}",
+            vpc_id=vpc_id,
+            cidr_block=cidr,
+            availability_zone=zone,
+            map_public_ip_on_launch=public_ips,
+            tags={**self.tags, "Name": f"{self._prefix}-{part}"},
+            opts=self._child,
+        )
+        aws.ec2.RouteTableAssociation(f"{self._prefix}-{part}", subnet_id=subnet.id,
+                                      route_table_id=route_table_id, opts=self._child)
+        return subnet
 
     def _flow_logs(self, vpc: aws.ec2.Vpc) -> None:
         """Every flow of the VPC, accepted and rejected, to a log group of the stack."""
