@@ -49,7 +49,6 @@ from .tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
     from ._aws.pricing import live_prices
-    from ._aws.sweep import SweepReport
     from .checks import CheckItem, CheckReport
     from .cost import (
         CostDiff,
@@ -74,6 +73,7 @@ if TYPE_CHECKING:
         Summary,
     )
     from .status import DeploymentStatus, InstanceInfo
+    from .sweep_report import SweepReport
     from .tasks.agent import AgentResult
     from .tasks.best_of import BestOf
     from .tasks.model import (
@@ -92,7 +92,7 @@ __version__ = "0.1.0"
 # pricing modules most imports never touch.
 _LAZY = {
     "live_prices": "._aws.pricing",
-    "SweepReport": "._aws.sweep",
+    "SweepReport": ".sweep_report",
     **dict.fromkeys(
         ["CostDiff", "CostEstimate", "CostLine", "InstancePrice", "TaskCost", "estimate_cost",
          "instance_prices", "task_cost"], ".cost"),

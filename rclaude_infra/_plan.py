@@ -16,9 +16,12 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._render import Rendered, titled
 from .config import DeploymentConfig
 
 if TYPE_CHECKING:
+    from rich.console import Group
+
     from .policy import PolicyReport
 
 SECRET_MASK = "[secret]"
@@ -59,7 +62,7 @@ class PlannedResource:
 
 
 @attrs.frozen(kw_only=True)
-class Plan:
+class Plan(Rendered):
     """Every resource ``up`` would create for a deployment, in registration order.
 
     ``print(p)`` is a table of type, name and parent; ``p.to_json()`` is everything,
@@ -198,34 +201,29 @@ class Plan:
         """:meth:`to_terraform` as JSON text, ready for ``checkov -f plan.json``."""
         return json.dumps(self.to_terraform(), indent=indent)
 
-    def __str__(self) -> str:
-        rows = [("TYPE", "NAME", "PARENT")] + [
-            (r.type, r.name, r.parent or "") for r in self.resources
-        ]
-        widths = [max(len(row[i]) for row in rows) for i in range(2)]
-        lines = [f"{t:<{widths[0]}}  {n:<{widths[1]}}  {p}".rstrip() for t, n, p in rows]
-        lines.append(
-            f"{len(self.stack_resources)} resources in {self.config.region} "
-            f"for deployment {self.name!r}"
-        )
-        return "\n".join(lines)
-
-
-    def _repr_html_(self) -> str:
-        import html
+    def __rich__(self) -> Group:
+        """The plan as a rich table of resources, with a one-line summary: what
+        ``rclaude-infra plan`` prints, ``str(plan)`` and a notebook show."""
+        from rich.console import Group
+        from rich.text import Text
 
         cfg = self.config
-        rows = "".join(
-            f"<tr><td>{html.escape(short_type(r.type))}</td><td>{html.escape(r.name)}</td></tr>"
-            for r in self.stack_resources)
+        table = titled(f"Plan for deployment {self.name!r} in {cfg.region}")
+        table.add_column("#", justify="right", style="dim")
+        table.add_column("type")
+        # Names are what a user greps for: other columns wrap first.
+        table.add_column("name", style="bold", no_wrap=True)
+        table.add_column("parent", style="dim")
+        for i, resource in enumerate(self.resources, 1):
+            table.add_row(str(i), short_type(resource.type), resource.name,
+                          resource.parent or "")
         capacity = "spot" if cfg.spot else "on-demand"
-        return (
-            f"<div><strong>Plan for {html.escape(self.name)}</strong> in {cfg.region}: "
-            f"{len(self.stack_resources)} resources; {html.escape(', '.join(cfg.instance_types))}"
-            f" ({capacity}, {cfg.min_instances}-{cfg.max_instances} instances), NAT "
-            f"{cfg.nat}; offline, nothing deployed</div>"
-            f"<details><summary>resources</summary><table><thead><tr><th>type</th>"
-            f"<th>name</th></tr></thead><tbody>{rows}</tbody></table></details>")
+        summary = Text.assemble(
+            (f"{len(self.stack_resources)} resources", "bold"),
+            f" · {', '.join(cfg.instance_types)} ({capacity}, {cfg.min_instances}"
+            f"-{cfg.max_instances} instances) · NAT: {cfg.nat} · offline plan, nothing deployed",
+        )
+        return Group(table, summary)
 
 
 def short_type(token: str) -> str:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-import html
 import json
+from typing import TYPE_CHECKING
 
 import attrs
+
+from ._render import Rendered, styled, titled
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 OK, WARNING, PROBLEM = "ok", "warning", "problem"
 
@@ -26,7 +31,7 @@ class CheckItem:
 
 
 @attrs.frozen(kw_only=True)
-class CheckReport:
+class CheckReport(Rendered):
     """Every prerequisite of ``Deployment.check()``; ``ok`` when none is a problem.
 
     ``report["AWS credentials"]`` looks one up by name; ``str(report)`` is a table,
@@ -60,16 +65,17 @@ class CheckReport:
         return json.dumps({"ok": self.ok, "items": [attrs.asdict(i) for i in self.items]},
                           indent=indent)
 
-    def __str__(self) -> str:
-        lines = [f"{i.status:<8} {i.name:<24} {i.detail}" + (f"\n{'':33}fix: {i.fix}" if i.fix
-                                                              else "") for i in self.items]
-        return "\n".join(lines)
+    def __rich__(self) -> Group:
+        """One row per check, with the fix for each problem, then whether ``up`` can go."""
+        from rich.console import Group
+        from rich.text import Text
 
-    def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(i.status)}</td><td>{html.escape(i.name)}</td>"
-            f"<td>{html.escape(i.detail)}</td><td>{html.escape(i.fix)}</td></tr>"
-            for i in self.items
-        )
-        return ("<table><thead><tr><th>status</th><th>check</th><th>found</th><th>fix</th>"
-                f"</tr></thead><tbody>{rows}</tbody></table>")
+        table = titled("Prerequisites for up")
+        for column in ("status", "check", "found", "fix"):
+            table.add_column(column)
+        for item in self.items:
+            table.add_row(styled(item.status), item.name, item.detail, item.fix)
+        summary = Text("ready to deploy" if self.ok else
+                       f"{len(self.problems)} problem(s) to fix before up",
+                       style="bold green" if self.ok else "bold red")
+        return Group(table, summary)

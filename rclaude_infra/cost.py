@@ -12,15 +12,20 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from ._plan import Plan, PlannedResource, short_type
+from ._render import Rendered, money, titled
 from .config import PURPOSE_TAG, Usage
 from .errors import BudgetExceededError, ConfigError, PriceNotFoundError
 from .instance_types import InstanceType, instance_types
 from .prices import HOURS_PER_MONTH, Price, PriceBook, bedrock_price
+
+if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.table import Table
 
 #: S3 writes per task (spec, result.json, transcript, diff, artifacts index, log tail).
 S3_PUTS_PER_TASK = 6
@@ -122,7 +127,7 @@ def _line(
 
 
 @attrs.frozen(kw_only=True)
-class CostDiff:
+class CostDiff(Rendered):
     """Monthly cost of two estimates side by side, line by line (see :meth:`CostEstimate.diff`).
 
     >>> from rclaude_infra import Usage, estimate_cost, plan
@@ -146,21 +151,29 @@ class CostDiff:
     def idle_delta(self) -> float:
         return self.idle_after - self.idle_before
 
-    def __str__(self) -> str:
-        lines = [f"{'resource / component':<70} {'before':>10} {'after':>10} {'delta':>10}"]
+    def __rich__(self) -> Table:
+        """The lines that changed, then the monthly and idle totals, before and after."""
+
+        table = titled("Monthly cost, before and after")
+        table.add_column("resource / component")
+        for column in ("before", "after", "delta"):
+            table.add_column(column, justify="right")
+
+        def row(label: str, before: float, after: float, style: str | None = None) -> None:
+            table.add_row(label, f"{before:.2f}", f"{after:.2f}", f"{after - before:+.2f}",
+                          style=style)
+
         for resource, component, before, after in self.rows:
             if round(before, 4) != round(after, 4):
-                label = f"{resource} / {component}"[:70]
-                lines.append(f"{label:<70} {before:>10.2f} {after:>10.2f} {after - before:>+10.2f}")
-        lines.append(f"{'monthly total':<70} {self.monthly_before:>10.2f} "
-                     f"{self.monthly_after:>10.2f} {self.monthly_delta:>+10.2f}")
-        lines.append(f"{'idle monthly':<70} {self.idle_before:>10.2f} "
-                     f"{self.idle_after:>10.2f} {self.idle_delta:>+10.2f}")
-        return "\n".join(lines)
+                row(f"{resource} / {component}", before, after)
+        table.add_section()
+        row("monthly total", self.monthly_before, self.monthly_after, style="bold")
+        row("idle monthly", self.idle_before, self.idle_after, style="bold")
+        return table
 
 
 @attrs.frozen(kw_only=True)
-class CostEstimate:
+class CostEstimate(Rendered):
     """The cost of one plan under one usage.
 
     >>> from rclaude_infra import Usage, estimate_cost, plan
@@ -282,36 +295,57 @@ class CostEstimate:
     def to_json(self, *, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent)
 
-    def __str__(self) -> str:
+    @property
+    def summary(self) -> str:
+        """One line: idle, per task and monthly, with the usage they assume.
+
+        >>> from rclaude_infra import Usage, estimate_cost, plan
+        >>> estimate_cost(plan(), Usage(tasks_per_day=0)).summary
+        'dev (us-east-1): idle $0.50/month, per task n/a, $0.50/month for 0 tasks/day'
+        """
         per_task = "n/a" if self.per_task is None else f"${self.per_task:.4f}"
-        return (
-            f"{self.name} ({self.region}): idle ${self.idle_monthly:.2f}/month, "
-            f"per task {per_task}, ${self.monthly:.2f}/month for "
-            f"{self.usage.tasks_per_day:g} tasks/day"
-        )
+        return (f"{self.name} ({self.region}): idle {money(self.idle_monthly)}/month, "
+                f"per task {per_task}, {money(self.monthly)}/month for "
+                f"{self.usage.tasks_per_day:g} tasks/day")
 
-    def _repr_html_(self) -> str:
-        import html
+    def __rich__(self) -> Group:
+        """An Infracost-style table: each resource's components, their monthly quantity,
+        unit price and cost, idle or usage-driven (``*`` where a price is assumed), then
+        the summary and every assumption."""
+        from rich.console import Group
+        from rich.text import Text
 
-        rows = "".join(
-            "<tr><td>{}</td><td>{}</td><td style='text-align:right'>{:,.2f} {}</td>"
-            "<td style='text-align:right'>{:.5g}</td><td style='text-align:right'>{:.2f}</td>"
-            "<td>{}</td></tr>".format(
-                html.escape(line.resource), html.escape(line.component), line.quantity,
-                html.escape(line.unit), line.unit_price, line.monthly_cost,
-                "idle" if line.baseline else "usage" + (" *" if line.assumed else ""),
+        table = titled(f"Cost of deployment {self.name!r} in {self.region}")
+        table.add_column("resource / component")
+        table.add_column("qty/month", justify="right")
+        table.add_column("unit")
+        table.add_column("price", justify="right")
+        table.add_column("monthly", justify="right", style="bold")
+        table.add_column("kind")
+        current = None
+        for line in self.lines:
+            if line.resource != current:
+                current = line.resource
+                table.add_row(Text(f"{line.resource} ({line.resource_type})", style="bold"))
+            table.add_row(
+                f"  {line.component}", f"{line.quantity:,.2f}", line.unit.split(" (", 1)[0],
+                unit_price(line.unit_price), money(line.monthly_cost),
+                ("idle" if line.baseline else "usage") + (" *" if line.assumed else ""),
             )
-            for line in self.lines
-        )
-        notes = "".join(f"<li>{html.escape(a)}</li>" for a in self.assumptions)
-        return (
-            f"<div><strong>{html.escape(str(self))}</strong>"
-            "<table><thead><tr><th>resource</th><th>component</th><th>quantity/month</th>"
-            "<th>unit price</th><th>$/month</th><th>kind</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>"
-            + (f"<p>Assumptions (*):</p><ul>{notes}</ul>" if notes else "")
-            + "</div>"
-        )
+        usage = self.usage
+        summary = Text(f"{self.summary} x {usage.task_minutes:g} min "
+                       f"(concurrency {usage.concurrency})", style="bold")
+        return Group(table, summary,
+                     *(Text(f"* {assumption}", style="dim") for assumption in self.assumptions))
+
+
+def unit_price(value: float) -> str:
+    """A unit price to the tenth of a millionth of a dollar, without trailing zeros.
+
+    >>> unit_price(0.0416), unit_price(0.0000004), unit_price(0)
+    ('$0.0416', '$0.0000004', '$0')
+    """
+    return "$" + (f"{value:.7f}".rstrip("0").rstrip(".") if value else "0")
 
 
 # -- the instance model ---------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import attrs
 
 from ._plan import Plan
+from ._render import money, to_html
 from .config import CREDENTIAL_ENV, DeploymentConfig, Usage, validate_name
 from .errors import (
     BudgetExceededError,
@@ -22,9 +23,10 @@ from .errors import (
 from .tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from ._aws.ecs import EcsProvider
     from ._aws.image_build import ImageBuilder
-    from ._aws.sweep import SweepReport
     from ._pulumi.engine import StackSession
     from .checks import CheckItem, CheckReport
     from .cost import CostEstimate, TaskCost
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from .prices import PriceBook
     from .progress import OnProgress, ProgressEvent
     from .status import DeploymentStatus
+    from .sweep_report import SweepReport
     from .tasks.best_of import BestOf
     from .tasks.local import LocalProvider
     from .tasks.model import Task, TaskProvider, TaskStatus
@@ -989,17 +992,22 @@ class Deployment:
         return (f"Deployment({self._name!r}, region={self._config.region!r}, "
                 f"provider={self._provider_name!r})")
 
-    def _repr_html_(self) -> str:
-        import html
+    def __rich__(self) -> Text:
+        """What it is and where (no cloud call): its config, and its stack when known."""
+        from rich.text import Text
 
         cfg = self._config
         capacity = "spot" if cfg.spot else "on-demand"
-        deployed = ("" if self._outputs is None else
-                    f"<br>deployed: cluster {html.escape(self._outputs.cluster_name or '?')}, "
-                    f"bucket {html.escape(self._outputs.bucket or '?')}")
-        return (f"<div><strong>Deployment {html.escape(self._name)}</strong> "
-                f"({html.escape(self._provider_name)}) in {cfg.region}: "
-                f"{html.escape(', '.join(cfg.instance_types))} ({capacity}, "
-                f"{cfg.min_instances}-{cfg.max_instances} instances), NAT {cfg.nat}"
-                + ("" if cfg.max_monthly_usd is None else
-                   f", budget ${cfg.max_monthly_usd:,.2f}/month") + f"{deployed}</div>")
+        text = Text.assemble(
+            ("Deployment ", "bold"), (self._name, "bold"),
+            f" ({self._provider_name}) in {cfg.region}: {', '.join(cfg.instance_types)} "
+            f"({capacity}, {cfg.min_instances}-{cfg.max_instances} instances), NAT {cfg.nat}"
+            + ("" if cfg.max_monthly_usd is None else
+               f", budget {money(cfg.max_monthly_usd)}/month"))
+        if self._outputs is not None:
+            text.append(f"\ndeployed: cluster {self._outputs.cluster_name or '?'}, "
+                        f"bucket {self._outputs.bucket or '?'}")
+        return text
+
+    def _repr_html_(self) -> str:
+        return to_html(self)

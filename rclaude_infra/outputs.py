@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._render import Rendered, fields_table
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 @attrs.frozen(kw_only=True)
-class StackOutputs:
+class StackOutputs(Rendered):
     """The outputs of a deployed stack (``pulumi stack output --json`` as an object).
 
     >>> StackOutputs.from_mapping({"cluster_name": "c", "bucket": "b"}).bucket
@@ -71,3 +75,7 @@ class StackOutputs:
         data = attrs.asdict(self)
         data["subnet_ids"] = list(self.subnet_ids)
         return data
+
+    def __rich__(self) -> Table:
+        """Each output that has a value, by name."""
+        return fields_table("Stack outputs", self.to_dict())

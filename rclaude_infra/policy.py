@@ -18,13 +18,17 @@ import binascii
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from ._render import Rendered, titled
 from .config import DEPLOYMENT_TAG, PURPOSE_TAG, DeploymentConfig
 from .errors import PolicyViolationError
 from .image_source import BUILDSPEC
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 SEVERITIES = ("low", "medium", "high", "critical")
 
@@ -176,7 +180,7 @@ class Finding:
 
 
 @attrs.frozen(kw_only=True)
-class PolicyReport:
+class PolicyReport(Rendered):
     """Every finding of every rule on one plan.
 
     >>> from rclaude_infra import plan
@@ -224,13 +228,33 @@ class PolicyReport:
             "findings": [f.to_dict() for f in self.findings],
         }, indent=indent)
 
-    def __str__(self) -> str:
-        lines = [str(f) for f in self.findings]
-        lines.append(
-            f"{self.rules_checked} rules: {len(self.violations)} violations "
-            f"({len(self.mandatory_violations)} mandatory), {len(self.waived)} waived"
+    def __rich__(self) -> Group:
+        """Violations first (mandatory, then advisory), then waivers with their reasons, and
+        a count of each."""
+        from rich.console import Group
+        from rich.text import Text
+
+        summary = Text(
+            f"{self.rules_checked} rules checked: {len(self.violations)} violations "
+            f"({len(self.mandatory_violations)} mandatory), {len(self.waived)} waived",
+            style="bold green" if self.ok else "bold red",
         )
-        return "\n".join(lines)
+        if not self.findings:
+            return Group(summary)
+        table = titled("Security rules")
+        for column in ("status", "rule", "severity", "resource", "finding", "references"):
+            table.add_column(column)
+        for f in sorted(self.findings, key=lambda f: (f.waived, not f.mandatory, f.rule_id)):
+            if f.waived:
+                status = Text("waived", style="yellow")
+            elif f.mandatory:
+                status = Text("MANDATORY", style="bold red")
+            else:
+                status = Text("advisory", style="magenta")
+            message = f.message + (f"\nwaived: {f.waiver}" if f.waiver else "")
+            table.add_row(status, f.rule_id, f.severity, f.resource, message,
+                          ", ".join(f.references))
+        return Group(table, summary)
 
 
 # -- helpers over engine-shaped properties -----------------------------------------------

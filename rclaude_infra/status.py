@@ -3,13 +3,17 @@
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from ._render import Rendered, styled, titled
 from .outputs import StackOutputs
+
+if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.table import Table
 
 
 @attrs.frozen(kw_only=True)
@@ -32,7 +36,7 @@ class InstanceInfo:
 
 
 @attrs.frozen(kw_only=True)
-class DeploymentStatus:
+class DeploymentStatus(Rendered):
     """A deployment now: outputs (``None`` for the local provider), instances, and the
     tasks not yet ended by id with their status.
 
@@ -54,16 +58,31 @@ class DeploymentStatus:
             "tasks": dict(self.tasks),
         }
 
-    def _repr_html_(self) -> str:
-        rows = "".join(
-            f"<tr><td>{html.escape(i.instance_id)}</td><td>{html.escape(i.instance_type or '')}"
-            f"</td><td>{i.lifecycle}</td><td>{html.escape(i.status)}</td>"
-            f"<td>{i.running_tasks}</td></tr>" for i in self.instances)
-        tasks = "".join(f"<li>{html.escape(t)}: {html.escape(s)}</li>"
-                        for t, s in self.tasks.items())
-        return (f"<div><strong>{html.escape(self.name)}</strong> ({html.escape(self.provider)}): "
-                f"{len(self.instances)} instances, {len(self.tasks)} tasks not ended</div>"
-                + (("<table><thead><tr><th>instance</th><th>type</th><th>lifecycle</th>"
-                    f"<th>status</th><th>tasks</th></tr></thead><tbody>{rows}</tbody></table>")
-                   if self.instances else "")
-                + (f"<ul>{tasks}</ul>" if tasks else ""))
+    def __rich__(self) -> Group:
+        """The outputs, the instances with their tasks and agents, and the tasks not ended."""
+        from rich.console import Group
+        from rich.text import Text
+
+        parts: list[Table | Text] = []
+        if self.outputs is not None:
+            parts.append(self.outputs.__rich__())
+            instances = titled(f"Instances ({len(self.instances)})")
+            for column in ("instance", "type", "lifecycle", "status", "running", "pending",
+                           "agent"):
+                instances.add_column(column)
+            for i in self.instances:
+                instances.add_row(i.instance_id, i.instance_type or "?", i.lifecycle, i.status,
+                                  str(i.running_tasks), str(i.pending_tasks),
+                                  "connected" if i.agent_connected else "disconnected")
+            parts.append(instances)
+        if self.tasks:
+            tasks = titled(f"Tasks not ended ({len(self.tasks)})")
+            tasks.add_column("task")
+            tasks.add_column("status")
+            for task_id, state in self.tasks.items():
+                tasks.add_row(task_id, styled(state))
+            parts.append(tasks)
+        else:
+            parts.append(Text(f"No tasks running in {self.name!r} ({self.provider}).",
+                              style="dim"))
+        return Group(*parts)

@@ -43,7 +43,7 @@ def test_the_quickstart_notebook_runs_top_to_bottom(
     outputs = execute(notebook, tmp_path, offline_env, monkeypatch)
     text = "\n".join(o.get("text", "") + json.dumps(o.get("data", {})) for o in outputs)
     assert "Deployment notebook" in text                 # the Deployment's HTML repr
-    assert "resources; t3.medium" in text                # the plan's
+    assert "t3.medium, t3a.medium (spot, 0-4 instances)" in text  # the plan's
     assert "rules, ok=True" in text
     assert "monthly total" in text                       # the what-if diff
     assert "a NAT gateway adds $" in text

@@ -92,10 +92,10 @@ def test_json_is_plain_data(default_plan: Plan) -> None:
 
 def test_text_table_lists_every_resource(default_plan: Plan) -> None:
     text = str(default_plan)
-    assert text.splitlines()[0].split() == ["TYPE", "NAME", "PARENT"]
+    assert text.splitlines()[0] == "Plan for deployment 'dev' in us-east-1"
     for resource in default_plan:
         assert resource.name in text
-    assert text.splitlines()[-1].endswith("in us-east-1 for deployment 'dev'")
+    assert text.splitlines()[-1].startswith(f"{len(default_plan.stack_resources)} resources · ")
 
 
 def test_program_failures_become_plan_errors(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -115,10 +115,8 @@ def test_program_failures_become_plan_errors(monkeypatch: pytest.MonkeyPatch) ->
 def test_rich_rendering(default_plan: Plan) -> None:
     from rich.console import Console
 
-    from rclaude_infra._display import plan_renderable
-
     console = Console(record=True, width=160)
-    console.print(plan_renderable(default_plan))
+    console.print(default_plan)
     text = console.export_text()
     assert "aws:ec2:LaunchTemplate" in text
     assert f"{len(default_plan.stack_resources)} resources" in text

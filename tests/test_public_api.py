@@ -32,6 +32,20 @@ def test_constructing_a_config_pulls_in_no_heavy_dependency() -> None:
     assert json.loads(out.stdout) == []
 
 
+def test_reports_load_rich_only_when_rendered() -> None:
+    """A report is built and read without rich; ``str()`` is what imports it."""
+    code = (
+        "import json, sys; from rclaude_infra import CheckItem, CheckReport, BestOf, Deployment;"
+        "import rclaude_infra.cost, rclaude_infra.policy, rclaude_infra.status, "
+        "rclaude_infra.sweep_report, rclaude_infra.outputs;"
+        "r = CheckReport(items=(CheckItem(name='Docker', status='ok', detail='running'),));"
+        "before = 'rich' in sys.modules; text = str(r);"
+        "print(json.dumps([before, 'rich' in sys.modules, 'Docker' in text]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [False, True, True]
+
+
 def test_all_is_pinned() -> None:
     assert sorted(rclaude_infra.__all__) == sorted([
         "AUTH_MODES", "AgentResult", "BestOf", "MissingCredentialError",

@@ -19,17 +19,15 @@ KEY = "sk-ant-api03-PLANTED-hygiene-7Qw9Zx"
 def test_the_key_appears_nowhere_the_plan_goes(caplog: pytest.LogCaptureFixture) -> None:
     from rich.console import Console
 
-    from rclaude_infra._display import cost_renderable, plan_renderable, policy_renderable
-
     caplog.set_level(logging.DEBUG)
     p = plan(DeploymentConfig(), name="dev", api_key=KEY)
     version = p.one("aws:secretsmanager:SecretVersion")
     assert version.inputs["secretString"] == "[secret]"
 
     console = Console(record=True, width=200)
-    console.print(plan_renderable(p))
-    console.print(cost_renderable(estimate_cost(p)))
-    console.print(policy_renderable(p.check_policies()))
+    console.print(p)
+    console.print(estimate_cost(p))
+    console.print(p.check_policies())
     written = [
         p.to_json(), str(p), repr(p), json.dumps(dict(p.outputs)), console.export_text(),
         estimate_cost(p).to_json(), p.check_policies().to_json(),

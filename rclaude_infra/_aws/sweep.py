@@ -9,68 +9,12 @@ list: auto scaling groups (filtered by tag) and IAM roles (global, read with the
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
-import attrs
-
 from ..config import DEPLOYMENT_TAG
 from ..errors import SweepError
-
-
-@attrs.frozen(kw_only=True)
-class TaggedResource:
-    """A resource carrying the deployment tag: its ARN, kind (``service:type``) and id."""
-
-    arn: str
-    kind: str
-    id: str
-
-
-@attrs.frozen(kw_only=True)
-class SweptResource:
-    resource: TaggedResource
-    #: ``would delete``, ``deleted``, ``not supported: ...`` or ``failed: ...``.
-    outcome: str
-
-
-@attrs.frozen(kw_only=True)
-class SweepReport:
-    """What a sweep found that the stack does not know, and what it did with each.
-
-    ::
-
-        report = Deployment("dev").sweep(known=(), dry_run=True)   # after a destroy
-        for item in report.swept:
-            print(item.resource.arn, item.outcome)   # "would delete", "deleted", ...
-        report.failed                                # what could not be deleted
-    """
-
-    deployment: str
-    region: str
-    dry_run: bool
-    swept: tuple[SweptResource, ...]
-    #: Tagged resources the stack still knows (left alone).
-    kept: int
-
-    @property
-    def failed(self) -> list[SweptResource]:
-        return [s for s in self.swept if s.outcome.startswith("failed")]
-
-    def to_json(self, *, indent: int | None = 2) -> str:
-        return json.dumps({
-            "deployment": self.deployment, "region": self.region, "dry_run": self.dry_run,
-            "kept": self.kept,
-            "swept": [{**attrs.asdict(s.resource), "outcome": s.outcome} for s in self.swept],
-        }, indent=indent)
-
-    def __str__(self) -> str:
-        lines = [f"{s.outcome:<14} {s.resource.kind:<28} {s.resource.arn}" for s in self.swept]
-        verb = "would delete" if self.dry_run else "swept"
-        lines.append(f"{len(self.swept)} leaked resources ({verb}), {self.kept} still known to the "
-                     f"stack, for deployment {self.deployment!r} in {self.region}")
-        return "\n".join(lines)
+from ..sweep_report import SweepReport, SweptResource, TaggedResource
 
 
 def parse_arn(arn: str) -> TaggedResource:

@@ -147,10 +147,7 @@ def _init(args: argparse.Namespace) -> int:
     deployment = Deployment(name, config)
     out = console()
     if args.check:
-        from .._display import check_renderable
-
-        report = deployment.check()
-        out.print(check_renderable(report))
+        out.print(deployment.check())
     _show_estimate(deployment)
     document = {"name": name, **w.data, "usage": w.usage}
     path.write_text(f"# rclaude-infra deployment; `rclaude-infra plan` shows it, "
@@ -182,8 +179,6 @@ def _show_prices(region: str) -> None:
 
 
 def _show_estimate(deployment: Deployment) -> None:
-    from .._display import cost_renderable
-
     region = deployment.config.region
     other = None if region == "us-east-1" else "us-east-1"
     try:
@@ -192,7 +187,7 @@ def _show_estimate(deployment: Deployment) -> None:
     except PriceNotFoundError as exc:
         note(f"(no estimate: {exc})")
         return
-    console().print(cost_renderable(estimate))
+    console().print(estimate)
     limit = deployment.config.max_monthly_usd
     if limit is not None and estimate.monthly > limit:
         note(f"warning: the estimate (${estimate.monthly:,.2f}/month) is over the budget "

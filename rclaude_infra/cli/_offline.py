@@ -65,12 +65,10 @@ def _plan(args: argparse.Namespace) -> int:
             data["policies"] = json.loads(report.to_json())
         emit_json(data)
     else:
-        from .._display import plan_renderable, policy_renderable
-
         out = console()
-        out.print(plan_renderable(result))
+        out.print(result)
         if report is not None:
-            out.print(policy_renderable(report))
+            out.print(report)
     # A mandatory violation fails the command, so CI can gate on it.
     return 1 if report is not None and report.mandatory_violations else 0
 
@@ -103,11 +101,11 @@ def _cost(args: argparse.Namespace) -> int:
             "budget": {"max_monthly_usd": config.max_monthly_usd, "over": over is not None},
         })
     else:
-        from .._display import cost_renderable, instance_prices_renderable, plan_renderable
+        from .._display import instance_prices_renderable
 
         out = console()
-        out.print(plan_renderable(result))
-        out.print(cost_renderable(estimate))
+        out.print(result)
+        out.print(estimate)
         out.print(instance_prices_renderable(rows, config.region))
     if over is not None:
         note(f"rclaude-infra: over budget: {over}")

@@ -50,9 +50,7 @@ def _check(args: argparse.Namespace) -> int:
         emit_json([{"name": i.name, "status": i.status, "detail": i.detail, "fix": i.fix}
                    for i in report.items])
     else:
-        from .._display import check_renderable
-
-        console().print(check_renderable(report))
+        console().print(report)
     return 0 if report.ok else 1
 
 
@@ -85,9 +83,7 @@ def _up(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(outputs.to_dict())
     else:
-        from .._display import outputs_renderable
-
-        console().print(outputs_renderable(outputs))
+        console().print(outputs)
         note(f"next: rclaude-infra run --name {d.name} --prompt '...' --follow")
     return 0
 
@@ -119,7 +115,5 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(status.to_dict())
     else:
-        from .._display import status_renderable
-
-        console().print(status_renderable(status))
+        console().print(status)
     return 0

@@ -231,7 +231,7 @@ def _best_of(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(best.to_dict())
     else:
-        console().print(str(best), markup=False, highlight=False)
+        console().print(best)
     return 0 if best.winner is not None and best.reason is None else 1
 
 
@@ -340,7 +340,7 @@ def _result(args: argparse.Namespace) -> int:
         emit_json({**result.data, "cost": cost.to_dict() if cost else None,
                    "downloaded": [str(p) for p in files]})
         return 0
-    from .._display import fields_renderable
+    from .._render import fields_table
 
     fields = {k: v for k, v in result.data.items() if k not in ("files", "agent")}
     if cost is not None:
@@ -358,7 +358,7 @@ def _result(args: argparse.Namespace) -> int:
             "permission mode": agent.permission_mode,
             "denied tool calls": len(agent.permission_denials) or None,
             "final text": agent.text})
-    console().print(fields_renderable(f"Result of {result.task_id}", fields))
+    console().print(fields_table(f"Result of {result.task_id}", fields))
     if files:
         note(f"{len(files)} files in {args.download}/{result.task_id}/")
     return 0
@@ -374,10 +374,10 @@ def _spend(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(spent.to_dict())
         return 0
-    from .._display import fields_renderable
+    from .._render import fields_table
 
     limit = d.config.max_monthly_usd
-    console().print(fields_renderable(f"Spend of {d.name} since {since:%Y-%m-%d %H:%M} UTC", {
+    console().print(fields_table(f"Spend of {d.name} since {since:%Y-%m-%d %H:%M} UTC", {
         "tasks": spent.tasks,
         "model": f"${spent.model_usd:.4f}",
         "compute": f"${spent.tasks_usd:.4f}",

@@ -9,9 +9,14 @@ cost. :class:`BestOf` is what :meth:`Deployment.run_best_of` returns.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+
+from .._render import Rendered, styled, titled
+
+if TYPE_CHECKING:
+    from rich.console import Group
 
 #: How many attempts one best-of runs at most.
 MAX_ATTEMPTS = 10
@@ -67,16 +72,15 @@ def rank(attempts: list[Attempt]) -> list[Attempt]:
 
 
 @attrs.frozen(kw_only=True)
-class BestOf:
+class BestOf(Rendered):
     """The outcome of :meth:`Deployment.run_best_of`: every attempt, ranked, the winner
     (``None`` when no attempt's check passed) and, when the work is delivered as a branch
     or pull request, the task that delivered it and where to.
 
     >>> a = Attempt(task_id="t-1-a1", status="SUCCEEDED", check_passed=True, diff_lines=2,
     ...             cost_usd=0.05)
-    >>> print(BestOf(attempts=(a,), winner="t-1-a1", branch="rclaude/t-1"))
-    * t-1-a1  check passed  diff 2 lines  $0.0500
-    winner: t-1-a1; pushed rclaude/t-1
+    >>> BestOf(attempts=(a,), winner="t-1-a1", branch="rclaude/t-1").outcome
+    'winner: t-1-a1; pushed rclaude/t-1'
     """
 
     attempts: tuple[Attempt, ...]
@@ -93,14 +97,26 @@ class BestOf:
         data["attempts"] = [attrs.asdict(a) for a in self.attempts]
         return data
 
-    def __str__(self) -> str:
-        rows = [f"{'*' if a.task_id == self.winner else ' '} {a.task_id}  "
-                f"check {'passed' if a.check_passed else 'failed'}  "
-                f"diff {a.diff_lines if a.diff_lines is not None else '-'} lines  "
-                f"${a.cost_usd:.4f}" for a in self.attempts]
-        tail = (f"winner: {self.winner}" if self.winner else f"no winner: {self.reason}")
+    @property
+    def outcome(self) -> str:
+        """The winner and where its work went, or why there is none."""
+        tail = f"winner: {self.winner}" if self.winner else f"no winner: {self.reason}"
         if self.pull_request_url:
-            tail += f"; pull request {self.pull_request_url}"
-        elif self.branch:
-            tail += f"; pushed {self.branch}"
-        return "\n".join([*rows, tail])
+            return f"{tail}; pull request {self.pull_request_url}"
+        return f"{tail}; pushed {self.branch}" if self.branch else tail
+
+    def __rich__(self) -> Group:
+        """A row per attempt in rank order (the winner starred), then :attr:`outcome`."""
+        from rich.console import Group
+        from rich.text import Text
+
+        table = titled(f"Best of {len(self.attempts)}")
+        for column in ("", "attempt", "status", "check", "diff lines", "cost"):
+            table.add_column(column, justify="right" if column in ("diff lines", "cost")
+                             else "left")
+        for a in self.attempts:
+            table.add_row("*" if a.task_id == self.winner else "", a.task_id, styled(a.status),
+                          "passed" if a.check_passed else "failed",
+                          "-" if a.diff_lines is None else str(a.diff_lines),
+                          f"${a.cost_usd:.4f}")
+        return Group(table, Text(self.outcome, style="bold" if self.winner else "bold red"))

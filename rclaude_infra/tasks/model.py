@@ -17,10 +17,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 
+from .._render import styled, to_html
 from ..errors import RclaudeError
 from .agent import AgentResult
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from ..cost import TaskCost
 
 
@@ -415,13 +418,17 @@ class Task:
         state = self.state()
         return f"Task({self.task_id!r}, status={state.status.value})"
 
-    def _repr_html_(self) -> str:
-        import html
+    def __rich__(self) -> Text:
+        """Its id, status (with the reason) and exit code, read now."""
+        from rich.text import Text
 
         state = self.state()
-        reason = f" ({html.escape(state.reason)})" if state.reason else ""
-        return (f"<div><strong>Task {html.escape(self.task_id)}</strong>: "
-                f"{state.status.value}{reason}; exit code {state.exit_code}</div>")
+        return Text.assemble(
+            ("Task ", "bold"), (self.task_id, "bold"), ": ", styled(state.status.value),
+            f" ({state.reason})" if state.reason else "", f"; exit code {state.exit_code}")
+
+    def _repr_html_(self) -> str:
+        return to_html(self)
 
 
 def select_tasks(task_ids: Iterable[str], provider: TaskProvider, *, limit: int | None,
