@@ -194,6 +194,9 @@ class Deployment:
     there is none: its tasks could not start.
     ``aws_session``: the ``boto3.Session`` for checks, prices and the sweep.
     ``install_pulumi=True`` installs the Pulumi CLI into ``~/.rclaude/pulumi`` when missing.
+    ``plan_cache=True`` reads :meth:`plan` (what the policy and budget guards of ``up`` and
+    ``preview``, estimates and ``spend`` use) from the plan cache when it holds this
+    config's plan, and stores it there otherwise (see :func:`plan`); the CLI sets it.
     """
 
     def __init__(
@@ -211,6 +214,7 @@ class Deployment:
         pulumi_command: Any = None,
         provider: str = "ecs-ec2",
         tasks: TaskProvider | None = None,
+        plan_cache: bool = False,
     ) -> None:
         self._name = validate_name(name)
         if provider not in PROVIDERS:
@@ -243,6 +247,7 @@ class Deployment:
         self._session: StackSession | None = None
         self._outputs: StackOutputs | None = None
         self._plan: Plan | None = None
+        self._plan_cache = bool(plan_cache)
         self._image_ready = False
         #: When this month's spend was read, what it was, and the caps started since.
         self._ledger: tuple[float, Spend, float] | None = None
@@ -312,7 +317,8 @@ class Deployment:
 
     @classmethod
     def from_outputs(cls, name: str, outputs: Mapping[str, Any] | str | StackOutputs, *,
-                     session: Any = None, config: DeploymentConfig | None = None) -> Deployment:
+                     session: Any = None, config: DeploymentConfig | None = None,
+                     plan_cache: bool = False) -> Deployment:
         """A task-capable Deployment for a stack deployed elsewhere (the Pulumi CLI in CI):
         ``outputs`` is what ``pulumi stack output --json`` prints, or ``Deployment.outputs``.
 
@@ -327,7 +333,7 @@ class Deployment:
         known = config is not None
         if config is None:
             config = DeploymentConfig(region=parsed.region or "us-east-1")
-        deployment = cls(name, config, aws_session=session)
+        deployment = cls(name, config, aws_session=session, plan_cache=plan_cache)
         deployment._outputs = parsed
         deployment._config_known = known
         return deployment
@@ -914,7 +920,7 @@ class Deployment:
         Computed once per Deployment (its name and config are immutable): the policy and
         budget guards of ``up``, estimates and ``spend`` all read the same plan."""
         if self._plan is None:
-            self._plan = plan(self._config, name=self._name)
+            self._plan = plan(self._config, name=self._name, cache=self._plan_cache)
         return self._plan
 
     def check_policies(self) -> PolicyReport:

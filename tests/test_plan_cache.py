@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from rclaude_infra import DeploymentConfig, plan
+from rclaude_infra import Deployment, DeploymentConfig, Plan, PriceBook, estimate_cost, plan
 
 
 def cli(args: list[str], cache: Path, *, poison: Path | None = None
@@ -32,32 +32,73 @@ def poisoned(tmp_path: Path) -> Path:
     return folder
 
 
-def test_a_second_cost_reads_the_plan_without_running_the_program(tmp_path: Path) -> None:
+def cached(cache: Path, monkeypatch: pytest.MonkeyPatch, config: DeploymentConfig) -> Plan:
+    """The plan of ``config``, computed in this process (Pulumi already loaded) into the
+    cache ``cache`` that the CLI's processes will read."""
+    monkeypatch.setenv("RCLAUDE_PLAN_CACHE", str(cache))
+    return plan(config, cache=True)
+
+
+def test_a_second_cost_reads_the_plan_without_running_the_program(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "plans"
-    first = cli(["cost", "--json"], cache)
-    assert first.returncode == 0, first.stderr
+    computed = cached(cache, monkeypatch, DeploymentConfig())
     assert len(list(cache.glob("*.json"))) == 1
     again = cli(["cost", "--json"], cache, poison=poisoned(tmp_path))
     assert again.returncode == 0, again.stderr
-    assert json.loads(again.stdout) == json.loads(first.stdout)
+    shown = json.loads(again.stdout)
+    assert shown["plan"] == computed.to_dict()
+    assert shown["cost"] == json.loads(estimate_cost(computed, DeploymentConfig().usage,
+                                                     PriceBook.snapshot()).to_json())
     # plan --json reads the same entry.
-    shown = cli(["plan", "--json"], cache, poison=poisoned(tmp_path))
-    assert shown.returncode == 0, shown.stderr
-    assert json.loads(shown.stdout) == json.loads(first.stdout)["plan"]
+    listed = cli(["plan", "--json"], cache, poison=poisoned(tmp_path))
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout) == shown["plan"]
 
 
-def test_another_config_runs_the_program(tmp_path: Path) -> None:
+def test_up_refuses_over_budget_from_the_cached_plan(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """up's guards read the plan the CLI cached: the refusal needs no program run."""
     cache = tmp_path / "plans"
-    assert cli(["plan", "--json"], cache).returncode == 0
+    # 5.0: the flag's value is a float, and the key is the config as written.
+    cached(cache, monkeypatch, DeploymentConfig(nat="single", max_monthly_usd=5.0))
+    refused = cli(["up", "--yes", "--nat", "single", "--max-monthly-usd", "5"], cache,
+                  poison=poisoned(tmp_path))
+    assert refused.returncode == 1
+    assert "over max_monthly_usd $5.00" in refused.stderr
+    assert "pulumi" not in refused.stderr.lower()
+
+
+def test_a_deployment_caches_its_plan_only_when_asked(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RCLAUDE_PLAN_CACHE", str(tmp_path))
+    config = DeploymentConfig(nat="per-az")
+    Deployment("dev", config).plan()
+    assert list(tmp_path.glob("*.json")) == []
+    stored = Deployment("dev", config, plan_cache=True).plan()
+    [entry] = tmp_path.glob("*.json")
+    # Mark the entry: a Deployment that reads the cache returns the mark.
+    entry.write_text(entry.read_text().replace('"rclaude-dev-cluster"', '"marked-cluster"'))
+    read = Deployment("dev", config, plan_cache=True).plan()
+    assert read.one("aws:ecs:Cluster").name == "marked-cluster"
+    assert stored.one("aws:ecs:Cluster").name == "rclaude-dev-cluster"
+
+
+def test_another_config_runs_the_program(tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = tmp_path / "plans"
+    cached(cache, monkeypatch, DeploymentConfig())
+    assert cli(["plan", "--json"], cache, poison=poisoned(tmp_path)).returncode == 0
     other = cli(["plan", "--json", "--nat", "single"], cache, poison=poisoned(tmp_path))
     # The program needed pulumi, and got the poisoned one.
     assert other.returncode != 0
     assert "needs the 'pulumi' package" in other.stderr
 
 
-def test_an_unreadable_entry_is_computed_again(tmp_path: Path) -> None:
+def test_an_unreadable_entry_is_computed_again(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     cache = tmp_path / "plans"
-    assert cli(["plan", "--json"], cache).returncode == 0
+    cached(cache, monkeypatch, DeploymentConfig())
     [entry] = cache.glob("*.json")
     entry.write_text("{not json")
     again = cli(["plan", "--json"], cache)

@@ -208,7 +208,7 @@ def deployment(args: argparse.Namespace, *, for_tasks: bool = False) -> Deployme
     or the stack from ``--outputs``, or the stack in its backend."""
     loaded = load(args)
     if for_tasks and loaded.provider == "local":
-        return Deployment(loaded.name, loaded.config, provider="local")
+        return Deployment(loaded.name, loaded.config, provider="local", plan_cache=True)
     outputs: Path | None = getattr(args, "outputs", None)
     if outputs is not None:
         try:
@@ -218,10 +218,13 @@ def deployment(args: argparse.Namespace, *, for_tasks: bool = False) -> Deployme
                               f"a readable JSON file ({exc.strerror})") from exc
         # Only a config the user gave describes the stack (its capacity, for the queue).
         return Deployment.from_outputs(loaded.name, text,
-                                       config=loaded.config if loaded.config_given else None)
+                                       config=loaded.config if loaded.config_given else None,
+                                       plan_cache=True)
     if for_tasks and not loaded.config_given:
-        return Deployment.attach(loaded.name, backend=loaded.backend)  # the stack's own config
-    return Deployment(loaded.name, loaded.config, backend=loaded.backend)
+        # The stack's own config.
+        return Deployment.attach(loaded.name, backend=loaded.backend, plan_cache=True)
+    # Plans from the cache: up's guards and the estimates skip the program when it ran before.
+    return Deployment(loaded.name, loaded.config, backend=loaded.backend, plan_cache=True)
 
 
 def _json_default(value: Any) -> Any:

@@ -144,7 +144,7 @@ def _init(args: argparse.Namespace) -> int:
                            else w.data.pop("max_monthly_usd", None)))
     config = DeploymentConfig.from_mapping({**w.data, "usage": w.usage})
 
-    deployment = Deployment(name, config)
+    deployment = Deployment(name, config, plan_cache=True)
     out = console()
     if args.check:
         out.print(deployment.check())

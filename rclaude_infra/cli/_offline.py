@@ -76,12 +76,12 @@ def _plan(args: argparse.Namespace) -> int:
 def _cost(args: argparse.Namespace) -> int:
     loaded = load(args)
     config = loaded.config
-    deployment = Deployment(loaded.name, config)
+    deployment = Deployment(loaded.name, config, plan_cache=True)
     if args.live:
         prices = deployment.prices(live=True)
     else:
         prices = PriceBook.snapshot(config.region, other_rates_from=args.other_rates_from)
-    result = plan(config, name=loaded.name, cache=True)
+    result = deployment.plan()
     estimate = estimate_cost(result, config.usage, prices)
     rows = instance_prices(config.instance_types, prices)
     over: BudgetExceededError | None = None
