@@ -34,7 +34,9 @@ def pytest_configure(config: pytest.Config) -> None:
     the plan the program would give (tests/test_plan_cache.py)."""
     import os
 
-    os.environ.setdefault("RCLAUDE_PLAN_CACHE", str(claude_cache() / "plans"))
+    from tools import cache_root
+
+    os.environ.setdefault("RCLAUDE_PLAN_CACHE", str(cache_root() / "plans"))
 
 
 @pytest.fixture(name="private_home")
@@ -171,55 +173,25 @@ def _offline_env(tmp_path: Path) -> dict[str, str]:
 
 # -- the real Claude Code CLI against a scripted Anthropic API -------------------------
 
-def claude_cache() -> Path:
-    """Where the pinned Claude Code is installed once for the tests: world-readable, so a
-    test can run it as another user too (``RCLAUDE_TEST_CACHE`` to move it)."""
-    import os
-    import tempfile
-
-    return Path(os.environ.get("RCLAUDE_TEST_CACHE")
-                or Path(tempfile.gettempdir()) / "rclaude-infra-test-cache")
-
-
 @pytest.fixture(scope="session", name="claude_bin")
 def _claude_bin() -> Path:
     """The directory holding the real ``claude`` of the pinned version, installed from npm
-    into :func:`claude_cache` on first use (skips, saying why, only when npm is missing or
-    cannot install it)."""
-    import os
-    import shutil
+    on first use (tests/tools.py; skips, saying why, only when npm is missing or cannot
+    install it)."""
     import subprocess
-    import tempfile
+
+    from tools import ToolUnavailable, claude_code
 
     from rclaude_infra.tasks.agent import CLAUDE_CODE_VERSION
 
-    root = claude_cache()
-    target = root / f"claude-code-{CLAUDE_CODE_VERSION}"
-    binary = target / "node_modules" / ".bin" / "claude"
-    if not binary.exists():
-        npm = shutil.which("npm")
-        if npm is None:
-            pytest.skip("npm is not installed: the real Claude Code CLI cannot be installed")
-        root.mkdir(parents=True, exist_ok=True)
-        os.chmod(root, 0o755)
-        staging = Path(tempfile.mkdtemp(dir=root, prefix="installing-"))
-        done = subprocess.run(
-            [npm, "install", "--no-audit", "--no-fund", "--loglevel=error", "--prefix",
-             str(staging), f"@anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}"],
-            capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            pytest.skip(f"npm could not install @anthropic-ai/claude-code@{CLAUDE_CODE_VERSION}:"
-                        f" {done.stderr.strip()[-300:]}")
-        os.chmod(staging, 0o755)
-        try:
-            staging.rename(target)
-        except OSError:  # another run installed it meanwhile
-            shutil.rmtree(staging, ignore_errors=True)
-    version = subprocess.run([str(binary), "--version"], capture_output=True, text=True,
-                             timeout=60).stdout
+    try:
+        folder = claude_code()
+    except ToolUnavailable as exc:
+        pytest.skip(str(exc))
+    version = subprocess.run([str(folder / "claude"), "--version"], capture_output=True,
+                             text=True, timeout=60).stdout
     assert CLAUDE_CODE_VERSION in version, version
-    return binary.parent
+    return folder
 
 
 @pytest.fixture(name="fake_api")
@@ -269,42 +241,16 @@ def _bare(tmp_path: Path) -> Path:
 
 # -- Checkov, the scanner a security team runs on Terraform plans ------------------------
 
-#: The Checkov the scan tests pin. It pins older boto3 and botocore than the project
-#: needs, so it lives in a virtualenv of its own, not in the dev extra.
-CHECKOV_VERSION = "3.3.30"
-
 
 @pytest.fixture(scope="session", name="checkov")
 def _checkov() -> list[str]:
     """The command that runs Checkov of the pinned version, installed with pip into a venv
-    in :func:`claude_cache` on first use (skips, saying why, only when pip cannot install
-    it)."""
-    import contextlib
-    import shutil
-    import subprocess
-    import sys
-    import tempfile
+    of its own on first use (tests/tools.py; skips, saying why, only when pip cannot
+    install it)."""
+    from tools import ToolUnavailable, checkov
 
-    root = claude_cache()
-    target = root / f"checkov-{CHECKOV_VERSION}"
-    # Run as a module: a venv's scripts name the path it was made at, and it is made in a
-    # staging directory, then renamed into place so no run sees half an install.
-    python = target / "bin" / "python"
-    if not (target / "installed").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=root, prefix="installing-"))
-        venv = staging / target.name
-        made = subprocess.run([sys.executable, "-m", "venv", str(venv)],
-                              capture_output=True, text=True, timeout=300)
-        done = made if made.returncode else subprocess.run(
-            [str(venv / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check",
-             f"checkov=={CHECKOV_VERSION}"], capture_output=True, text=True, timeout=900)
-        if done.returncode != 0:
-            shutil.rmtree(staging, ignore_errors=True)
-            pytest.skip(f"pip could not install checkov=={CHECKOV_VERSION}: "
-                        f"{(done.stderr or done.stdout).strip()[-300:]}")
-        (venv / "installed").touch()
-        with contextlib.suppress(OSError):  # another run installed it meanwhile
-            venv.rename(target)
-        shutil.rmtree(staging, ignore_errors=True)
-    return [str(python), "-m", "checkov.main"]
+    try:
+        return checkov()
+    except ToolUnavailable as exc:
+        pytest.skip(str(exc))
+
