@@ -53,10 +53,13 @@ def _default_plan(plan_for: PlanFor) -> Plan:
 
 
 @pytest.fixture(name="ssh_open_to_the_world")
-def _ssh_open_to_the_world(monkeypatch: pytest.MonkeyPatch) -> str:
+def _ssh_open_to_the_world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     """The program also creates a security group with SSH open to 0.0.0.0/0 (a mandatory
-    violation); returns that group's name."""
+    violation); returns that group's name. Plans go to a cache of the test's own: the
+    shared one is keyed by the package's files, which this patch does not change."""
     from rclaude_infra._pulumi import program
+
+    monkeypatch.setenv("RCLAUDE_PLAN_CACHE", str(tmp_path / "plans"))
 
     original = program.RclaudeStack._security_group
 
