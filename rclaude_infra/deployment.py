@@ -461,8 +461,12 @@ class Deployment:
         agent = self.task(winner.task_id).agent
         summary = "\n".join(f"- {a.task_id}: check {'passed' if a.check_passed else 'failed'}"
                             f", {a.diff_lines or 0} lines, ${a.cost_usd:.4f}" for a in ranked)
+        # The winner's work is the delivery's whole diff: its command only lists it, and
+        # the check runs after the diff is taken, so what the check leaves behind (caches,
+        # reports) is never pushed.
         delivery = self.run_task(TaskSpec(
-            command=check, repo=spec.repo, ref=spec.ref, apply_from=winner.task_id,
+            command="git status --short", check=check, repo=spec.repo, ref=spec.ref,
+            apply_from=winner.task_id,
             output=spec.output, branch=spec.branch_name, secrets=spec.secrets,
             git_token_secret=spec.git_token_secret, github_api_url=spec.github_api_url,
             env=spec.env, timeout=spec.timeout, task_id=f"{spec.task_id}-best",

@@ -72,9 +72,10 @@ def test_a_check_judges_the_work_and_leaves_no_trace_in_it(bare: Path,
 def test_the_best_of_three_is_delivered_alone(bare: Path, fake_api: FakeAnthropic) -> None:
     fake_api.script_per_session([WRONG, RIGHT_BUT_LONG, RIGHT])
     d = Deployment("dev", provider="local")
+    # The check leaves a report behind, as pytest leaves caches: it is never delivered.
     best = d.run_best_of(TaskSpec(prompt="Fix add() in app.py", repo=str(bare),
                                   output="branch", branch="fix/add"),
-                         n=3, check=CHECK, timeout=180)
+                         n=3, check=f"{CHECK} && echo ok > check-report.txt", timeout=180)
     wrong, long_fix, right = (_who_got(fake_api, i) for i in range(3))
     assert best.winner == right
     assert [a.task_id for a in best.attempts] == [right, long_fix, wrong]
@@ -91,9 +92,11 @@ def test_the_best_of_three_is_delivered_alone(bare: Path, fake_api: FakeAnthropi
     message = git("log", "-1", "--format=%B", "fix/add", cwd=bare)
     assert message.startswith("Fix add() in app.py\n") and "Fixed: add adds." in message
     assert f"{right}: check passed, 2 lines" in message
-    delivery = d.task(best.delivery_task or "")  # its command is the check: it passed
+    delivery = d.task(best.delivery_task or "")  # it checked the work again: it passed
     assert delivery.state().status is TaskStatus.SUCCEEDED
+    assert delivery.result().data["check"]["passed"] is True
     assert delivery.result().data["diff"] == {"files": 1, "lines": 2}
+    assert git("ls-tree", "-r", "--name-only", "fix/add", cwd=bare).split() == ["app.py"]
     assert "winner" in str(best) and right in str(best)
 
 
