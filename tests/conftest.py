@@ -31,12 +31,20 @@ def _plan_for() -> PlanFor:
 def pytest_configure(config: pytest.Config) -> None:
     """The CLI's plan cache (``$RCLAUDE_PLAN_CACHE``) shared by every test's subprocesses,
     whatever their ``RCLAUDE_HOME``: a plan is keyed by what it depends on, so a hit is
-    the plan the program would give (tests/test_plan_cache.py)."""
+    the plan the program would give (tests/test_plan_cache.py).
+
+    Python writes bytecode in the tests as it does on users' machines, whatever the
+    machine running them sets: ``PYTHONDONTWRITEBYTECODE`` once hid that a best-of
+    delivery pushed the ``__pycache__`` its check left behind. (The xdist workers start
+    after this hook, with this environment.)"""
     import os
+    import sys
 
     from tools import cache_root
 
     os.environ.setdefault("RCLAUDE_PLAN_CACHE", str(cache_root() / "plans"))
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    sys.dont_write_bytecode = False
 
 
 @pytest.fixture(name="private_home")
