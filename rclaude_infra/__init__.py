@@ -20,7 +20,7 @@ from .config import (
     Usage,
     validate_name,
 )
-from .deployment import Deployment, Spend, StackInfo, plan
+from .deployment import Deployment, StackInfo, plan
 from .errors import (
     BudgetExceededError,
     ConfigError,
@@ -45,6 +45,7 @@ from .errors import (
     SweepError,
 )
 from .instance_types import InstanceType, instance_types
+from .ledger import Spend
 from .tasks.spec import TaskSpec
 
 if TYPE_CHECKING:

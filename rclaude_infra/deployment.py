@@ -13,7 +13,6 @@ from ._plan import Plan
 from ._render import money, to_html
 from .config import CREDENTIAL_ENV, DeploymentConfig, Usage, validate_name
 from .errors import (
-    BudgetExceededError,
     ConfigError,
     EngineError,
     MissingCredentialError,
@@ -29,8 +28,9 @@ if TYPE_CHECKING:
     from ._aws.image_build import ImageBuilder
     from ._pulumi.engine import StackSession
     from .checks import CheckItem, CheckReport
-    from .cost import CostEstimate, TaskCost
+    from .cost import CostEstimate
     from .image_source import ImageBuild
+    from .ledger import Ledger, Spend
     from .outputs import StackOutputs
     from .policy import PolicyReport
     from .prices import PriceBook
@@ -42,42 +42,8 @@ if TYPE_CHECKING:
     from .tasks.model import Task, TaskProvider, TaskStatus
 
 DEFAULT_NAME = "dev"
-#: How long a month-to-date spend read for the budget is reused (run_task after run_task).
-LEDGER_SECONDS = 60.0
 PROVIDERS = ("ecs-ec2", "local")
 _T = TypeVar("_T")
-
-
-@attrs.frozen(kw_only=True)
-class Spend:
-    """What a deployment cost over a window (:meth:`Deployment.spend`): its tasks' compute
-    and model, and the stack's idle baseline for those hours.
-
-    >>> import datetime as dt
-    >>> since = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-    >>> Spend(since=since, until=since + dt.timedelta(days=1), tasks=4, tasks_usd=0.25,
-    ...       model_usd=3.5, baseline_usd=0.5).total_usd
-    4.25
-    """
-
-    since: datetime
-    until: datetime
-    tasks: int
-    #: The tasks' compute: their share of the instances they ran on.
-    tasks_usd: float
-    baseline_usd: float
-    #: The tasks' model cost (see :class:`~rclaude_infra.TaskCost`).
-    model_usd: float = 0.0
-
-    @property
-    def total_usd(self) -> float:
-        return self.tasks_usd + self.model_usd + self.baseline_usd
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"since": self.since.isoformat(), "until": self.until.isoformat(),
-                "tasks": self.tasks, "compute_usd": self.tasks_usd,
-                "model_usd": self.model_usd, "baseline_usd": self.baseline_usd,
-                "total_usd": self.total_usd}
 
 
 @attrs.frozen(kw_only=True)
@@ -249,11 +215,7 @@ class Deployment:
         self._plan: Plan | None = None
         self._plan_cache = bool(plan_cache)
         self._image_ready = False
-        #: When this month's spend was read, what it was, and the caps started since.
-        self._ledger: tuple[float, Spend, float] | None = None
-        import threading  # here: the module loads without it (import rclaude_infra is light)
-
-        self._ledger_lock = threading.Lock()
+        self._ledger: Ledger | None = None
 
     def _stack(self) -> StackSession:
         """The Automation API session: one work directory and one CLI for this object."""
@@ -557,77 +519,23 @@ class Deployment:
 
         This month so far is :meth:`spend` since the 1st (UTC), with each task still
         running counted at the model cost a task is expected to have; read again after
-        :data:`LEDGER_SECONDS`, and meanwhile the caps of the tasks this object started
-        are added to it."""
+        :data:`~rclaude_infra.ledger.LEDGER_SECONDS`, and meanwhile the caps of the tasks
+        this object started are added to it (:class:`~rclaude_infra.ledger.Ledger`)."""
         limit = self._config.max_monthly_usd
         if limit is None or not self._config_known:
             return 0.0
-        import datetime as dt
-        import time
+        from .ledger import Ledger, task_cap
 
-        with self._ledger_lock:
-            now = time.monotonic()
-            if self._ledger is None or now - self._ledger[0] > LEDGER_SECONDS:
-                month = dt.datetime.now(dt.UTC).replace(day=1, hour=0, minute=0, second=0,
-                                                        microsecond=0)
-                self._ledger = (now, self._spend(month, None, in_flight=True), 0.0)
-            read_at, spent, started = self._ledger
-            caps = [self._task_cap(spec) for spec in specs]
-            new = sum(cap.total_usd for cap in caps)
-            total = spent.total_usd + started + new
-            if total > limit:
-                model, compute = (sum(c.model_usd or 0.0 for c in caps),
-                                  sum(c.compute_usd for c in caps))
-                raise BudgetExceededError(
-                    f"max_monthly_usd ${limit:.2f} would be passed by ${total - limit:.2f}: "
-                    f"this month so far ${spent.total_usd:.2f} (model ${spent.model_usd:.2f}, "
-                    f"compute ${spent.tasks_usd:.2f}, idle stack ${spent.baseline_usd:.2f}, "
-                    f"{spent.tasks} tasks)"
-                    + (f" + ${started:.2f} for tasks started since" if started else "")
-                    + f" + {len(specs)} new task{'s' if len(specs) != 1 else ''} at up to "
-                    f"${new:.2f} (model ${model:.2f}: {caps[0].model_source}; compute "
-                    f"${compute:.4f} for the timeout). Nothing was submitted: lower "
-                    "TaskSpec.max_budget_usd, or raise max_monthly_usd.",
-                    estimate=spent, limit=limit)
-            self._ledger = (read_at, spent, started + new)
-            return new
+        if self._ledger is None:
+            self._ledger = Ledger(limit, lambda month: self._spend(month, None, in_flight=True))
+        local = self._provider_name == "local"
+        return self._ledger.reserve([task_cap(spec, self._config, local=local,
+                                              prices=self.prices) for spec in specs])
 
     def _release_budget(self, amount: float) -> None:
         """Tasks counted by :meth:`_reserve_budget` did not start after all."""
-        if not amount:
-            return
-        with self._ledger_lock:
-            if self._ledger is not None:
-                self._ledger = (self._ledger[0], self._ledger[1], self._ledger[2] - amount)
-
-    def _task_cap(self, spec: TaskSpec) -> TaskCost:
-        """The most ``spec`` may cost: its model cap (``max_budget_usd``, else the usage's
-        model cost per task) and its compute for its whole timeout."""
-        from .cost import TaskCost, task_cost
-
-        cfg = self._config
-        if spec.prompt is None:
-            model, source = 0.0, "a command task"
-        elif spec.max_budget_usd is not None and cfg.auth != "oauth-token":
-            model, source = spec.max_budget_usd, "its max_budget_usd"
-        else:
-            model, source = self._expected_model_usd()
-        compute = 0.0 if self._provider_name == "local" else max(
-            task_cost(runtime_hours=spec.timeout / 3600, task_cpu=cfg.task_cpu,
-                      task_memory=cfg.task_memory, instance_type=name, spot=cfg.spot,
-                      prices=self.prices()) for name in cfg.instance_types)
-        return TaskCost(compute_usd=compute, model_usd=model, model_source=source)
-
-    def _expected_model_usd(self) -> tuple[float, str]:
-        """The model cost a prompt task is expected to have, and why."""
-        from .cost import ASSUMED_MODEL_USD_PER_TASK
-
-        cfg = self._config
-        if cfg.auth == "oauth-token":
-            return 0.0, "a Claude subscription, not billed per token"
-        if cfg.usage.model_usd_per_task is not None:
-            return cfg.usage.model_usd_per_task, "Usage.model_usd_per_task"
-        return ASSUMED_MODEL_USD_PER_TASK, "the assumed model cost of a task"
+        if self._ledger is not None:
+            self._ledger.release(amount)
 
     def spend(self, since: datetime, *, prices: PriceBook | None = None) -> Spend:
         """What the deployment cost since ``since``: every task that ran in that window,
@@ -643,28 +551,15 @@ class Deployment:
         import datetime as dt
 
         from .cost import estimate_cost
-        from .prices import HOURS_PER_MONTH
+        from .ledger import expected_model_usd, spend
 
-        expected = self._expected_model_usd()[0]
-        now = dt.datetime.now(dt.UTC)
-        hours = max(0.0, (now - since).total_seconds() / 3600)
         book = prices or self.prices()
-        compute = model = 0.0
-        counted = 0
-        for task in self.tasks(limit=None):
-            state = task.state()
-            if state.stopped_at is not None and state.stopped_at < since:
-                continue
-            cost = task.cost(book)
-            compute += cost.compute_usd
-            model += (expected if in_flight and not state.status.done
-                      else cost.model_usd or 0.0)
-            counted += 1
         # Local tasks run on this machine: no stack, no idle baseline.
         idle = (0.0 if self._provider_name == "local"
                 else estimate_cost(self.plan(), prices=book).idle_monthly)
-        return Spend(since=since, until=now, tasks=counted, tasks_usd=compute, model_usd=model,
-                     baseline_usd=idle * hours / HOURS_PER_MONTH)
+        return spend(self.tasks(limit=None), since, dt.datetime.now(dt.UTC), prices=book,
+                     idle_monthly=idle, in_flight_model_usd=(
+                         expected_model_usd(self._config)[0] if in_flight else None))
 
     def _guard(self) -> None:
         """Refuse before any cloud call: mandatory policy violations, budget."""

@@ -218,7 +218,7 @@ def test_run_task_refuses_what_the_budget_cannot_hold(fake_api: FakeAnthropic) -
 
 def test_the_ledger_counts_what_ended_tasks_cost(fake_api: FakeAnthropic,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    import rclaude_infra.deployment as deployment_module
+    import rclaude_infra.ledger as ledger_module
 
     fake_api.script = [Reply(text="Done.", input_tokens=200_000, output_tokens=20_000)]
     d = Deployment("dev", DeploymentConfig(max_monthly_usd=5.0), provider="local")
@@ -226,7 +226,7 @@ def test_the_ledger_counts_what_ended_tasks_cost(fake_api: FakeAnthropic,
     task.wait(timeout=120)
     spent = task.cost().model_usd
     assert spent is not None and 0 < spent < 4.0
-    monkeypatch.setattr(deployment_module, "LEDGER_SECONDS", 0.0)  # read the month again
+    monkeypatch.setattr(ledger_module, "LEDGER_SECONDS", 0.0)  # read the month again
     fake_api.script = [Reply(text="Done.")]
     # The month now holds what the task really cost, not its $4.00 cap.
     room = 5.0 - spent
@@ -248,3 +248,31 @@ def test_ecs_submissions_over_budget_reach_no_ecs_call(aws: Any, stack: StackOut
     assert "3 new tasks at up to $3.0" in str(info.value)
     assert runs == []
     assert d.run_tasks(specs[:2]) and runs == ["run", "run"]
+
+
+def test_the_ledger_reads_the_month_once_and_counts_what_it_reserved(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import rclaude_infra.ledger as ledger_module
+    from rclaude_infra.cost import TaskCost
+    from rclaude_infra.ledger import Ledger, Spend
+
+    reads: list[dt.datetime] = []
+
+    def read_month(since: dt.datetime) -> Spend:
+        reads.append(since)
+        return Spend(since=since, until=since, tasks=2, tasks_usd=1.0, baseline_usd=0.5,
+                     model_usd=2.5)  # $4.00 so far
+
+    ledger = Ledger(10.0, read_month)
+    cap = TaskCost(compute_usd=0.5, model_usd=2.0, model_source="its max_budget_usd")
+    assert ledger.reserve([cap, cap]) == 5.0  # $9.00 counted
+    with pytest.raises(BudgetExceededError) as refused:
+        ledger.reserve([cap])
+    assert "passed by $1.50" in str(refused.value) and "+ $5.00 for tasks started" in str(
+        refused.value)
+    ledger.release(2.5)  # one of the two did not start
+    assert ledger.reserve([cap]) == 2.5
+    assert len(reads) == 1 and reads[0].day == 1 and reads[0].tzinfo is dt.UTC
+    monkeypatch.setattr(ledger_module, "LEDGER_SECONDS", -1.0)
+    ledger.reserve([TaskCost(compute_usd=0.0, model_usd=0.0, model_source="a command task")])
+    assert len(reads) == 2  # read again: the month now holds what the tasks cost
