@@ -160,6 +160,9 @@ class Deployment:
     there is none: its tasks could not start.
     ``aws_session``: the ``boto3.Session`` for checks, prices and the sweep.
     ``install_pulumi=True`` installs the Pulumi CLI into ``~/.rclaude/pulumi`` when missing.
+    ``poll_interval``: how long a read of an ECS task's status is reused, in seconds
+    (default 2): every read and ``wait`` in that time shares one ``DescribeTasks`` for all
+    the tasks, so lower it for quicker waits on a few tasks, raise it for thousands.
     ``plan_cache=True`` reads :meth:`plan` (what the policy and budget guards of ``up`` and
     ``preview``, estimates and ``spend`` use) from the plan cache when it holds this
     config's plan, and stores it there otherwise (see :func:`plan`); the CLI sets it.
@@ -181,8 +184,14 @@ class Deployment:
         provider: str = "ecs-ec2",
         tasks: TaskProvider | None = None,
         plan_cache: bool = False,
+        poll_interval: float = 2.0,
     ) -> None:
         self._name = validate_name(name)
+        if (isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float)
+                or not 0 <= poll_interval <= 3600):
+            raise ConfigError("poll_interval", poll_interval,
+                              "seconds from 0 to 3600 (default 2)")
+        self._poll_interval = float(poll_interval)
         if provider not in PROVIDERS:
             raise ConfigError("provider", provider, "one of " + ", ".join(map(repr, PROVIDERS)))
         if tasks is not None and not all(callable(getattr(tasks, m, None)) for m in (
@@ -280,7 +289,7 @@ class Deployment:
     @classmethod
     def from_outputs(cls, name: str, outputs: Mapping[str, Any] | str | StackOutputs, *,
                      session: Any = None, config: DeploymentConfig | None = None,
-                     plan_cache: bool = False) -> Deployment:
+                     plan_cache: bool = False, poll_interval: float = 2.0) -> Deployment:
         """A task-capable Deployment for a stack deployed elsewhere (the Pulumi CLI in CI):
         ``outputs`` is what ``pulumi stack output --json`` prints, or ``Deployment.outputs``.
 
@@ -295,7 +304,8 @@ class Deployment:
         known = config is not None
         if config is None:
             config = DeploymentConfig(region=parsed.region or "us-east-1")
-        deployment = cls(name, config, aws_session=session, plan_cache=plan_cache)
+        deployment = cls(name, config, aws_session=session, plan_cache=plan_cache,
+                         poll_interval=poll_interval)
         deployment._outputs = parsed
         deployment._config_known = known
         return deployment
@@ -309,7 +319,7 @@ class Deployment:
 
                 self._ecs = EcsProvider(
                     self._boto_session(), self.outputs, deployment=self._name,
-                    capacity=self.task_capacity)
+                    capacity=self.task_capacity, poll_interval=self._poll_interval)
             return self._ecs
         if self._local is None:
             from .paths import rclaude_home

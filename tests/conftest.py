@@ -146,9 +146,12 @@ def _stack(aws: Any) -> Any:
 def _deployment(aws: Any, stack: Any) -> Any:
     """A task-capable Deployment on ``stack``, from the JSON ``pulumi stack output --json``
     prints."""
+    from moto_stack import QUICK_POLL
+
     from rclaude_infra import Deployment
 
-    return Deployment.from_outputs("dev", json.dumps(stack.to_dict()), session=aws)
+    return Deployment.from_outputs("dev", json.dumps(stack.to_dict()), session=aws,
+                                   poll_interval=QUICK_POLL)
 
 
 @pytest.fixture(name="reported")

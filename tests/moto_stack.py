@@ -16,6 +16,9 @@ from rclaude_infra import StackOutputs
 #: One of the AMIs moto's EC2 holds by default (its ``amis.json``): naming it saves a
 #: DescribeImages of all of them (1,300 images, 1.5 s a stack).
 MOTO_AMI = "ami-03cf127a"
+#: How long the tests' Deployments reuse an ECS status read (``poll_interval``; 2 s by
+#: default): a wait sees a task end at its next look, not up to two seconds later.
+QUICK_POLL = 0.1
 
 
 def make_stack(session: Any, *, region: str = "us-east-1", instances: int = 1) -> StackOutputs:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from moto_stack import EcsReports, attempts, hold_tasks_running
+from moto_stack import QUICK_POLL, EcsReports, attempts, hold_tasks_running
 
 from rclaude_infra import (
     Deployment,
@@ -44,7 +44,7 @@ def test_beyond_the_groups_capacity_tasks_wait_queued_and_start_in_turn(
         aws: Any, stack: StackOutputs, held: None) -> None:
     config = DeploymentConfig(max_instances=2)  # t3.medium x 2: room for 2 tasks of 2 GiB
     assert config.task_capacity == 2
-    d = Deployment.from_outputs("dev", stack, session=aws, config=config)
+    d = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL, config=config)
     # One after another, so the order of arrival is known (run_tasks submits at once).
     tasks = [d.run_task(TaskSpec(command="sleep 600", task_id=f"t-cap-{i}"))
              for i in range(5)]
@@ -54,7 +54,8 @@ def test_beyond_the_groups_capacity_tasks_wait_queued_and_start_in_turn(
     assert [s.status for s in states[2:]] == [TaskStatus.QUEUED] * 3
     assert "the group holds 2 tasks" in (states[2].reason or "")
     # Durable and visible from another process.
-    other = Deployment.from_outputs("dev", stack, session=aws, config=config)
+    other = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL,
+                                    config=config)
     assert other.task("t-cap-4").status is TaskStatus.QUEUED
     assert {k: v for k, v in other.status().tasks.items() if v == "QUEUED"} == {
         "t-cap-2": "QUEUED", "t-cap-3": "QUEUED", "t-cap-4": "QUEUED"}
@@ -62,7 +63,7 @@ def test_beyond_the_groups_capacity_tasks_wait_queued_and_start_in_turn(
     # One ends: the oldest queued task takes its place, whoever waits.
     tasks[0].stop("done")
     with pytest.raises(TaskTimeoutError):  # past one poll interval: room is seen again
-        tasks[4].wait(timeout=3)  # waiting on the newest starts the oldest
+        tasks[4].wait(timeout=1)  # waiting on the newest starts the oldest
     assert tasks[2].state().status is TaskStatus.RUNNING
     assert tasks[3].state().status is TaskStatus.QUEUED
     assert tasks[4].state().status is TaskStatus.QUEUED
@@ -95,7 +96,7 @@ def test_a_start_that_timed_out_waiting_for_capacity_is_submitted_again(
 def test_new_tasks_queue_behind_older_ones_and_a_queued_task_can_be_stopped(
         aws: Any, stack: StackOutputs, held: None) -> None:
     config = DeploymentConfig(max_instances=1)
-    d = Deployment.from_outputs("dev", stack, session=aws, config=config)
+    d = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL, config=config)
     first, second, third = (d.run_task(TaskSpec(command="sleep 600", task_id=f"t-fifo-{i}"))
                             for i in range(3))
     assert second.status is TaskStatus.QUEUED and third.status is TaskStatus.QUEUED
@@ -104,7 +105,7 @@ def test_new_tasks_queue_behind_older_ones_and_a_queued_task_can_be_stopped(
     first.stop("done")
     import time
 
-    time.sleep(2.1)  # one poll interval: the room is seen again
+    time.sleep(QUICK_POLL * 2)  # past one poll interval: the room is seen again
     late = d.run_task(TaskSpec(command="sleep 600", task_id="t-fifo-late"))
     # The room went to the task that had waited, not to the newcomer.
     assert second.status is TaskStatus.RUNNING
@@ -132,7 +133,7 @@ def test_destroy_empties_the_queue(aws: Any, stack: StackOutputs, held: None,
 
 def test_a_burst_never_starts_more_than_the_group_holds(
         aws: Any, stack: StackOutputs, held: None) -> None:
-    d = Deployment.from_outputs("dev", stack, session=aws,
+    d = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL,
                                 config=DeploymentConfig(max_instances=3))
     tasks = d.run_tasks([TaskSpec(command="sleep 600") for _ in range(12)], workers=8)
     assert len(running(aws, stack)) == 3
@@ -184,7 +185,7 @@ def test_a_full_group_costs_the_queue_no_requests(aws: Any, stack: StackOutputs,
 def test_a_queued_task_stopped_takes_its_secrets_with_it(
         aws: Any, stack: StackOutputs, held: None, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("QUEUED_TOKEN", "tok-queued-never-ran")
-    d = Deployment.from_outputs("dev", stack, session=aws,
+    d = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL,
                                 config=DeploymentConfig(max_instances=1))
     d.run_task(TaskSpec(command="sleep 600", task_id="t-qs-run"))
     queued = d.run_task(TaskSpec(command="true", task_id="t-qs-wait", secrets=["QUEUED_TOKEN"]))

@@ -15,6 +15,7 @@ from ecs_harness import EcsHarness, with_credential_secret
 from fake_anthropic import PLANTED_KEY, FakeAnthropic, Reply
 from git_repos import FIX_ADD, bare_repository
 from git_server import GitServer
+from moto_stack import QUICK_POLL
 from plan_helpers import PlanFor
 
 from rclaude_infra import Deployment, StackOutputs, TaskSpec, TaskStatus
@@ -34,7 +35,8 @@ def _ecs(aws: Any, stack: StackOutputs, plan_for: PlanFor, moto_endpoint: str,
     harness = EcsHarness(plan_for(), deployed, aws, root=tmp_path / "volumes",
                          endpoint=moto_endpoint)
     harness.watch(aws)
-    return Deployment.from_outputs("dev", deployed, session=aws), harness
+    d = Deployment.from_outputs("dev", deployed, session=aws, poll_interval=QUICK_POLL)
+    return d, harness
 
 
 def started(aws: Any, stack: StackOutputs, task_id: str) -> str:
@@ -134,7 +136,7 @@ def test_a_key_secret_without_a_value_fails_the_start_as_ecs_does(
     deployed = with_credential_secret(aws, stack, None)
     harness = EcsHarness(plan_for(), deployed, aws, root=tmp_path / "v", endpoint=moto_endpoint)
     harness.watch(aws)
-    d = Deployment.from_outputs("dev", deployed, session=aws)
+    d = Deployment.from_outputs("dev", deployed, session=aws, poll_interval=QUICK_POLL)
     task = d.run_task(TaskSpec(command="true"))
     ran = harness.run(started(aws, stack, task.task_id))
     assert ran.start_error is not None and "ResourceInitializationError" in ran.start_error

@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 from ecs_harness import EcsHarness, with_credential_secret
+from moto_stack import QUICK_POLL
 from plan_helpers import PlanFor
 
 from rclaude_infra import Deployment, Plan, StackOutputs, TaskSpec, TaskStatus
@@ -135,7 +136,7 @@ def test_a_run_reads_and_writes_only_its_own_folder_and_secret(
     stack = with_credential_secret(aws, stack, "sk-ant-api03-" + "k" * 40)
     harness = EcsHarness(plan, stack, aws, root=tmp_path / "volumes", endpoint=moto_endpoint)
     harness.watch(aws)
-    d = Deployment.from_outputs("dev", stack, session=aws)
+    d = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL)
     monkeypatch.setenv("GIT_TOKEN", "ghp_isolationTOKEN0123456789abcdefABCD")
     # The first task has a secret of its own; the second does not.
     tasks = [d.run_task(TaskSpec(

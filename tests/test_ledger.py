@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import pytest
 from fake_anthropic import FakeAnthropic, Reply
+from moto_stack import QUICK_POLL
 
 from rclaude_infra import (
     BudgetExceededError,
@@ -240,7 +241,8 @@ def test_ecs_submissions_over_budget_reach_no_ecs_call(aws: Any, stack: StackOut
     runs: list[str] = []
     aws.events.register("before-call.ecs.RunTask", lambda **kw: runs.append("run"))
     config = DeploymentConfig(max_monthly_usd=3.0, usage=Usage(model_usd_per_task=0.5))
-    d = Deployment.from_outputs("dev", stack, session=aws, config=config)
+    d = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL,
+                                config=config)
     specs = [TaskSpec(prompt=f"task {i}", max_budget_usd=1.0) for i in range(3)]
     with pytest.raises(BudgetExceededError) as info:
         d.run_tasks(specs)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from ecs_harness import EcsHarness, with_credential_secret
 from loopback import LoopbackServer
-from moto_stack import run_folder
+from moto_stack import QUICK_POLL, run_folder
 from plan_helpers import PlanFor
 
 from rclaude_infra import Deployment, StackOutputs, TaskSpec, TaskStatus
@@ -145,7 +145,7 @@ def test_a_task_stopped_by_the_notice_is_preempted_keeps_its_work_and_runs_again
     stack = with_credential_secret(aws, stack, "sk-ant-api03-spot-test")
     harness = EcsHarness(plan_for(), stack, aws, root=tmp_path / "v", endpoint=moto_endpoint)
     harness.watch(aws)
-    d = Deployment.from_outputs("dev", stack, session=aws)
+    d = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL)
     monkeypatch.setenv("SPOT_TOKEN", "tok-for-both-attempts")
     spec = TaskSpec(command="echo partial > $RCLAUDE_ARTIFACTS/partial.txt; echo started; "
                     "sleep 120", max_retries_on_preemption=1, secrets=["SPOT_TOKEN"])
@@ -196,7 +196,7 @@ def test_a_preempted_agent_goes_on_from_its_last_checkpoint(
     harness.extra_path = ("/opt/claude/node_modules/.bin",)
     bare_repository(tmp_path / "served" / "app.git")
     monkeypatch.setenv("GIT_TOKEN", token)
-    d = Deployment.from_outputs("dev", stack, session=aws)
+    d = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL)
     s3 = boto3.Session(aws_access_key_id="testing", aws_secret_access_key="testing",
                        region_name="us-east-1").client("s3")
     with FakeAnthropic([

@@ -130,6 +130,24 @@ def test_status_of_many_tasks_is_shared_and_batched(aws: Any, stack: StackOutput
     assert len(calls) - before == 2  # shared: ceil(150 / 100) DescribeTasks
 
 
+def test_the_poll_interval_is_how_long_a_status_read_is_reused(aws: Any,
+                                                                stack: StackOutputs) -> None:
+    calls: list[str] = []
+    aws.events.register("before-call.ecs.DescribeTasks", lambda **_: calls.append("x"))
+    looked = {}
+    for interval in (60.0, 0.0):
+        d = Deployment.from_outputs("dev", stack, session=aws, poll_interval=interval)
+        task = d.run_task(TaskSpec(command="sleep 600"))
+        calls.clear()
+        assert [task.state().status for _ in range(3)] == [TaskStatus.RUNNING] * 3
+        looked[interval] = len(calls)
+    # RunTask's answer serves reads for a minute; with no interval, each read looks.
+    assert looked == {60.0: 0, 0.0: 3}
+    for bad in (-1, "2", True, 7200):
+        with pytest.raises(ConfigError, match="poll_interval: got"):
+            Deployment("dev", poll_interval=bad)  # type: ignore[arg-type]
+
+
 def test_stop(deployment: Deployment) -> None:
     task = deployment.run_task(TaskSpec(command="sleep 600"))
     task.stop("user asked")
