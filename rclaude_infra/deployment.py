@@ -291,7 +291,8 @@ class Deployment:
                      session: Any = None, config: DeploymentConfig | None = None,
                      plan_cache: bool = False, poll_interval: float = 2.0) -> Deployment:
         """A task-capable Deployment for a stack deployed elsewhere (the Pulumi CLI in CI):
-        ``outputs`` is what ``pulumi stack output --json`` prints, or ``Deployment.outputs``.
+        ``outputs`` is what ``pulumi stack output --json`` prints, or ``Deployment.outputs``;
+        ``plan_cache`` and ``poll_interval`` are those of :class:`Deployment`.
 
         >>> d = Deployment.from_outputs("dev", {"region": "eu-west-1", "bucket": "b"})
         >>> d.config.region
