@@ -153,7 +153,6 @@ class CostDiff(Rendered):
 
     def __rich__(self) -> Table:
         """The lines that changed, then the monthly and idle totals, before and after."""
-
         table = titled("Monthly cost, before and after")
         table.add_column("resource / component")
         for column in ("before", "after", "delta"):

@@ -225,6 +225,12 @@ class Deployment:
         self._plan_cache = bool(plan_cache)
         self._image_ready = False
         self._ledger: Ledger | None = None
+        if config.max_monthly_usd is not None:
+            from .ledger import Ledger
+
+            # Made here, not on first use: run_task from several threads shares one.
+            self._ledger = Ledger(config.max_monthly_usd,
+                                  lambda month: self._spend(month, None, in_flight=True))
 
     def _stack(self) -> StackSession:
         """The Automation API session: one work directory and one CLI for this object."""
@@ -532,13 +538,10 @@ class Deployment:
         running counted at the model cost a task is expected to have; read again after
         :data:`~rclaude_infra.ledger.LEDGER_SECONDS`, and meanwhile the caps of the tasks
         this object started are added to it (:class:`~rclaude_infra.ledger.Ledger`)."""
-        limit = self._config.max_monthly_usd
-        if limit is None or not self._config_known:
+        if self._ledger is None or not self._config_known:
             return 0.0
-        from .ledger import Ledger, task_cap
+        from .ledger import task_cap
 
-        if self._ledger is None:
-            self._ledger = Ledger(limit, lambda month: self._spend(month, None, in_flight=True))
         local = self._provider_name == "local"
         return self._ledger.reserve([task_cap(spec, self._config, local=local,
                                               prices=self.prices) for spec in specs])
