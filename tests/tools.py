@@ -44,8 +44,9 @@ def claude_code_version() -> str:
     """``CLAUDE_CODE_VERSION`` of ``rclaude_infra/tasks/agent.py``, read without importing
     the package (this file runs before the package is installed)."""
     for node in ast.parse(_AGENT.read_text()).body:
-        if (isinstance(node, ast.Assign | ast.AnnAssign)
-                and "CLAUDE_CODE_VERSION" in ast.unparse(node).split("=", 1)[0]
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, ast.AnnAssign) else [])
+        if (any(isinstance(t, ast.Name) and t.id == "CLAUDE_CODE_VERSION" for t in targets)
                 and isinstance(node.value, ast.Constant)):
             return str(node.value.value)
     raise ToolUnavailable(f"no CLAUDE_CODE_VERSION in {_AGENT}")
@@ -75,6 +76,7 @@ def _staged_install(root: Path, target: Path, install: list[list[str]], what: st
                 raise ToolUnavailable(f"could not install {what}: "
                                       f"{(done.stderr or done.stdout).strip()[-300:]}")
         os.chmod(built, 0o755)
+        shutil.rmtree(target, ignore_errors=True)  # an install left incomplete, if any
         built.rename(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
