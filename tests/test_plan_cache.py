@@ -124,15 +124,20 @@ def test_a_cached_plan_equals_the_computed_one(tmp_path: Path,
     assert cached.to_terraform() == computed.to_terraform()
 
 
-def test_the_cache_keeps_the_newest_plans_only(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_cache_keeps_the_plans_used_last(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from rclaude_infra._pulumi import plan_cache
+
+    def key(nat: str) -> str:
+        return plan_cache.cache_key("dev", DeploymentConfig(nat=nat), with_api_key=False)
 
     monkeypatch.setenv("RCLAUDE_PLAN_CACHE", str(tmp_path))
     monkeypatch.setattr(plan_cache, "KEEP", 2)
-    for nat in ("none", "single", "per-az"):
+    for nat in ("none", "single"):
         plan(DeploymentConfig(nat=nat), cache=True)
-    kept = list(tmp_path.glob("*.json"))
-    assert len(kept) == 2
-    assert plan_cache.load(plan_cache.cache_key(
-        "dev", DeploymentConfig(nat="none"), with_api_key=False)) is None  # the oldest went
+    assert plan(DeploymentConfig(nat="none"), cache=True)  # a hit: "none" is used again
+    plan(DeploymentConfig(nat="per-az"), cache=True)
+    assert len(list(tmp_path.glob("*.json"))) == 2
+    # The first written stays, being used since; the one not used since went.
+    assert plan_cache.load(key("none")) is not None
+    assert plan_cache.load(key("single")) is None

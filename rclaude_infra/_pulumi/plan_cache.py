@@ -10,6 +10,7 @@ Where: ``$RCLAUDE_PLAN_CACHE``, by default ``~/.rclaude/cache/plans``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -24,8 +25,8 @@ from ..paths import rclaude_home
 
 #: Bump when the stored format changes.
 FORMAT = 1
-#: Plans kept; the least recently written go first (each is some hundred KB).
-KEEP = 64
+#: Plans kept; the least recently used go first (each is about 50 KB: 13 MB at most).
+KEEP = 256
 _DISTRIBUTIONS = ("pulumi", "pulumi-aws", "pulumi-awsx")
 
 
@@ -54,12 +55,17 @@ def cache_key(name: str, config: DeploymentConfig, *, with_api_key: bool) -> str
 
 
 def load(key: str) -> Plan | None:
-    """The plan stored under ``key``, or ``None`` (none, or unreadable)."""
+    """The plan stored under ``key``, or ``None`` (none, or unreadable). A hit counts as a
+    use: :func:`store` drops the plans least recently used, not the first written."""
+    path = cache_dir() / f"{key}.json"
     try:
-        data = json.loads((cache_dir() / f"{key}.json").read_text())
-        return Plan.from_dict(data["plan"], data["states"])
+        data = json.loads(path.read_text())
+        found = Plan.from_dict(data["plan"], data["states"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    with contextlib.suppress(OSError):  # a read-only cache still answers
+        os.utime(path)
+    return found
 
 
 def store(key: str, plan: Plan) -> None:
