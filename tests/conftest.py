@@ -15,14 +15,17 @@ from rclaude_infra import DeploymentConfig, Plan, plan
 
 @pytest.fixture(scope="session", name="plan_for")
 def _plan_for() -> PlanFor:
-    """``plan_for(**config_fields)``: the plan of deployment ``dev``, computed once per config."""
+    """``plan_for(**config_fields)``: the plan of deployment ``dev``, computed once per config
+    and kept in the suite's plan cache (keyed by the package's files and the config), so
+    the other worker, the CLI's subprocesses and the next run read it. A test that patches
+    the program calls ``plan()`` itself, uncached."""
     cache: dict[tuple[Any, ...], Plan] = {}
 
     def get(name: str = "dev", api_key: str | None = None, **fields: Any) -> Plan:
         config = DeploymentConfig(**fields)
         key = (name, api_key, json.dumps(config.to_dict(), sort_keys=True))
         if key not in cache:
-            cache[key] = plan(config, name=name, api_key=api_key)
+            cache[key] = plan(config, name=name, api_key=api_key, cache=True)
         return cache[key]
 
     return get
