@@ -4,7 +4,7 @@ are exported.
 A report class defines ``__rich__`` (rich's own protocol, so ``Console().print(report)``
 shows it) and inherits :class:`Rendered` for ``str()`` and ``_repr_html_``. rich is
 imported inside the functions here and inside each ``__rich__``, never when
-``rclaude_infra`` is imported (tests/test_layers.py checks both).
+``rclaude_infra`` is imported (tests/test_layers.py and tests/test_public_api.py check it).
 """
 
 from __future__ import annotations
