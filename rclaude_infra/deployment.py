@@ -19,6 +19,7 @@ from .errors import (
     MissingDependencyError,
     RclaudeError,
 )
+from .ledger import Ledger, Spend, expected_model_usd, spend, task_cap
 from .tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from .checks import CheckItem, CheckReport
     from .cost import CostEstimate
     from .image_source import ImageBuild
-    from .ledger import Ledger, Spend
     from .outputs import StackOutputs
     from .policy import PolicyReport
     from .prices import PriceBook
@@ -226,8 +226,6 @@ class Deployment:
         self._image_ready = False
         self._ledger: Ledger | None = None
         if config.max_monthly_usd is not None:
-            from .ledger import Ledger
-
             # Made here, not on first use: run_task from several threads shares one.
             self._ledger = Ledger(config.max_monthly_usd,
                                   lambda month: self._spend(month, None, in_flight=True))
@@ -540,8 +538,6 @@ class Deployment:
         this object started are added to it (:class:`~rclaude_infra.ledger.Ledger`)."""
         if self._ledger is None or not self._config_known:
             return 0.0
-        from .ledger import task_cap
-
         local = self._provider_name == "local"
         return self._ledger.reserve([task_cap(spec, self._config, local=local,
                                               prices=self.prices) for spec in specs])
@@ -565,7 +561,6 @@ class Deployment:
         import datetime as dt
 
         from .cost import estimate_cost
-        from .ledger import expected_model_usd, spend
 
         book = prices or self.prices()
         # Local tasks run on this machine: no stack, no idle baseline.
