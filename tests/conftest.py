@@ -50,6 +50,22 @@ def pytest_configure(config: pytest.Config) -> None:
     sys.dont_write_bytecode = False
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """What ``-n auto`` starts: a worker and a half per core (3 on CI's 2 cores). About a
+    quarter of a worker's time is spent waiting (on Claude Code's turns, a kernel, a
+    container, a retry's backoff) with its core idle; the extra worker fills it: 95 to
+    103 s where one per core took 110 to 131 s on 2 cores. Twice as many added more
+    start-up and contention than they filled. ``PYTEST_XDIST_AUTO_NUM_WORKERS`` still
+    sets the number."""
+    import os
+
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    return cores + cores // 2
+
+
 @pytest.fixture(name="private_home")
 def _private_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private ~/.rclaude (RCLAUDE_HOME) for the test: local tasks, state, passphrase."""
@@ -91,6 +107,16 @@ def _ssh_open_to_the_world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> s
 # -- moto's server: real HTTP, real botocore validation --------------------------------
 
 
+def _list_moto_modules_once() -> None:
+    """moto's server routes each request by listing its own package directory (a stat of
+    each of its 150-odd folders: a fifth of the CPU a request costs it). The listing
+    cannot change while the server runs, so it is read once."""
+    from moto import backends
+
+    modules = tuple(backends.list_of_moto_modules())
+    backends.list_of_moto_modules = lambda: iter(modules)
+
+
 @pytest.fixture(scope="session", name="moto_endpoint")
 def _moto_endpoint() -> Any:
     """A moto server on a free loopback port for the whole session; its URL."""
@@ -100,6 +126,7 @@ def _moto_endpoint() -> Any:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
+    _list_moto_modules_once()
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -113,12 +140,24 @@ def _moto_endpoint() -> Any:
 @pytest.fixture(name="aws")
 def _aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A boto3 Session whose clients reach moto's server (through AWS_ENDPOINT_URL)."""
-    import boto3
-    import botocore.session
-
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
     for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
+    return _testing_session()
+
+
+@pytest.fixture(scope="session", name="scaffold")
+def _scaffold() -> Any:
+    """The worker's one session for what tests set up in moto before they start (the
+    stack), so its clients are made once (:func:`moto_stack._client`). It reaches moto
+    through the ``AWS_ENDPOINT_URL`` that ``aws`` sets: use it alongside ``aws``."""
+    return _testing_session()
+
+
+def _testing_session() -> Any:
+    import boto3
+    import botocore.session
+
     core = botocore.session.get_session()
     # One loader for every test's session: botocore parses a service's model once per
     # loader, and a fresh session per test parsed them again each time (a tenth of the
@@ -138,11 +177,11 @@ def _shared_loader() -> Any:
 
 
 @pytest.fixture(name="stack")
-def _stack(aws: Any) -> Any:
+def _stack(aws: Any, scaffold: Any) -> Any:
     """A deployed stack's task-side resources, made in moto (:mod:`moto_stack`)."""
     from moto_stack import make_stack
 
-    return make_stack(aws)
+    return make_stack(scaffold)
 
 
 @pytest.fixture(name="deployment")
