@@ -48,6 +48,36 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("RCLAUDE_PLAN_CACHE", str(cache_root() / "plans"))
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     sys.dont_write_bytecode = False
+    _fresh_home()
+
+
+#: The home the suite made, in the process that made it (the workers inherit it).
+_MADE_HOME: list[str] = []
+
+
+def _fresh_home() -> None:
+    """Tests run as a user with an empty home, whatever the machine's: its shell startup
+    files, git and Claude Code settings never reach a task. Every task command and check
+    runs in a login shell (``bash -lc``); one machine's ``~/.bashrc`` ran ``pyenv init``,
+    whose rehash lock a killed task once left behind, and then every shell of every
+    later test waited a minute for it. The tool installs (tests/tools.py) still use the
+    machine's home, where its npm and pip settings are."""
+    import os
+    import tempfile
+
+    if "RCLAUDE_TEST_REAL_HOME" in os.environ:  # a worker: its controller made it
+        return
+    os.environ["RCLAUDE_TEST_REAL_HOME"] = os.environ.get("HOME", "")
+    home = tempfile.mkdtemp(prefix="rclaude-test-home-")
+    os.environ["HOME"] = home
+    _MADE_HOME.append(home)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    for home in _MADE_HOME:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

@@ -22,7 +22,6 @@ import itertools
 import json
 import re
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
 from typing import Any
@@ -48,7 +47,8 @@ class Reply:
     error_message: str = "scripted error"
     input_tokens: int = 100
     output_tokens: int = 20
-    #: Seconds the answer waits (an agent in the middle of a turn, for a test to act in).
+    #: Seconds the answer waits (an agent in the middle of a turn, for a test to act in),
+    #: or until the server closes.
     hold: float = 0.0
 
     @classmethod
@@ -228,8 +228,8 @@ class FakeAnthropic(LoopbackServer):
                     self._json(200, {"input_tokens": 100})
                     return
                 reply = fake._next(request)
-                if reply.hold:
-                    time.sleep(reply.hold)
+                if reply.hold and fake.closing.wait(reply.hold):
+                    return  # the test is over: nobody waits for this reply
                 if reply.error_status is not None:
                     self._json(reply.error_status, {"type": "error", "error": {
                         "type": reply.error_type, "message": reply.error_message}})

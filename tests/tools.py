@@ -69,9 +69,13 @@ def _staged_install(root: Path, target: Path, install: list[list[str]], what: st
     staging = Path(tempfile.mkdtemp(dir=root, prefix="installing-"))
     try:
         built = staging / in_staging if in_staging else staging
+        # npm and pip read the machine's settings (a registry, a mirror) from its home;
+        # the suite gives tests an empty one (conftest.py) and keeps this one here.
+        real_home = os.environ.get("RCLAUDE_TEST_REAL_HOME")
+        env = {**os.environ, "HOME": real_home} if real_home else None
         for command in install:
             done = subprocess.run([part.replace("{dir}", str(built)) for part in command],
-                                  capture_output=True, text=True, timeout=900)
+                                  capture_output=True, text=True, timeout=900, env=env)
             if done.returncode != 0:
                 raise ToolUnavailable(f"could not install {what}: "
                                       f"{(done.stderr or done.stdout).strip()[-300:]}")
