@@ -67,16 +67,28 @@ def frozen_mapping(value: object) -> object:
     return value
 
 
+def number_between(name: str, value: object, low: float, high: float, *,
+                   low_open: bool = False) -> float:
+    """``value`` as a float when it is a finite number from ``low`` (or above it, with
+    ``low_open``) to ``high``; else a :class:`ConfigError` naming ``name``.
+
+    >>> number_between("poll_interval", 2, 0, 3600)
+    2.0
+    """
+    ok = (
+        isinstance(value, int | float) and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (low < value if low_open else low <= value) and value <= high
+    )
+    if not ok:
+        bound = f"above {low}" if low_open else f"from {low}"
+        raise ConfigError(name, value, f"a number {bound} to {high}")
+    return float(value)  # type: ignore[arg-type]
+
+
 def float_between(low: float, high: float, *, low_open: bool = False) -> Any:
     def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        ok = (
-            isinstance(value, int | float) and not isinstance(value, bool)
-            and math.isfinite(value)
-            and (low < value if low_open else low <= value) and value <= high
-        )
-        if not ok:
-            bound = f"above {low}" if low_open else f"from {low}"
-            raise ConfigError(attribute.name, value, f"a number {bound} to {high}")
+        number_between(attribute.name, value, low, high, low_open=low_open)
 
     return check
 

@@ -11,6 +11,7 @@ import attrs
 
 from ._plan import Plan
 from ._render import money, to_html
+from ._validate import number_between
 from .config import CREDENTIAL_ENV, DeploymentConfig, Usage, validate_name
 from .errors import (
     ConfigError,
@@ -187,11 +188,7 @@ class Deployment:
         poll_interval: float = 2.0,
     ) -> None:
         self._name = validate_name(name)
-        if (isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float)
-                or not 0 <= poll_interval <= 3600):
-            raise ConfigError("poll_interval", poll_interval,
-                              "seconds from 0 to 3600 (default 2)")
-        self._poll_interval = float(poll_interval)
+        self._poll_interval = number_between("poll_interval", poll_interval, 0, 3600)
         if provider not in PROVIDERS:
             raise ConfigError("provider", provider, "one of " + ", ".join(map(repr, PROVIDERS)))
         if tasks is not None and not all(callable(getattr(tasks, m, None)) for m in (

@@ -6,8 +6,9 @@ owns one and feeds it its tasks, plan and prices."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -132,14 +133,11 @@ class Ledger:
         """Refuse tasks of these ``caps`` (:class:`~rclaude_infra.errors.BudgetExceededError`,
         saying what the month holds) when they would pass the limit; else count them as
         spent and return their sum (:meth:`release` it if they do not start)."""
-        import datetime as dt
-        import time
-
         with self._lock:
             now = time.monotonic()
             if self._state is None or now - self._state[0] > LEDGER_SECONDS:
-                month = dt.datetime.now(dt.UTC).replace(day=1, hour=0, minute=0, second=0,
-                                                        microsecond=0)
+                month = datetime.now(UTC).replace(day=1, hour=0, minute=0, second=0,
+                                                  microsecond=0)
                 self._state = (now, self._read_month(month), 0.0)
             read_at, spent, started = self._state
             new = sum(cap.total_usd for cap in caps)

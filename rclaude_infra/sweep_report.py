@@ -66,15 +66,16 @@ class SweepReport(Rendered):
         from rich.text import Text
 
         verb = "would delete" if self.dry_run else "swept"
+        failed = self.failed
         summary = Text(f"{len(self.swept)} leaked resources ({verb}), {self.kept} still known "
                        f"to the stack, for deployment {self.deployment!r} in {self.region}",
-                       style="bold red" if self.failed else "bold")
+                       style="bold red" if failed else "bold")
         if not self.swept:
             return Group(summary)
         table = titled("Leak sweep")
         for column in ("outcome", "kind", "ARN"):
             table.add_column(column, overflow="fold")
         for s in self.swept:
-            table.add_row(Text(s.outcome, style="red" if s in self.failed else ""),
+            table.add_row(Text(s.outcome, style="red" if s in failed else ""),
                           s.resource.kind, s.resource.arn)
         return Group(table, summary)

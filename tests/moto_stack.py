@@ -27,8 +27,8 @@ _CLIENTS: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], Any]] = (
 
 
 def _client(session: Any, service: str, region: str) -> Any:
-    """``session``'s client for ``service``, made once: making ec2's alone (a method per
-    operation) took 35 ms of each stack."""
+    """``session``'s client for ``service``, made once: making the six a stack needs took
+    43 ms of each stack (ec2's alone 17 ms), with the suite's shared model loader."""
     made = _CLIENTS.setdefault(session, {})
     if (service, region) not in made:
         made[service, region] = session.client(service, region_name=region)
