@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -70,7 +71,9 @@ _SUBCOMMANDS = {"select", "init", "rm", "ls", "output", "history", "set-all", "e
 
 
 def event(sequence: int, **payload: Any) -> str:
-    return json.dumps({"sequence": sequence, "timestamp": 1795000000 + sequence, **payload})
+    # The engine stamps events with the time they happen (seconds since the epoch).
+    return json.dumps({"sequence": sequence, "timestamp": int(time.time()) + sequence,
+                       **payload})
 
 
 def step(op: str, stack: str, type_: str, name: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -363,8 +364,10 @@ def test_a_failed_build_says_where_and_shows_its_log(build_stack: BuildStack) ->
     lines = ["Step 4/9 : RUN npm install -g @anthropic-ai/claude-code@9.9.9",
              "npm ERR! 404 '@anthropic-ai/claude-code@9.9.9' is not in this registry.",
              "[Container] Command did not exit successfully docker build ... exit status 1"]
+    # CloudWatch Logs refuses events older than 14 days (or its retention): stamped now.
+    now = int(time.time() * 1000)
     logs.put_log_events(logGroupName=group, logStreamName="build-1", logEvents=[
-        {"timestamp": 1795000000000 + i, "message": line} for i, line in enumerate(lines)])
+        {"timestamp": now + i, "message": line} for i, line in enumerate(lines)])
 
     def failed(build: dict[str, Any]) -> None:
         build.update(buildStatus="FAILED", currentPhase="COMPLETED")
