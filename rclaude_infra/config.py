@@ -389,6 +389,12 @@ class DeploymentConfig:
     )
     #: Keep the results bucket (and what tasks wrote) when the stack is destroyed.
     retain_results: bool = attrs.field(default=False, validator=_is_bool)
+    #: Let tasks be started interactive (``TaskSpec(interactive=True)``, ``run
+    #: --interactive``): the stack adds a second task definition for them, whose root file
+    #: system is writable (ECS Exec's agent needs one, AWS's ECS Exec documentation), and
+    #: gives the task role ECS Exec's ``ssmmessages`` channel. Other tasks keep the
+    #: read-only root either way.
+    interactive_tasks: bool = attrs.field(default=False, validator=_is_bool)
     tags: Mapping[str, str] = attrs.field(
         factory=dict, converter=_frozen_tags, validator=_check_tags, hash=False
     )

@@ -367,7 +367,8 @@ def _fleet(plan: Plan, usage: Usage, prices: PriceBook) -> _Fleet:
     policy = group["mixedInstancesPolicy"]
     distribution = policy["instancesDistribution"]
     types = [o["instanceType"] for o in policy["launchTemplate"]["overrides"]]
-    definition = plan.one("aws:ecs:TaskDefinition").inputs
+    # The runner's task definitions (the interactive one too) all have the tasks' size.
+    definition = plan.by_type("aws:ecs:TaskDefinition")[0].inputs
     task_cpu, task_memory = int(definition["cpu"]), int(definition["memory"])
     known = instance_types()
     fitting = [t for t in types if t in known and _fits(known[t], task_cpu, task_memory) > 0]

@@ -30,6 +30,9 @@ class StackOutputs(Rendered):
     capacity_provider: str | None = None
     task_definition_family: str | None = None
     task_definition_arn: str | None = None
+    #: With ``interactive_tasks``: the task definition interactive (ECS Exec) tasks run
+    #: from; absent otherwise, and from stacks deployed before tasks chose.
+    interactive_task_definition_arn: str | None = None
     container_name: str | None = None
     bucket: str | None = None
     log_group: str | None = None

@@ -1253,6 +1253,14 @@ WAIVERS: tuple[Waiver, ...] = (
         applies=lambda config: config.nat == "none" and config.vpc_id is None,
     ),
     Waiver(
+        rule_id="ecs-read-only-root",
+        reason="interactive_tasks=True adds the task definition interactive tasks run from: "
+        "ECS Exec's agent is not supported with a read-only root file system (AWS's ECS "
+        "Exec documentation). Other tasks keep a read-only root; interactive_tasks=False "
+        "(the default) has no such definition.",
+        applies=lambda config: config.interactive_tasks,
+    ),
+    Waiver(
         rule_id="logs-retention-one-year",
         reason="task logs are kept log_retention_days (30 by default) to keep storage cheap; "
         "set log_retention_days=365 or more where a year is required.",

@@ -42,14 +42,24 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
+from moto_stack import keep_exec_flags
 
 from rclaude_infra import Plan, StackOutputs
+from rclaude_infra._pulumi.documents import (
+    EXEC_AGENT_DIR_PREFIX,
+    EXEC_AGENT_LOG_DIR,
+    EXEC_AGENT_MOUNTS,
+)
 
+#: Where ECS Exec's SSM agent keeps its state (it writes there when it starts): with a
+#: writable root file system the container may write it, with a read-only one it may not.
+WRITABLE_ROOT_PROBE = "/var/lib/amazon/ssm"
 #: Host directories never mirrored into the container.
 _SKIP = {"proc", "dev", "sys", "lost+found", "old_root", ".dockerenv"}
 
@@ -135,6 +145,18 @@ def image_contents() -> dict[str, str]:
             str(Path(attrs_module.__file__).parents[1]): IMAGE_SITE}
 
 
+def _duplicate_mount(mounts: list[tuple[str, Path, bool]]) -> str | None:
+    """Docker's refusal of a container with two mounts at one destination, as ECS reports
+    it (the container never starts), or ``None``."""
+    seen: set[str] = set()
+    for inside, _, _ in mounts:
+        if inside in seen:
+            return ("CannotStartContainerError: Error response from daemon: Duplicate mount "
+                    f"point: {inside}")
+        seen.add(inside)
+    return None
+
+
 def _mirror(targets: list[str]) -> list[str]:
     """bwrap arguments for a root that is this machine's, read-only, with a directory made
     at each of ``targets`` (where volumes are mounted)."""
@@ -180,9 +202,18 @@ class EcsHarness:
         self.renames = {str(plan.outputs[name]): str(getattr(stack, name))
                         for name in ("bucket", "secret_arn", "log_group")
                         if plan.outputs.get(name) and getattr(stack, name)}
-        [definition] = plan.by_type("aws:ecs:TaskDefinition")
-        [self.container] = json.loads(definition.inputs["containerDefinitions"])
-        self.volumes = {v["name"]: v for v in definition.inputs.get("volumes", [])}
+        definitions = {d.name: d for d in plan.by_type("aws:ecs:TaskDefinition")}
+        default = next(d for name, d in definitions.items()
+                       if not name.endswith("-interactive"))
+        [self.container] = json.loads(default.inputs["containerDefinitions"])
+        self.volumes = {v["name"]: v for v in default.inputs.get("volumes", [])}
+        #: The definition interactive tasks run from (``interactive_tasks=True``), if any.
+        self.interactive_container: dict[str, Any] | None = None
+        for name, definition in definitions.items():
+            if name.endswith("-interactive"):
+                [self.interactive_container] = json.loads(
+                    definition.inputs["containerDefinitions"])
+                self.volumes.update({v["name"]: v for v in definition.inputs["volumes"]})
         #: This machine's stand-in for the instance's host paths (a ``hostPath`` volume):
         #: a test writes there what the instance would (the spot notice).
         self.host = root / "host"
@@ -206,6 +237,7 @@ class EcsHarness:
                         container["exitCode"] = exit_code
 
         session.events.register("after-call.ecs.DescribeTasks", report)
+        keep_exec_flags(session)
 
     def _mapped(self, value: str) -> str:
         return self.renames.get(value, value)
@@ -224,12 +256,12 @@ class EcsHarness:
                 "AWS_SECRET_ACCESS_KEY": granted["SecretAccessKey"],
                 "AWS_SESSION_TOKEN": granted["SessionToken"]}
 
-    def _environment(self, overrides: Mapping[str, Any],
+    def _environment(self, container: Mapping[str, Any], overrides: Mapping[str, Any],
                      ecs_id: str) -> dict[str, str] | str:
         """The container's environment, or why ECS could not start it."""
-        env = {e["name"]: self._mapped(e["value"]) for e in self.container["environment"]}
+        env = {e["name"]: self._mapped(e["value"]) for e in container["environment"]}
         secrets = self.session.client("secretsmanager", endpoint_url=self.endpoint)
-        for secret in self.container.get("secrets", []):
+        for secret in container.get("secrets", []):
             try:
                 env[secret["name"]] = secrets.get_secret_value(
                     SecretId=self._mapped(secret["valueFrom"]))["SecretString"]
@@ -249,28 +281,50 @@ class EcsHarness:
         })
         return env
 
-    def _volumes(self, task_id: str) -> dict[str, tuple[Path, bool]]:
+    def _volumes(self, container: Mapping[str, Any],
+                 task_id: str) -> list[tuple[str, Path, bool]]:
         """One fresh directory per task-scoped volume, seeded as Docker seeds a volume from
         the image (the work space and its home belong to the runner's user); a host path
-        volume is :attr:`host`'s directory. Each with whether it is mounted read-only."""
-        uid, gid = (int(x) for x in self.container["user"].split(":"))
-        made = {}
-        for mount in self.container["mountPoints"]:
+        volume is :attr:`host`'s directory. Each as (where in the container, the host
+        directory, whether it is mounted read-only)."""
+        uid, gid = (int(x) for x in container["user"].split(":"))
+        made = []
+        for mount in container["mountPoints"]:
             volume = self.volumes.get(mount["sourceVolume"], {})
             if volume.get("hostPath"):
                 host = self.host / volume["hostPath"].strip("/")
                 host.mkdir(parents=True, exist_ok=True)
-                made[mount["containerPath"]] = (host, bool(mount.get("readOnly")))
+                made.append((mount["containerPath"], host, bool(mount.get("readOnly"))))
                 continue
             host = self.root / task_id / mount["sourceVolume"]
-            host.mkdir(parents=True)
+            host.mkdir(parents=True, exist_ok=True)
             if mount["containerPath"] == "/workspace":
                 (host / "home").mkdir()
                 for path in (host, host / "home"):
                     os.chown(path, uid, gid)
             if mount["containerPath"] == "/tmp":
                 host.chmod(0o1777)
-            made[mount["containerPath"]] = (host, bool(mount.get("readOnly")))
+            made.append((mount["containerPath"], host, bool(mount.get("readOnly"))))
+        return made
+
+    def _exec_agent_mounts(self, task_id: str) -> list[tuple[str, Path, bool]]:
+        """What the ECS agent adds for a task started with ``enableExecuteCommand``
+        (amazon-ecs-agent, agent/engine/execcmd ``InitializeContainer``: seven binds): the
+        SSM agent's binaries, configuration and certificate, read-only, under
+        ``/ecs-execute-command-<uuid>/``, and its log directory
+        (``/var/log/ecs/exec/<task>/<container>`` on the host) at ``/var/log/amazon/ssm``.
+        Here the binaries are stand-in files: nothing runs them."""
+        deps = self.root / task_id / "exec-agent"
+        inside = f"{EXEC_AGENT_DIR_PREFIX}{uuid.uuid4()}"
+        made = []
+        for name in EXEC_AGENT_MOUNTS:
+            host = deps / name
+            host.parent.mkdir(parents=True, exist_ok=True)
+            host.write_text(f"stand-in for the ECS agent's {name}\n")
+            made.append((f"{inside}/{name}", host, True))
+        logs = self.root / task_id / "exec-logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        made.append((EXEC_AGENT_LOG_DIR, logs, False))
         return made
 
     def run(self, task_arn: str, *, timeout: float = 180) -> ContainerExit:
@@ -283,28 +337,50 @@ class EcsHarness:
         ecs = self.session.client("ecs", endpoint_url=self.endpoint)
         cluster = self.stack.cluster_arn
         [task] = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])["tasks"]
+        container = self.container
+        if task["taskDefinitionArn"] == self.stack.interactive_task_definition_arn:
+            assert self.interactive_container is not None, "the plan has no interactive task"
+            container = self.interactive_container
         [overrides] = [o for o in task["overrides"]["containerOverrides"]
-                       if o["name"] == self.container["name"]]
-        env = self._environment(overrides, task_arn.rsplit("/", 1)[-1])
-        if isinstance(env, str):
-            ecs.stop_task(cluster=cluster, task=task_arn, reason=env[:255])
-            self.ended[task_arn] = ("TaskFailedToStart", None, env[:255])
-            return Container(self, task_arn, None, start_error=env)
-        command = overrides.get("command") or self.container.get("command")
+                       if o["name"] == container["name"]]
+        ecs_id = task_arn.rsplit("/", 1)[-1]
+        mounts = self._volumes(container, ecs_id)
+        if task.get("enableExecuteCommand"):
+            mounts += self._exec_agent_mounts(ecs_id)
+        refused = _duplicate_mount(mounts) or self._environment(container, overrides, ecs_id)
+        if isinstance(refused, str):
+            ecs.stop_task(cluster=cluster, task=task_arn, reason=refused[:255])
+            self.ended[task_arn] = ("TaskFailedToStart", None, refused[:255])
+            return Container(self, task_arn, None, start_error=refused)
+        env = refused
+        command = overrides.get("command") or container.get("command")
         assert command, "neither the override nor the definition gives a command"
         if command[0] == "python":  # the image's python: here the one uid 1000 may run
             command = [env["PYTHON"], *command[1:]]
-        ecs_id = task_arn.rsplit("/", 1)[-1]
-        volumes = self._volumes(ecs_id)
+        uid, gid = container["user"].split(":")
+        if not container.get("readonlyRootFilesystem"):
+            # A writable root: Docker's container layer. Here the image's files stay
+            # read-only binds and the paths ECS Exec's agent writes its state to get a
+            # directory of the task's own, writable by the container's user.
+            layer = self.root / ecs_id / "root-layer"
+            layer.mkdir(parents=True, exist_ok=True)
+            os.chown(layer, int(uid), int(gid))
+            mounts.append((WRITABLE_ROOT_PROBE, layer, False))
+        # bwrap makes a file's mount point itself; directories are made by the mirror.
+        directories = [inside for inside, host, _ in mounts if host.is_dir()]
         argv = ["bwrap", "--die-with-parent", "--proc", "/proc", "--dev", "/dev",
-                *_mirror(sorted([*volumes, *self.image_paths.values()]))]
-        for inside, (host, read_only) in volumes.items():
+                *_mirror(sorted([*directories, *self.image_paths.values()]))]
+        for parent in sorted({str(Path(inside).parent) for inside, host, _ in mounts
+                              if not host.is_dir()}):
+            argv += ["--perms", "0755", "--dir", parent]  # as Docker makes a bind's parents
+        for inside, host, read_only in mounts:
             argv += ["--ro-bind" if read_only else "--bind", str(host), inside]
         for host_path, inside in self.image_paths.items():
             argv += ["--ro-bind", host_path, inside]
-        user, group = self.container["user"].split(":")
-        argv += ["--remount-ro", "/", "--chdir", "/workspace", "--",
-                 "setpriv", f"--reuid={user}", f"--regid={group}", "--clear-groups",
+        if container.get("readonlyRootFilesystem"):
+            argv += ["--remount-ro", "/"]
+        argv += ["--chdir", "/workspace", "--",
+                 "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
                  *command]
         process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, errors="replace")

@@ -38,8 +38,8 @@ def _client(session: Any, service: str, region: str) -> Any:
 def make_stack(session: Any, *, region: str = "us-east-1", instances: int = 1) -> StackOutputs:
     """The resources a deployed stack gives the task runner: a cluster with ``instances``
     registered container instances, a capacity provider on an auto scaling group, the task
-    definition,
-    the results bucket and the log group."""
+    definitions (``interactive_tasks=True``: the interactive one too), the results bucket
+    and the log group."""
     suffix = uuid.uuid4().hex[:8]
     ec2 = _client(session, "ec2", region)
     ecs = _client(session, "ecs", region)
@@ -81,6 +81,12 @@ def make_stack(session: Any, *, region: str = "us-east-1", instances: int = 1) -
         containerDefinitions=[{"name": "runner", "image": "runner:1", "essential": True,
                                "cpu": 10, "memory": 10}],
     )["taskDefinition"]
+    interactive = ecs.register_task_definition(
+        family=f"rclaude-dev-runner-interactive-{suffix}", requiresCompatibilities=["EC2"],
+        networkMode="bridge", cpu="1024", memory="2048",
+        containerDefinitions=[{"name": "runner", "image": "runner:1", "essential": True,
+                               "cpu": 10, "memory": 10}],
+    )["taskDefinition"]
     bucket = f"rclaude-dev-results-{suffix}"
     _client(session, "s3", region).create_bucket(Bucket=bucket)
     log_group = f"/rclaude/dev-{suffix}"
@@ -97,6 +103,7 @@ def make_stack(session: Any, *, region: str = "us-east-1", instances: int = 1) -
         cluster_arn=cluster["clusterArn"], capacity_provider=provider,
         task_definition_family=definition["family"],
         task_definition_arn=definition["taskDefinitionArn"], container_name="runner",
+        interactive_task_definition_arn=interactive["taskDefinitionArn"],
         bucket=bucket, log_group=log_group, task_role_arn=role["Arn"],
         task_role_id=role["RoleId"],
     )
@@ -191,3 +198,29 @@ class EcsReports:
     def report(self, arn: str, task: dict[str, Any]) -> None:
         """From now on ECS describes ``arn`` as ``task``, the whole of it (its ARN kept)."""
         self.tasks[arn] = task
+
+
+def keep_exec_flags(session: Any) -> None:
+    """moto drops RunTask's ``enableExecuteCommand``: its DescribeTasks answers never carry
+    it (moto 5.2). ECS keeps it on the task (``Task.enableExecuteCommand`` in the ECS API
+    Reference), and the ECS agent reads it to mount ECS Exec's agent; so each RunTask sent
+    through ``session`` is remembered and its tasks described with the flag it asked for."""
+    asked: dict[int, bool] = {}
+    flags: dict[str, bool] = {}
+
+    def remember(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        asked[id(context)] = bool(params.get("enableExecuteCommand", False))
+
+    def started(parsed: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        flag = asked.pop(id(context), False)
+        for task in parsed.get("tasks", []):
+            flags[task["taskArn"]] = flag
+            task["enableExecuteCommand"] = flag
+
+    def described(parsed: dict[str, Any], **_: Any) -> None:
+        for task in parsed.get("tasks", []):
+            task.setdefault("enableExecuteCommand", flags.get(task.get("taskArn", ""), False))
+
+    session.events.register("provide-client-params.ecs.RunTask", remember)
+    session.events.register("after-call.ecs.RunTask", started)
+    session.events.register("after-call.ecs.DescribeTasks", described)

@@ -17,8 +17,11 @@ def policy_document(resource: PlannedResource, key: str = "policy") -> dict[str,
     return json.loads(resource.inputs[key])
 
 
-def container(plan: Plan) -> dict[str, Any]:
-    """The runner's container definition in the plan's task definition."""
-    definitions = json.loads(plan.one("aws:ecs:TaskDefinition").inputs["containerDefinitions"])
+def container(plan: Plan, *, interactive: bool = False) -> dict[str, Any]:
+    """The runner's container definition in the plan's task definition (``interactive``:
+    in the one interactive tasks run from)."""
+    [definition] = [d for d in plan.by_type("aws:ecs:TaskDefinition")
+                    if d.name.endswith("-interactive") == interactive]
+    definitions = json.loads(definition.inputs["containerDefinitions"])
     assert len(definitions) == 1
     return definitions[0]

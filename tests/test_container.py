@@ -143,3 +143,68 @@ def test_a_key_secret_without_a_value_fails_the_start_as_ecs_does(
     state = task.wait(timeout=30)
     assert state.status is TaskStatus.FAILED
     assert state.reason is not None and "ResourceInitializationError" in state.reason
+
+
+@pytest.fixture(name="interactive_ecs")
+def _interactive_ecs(aws: Any, stack: StackOutputs, plan_for: PlanFor, moto_endpoint: str,
+                     tmp_path: Path) -> tuple[Deployment, EcsHarness]:
+    """A stack deployed with ``interactive_tasks=True``, as ECS would run its tasks."""
+    deployed = with_credential_secret(aws, stack, PLANTED_KEY)
+    harness = EcsHarness(plan_for(interactive_tasks=True), deployed, aws,
+                         root=tmp_path / "volumes", endpoint=moto_endpoint)
+    harness.watch(aws)
+    d = Deployment.from_outputs("dev", deployed, session=aws, poll_interval=QUICK_POLL)
+    return d, harness
+
+
+#: What ECS Exec's agent needs in the container: its state directory writable (it creates
+#: it on the root file system), its binaries and log directory mounted by the ECS agent.
+EXEC_AGENT_PROBE = (
+    "mkdir -p /var/lib/amazon/ssm/ipc && echo agent-state-written;"
+    " ls /ecs-execute-command-*/ /ecs-execute-command-*/configuration;"
+    " test -d /var/log/amazon/ssm && echo agent-log-mounted;"
+    " touch /ecs-execute-command-*/amazon-ssm-agent 2>/dev/null || echo binaries-read-only")
+
+
+def test_an_interactive_task_starts_with_the_exec_agent_mounted_and_a_writable_root(
+        interactive_ecs: tuple[Deployment, EcsHarness], aws: Any,
+        stack: StackOutputs) -> None:
+    d, harness = interactive_ecs
+    task = d.run_task(TaskSpec(command=EXEC_AGENT_PROBE, interactive=True))
+    ran = harness.run(started(aws, stack, task.task_id))
+    assert ran.start_error is None and ran.exit_code == 0, ran.output
+    assert task.wait(timeout=30).status is TaskStatus.SUCCEEDED
+    lines = [line.text for line in task.logs()]
+    assert {"agent-state-written", "amazon-ssm-agent", "ssm-agent-worker",
+            "ssm-session-worker", "amazon-ssm-agent.json", "seelog.xml", "agent-log-mounted",
+            "binaries-read-only"} <= set(lines), lines
+
+
+def test_a_plain_task_of_that_stack_keeps_its_read_only_root_and_no_exec_agent(
+        interactive_ecs: tuple[Deployment, EcsHarness], aws: Any,
+        stack: StackOutputs) -> None:
+    d, harness = interactive_ecs
+    task = d.run_task(TaskSpec(command=(
+        "mkdir -p /var/lib/amazon/ssm 2>/dev/null || echo root-read-only;"
+        " ls -d /ecs-execute-command-* 2>/dev/null || echo no-exec-agent")))
+    ran = harness.run(started(aws, stack, task.task_id))
+    assert ran.exit_code == 0, ran.output
+    assert {"root-read-only", "no-exec-agent"} <= {line.text for line in task.logs()}
+
+
+def test_a_mount_where_the_exec_agent_mounts_fails_the_start_as_docker_does(
+        interactive_ecs: tuple[Deployment, EcsHarness], aws: Any,
+        stack: StackOutputs) -> None:
+    """The layout before interactive tasks: the definition's own volume at the agent's
+    log directory. Docker refuses the container; the task FAILS saying why."""
+    d, harness = interactive_ecs
+    assert harness.interactive_container is not None
+    harness.interactive_container = {**harness.interactive_container, "mountPoints": [
+        *harness.interactive_container["mountPoints"],
+        {"sourceVolume": "tmp", "containerPath": "/var/log/amazon/ssm"}]}
+    task = d.run_task(TaskSpec(command="true", interactive=True))
+    ran = harness.run(started(aws, stack, task.task_id))
+    assert ran.start_error is not None
+    assert "Duplicate mount point: /var/log/amazon/ssm" in ran.start_error
+    state = task.wait(timeout=30)
+    assert state.status is TaskStatus.FAILED and "Duplicate mount point" in (state.reason or "")

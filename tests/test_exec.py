@@ -15,10 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
-from moto_stack import answer, attempts, hold_tasks_running
+from moto_stack import answer, attempts, hold_tasks_running, keep_exec_flags
+from plan_helpers import container
 
 from rclaude_infra import (
+    ConfigError,
     Deployment,
     ExecError,
     SessionManagerPluginNotFoundError,
@@ -28,10 +31,12 @@ from rclaude_infra import (
 )
 from rclaude_infra._aws import ecs_exec
 from rclaude_infra._aws.ecs_exec import INSTALL_URL, SESSION_ENV
+from rclaude_infra._pulumi.documents import EXEC_AGENT_DIR_PREFIX, EXEC_AGENT_LOG_DIR
 
 
 @pytest.fixture(autouse=True)
-def _tasks_stay_running(moto_endpoint: str) -> Any:
+def _tasks_stay_running(moto_endpoint: str, aws: Any) -> Any:
+    keep_exec_flags(aws)
     hold_tasks_running(moto_endpoint)
     yield
     hold_tasks_running(moto_endpoint, hold=False)
@@ -99,13 +104,49 @@ def _running_task(deployment: Deployment, session: Any, *, refusals: int = 0,
 
     def with_runtime_id(parsed: dict[str, Any], **_: Any) -> None:
         for task in parsed.get("tasks", []):
-            for container in task.get("containers", []):
-                container["runtimeId"] = RUNTIME_ID
+            for described in task.get("containers", []):
+                described["runtimeId"] = RUNTIME_ID
 
     answer(session, ["ExecuteCommand"], execute_command, service="ecs")
     session.events.register("after-call.ecs.DescribeTasks", with_runtime_id)
-    task = deployment.run_task(TaskSpec(command="sleep 600"))
+    task = deployment.run_task(TaskSpec(command="sleep 600", interactive=True))
     return task, session, calls
+
+
+def _run_tasks(session: Any) -> list[dict[str, Any]]:
+    """Every RunTask request ``session``'s clients send from now on."""
+    sent: list[dict[str, Any]] = []
+    session.events.register("provide-client-params.ecs.RunTask",
+                            lambda params, **_: sent.append(dict(params)))
+    return sent
+
+
+def test_only_an_interactive_task_starts_with_exec_from_the_interactive_definition(
+        deployment: Deployment, aws: Any, stack: StackOutputs, plugin: Path) -> None:
+    sent = _run_tasks(aws)
+    plain = deployment.run_task(TaskSpec(command="sleep 600"))
+    shell = deployment.run_task(TaskSpec(command="sleep 600", interactive=True))
+    assert [(r["taskDefinition"], r["enableExecuteCommand"]) for r in sent] == [
+        (stack.task_definition_arn, False), (stack.interactive_task_definition_arn, True)]
+    described = {t["startedBy"]: t for t in aws.client("ecs").describe_tasks(
+        cluster=stack.cluster_arn, tasks=[a["arn"] for t in (plain, shell) for a in attempts(
+            aws, stack.bucket or "", t.task_id)])["tasks"]}
+    assert described[plain.task_id].get("enableExecuteCommand", False) is False
+    assert described[shell.task_id].get("enableExecuteCommand") is True
+    # A shell in the plain task is refused before any call: ECS Exec is off for it.
+    with pytest.raises(ExecError, match="not started interactive"):
+        plain.exec("bash")
+
+
+def test_an_interactive_task_on_a_stack_without_its_definition_is_refused_first(
+        aws: Any, stack: StackOutputs) -> None:
+    old = attrs.evolve(stack, interactive_task_definition_arn=None)
+    sent = _run_tasks(aws)
+    d = Deployment.from_outputs("dev", old, session=aws)
+    with pytest.raises(ConfigError, match="interactive_tasks=True") as info:
+        d.run_task(TaskSpec(command="true", interactive=True))
+    assert info.value.field == "interactive" and sent == []
+    assert aws.client("s3").list_objects_v2(Bucket=stack.bucket).get("KeyCount") == 0
 
 
 def test_exec_opens_a_session_and_hands_it_to_the_plugin(
@@ -218,23 +259,38 @@ def test_a_stopped_exec_agent_is_named_with_the_paths_it_needs() -> None:
         {"name": "ExecuteCommandAgent", "lastStatus": "STOPPED",
          "reason": "Failed to create directory /var/lib/amazon/ssm: read-only file system"}]}]}
     hint = not_connected_hint(stopped, "runner")
-    assert "read-only file system" in hint and "/managed-agents" in hint and "`up`" in hint
+    assert "read-only file system" in hint and "interactive_tasks=True" in hint
     pending = {"enableExecuteCommand": True, "containers": [{"name": "runner", "managedAgents": [
         {"name": "ExecuteCommandAgent", "lastStatus": "PENDING"}]}]}
     assert "ssmmessages on port 443" in not_connected_hint(pending, "runner")
     assert "PENDING" in not_connected_hint(pending, "runner")
-    assert "without ECS Exec" in not_connected_hint({"enableExecuteCommand": False}, "runner")
+    assert "interactive=True" in not_connected_hint({"enableExecuteCommand": False}, "runner")
 
 
-def test_the_exec_agent_can_write_under_the_read_only_root(default_plan: Any) -> None:
-    [definition] = default_plan.by_type("aws:ecs:TaskDefinition")
-    [runner] = json.loads(definition.inputs["containerDefinitions"])
-    assert runner["readonlyRootFilesystem"] is True
-    mounted = {m["containerPath"]: m["sourceVolume"] for m in runner["mountPoints"]}
-    for path in ("/var/lib/amazon/ssm", "/var/log/amazon/ssm", "/managed-agents"):
-        assert path in mounted
-    volumes = {v["name"]: v for v in definition.inputs["volumes"]}
-    assert set(mounted.values()) <= set(volumes)
-    for path in ("/var/lib/amazon/ssm", "/var/log/amazon/ssm", "/managed-agents"):
-        assert volumes[mounted[path]]["dockerVolumeConfiguration"]["scope"] == "task"
-    assert runner["linuxParameters"]["initProcessEnabled"] is True
+def test_no_definition_mounts_anything_where_the_exec_agent_mounts(plan_for: Any) -> None:
+    """The ECS agent bind-mounts ECS Exec's SSM agent into an exec-enabled task's
+    container (under ``/ecs-execute-command-<uuid>/`` and at ``/var/log/amazon/ssm``);
+    a mount point of the definition at one of those paths makes Docker refuse the
+    container. And the agent needs a writable root: only the interactive definition has
+    one, and only a stack with ``interactive_tasks`` has that definition."""
+    default = plan_for()
+    assert len(default.by_type("aws:ecs:TaskDefinition")) == 1
+    assert container(default)["readonlyRootFilesystem"] is True
+    interactive = plan_for(interactive_tasks=True)
+    plain, shell = container(interactive), container(interactive, interactive=True)
+    assert plain["readonlyRootFilesystem"] is True and shell["readonlyRootFilesystem"] is False
+    for runner in (container(default), plain, shell):
+        for mount in runner["mountPoints"]:
+            path = mount["containerPath"]
+            assert not path.startswith(EXEC_AGENT_DIR_PREFIX)
+            assert not (path + "/").startswith(EXEC_AGENT_LOG_DIR + "/")
+            assert not (EXEC_AGENT_LOG_DIR + "/").startswith(path + "/"), path
+        assert runner["linuxParameters"]["initProcessEnabled"] is True
+    # The same container but for its root: same mounts, environment, secrets, user.
+    assert {**shell, "readonlyRootFilesystem": True} == plain
+    # ssmmessages only for a stack whose tasks may take a shell.
+    for plan, has_exec in ((default, False), (interactive, True)):
+        [policy] = [r for r in plan.by_type("aws:iam:RolePolicy") if r.name.endswith("-task")]
+        assert ("ssmmessages:" in policy.inputs["policy"]) is has_exec
+    assert interactive.outputs["interactive_task_definition_arn"]
+    assert "interactive_task_definition_arn" not in default.outputs

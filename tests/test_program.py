@@ -223,11 +223,11 @@ def test_task_definition_is_locked_down(any_plan: Plan) -> None:
     assert runner["user"] not in ("root", "0", "0:0")
     assert runner["privileged"] is False
     assert runner["readonlyRootFilesystem"] is True
-    # Writable: the work space, /tmp and ECS Exec's agent paths; nothing else. Read-only:
-    # where the instance's spot watcher leaves the notice.
+    # Writable: the work space and /tmp; nothing else (ECS Exec's paths are the ECS
+    # agent's to mount, for interactive tasks only: test_exec.py). Read-only: where the
+    # instance's spot watcher leaves the notice.
     assert {m["containerPath"] for m in runner["mountPoints"]
-            if not m.get("readOnly")} == {
-        "/workspace", "/tmp", "/var/lib/amazon/ssm", "/var/log/amazon/ssm", "/managed-agents"}
+            if not m.get("readOnly")} == {"/workspace", "/tmp"}
     assert [m["containerPath"] for m in runner["mountPoints"] if m.get("readOnly")] == [
         "/run/rclaude"]
     assert runner["secrets"] == [
@@ -249,7 +249,7 @@ def test_outputs_name_everything_a_task_runner_needs(any_plan: Plan) -> None:
         "task_role_id",
         "log_group", "subnet_ids", "security_group_id", "task_role_arn",
         "execution_role_arn", "secret_arn", "image",
-    }
+    } | ({"interactive_task_definition_arn"} if any_plan.config.interactive_tasks else set())
     assert any_plan.outputs["region"] == any_plan.config.region
 
 

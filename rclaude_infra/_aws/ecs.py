@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 
 from ..config import DEPLOYMENT_TAG
-from ..errors import EngineError, ExecError, PriceNotFoundError
+from ..errors import ConfigError, EngineError, ExecError, PriceNotFoundError
 from ..outputs import StackOutputs
 from ..prices import PriceBook
 from ..status import InstanceInfo
@@ -164,6 +164,11 @@ class EcsProvider:
     def submit(self, spec: TaskSpec) -> Task:
         """Start ``spec`` unless its task id was submitted before: the spec is created in S3
         only if absent (one conditional put: the check and the record in one call)."""
+        if spec.interactive and not self.outputs.interactive_task_definition_arn:
+            raise ConfigError(
+                "interactive", True, "a stack deployed with interactive_tasks=True (this "
+                "one has no task definition for ECS Exec): deploy it with "
+                "interactive_tasks=True, or start the task without interactive")
         if s3_tasks.write_json(self.s3, self._bucket, spec.task_id, SPEC_FILE,
                                spec.to_dict(), only_if_absent=True):
             self._specs[spec.task_id] = spec  # the stored spec: no GET for it later
@@ -274,12 +279,15 @@ class EcsProvider:
 
         request: dict[str, Any] = {
             "cluster": self.outputs.cluster_arn,
-            "taskDefinition": self.outputs.task_definition_arn,
+            # An interactive task runs from the definition whose root ECS Exec's agent can
+            # write; only it is started with exec, so no other task carries the agent.
+            "taskDefinition": (self.outputs.interactive_task_definition_arn if spec.interactive
+                               else self.outputs.task_definition_arn),
             "capacityProviderStrategy": [
                 {"capacityProvider": self.outputs.capacity_provider, "weight": 1, "base": 0}],
             "clientToken": f"{spec.task_id}-a{attempt}",
             "startedBy": spec.task_id,
-            "enableExecuteCommand": True,
+            "enableExecuteCommand": spec.interactive,
             "tags": [{"key": TASK_TAG, "value": spec.task_id},
                      {"key": DEPLOYMENT_TAG, "value": self.deployment}],
             "overrides": {"containerOverrides": [{
@@ -638,6 +646,11 @@ class EcsProvider:
         from .ecs_exec import execute, find_plugin
 
         plugin = find_plugin()  # before any call: say what to install first
+        if not self._spec(task_id).interactive:
+            raise ExecError(
+                f"task {task_id} was not started interactive, so ECS Exec is off for it; "
+                "start tasks you want a shell in with TaskSpec(interactive=True) (`run "
+                "--interactive`), on a stack deployed with interactive_tasks=True")
         arn = self._latest(task_id)["arn"]
         with self._describe_lock:
             self._described.pop(arn, None)  # exec needs now, not the last poll

@@ -88,8 +88,8 @@ def not_connected_hint(task: Mapping[str, Any], container: str) -> str:
     """Why ECS Exec's agent in ``container`` is not there, from what ``DescribeTasks`` says
     of it (``enableExecuteCommand``, the container's ``managedAgents``)."""
     if not task.get("enableExecuteCommand", True):
-        return ("the task was started without ECS Exec (enableExecuteCommand); tasks this "
-                "library starts have it: start the task again")
+        return ("the task was started without ECS Exec (enableExecuteCommand): start it "
+                "again with TaskSpec(interactive=True) (`run --interactive`)")
     found: Mapping[str, Any] = next(
         (c for c in task.get("containers", []) if c.get("name") == container), {})
     agent = next((a for a in found.get("managedAgents", [])
@@ -97,9 +97,10 @@ def not_connected_hint(task: Mapping[str, Any], container: str) -> str:
     if agent is not None and agent.get("lastStatus") == "STOPPED":
         return ("ECS Exec's agent in the container stopped"
                 + (f": {agent['reason']}" if agent.get("reason") else "")
-                + "; it must write /var/lib/amazon/ssm, /var/log/amazon/ssm and "
-                "/managed-agents, which the stack's task definition mounts writable (a "
-                "stack deployed before that has a read-only root there: `up` it again)")
+                + "; it needs a writable root file system, which only the stack's "
+                "interactive task definition has (a task started from another definition "
+                "with exec on, or a stack deployed before interactive_tasks: deploy with "
+                "interactive_tasks=True and start the task with interactive=True)")
     return ("ECS Exec's agent in the container did not connect"
             + (f" (it is {agent.get('lastStatus')})" if agent else "")
             + ": the container must reach ssmmessages on port 443 (egress_ports, and a "

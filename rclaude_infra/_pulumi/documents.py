@@ -19,16 +19,23 @@ RUNNER_CONTAINER = "runner"
 #: The runner's uid:gid inside the image (its Dockerfile, ``runner/``, creates it).
 RUNNER_USER = "1000:1000"
 #: The only writable paths of the runner's container (its root file system is read-only),
-#: each a task-scoped volume: the work space, /tmp, and where ECS Exec's SSM agent writes
-#: its state, logs and binaries (without them it cannot connect: aws/containers-roadmap#1359,
-#: aws-containers/amazon-ecs-exec-checker#21).
+#: each a task-scoped volume: the work space and /tmp. Nothing is mounted at ECS Exec's
+#: paths: for an exec-enabled task the ECS agent bind-mounts its SSM agent there itself
+#: (:data:`EXEC_AGENT_MOUNTS`), and Docker refuses a container with two mounts at one
+#: destination ("Duplicate mount point").
 WRITABLE_VOLUMES = {
     "workspace": "/workspace",
     "tmp": "/tmp",
-    "ssm-state": "/var/lib/amazon/ssm",
-    "ssm-logs": "/var/log/amazon/ssm",
-    "managed-agents": "/managed-agents",
 }
+#: Where the ECS agent mounts ECS Exec's SSM agent into an exec-enabled task's container
+#: (amazon-ecs-agent, agent/engine/execcmd: ``ContainerDepsDirPrefix`` and
+#: ``ContainerLogDir``): its binaries, configuration and certificates under
+#: ``/ecs-execute-command-<uuid>/``, and its log directory.
+EXEC_AGENT_DIR_PREFIX = "/ecs-execute-command-"
+EXEC_AGENT_MOUNTS = ("amazon-ssm-agent", "ssm-agent-worker", "ssm-session-worker",
+                     "configuration/amazon-ssm-agent.json", "configuration/seelog.xml",
+                     "certs/amazon-ssm-agent.crt")
+EXEC_AGENT_LOG_DIR = "/var/log/amazon/ssm"
 
 #: The spot watcher (``runner/spot-watcher.sh``) on each instance, and where it leaves the
 #: notice: a host directory the runner's container reads (read-only) as ``SPOT_NOTICE_DIR``.
@@ -252,10 +259,24 @@ def ecr_lifecycle_policy(keep: int = KEEP_IMAGES) -> str:
 
 def task_policy(config: DeploymentConfig, name: str, bucket_arn: str, partition: str,
                 account_id: str, key_arn: str | None = None) -> str:
-    """The task role's policy: the task's records in the bucket, ECS Exec's channel, the
-    deployment's per-task secrets and, with Bedrock, the configured models."""
+    """The task role's policy: the task's records in the bucket, the deployment's per-task
+    secrets, ECS Exec's channel when tasks may be interactive and, with Bedrock, the
+    configured models."""
     bedrock = (bedrock_statements(partition, config.region, account_id, config.models)
                if config.auth == "bedrock" else [])
+    exec_channel = [{
+        # ECS Exec's channel, for interactive tasks only; ssmmessages has no
+        # resource-level permissions.
+        "Sid": "EcsExec",
+        "Effect": "Allow",
+        "Action": [
+            "ssmmessages:CreateControlChannel",
+            "ssmmessages:CreateDataChannel",
+            "ssmmessages:OpenControlChannel",
+            "ssmmessages:OpenDataChannel",
+        ],
+        "Resource": "*",
+    }] if config.interactive_tasks else []
     return policy_document(
         {
             # Each ECS task reads and writes its own run's folder only: ECS names the task
@@ -267,18 +288,7 @@ def task_policy(config: DeploymentConfig, name: str, bucket_arn: str, partition:
             "Action": ["s3:GetObject", "s3:PutObject"],
             "Resource": f"{bucket_arn}/{RUN_KEY_PATTERN}",
         },
-        {
-            # ECS Exec's channel; ssmmessages has no resource-level permissions.
-            "Sid": "EcsExec",
-            "Effect": "Allow",
-            "Action": [
-                "ssmmessages:CreateControlChannel",
-                "ssmmessages:CreateDataChannel",
-                "ssmmessages:OpenControlChannel",
-                "ssmmessages:OpenDataChannel",
-            ],
-            "Resource": "*",
-        },
+        *exec_channel,
         {
             # Per-task secrets (rclaude_infra._aws.task_secrets): read at start, deleted
             # when done; under this deployment's prefix, and only the one the submitter
@@ -298,8 +308,11 @@ def task_policy(config: DeploymentConfig, name: str, bucket_arn: str, partition:
 
 
 def container_definitions(config: DeploymentConfig, name: str, image: str, bucket: str,
-                          log_group: str, secret_arn: str | None) -> str:
-    """The runner's container definition (JSON, as ECS takes it)."""
+                          log_group: str, secret_arn: str | None, *,
+                          interactive: bool = False) -> str:
+    """The runner's container definition (JSON, as ECS takes it). ``interactive``: the
+    definition of tasks started for ECS Exec, whose SSM agent needs a writable root file
+    system (AWS: ECS Exec "considerations"); everything else is the same."""
     # The credential reaches the container through the agent, never as plain text in the
     # task definition; with Bedrock there is none.
     secrets = ([] if secret_arn is None else
@@ -312,7 +325,7 @@ def container_definitions(config: DeploymentConfig, name: str, image: str, bucke
         "essential": True,
         "user": RUNNER_USER,
         "privileged": False,
-        "readonlyRootFilesystem": True,
+        "readonlyRootFilesystem": not interactive,
         "environment": [
             {"name": "RCLAUDE_BUCKET", "value": bucket},
             {"name": "RCLAUDE_DEPLOYMENT", "value": name},
@@ -330,7 +343,8 @@ def container_definitions(config: DeploymentConfig, name: str, image: str, bucke
             {"sourceVolume": "spot-notice", "containerPath": SPOT_NOTICE_DIR,
              "readOnly": True},
         ],
-        # ECS Exec needs an init process in the container.
+        # An init process reaps what the agent's tools leave behind and forwards ECS's
+        # stop signal; ECS Exec needs one too.
         "linuxParameters": {"initProcessEnabled": True},
         "stopTimeout": 30,
         "logConfiguration": {

@@ -109,6 +109,9 @@ class RclaudeStack(StoragePart, NetworkPart, ComputePart, TaskPart):
             "secret_arn": self.secret.arn if self.secret is not None else None,
             "image": image_uri,
         }
+        if self.interactive_task_definition is not None:
+            self.outputs["interactive_task_definition_arn"] = (
+                self.interactive_task_definition.arn)
         if self.image_build is not None:
             self.outputs["image_build_project"] = self.image_build.project
             self.outputs["image_source_key"] = self.image_build.source_key

@@ -42,6 +42,8 @@ class StackBase(pulumi.ComponentResource):
     execution_role: aws.iam.Role
     task_role: aws.iam.Role
     task_definition: aws.ecs.TaskDefinition
+    #: With ``interactive_tasks``: the definition interactive (ECS Exec) tasks run from.
+    interactive_task_definition: aws.ecs.TaskDefinition | None
 
     def _service_role(self, part: str, description: str, service: str,
                       policy: pulumi.Input[str]) -> aws.iam.Role:

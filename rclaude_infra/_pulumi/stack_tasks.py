@@ -94,11 +94,20 @@ class TaskPart(StackBase):
         return self.secret.arn if self.secret is not None else None
 
     def _task_definition(self, image_uri: pulumi.Input[str]) -> None:
-        cfg = self._config
+        self.task_definition = self._runner_definition(image_uri, interactive=False)
+        self.interactive_task_definition = (
+            self._runner_definition(image_uri, interactive=True)
+            if self._config.interactive_tasks else None)
 
-        self.task_definition = aws.ecs.TaskDefinition(
-            f"{self._prefix}-runner",
-            family=f"{self._prefix}-runner",
+    def _runner_definition(self, image_uri: pulumi.Input[str], *,
+                           interactive: bool) -> aws.ecs.TaskDefinition:
+        """The runner's task definition; ``interactive``: the one ECS Exec tasks run from,
+        the same but for its writable root file system."""
+        cfg = self._config
+        suffix = "-interactive" if interactive else ""
+        return aws.ecs.TaskDefinition(
+            f"{self._prefix}-runner{suffix}",
+            family=f"{self._prefix}-runner{suffix}",
             requires_compatibilities=["EC2"],
             # bridge: with metadata hop limit 1 the containers cannot reach IMDS.
             network_mode="bridge",
@@ -125,7 +134,8 @@ class TaskPart(StackBase):
                                                   host_path=HOST_NOTICE_DIR)],
             container_definitions=pulumi.Output.all(
                 image_uri, self.bucket.bucket, self.log_group.name, self._secret_arn()
-            ).apply(lambda args: container_definitions(cfg, self._name, *args)),
+            ).apply(lambda args: container_definitions(cfg, self._name, *args,
+                                                       interactive=interactive)),
             tags=self.tags,
             opts=self._child,
         )

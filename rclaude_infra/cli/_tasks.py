@@ -43,7 +43,9 @@ def add_parsers(commands: Any) -> None:
     run.add_argument("--timestamps", "-t", action="store_true",
                      help="with --follow: show each line's time")
     run.add_argument("--interactive", "-i", action="store_true",
-                     help="once the task runs, open a shell in it (ECS Exec locally a shell)")
+                     help="start the task so a shell can be opened in it, and open one "
+                     "once it runs (ECS Exec: a stack deployed with --interactive-tasks, "
+                     "whose interactive tasks have a writable root; locally a shell)")
 
     best = verb(commands, "best-of", "run a prompt task N times at once, check each "
                 "attempt's work, deliver the best", _best_of, *where, json_argument,
@@ -190,7 +192,9 @@ def _spec(args: argparse.Namespace) -> TaskSpec:
                               "git_token_secret": args.git_token_secret,
                               "output": args.output, "branch": args.branch,
                               "github_api_url": args.github_api_url,
-                              "check": getattr(args, "check", None)}
+                              "check": getattr(args, "check", None),
+                              # A shell is opened in it: on ECS it must start with exec on.
+                              "interactive": getattr(args, "interactive", None) or None}
     return TaskSpec.from_mapping({k: v for k, v in fields.items() if v is not None})
 
 
@@ -205,6 +209,8 @@ def _run(args: argparse.Namespace) -> int:
         d = deployment(args, for_tasks=True)
         changes = {name: getattr(args, name) for name in _RESUME_CHANGES
                    if getattr(args, name) is not None}
+        if args.interactive:
+            changes["interactive"] = True
         task = d.resume(args.resume, args.prompt, **changes)
     else:
         spec = _spec(args)  # a bad spec exits 2 here, before any call

@@ -14,6 +14,7 @@ from .._validate import as_tuple as _tuple
 from .._validate import float_between as _float_between
 from .._validate import frozen_mapping as _frozen_tags
 from .._validate import int_between as _int_between
+from .._validate import is_bool as _is_bool
 from .._validate import known_fields as _known_fields
 from .._validate import one_of as _one_of
 from ..config import CREDENTIAL_ENV
@@ -207,6 +208,11 @@ class TaskSpec:
     #: Seconds before the task is stopped as timed out.
     timeout: int = attrs.field(default=3600, validator=_int_between(1, 86400))
     max_retries_on_preemption: int = attrs.field(default=1, validator=_int_between(0, 5))
+    #: Start the task so a shell can be opened in it (:meth:`Task.exec`; ECS Exec on a
+    #: stack deployed with ``interactive_tasks=True``). Such a task runs from the stack's
+    #: interactive task definition, whose root file system is writable; locally every task
+    #: takes a shell, and this changes nothing.
+    interactive: bool = attrs.field(default=False, validator=_is_bool)
     task_id: str = attrs.field(factory=new_task_id, validator=_check_task_id)
     #: Claude Code's model (``--model``): an alias (``"sonnet"``), a full name, or with
     #: Bedrock one of the deployment's ``bedrock_models``. Default: Claude Code's own.
