@@ -585,7 +585,10 @@ class Deployment:
 
         Refuses first, with nothing deployed, on a mandatory policy violation
         (:class:`~rclaude_infra.errors.PolicyViolationError`) or an estimate over
-        ``max_monthly_usd`` (:class:`~rclaude_infra.errors.BudgetExceededError`).
+        ``max_monthly_usd`` (:class:`~rclaude_infra.errors.BudgetExceededError`). Before
+        the engine runs it creates the account's ECS service-linked role when it is missing
+        (:class:`~rclaude_infra.errors.ServiceLinkedRoleError`, naming the command, when
+        these credentials may not).
         ``on_progress`` receives typed events (:mod:`rclaude_infra.progress`); ``progress``
         forces the live display on or off (default: on in a terminal or notebook).
         """
@@ -594,7 +597,13 @@ class Deployment:
         from .outputs import StackOutputs
 
         def deploy(callback: OnProgress | None) -> StackOutputs:
-            self._outputs = StackOutputs.from_mapping(self._stack().up(callback))
+            from ._aws.prereqs import ensure_ecs_service_linked_role
+
+            stack = self._stack()
+            stack.command()  # no Pulumi CLI: say so before touching the account
+            # The cluster's capacity provider fails to create without it, mid-deployment.
+            ensure_ecs_service_linked_role(self._boto_session())
+            self._outputs = StackOutputs.from_mapping(stack.up(callback))
             if self._outputs.image_build_project:
                 self._image_builder().ensure(on_progress=callback)
                 self._image_ready = True

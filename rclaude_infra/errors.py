@@ -213,6 +213,23 @@ class CredentialsError(EngineError):
     """
 
 
+class ServiceLinkedRoleError(EngineError):
+    """The account has no ECS service-linked role (``AWSServiceRoleForECS``) and these
+    credentials may not create it; a cluster with capacity providers cannot be created
+    without it. Raised by ``up()`` before the engine runs; ``command`` is the one command
+    that creates it (for someone allowed ``iam:CreateServiceLinkedRole``)::
+
+        try:
+            Deployment("dev").up()
+        except ServiceLinkedRoleError as exc:
+            print("ask an administrator to run:", exc.command)
+    """
+
+    def __init__(self, message: str, *, command: str) -> None:
+        self.command = command
+        super().__init__(message)
+
+
 class MissingCredentialError(RclaudeError):
     """The deployment's sign-in mode needs a Claude credential that was not given.
 

@@ -150,6 +150,18 @@ def _list_moto_modules_once() -> None:
     backends.list_of_moto_modules = lambda: iter(modules)
 
 
+def _name_ecs_service_linked_role_as_aws_does() -> None:
+    """moto 5.2 names the role CreateServiceLinkedRole makes for ``ecs.amazonaws.com``
+    ``AWSServiceRoleForecs`` (it capitalises only the services in its own table); IAM
+    names it ``AWSServiceRoleForECS`` (ECS Developer Guide, "Using service-linked roles
+    for Amazon ECS"), the name ``up()`` looks for. Its table gets the real name."""
+    from moto.iam import models
+
+    table = getattr(models, "SERVICE_NAME_CONVERSION", None)
+    if isinstance(table, dict):
+        table.setdefault("ecs", "ECS")
+
+
 @pytest.fixture(scope="session", name="moto_endpoint")
 def _moto_endpoint() -> Any:
     """A moto server on a free loopback port for the whole session; its URL."""
@@ -160,6 +172,7 @@ def _moto_endpoint() -> Any:
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
     _list_moto_modules_once()
+    _name_ecs_service_linked_role_as_aws_does()
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

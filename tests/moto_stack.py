@@ -117,13 +117,14 @@ class _Raw:
         yield self._body
 
 
-Answer = Callable[[Any], "tuple[int, dict[str, Any]] | None"]
+Answer = Callable[[Any], "tuple[int, dict[str, Any] | str] | None"]
 
 
 def answer(client: Any, operations: list[str], respond: Answer, *,
            service: str | None = None) -> None:
     """Before ``client`` sends one of ``operations``, ask ``respond(request)``: a
-    ``(status, json body)`` is the response (the call never reaches the server), ``None``
+    ``(status, json body)`` is the response (the call never reaches the server), or
+    ``(status, xml text)`` for the query-protocol services (IAM, STS, EC2); ``None``
     sends the call on. ``client`` may be a boto3 Session, with ``service`` named: then
     every client it makes for that service is answered so."""
     from botocore.awsrequest import AWSResponse
@@ -133,6 +134,9 @@ def answer(client: Any, operations: list[str], respond: Answer, *,
         if answered is None:
             return None
         status, body = answered
+        if isinstance(body, str):
+            return AWSResponse(request.url, status, {"Content-Type": "text/xml"},
+                               _Raw(body.encode()))
         return AWSResponse(request.url, status, {"Content-Type": "application/x-amz-json-1.1"},
                            _Raw(json.dumps(body).encode()))
 

@@ -31,7 +31,11 @@ KEY = "sk-ant-api03-AUTH-test-key-5566"
 
 
 @pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws: Any) -> Path:
+    # AWS is moto's server (the aws fixture's endpoint): up() looks for ECS's
+    # service-linked role before the engine runs.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     home = tmp_path / "rclaude-home"
     monkeypatch.setenv("RCLAUDE_HOME", str(home))
     for name in ("ANTHROPIC_API_KEY", "CLAUDE_CODE_OAUTH_TOKEN", "PULUMI_CONFIG_PASSPHRASE"):

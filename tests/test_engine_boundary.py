@@ -4,6 +4,7 @@ environment, and how it reads their output and errors (tests/fake_pulumi.py)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import stat
@@ -39,7 +40,11 @@ KEY = "sk-ant-api03-LIFECYCLE-key-55aa"
 
 
 @pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws: Any) -> Path:
+    # AWS is moto's server (the aws fixture's endpoint): up() looks for ECS's
+    # service-linked role before the engine runs.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     home = tmp_path / "rclaude-home"
     monkeypatch.setenv("RCLAUDE_HOME", str(home))
     for name in ("PULUMI_CONFIG_PASSPHRASE", "PULUMI_CONFIG_PASSPHRASE_FILE"):
@@ -381,3 +386,61 @@ def test_the_policy_pack_runs_in_this_interpreter() -> None:
     assert up.env["PULUMI_PYTHON_CMD"] == sys.executable
     pack = Path(up.args[up.args.index("--policy-pack") + 1])
     assert (pack / "PulumiPolicy.yaml").is_file() and (pack / "__main__.py").is_file()
+
+
+# -- the ECS service-linked role: a fresh account ---------------------------------------
+
+def _without_ecs_role(session: Any) -> Any:
+    """moto's IAM as a fresh account has it: no AWSServiceRoleForECS (the role is the
+    account's, so another test's up() may have made it in this worker's server)."""
+    iam = session.client("iam")
+    with contextlib.suppress(iam.exceptions.NoSuchEntityException):
+        iam.delete_service_linked_role(RoleName="AWSServiceRoleForECS")
+    return iam
+
+
+def test_up_in_a_fresh_account_creates_the_ecs_service_linked_role_first(aws: Any) -> None:
+    iam = _without_ecs_role(aws)
+    fake = FakePulumi()
+    ran_before: list[list[str]] = []  # the pulumi verbs run when the role was created
+    aws.events.register("before-call.iam.CreateServiceLinkedRole",
+                        lambda **_: ran_before.append(list(fake.verbs())))
+    deployment(fake, aws_session=aws).up(progress=False)
+    role = iam.get_role(RoleName="AWSServiceRoleForECS")["Role"]
+    assert role["Path"] == "/aws-service-role/ecs.amazonaws.com/"
+    [before] = ran_before
+    assert "up" not in before and "up" in fake.verbs()
+
+
+def test_up_with_the_role_present_does_not_create_it(aws: Any) -> None:
+    _without_ecs_role(aws).create_service_linked_role(AWSServiceName="ecs.amazonaws.com")
+    created: list[Any] = []
+    aws.events.register("before-call.iam.CreateServiceLinkedRole",
+                        lambda **kw: created.append(kw))
+    deployment(FakePulumi(), aws_session=aws).up(progress=False)
+    assert created == []
+
+
+def test_up_that_may_not_create_the_role_stops_with_the_command_before_the_engine(
+        aws: Any) -> None:
+    """IAM's answer to a caller without iam:CreateServiceLinkedRole (IAM API Reference,
+    Common Errors: AccessDenied, 403); moto enforces no IAM, so it is given at the botocore
+    boundary."""
+    from moto_stack import answer
+
+    from rclaude_infra import ServiceLinkedRoleError
+
+    _without_ecs_role(aws)
+    answer(aws, ["CreateServiceLinkedRole"], lambda _: (403, (
+        '<ErrorResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/"><Error>'
+        "<Type>Sender</Type><Code>AccessDenied</Code><Message>User: "
+        "arn:aws:iam::123456789012:user/dev is not authorized to perform: "
+        "iam:CreateServiceLinkedRole on resource: arn:aws:iam::123456789012:role/"
+        "aws-service-role/ecs.amazonaws.com/AWSServiceRoleForECS</Message></Error>"
+        "<RequestId>4f1e-denied</RequestId></ErrorResponse>")), service="iam")
+    fake = FakePulumi()
+    with pytest.raises(ServiceLinkedRoleError) as info:
+        deployment(fake, aws_session=aws).up(progress=False)
+    command = "aws iam create-service-linked-role --aws-service-name ecs.amazonaws.com"
+    assert info.value.command == command and command in str(info.value)
+    assert "up" not in fake.verbs()  # nothing deployed, no half-made cluster

@@ -59,9 +59,13 @@ def test_the_quickstart_notebook_runs_top_to_bottom(
 
 def test_up_shows_its_progress_in_the_cell(
     tmp_path: Path, offline_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
+    moto_endpoint: str,
 ) -> None:
     """``up()`` in a cell (the engine behind the recording PulumiCommand): an HTML progress
-    bar updated in place, with the failed resource listed under it."""
+    bar updated in place, with the failed resource listed under it. AWS is moto's server:
+    up() looks for ECS's service-linked role first."""
+    offline_env = {**offline_env, "AWS_ENDPOINT_URL": moto_endpoint,
+                   "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
     import nbformat
     from nbformat.v4 import new_code_cell, new_notebook
 
@@ -101,9 +105,12 @@ def test_embed_runs_offline(tmp_path: Path, offline_env: dict[str, str]) -> None
     assert data["tasks"][1]["output"] == ["42"]
 
 
-def test_embed_reacts_to_progress_events(tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """``deploy()`` through the Automation API boundary (the recording PulumiCommand)."""
+def test_embed_reacts_to_progress_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         aws: Any) -> None:
+    """``deploy()`` through the Automation API boundary (the recording PulumiCommand);
+    AWS is moto's server."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
     monkeypatch.syspath_prepend(str(EXAMPLES))
     import embed

@@ -60,6 +60,7 @@ def test_all_is_pinned() -> None:
         "PlannedResource", "PolicyReport", "PolicyViolationError", "Price", "PriceBook",
         "PriceNotFoundError", "PricingUnavailableError", "PulumiNotFoundError", "RclaudeError",
         "RegionNotEnabledError", "ResourceDone", "ResourceFailed", "ResourceStarted",
+        "ServiceLinkedRoleError",
         "SessionManagerPluginNotFoundError",
         "SECRET_MASK", "Spend", "StackInfo", "StackLockedError", "StackNotFoundError",
         "StackOutputs",

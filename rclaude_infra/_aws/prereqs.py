@@ -21,6 +21,64 @@ CODEBUILD_QUOTAS = {
 }
 
 
+#: The role ECS acts through for a cluster's capacity providers: AWS creates it with an
+#: account's first cluster only when the caller may, and a cluster with capacity providers
+#: fails to create without it ("Unable to assume the service linked role",
+#: hashicorp/terraform-provider-aws#11417; shared/reference/ecs-runtime-facts.md).
+ECS_SERVICE_LINKED_ROLE = "AWSServiceRoleForECS"
+ECS_SERVICE = "ecs.amazonaws.com"
+CREATE_ECS_ROLE = f"aws iam create-service-linked-role --aws-service-name {ECS_SERVICE}"
+
+
+def _code(exc: Any) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def ensure_ecs_service_linked_role(session: Any) -> str:
+    """Make sure the account has ECS's service-linked role before the engine runs:
+    ``"present"``, or ``"created"`` when these credentials created it. Raises
+    :class:`~rclaude_infra.errors.ServiceLinkedRoleError` naming the one command that
+    creates it when they may not, and
+    :class:`~rclaude_infra.errors.CredentialsError` without credentials.
+
+    It is the account's, not the stack's: ``destroy`` leaves it, as it leaves it for every
+    other ECS cluster of the account."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    from ..errors import CredentialsError, EngineError, ServiceLinkedRoleError
+
+    iam = session.client("iam")
+    try:
+        iam.get_role(RoleName=ECS_SERVICE_LINKED_ROLE)
+        return "present"
+    except NoCredentialsError as exc:
+        raise CredentialsError(f"no AWS credentials: {exc}; configure them (`aws "
+                               "configure`, `aws sso login` or AWS_PROFILE)") from exc
+    except ClientError as exc:
+        if _code(exc) not in ("NoSuchEntity", "AccessDenied", "AccessDeniedException"):
+            raise EngineError(f"could not look up {ECS_SERVICE_LINKED_ROLE}: {exc}") from exc
+        # Denied a look: creating it says whether it exists too.
+    except BotoCoreError as exc:
+        raise EngineError(f"could not look up {ECS_SERVICE_LINKED_ROLE}: {exc}") from exc
+    try:
+        iam.create_service_linked_role(AWSServiceName=ECS_SERVICE)
+        return "created"
+    except ClientError as exc:
+        message = str(exc.response.get("Error", {}).get("Message", ""))
+        if (_code(exc) == "InvalidInput" and "has been taken" in message) or (
+                _code(exc) == "EntityAlreadyExists"):
+            return "present"  # made meanwhile (by ECS, or another up)
+        if _code(exc) in ("AccessDenied", "AccessDeniedException"):
+            raise ServiceLinkedRoleError(
+                f"this account has no ECS service-linked role ({ECS_SERVICE_LINKED_ROLE}), "
+                "which the cluster's capacity provider needs, and these credentials may not "
+                f"create it ({exc}); someone allowed iam:CreateServiceLinkedRole runs once: "
+                f"{CREATE_ECS_ROLE}", command=CREATE_ECS_ROLE) from exc
+        raise EngineError(f"could not create {ECS_SERVICE_LINKED_ROLE}: {exc}") from exc
+    except BotoCoreError as exc:
+        raise EngineError(f"could not create {ECS_SERVICE_LINKED_ROLE}: {exc}") from exc
+
+
 def aws_checks(session: Any, config: DeploymentConfig) -> list[CheckItem]:
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
@@ -53,16 +111,17 @@ def aws_checks(session: Any, config: DeploymentConfig) -> list[CheckItem]:
 
     iam = session.client("iam")
     try:
-        iam.get_role(RoleName="AWSServiceRoleForECS")
+        iam.get_role(RoleName=ECS_SERVICE_LINKED_ROLE)
         items.append(CheckItem(name="ECS service-linked role", status=OK,
-                               detail="AWSServiceRoleForECS exists"))
+                               detail=f"{ECS_SERVICE_LINKED_ROLE} exists"))
     except ClientError as exc:
-        missing = exc.response.get("Error", {}).get("Code") == "NoSuchEntity"
+        missing = _code(exc) == "NoSuchEntity"
         items.append(CheckItem(
             name="ECS service-linked role", status=WARNING,
-            detail="AWSServiceRoleForECS does not exist yet" if missing else str(exc),
-            fix="ECS creates it with the first cluster, if you may create it; or run "
-            "`aws iam create-service-linked-role --aws-service-name ecs.amazonaws.com`",
+            detail=(f"{ECS_SERVICE_LINKED_ROLE} does not exist yet" if missing
+                    else str(exc)),
+            fix="`up` creates it first if you may (iam:CreateServiceLinkedRole), else "
+            f"stops before the engine runs; or run `{CREATE_ECS_ROLE}`",
         ))
 
     needed = config.max_instances * max(t.vcpu for t in config.instance_specs)
