@@ -89,6 +89,34 @@ def _secret_requests(recording: Path, access_key: str) -> list[tuple[str, str]]:
     return found
 
 
+def _secret_reads(recording: Path, access_key: str) -> list[tuple[str, str, dict[str, str]]]:
+    """``(action, secret id, the secret's tags then)`` for each Secrets Manager request
+    signed with ``access_key``: the tags as every earlier request had left them (the
+    recording is in the order the server answered), so a read is judged by the grant that
+    existed when it was made, not by the one that exists at the end."""
+    tags: dict[str, dict[str, str]] = {}
+    found = []
+    for line in recording.read_text().splitlines():
+        entry = json.loads(line)
+        headers = {k.lower(): v for k, v in entry["headers"].items()}
+        target = headers.get("x-amz-target", "")
+        if not target.startswith("secretsmanager."):
+            continue
+        operation = target.split(".", 1)[1]
+        body = base64.b64decode(entry["body"]) if entry.get("body_encoded") else entry["body"]
+        request = json.loads(body)
+        secret = str(request.get("SecretId") or request.get("Name"))
+        if operation in ("CreateSecret", "TagResource"):
+            tags.setdefault(secret, {}).update(
+                {t["Key"]: t["Value"] for t in request.get("Tags", [])})
+        elif operation == "UntagResource":
+            for key in request.get("TagKeys", []):
+                tags.get(secret, {}).pop(key, None)
+        if f"Credential={access_key}/" in headers.get("authorization", ""):
+            found.append((f"secretsmanager:{operation}", secret, dict(tags.get(secret, {}))))
+    return found
+
+
 def _s3_requests(recording: Path, access_key: str, bucket: str) -> list[tuple[str, str]]:
     """``(action, resource ARN)`` for each S3 request signed with ``access_key``."""
     found = []
@@ -182,19 +210,73 @@ def test_a_run_reads_and_writes_only_its_own_folder_and_secret(
             assert not allowed(statements, action, resource, userid), (action, key)
 
     # The secret: the first run read it (the token arrived) and deleted it, and only it;
-    # the policy lets the run it is tagged for read it, and no other.
+    # each request allowed by the tags the secret had when it was made; the same tags
+    # refuse the other run.
     first, second = tasks
     first_userid = f"{stack.task_role_id}:{runs[first.task_id][0]}"
     second_userid = f"{stack.task_role_id}:{runs[second.task_id][0]}"
     name = f"rclaude/dev/tasks/{first.task_id}"
-    assert _secret_requests(recording, runs[first.task_id][1]) == [
+    reads = _secret_reads(recording, runs[first.task_id][1])
+    assert [(action, secret) for action, secret, _ in reads] == [
         ("secretsmanager:GetSecretValue", name), ("secretsmanager:DeleteSecret", name)]
     assert _secret_requests(recording, runs[second.task_id][1]) == []
     arn = f"arn:aws:secretsmanager:us-east-1:{MOCK_ACCOUNT_ID}:secret:{name}-AbCdEf"
-    tagged = {"rclaude:run": first_userid}  # as the submitter tagged it for the run
-    assert allowed(statements, "secretsmanager:GetSecretValue", arn, first_userid, tagged)
-    assert not allowed(statements, "secretsmanager:GetSecretValue", arn, second_userid, tagged)
+    for action, _, tags in reads:
+        assert allowed(statements, action, arn, first_userid, tags), (action, tags)
+        assert not allowed(statements, action, arn, second_userid, tags), (action, tags)
     assert not allowed(statements, "secretsmanager:GetSecretValue", arn, first_userid, {})
+
+
+def test_a_run_started_the_instant_run_task_returns_finds_its_grant_in_place(
+        aws: Any, stack: StackOutputs, plan_for: PlanFor, moto_endpoint: str,
+        tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fast task: its container starts as RunTask returns, and whenever its inputs are
+    already there when the submitter grants it its secret, it runs on (reads its inputs,
+    asks for its secret, ends) before that grant lands. Each of its secret requests must
+    be allowed by the tags the secret had at that moment."""
+    plan = plan_for()
+    statements = _task_statements(plan, stack.bucket or "")
+    stack = with_credential_secret(aws, stack, "sk-ant-api03-" + "f" * 40)
+    harness = EcsHarness(plan, stack, aws, root=tmp_path / "volumes", endpoint=moto_endpoint)
+    harness.watch(aws)
+    containers: dict[str, Any] = {}
+    exits: dict[str, Any] = {}
+
+    def finish(arn: str) -> Any:
+        if arn not in exits:
+            exits[arn] = containers[arn].wait(timeout=120)
+        return exits[arn]
+
+    def start_at_once(parsed: dict[str, Any], **_: Any) -> None:
+        for task in parsed.get("tasks", []):
+            containers[task["taskArn"]] = harness.start(task["taskArn"])
+
+    def grant_late(params: dict[str, Any], **_: Any) -> None:
+        staged = aws.client("s3").list_objects_v2(
+            Bucket=stack.bucket, Prefix=f"tasks/{task_id}/runs/").get("Contents", [])
+        if any(o["Key"].endswith("/inputs.json") for o in staged):
+            for arn in containers:
+                finish(arn)
+
+    aws.events.register("after-call.ecs.RunTask", start_at_once)
+    aws.events.register("before-call.secretsmanager.TagResource", grant_late)
+    d = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL)
+    monkeypatch.setenv("FAST_TOKEN", "tok-fast-0123456789")
+    spec = TaskSpec(command='test -n "$FAST_TOKEN" && echo has-token', secrets=["FAST_TOKEN"])
+    task_id = spec.task_id
+    task = d.run_task(spec)
+    [arn] = containers
+    assert finish(arn).exit_code == 0, exits[arn].output
+    assert task.wait(timeout=30).status is TaskStatus.SUCCEEDED
+    ecs_id = arn.rsplit("/", 1)[-1]
+    userid = f"{stack.task_role_id}:{ecs_id}"
+    secret = f"arn:aws:secretsmanager:us-east-1:{MOCK_ACCOUNT_ID}:secret:rclaude/dev/tasks/" \
+             f"{task_id}-AbCdEf"
+    reads = _secret_reads(recording, harness.access_keys[ecs_id])
+    assert reads, "the run never asked for its secret"
+    for action, _, tags in reads:
+        assert allowed(statements, action, secret, userid, tags), (
+            f"{action} before its grant: the secret was tagged {tags}")
 
 
 def test_waiting_for_inputs_gives_up_naming_the_folder(

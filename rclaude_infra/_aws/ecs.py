@@ -321,15 +321,18 @@ class EcsProvider:
                else f"{self.outputs.task_role_id}:{arn.rsplit('/', 1)[-1]}")
         self._record_attempt(spec.task_id, attempt, arn, why, run=run)
         if run is not None:
-            # The run may read only its own folder: its inputs go there, for the runner
-            # waiting for them (a submitter stopped before this leaves the run to fail,
-            # saying so, and the task's records intact).
+            # ECS names the run (its task role session) only as RunTask answers, so what
+            # names the run comes after RunTask; and the container may start at once. So
+            # everything the run needs is in place before its inputs, which the runner
+            # waits for: the attempt record (above), then the secret's grant, then the
+            # inputs, inputs.json last (a submitter stopped before that leaves the run to
+            # fail, saying so, and the task's records intact).
+            if spec.secrets:
+                task_secrets.grant(self.secrets, self.deployment, spec.task_id, run)
             s3_tasks.stage_run(self.s3, self._bucket, spec.task_id, run, spec.to_dict(),
                                resume=spec.earlier_work is not None,
                                previous_run=earlier.get(attempt - 1),
                                after_attempt=attempt > 1)
-            if spec.secrets:
-                task_secrets.grant(self.secrets, self.deployment, spec.task_id, run)
         return arn
 
     def _find_started(self, task_id: str, attempt: int) -> str | None:
