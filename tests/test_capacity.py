@@ -195,3 +195,70 @@ def test_a_queued_task_stopped_takes_its_secrets_with_it(
     assert queued.status is TaskStatus.STOPPED
     with pytest.raises(secrets.exceptions.ResourceNotFoundException):
         secrets.describe_secret(SecretId="rclaude/dev/tasks/t-qs-wait")
+
+
+def test_a_claim_counts_while_its_run_task_is_on_its_way(
+        aws: Any, stack: StackOutputs, held: None) -> None:
+    """Two submitters, one free slot, interleaved on purpose: the first has claimed the
+    slot and its RunTask has not answered yet when the second looks at the cluster (a
+    fresh look: ECS does not list the first task yet). The second must not take the slot
+    too; it waits QUEUED, and starts once the first ends."""
+    import threading
+
+    entered, answer_now = threading.Event(), threading.Event()
+    calls = {"n": 0}
+
+    def first_run_task_hangs(**_: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            entered.set()
+            assert answer_now.wait(30), "the test never let RunTask answer"
+
+    aws.events.register("before-call.ecs.RunTask", first_run_task_hangs)
+    # poll_interval 0: every claim looks at the cluster afresh, the worst case.
+    provider = EcsProvider(aws, stack, deployment="dev", poll_interval=0.0, capacity=1)
+    d = Deployment("dev", DeploymentConfig(max_instances=1), tasks=provider)
+    first: list[Any] = []
+    submitter = threading.Thread(target=lambda: first.append(
+        d.run_task(TaskSpec(command="sleep 600", task_id="t-claim-1"))))
+    submitter.start()
+    try:
+        assert entered.wait(30), "the first RunTask was never sent"
+        assert running(aws, stack) == []  # ECS knows no task yet
+        second = d.run_task(TaskSpec(command="sleep 600", task_id="t-claim-2"))
+    finally:
+        answer_now.set()
+        submitter.join(30)
+    assert second.status is TaskStatus.QUEUED
+    assert len(running(aws, stack)) == 1 and first[0].status is TaskStatus.RUNNING
+    # The claim turned into a started task: it still counts after the answer, until a
+    # look at the cluster sees it.
+    assert provider.pump() == []
+    first[0].stop("done")
+    assert provider.pump() == ["t-claim-2"]
+    assert len(running(aws, stack)) == 1
+
+
+def test_a_claim_whose_run_task_fails_gives_its_room_back(
+        aws: Any, stack: StackOutputs, held: None) -> None:
+    from moto_stack import answer
+
+    from rclaude_infra import EngineError
+
+    refusals = {"n": 1}
+
+    def refuse_once(_: Any) -> tuple[int, dict[str, Any]] | None:
+        if refusals["n"]:
+            refusals["n"] -= 1
+            return 400, {"__type": "InvalidParameterException",
+                         "message": "No Container Instances were found in your capacity "
+                         "provider."}
+        return None
+
+    answer(aws, ["RunTask"], refuse_once, service="ecs")
+    provider = EcsProvider(aws, stack, deployment="dev", poll_interval=0.0, capacity=1)
+    d = Deployment("dev", DeploymentConfig(max_instances=1), tasks=provider)
+    with pytest.raises(EngineError, match="could not start task t-refused"):
+        d.run_task(TaskSpec(command="sleep 600", task_id="t-refused"))
+    later = d.run_task(TaskSpec(command="sleep 600", task_id="t-after-refusal"))
+    assert later.status is TaskStatus.RUNNING

@@ -146,7 +146,14 @@ class EcsProvider:
         self.capacity = capacity
         self._room_lock = threading.Lock()
         self._pump_lock = threading.Lock()
-        self._flight: tuple[float, int, int] | None = None  # (when, active, provisioning)
+        #: The last look at the cluster: (when it began, the active ARNs, how many of
+        #: them wait PROVISIONING).
+        self._flight: tuple[float, frozenset[str], int] | None = None
+        #: Claims of room whose RunTask has not answered yet, and the tasks RunTask
+        #: started (ARN -> when it answered): both count until a look at the cluster
+        #: begun after the answer sees them (or no longer does).
+        self._pending = 0
+        self._started: dict[str, float] = {}
         self._queue_seen: tuple[float, list[str]] | None = None
         self._cleaned: set[str] = set()
         # Re-entrant: resubmitting after a preemption records the attempt under the lock.
@@ -199,44 +206,59 @@ class EcsProvider:
             with self._room_lock:
                 self._queue_seen = None
             return Task(spec.task_id, self)
-        self._start(spec, attempt=1)
+        self._start(spec, attempt=1, claimed=True)
         return Task(spec.task_id, self)
 
     # -- capacity: start what the group holds, queue the rest ---------------------------
 
     def _in_flight(self) -> tuple[int, int]:
         """Tasks ECS runs or starts in the cluster, and how many of them wait PROVISIONING
-        (at most one look per poll interval; starts made meanwhile are counted in)."""
+        (at most one look per poll interval). Claims whose RunTask is still on its way, and
+        starts newer than the look, are counted in: a look cannot see a task RunTask has
+        not created yet. Called with the room lock held."""
         now = time.monotonic()
         if self._flight is None or now - self._flight[0] >= self.poll_interval:
-            arns, provisioning = self._active_arns(), 0
-            for batch in _batches(arns):
+            arns, provisioning = frozenset(self._active_arns()), 0
+            for batch in _batches(sorted(arns)):
                 provisioning += sum(t.get("lastStatus") == "PROVISIONING" for t in
                                     self.ecs.describe_tasks(cluster=self.outputs.cluster_arn,
                                                             tasks=batch)["tasks"])
-            self._flight = (now, len(arns), provisioning)
-        return self._flight[1], self._flight[2]
+            self._flight = (now, arns, provisioning)
+        when, arns, provisioning = self._flight
+        # A start answered before the look began is in it, or has ended already.
+        self._started = {a: t for a, t in self._started.items() if t >= when}
+        unseen = self._pending + len(set(self._started) - arns)
+        return len(arns) + unseen, provisioning + unseen
 
     def _take_room(self) -> bool:
         """Claim room for one more task: under the group's capacity and ECS's quota of
-        PROVISIONING tasks per cluster. Always room when the capacity is unknown."""
+        PROVISIONING tasks per cluster. Always room when the capacity is unknown. A claim
+        is settled by :meth:`_start` (its RunTask's answer) or :meth:`_release_room`."""
         if self.capacity is None:
             return True
         with self._room_lock:
             active, provisioning = self._in_flight()
             if active >= self.capacity or provisioning >= PROVISIONING_QUOTA:
                 return False
-            assert self._flight is not None
-            when, _, _ = self._flight
-            self._flight = (when, active + 1, provisioning + 1)
+            self._pending += 1
             return True
 
     def _release_room(self) -> None:
         """Give back room claimed by :meth:`_take_room` and not used."""
+        if self.capacity is None:
+            return
         with self._room_lock:
-            if self._flight is not None:
-                when, active, provisioning = self._flight
-                self._flight = (when, max(0, active - 1), max(0, provisioning - 1))
+            self._pending = max(0, self._pending - 1)
+
+    def _settle(self, arn: str | None) -> None:
+        """A claim's RunTask answered: the task it started counts from now on (until a
+        look sees it); ``None``: it started nothing, and the room is free again."""
+        if self.capacity is None:
+            return
+        with self._room_lock:
+            self._pending = max(0, self._pending - 1)
+            if arn is not None:
+                self._started[arn] = time.monotonic()
 
     def _queued_ids(self, *, fresh: bool = False) -> list[str]:
         """The queue, oldest first (one listing per poll interval)."""
@@ -266,7 +288,7 @@ class EcsProvider:
                 self._attempts.pop(task_id, None)
                 claimed = bool(self._attempts_of(task_id))  # then the room is still ours
                 if not claimed:
-                    self._start(self._spec(task_id), attempt=1)
+                    self._start(self._spec(task_id), attempt=1, claimed=True)
                     started.append(task_id)
                 s3_tasks.dequeue(self.s3, self._bucket, task_id)
             if claimed:
@@ -274,7 +296,10 @@ class EcsProvider:
             self._queue_seen = None
         return started
 
-    def _start(self, spec: TaskSpec, *, attempt: int, why: str = "submitted") -> str:
+    def _start(self, spec: TaskSpec, *, attempt: int, why: str = "submitted",
+               claimed: bool = False) -> str:
+        """RunTask for ``spec``'s ``attempt``; ``claimed``: on room taken by
+        :meth:`_take_room`, which its answer settles."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         request: dict[str, Any] = {
@@ -301,21 +326,26 @@ class EcsProvider:
             request["overrides"]["cpu"] = str(spec.cpu)
         if spec.memory is not None:
             request["overrides"]["memory"] = str(spec.memory)
+        found: str | None = None
         try:
             response = self.ecs.run_task(**request)
         except (ClientError, BotoCoreError) as exc:
             # The request may have reached ECS before it failed: look before starting again.
-            arn = self._find_started(spec.task_id, attempt)
-            if arn is None:
+            found = self._find_started(spec.task_id, attempt)
+            if found is None:
                 raise EngineError(f"could not start task {spec.task_id}: {exc}") from exc
         else:
             if response.get("failures") or not response.get("tasks"):
                 reasons = "; ".join(f"{f.get('reason')} {f.get('detail', '')}".strip()
                                     for f in response.get("failures", []))
                 raise EngineError(f"ECS did not start task {spec.task_id}: {reasons or 'no task'}")
-            arn = response["tasks"][0]["taskArn"]
+            found = response["tasks"][0]["taskArn"]
             with self._describe_lock:
-                self._described[arn] = (time.monotonic(), response["tasks"][0])
+                self._described[found] = (time.monotonic(), response["tasks"][0])
+        finally:
+            if claimed:
+                self._settle(found)
+        arn = found
         earlier = {a["attempt"]: a.get("run") for a in self._attempts_of(spec.task_id)}
         run = (None if self.outputs.task_role_id is None
                else f"{self.outputs.task_role_id}:{arn.rsplit('/', 1)[-1]}")
@@ -422,7 +452,9 @@ class EcsProvider:
             if not self._attempts_of(task_id):
                 self.pump()
                 return self.state(task_id)
-            return self._again(task_id, state, "capacity") if self._take_room() else state
+            if not self._take_room():
+                return state
+            return self._again(task_id, state, "capacity", claimed=True)
         if self._retries_left(task_id, state) == 0:
             if state.status.done and task_id not in self._cleaned:
                 self._cleaned.add(task_id)
@@ -431,13 +463,17 @@ class EcsProvider:
             return state
         return self._again(task_id, state, "preempted")
 
-    def _again(self, task_id: str, state: TaskState, why: str) -> TaskState:
-        """The task's next attempt, unless another process made it already."""
+    def _again(self, task_id: str, state: TaskState, why: str, *,
+               claimed: bool = False) -> TaskState:
+        """The task's next attempt, unless another process made it already (``claimed``:
+        on room taken for it, given back then)."""
         attempt = state.attempt + 1
         with self._lock:
             self._attempts.pop(task_id, None)
             if max(a["attempt"] for a in self._attempts_of(task_id)) < attempt:
-                self._start(self._spec(task_id), attempt=attempt, why=why)
+                self._start(self._spec(task_id), attempt=attempt, why=why, claimed=claimed)
+            elif claimed:
+                self._release_room()
         what = "a spot interruption" if why == "preempted" else "its start timed out"
         return TaskState(status=TaskStatus.PENDING, attempt=attempt,
                          reason=f"submitted again after {what} (attempt {attempt})")
