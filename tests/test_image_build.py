@@ -113,6 +113,111 @@ def test_the_plan_builds_the_image_in_the_account(plan_for: Any) -> None:
     assert trust["Principal"] == {"Service": "codebuild.amazonaws.com"}
 
 
+#: What CodeBuild does with the project's service role for an S3-source build that pushes
+#: to ECR (AWS CodeBuild User Guide, "Create a CodeBuild service role" and "Docker sample";
+#: the ECR push actions of the ECR User Guide, "Pushing a Docker image"): each
+#: (action, resource), with the bucket, the source key, the log group and the repository.
+CODEBUILD_CALLS = (
+    ("s3:GetObject", "{bucket}/{key}"),
+    ("s3:GetObjectVersion", "{bucket}/{key}"),
+    ("s3:GetBucketAcl", "{bucket}"),
+    ("s3:GetBucketLocation", "{bucket}"),
+    ("logs:CreateLogStream", "{log_group}:log-stream:build-1"),
+    ("logs:PutLogEvents", "{log_group}:log-stream:build-1"),
+    ("ecr:GetAuthorizationToken", "*"),
+    ("ecr:BatchCheckLayerAvailability", "{repository}"),
+    ("ecr:InitiateLayerUpload", "{repository}"),
+    ("ecr:UploadLayerPart", "{repository}"),
+    ("ecr:CompleteLayerUpload", "{repository}"),
+    ("ecr:PutImage", "{repository}"),
+)
+
+
+def test_the_build_role_allows_what_codebuild_does_and_no_more(plan_for: Any) -> None:
+    """Checked call by call against the planned policy: a missing right fails the build in
+    the account, one more is a right nobody uses."""
+    from iam_eval import allowed, statements_of
+
+    from rclaude_infra._pulumi.mock_plan import MOCK_ACCOUNT_ID
+
+    p = plan_for(build_image="remote")
+    (policy,) = [r for r in p.by_type("aws:iam:RolePolicy") if r.name.endswith("image-build")]
+    statements = statements_of(policy.inputs["policy"])
+    # The repository's ARN from the image the task definition names (account, region,
+    # repository), not from the policy under test.
+    registry, _, repository = str(p.outputs["image"]).rsplit(":", 1)[0].partition("/")
+    account, _, _, region = registry.split(".")[:4]
+    names = {
+        "bucket": f"arn:aws:s3:::{p.outputs['bucket']}", "key": image_source().key,
+        "log_group": f"arn:aws:logs:us-east-1:{MOCK_ACCOUNT_ID}:log-group:"
+                     "/rclaude/dev/image-build",
+        "repository": f"arn:aws:ecr:{region}:{account}:repository/{repository}"}
+    for action, resource in CODEBUILD_CALLS:
+        assert allowed(statements, action, resource.format(**names)), (action, resource)
+    # Nothing beyond: another object of the bucket, another bucket, another log group.
+    assert not allowed(statements, "s3:GetObject", f"{names['bucket']}/tasks/t-1/spec.json")
+    assert not allowed(statements, "s3:GetBucketAcl", "arn:aws:s3:::another-bucket")
+    assert not allowed(statements, "s3:PutObject", f"{names['bucket']}/{names['key']}")
+    assert not allowed(statements, "logs:PutLogEvents",
+                       names["log_group"].replace("image-build", "other") + ":log-stream:x")
+
+
+def _dockerfile() -> list[tuple[str, str]]:
+    """The runner's Dockerfile as (instruction, arguments), continuation lines joined."""
+    from rclaude_infra._pulumi.stack_tasks import RUNNER_DOCKERFILE
+
+    instructions = []
+    for line in RUNNER_DOCKERFILE.read_text().replace("\\\n", " ").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            word, _, rest = line.partition(" ")
+            instructions.append((word.upper(), rest.strip()))
+    return instructions
+
+
+def test_the_runner_dockerfile_keeps_its_contract() -> None:
+    """No builder can pull a base image here (no registry but PyPI, Debian and npm is
+    reachable: `buildah bud` stops at "pinging container registry public.ecr.aws ... no
+    such host"), so the Dockerfile's contract is read from it: where its base comes from,
+    what it pins, who it runs as and what it runs."""
+    import shlex
+
+    from rclaude_infra._pulumi.documents import RUNNER_USER, container_definitions
+    from rclaude_infra.tasks.layout import RUNNER_COMMAND
+
+    instructions = _dockerfile()
+    args = {}
+    for word, rest in instructions:
+        if word == "ARG" and "=" in rest:
+            name, _, value = rest.partition("=")
+            args[name] = value
+    [base] = [rest for word, rest in instructions if word == "FROM"]
+    base = base.replace("${BASE_IMAGE}", args.get("BASE_IMAGE", ""))
+    # AWS's public gallery, not Docker Hub's anonymous pulls; a pinned Python and Debian.
+    assert base.startswith("public.ecr.aws/docker/library/python:"), base
+    assert base.rsplit(":", 1)[1] == "3.11-slim-bookworm"
+    # The pinned Claude Code the stack passes, installed at exactly that version.
+    assert args["CLAUDE_CODE_VERSION"] == CLAUDE_CODE_VERSION
+    runs = " ".join(rest for word, rest in instructions if word == "RUN")
+    assert '@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}' in runs
+    assert "pip install --no-cache-dir -r /opt/rclaude/requirements.txt" in runs
+    # Who it runs as: the task definition's user, whose home is in the work space.
+    [user] = [rest for word, rest in instructions if word == "USER"]
+    assert user == RUNNER_USER and f"--uid {RUNNER_USER.split(':')[0]}" in runs
+    [workdir] = [rest for word, rest in instructions if word == "WORKDIR"]
+    assert workdir == "/workspace"
+    env = " ".join(rest for word, rest in instructions if word == "ENV")
+    [runner] = json.loads(container_definitions(DeploymentConfig(), "dev", "img", "b", "g",
+                                                None))
+    home = next(e["value"] for e in runner["environment"] if e["name"] == "HOME")
+    assert f"HOME={home}" in env and "DISABLE_AUTOUPDATER=1" in env
+    # What it runs: the command RunTask gives it.
+    [cmd] = [rest for word, rest in instructions if word == "CMD"]
+    assert tuple(json.loads(cmd)) == RUNNER_COMMAND
+    assert not any(word == "ENTRYPOINT" for word, _ in instructions)
+    assert shlex.split(cmd)  # well-formed
+
+
 def test_arm_stacks_build_on_arm(plan_for: Any) -> None:
     p = plan_for(build_image="remote", instance_types=("t4g.medium",))
     environment = p.one(PROJECT).inputs["environment"]

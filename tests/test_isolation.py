@@ -10,21 +10,20 @@ evaluate IAM policies (emulator-gaps.md), so the check is done here, by IAM's do
 matching: ``*`` matches any characters, ``/`` included, and ``${aws:userid}`` is
 replaced by the caller's value before matching (IAM User Guide, "IAM policy elements:
 Variables and tags" and "Resource"); a ``StringEquals`` on the resource's tags compares
-the tag's value after the same substitution.
+the tag's value after the same substitution (:mod:`iam_eval`).
 """
 
 from __future__ import annotations
 
 import base64
-import fnmatch
 import json
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pytest
 from ecs_harness import EcsHarness, with_credential_secret
+from iam_eval import allowed, statements_of
 from moto_stack import QUICK_POLL
 from plan_helpers import PlanFor
 
@@ -35,42 +34,7 @@ from rclaude_infra._pulumi.mock_plan import MOCK_ACCOUNT_ID
 def _task_statements(plan: Plan, bucket: str) -> list[dict[str, Any]]:
     """The task role's Allow statements, naming the test stack's bucket."""
     [policy] = [r for r in plan.by_type("aws:iam:RolePolicy") if r.name.endswith("-task")]
-    document = policy.inputs["policy"].replace(str(plan.outputs["bucket"]), bucket)
-    return [s for s in json.loads(document)["Statement"] if s["Effect"] == "Allow"]
-
-
-def _listed(value: str | list[str]) -> list[str]:
-    return [value] if isinstance(value, str) else value
-
-
-def _conditions_hold(statement: dict[str, Any], userid: str,
-                     tags: Mapping[str, str]) -> bool:
-    """No condition, or only ``StringEquals`` on the resource's tags (the one kind the
-    task role uses), each equal after substituting ``${aws:userid}``."""
-    conditions = statement.get("Condition")
-    if conditions is None:
-        return True
-    if set(conditions) != {"StringEquals"}:
-        return False
-    for key, value in conditions["StringEquals"].items():
-        service, _, tag = key.partition("/")
-        if service not in ("secretsmanager:ResourceTag", "aws:ResourceTag"):
-            return False
-        if tags.get(tag) != value.replace("${aws:userid}", userid):
-            return False
-    return True
-
-
-def allowed(statements: list[dict[str, Any]], action: str, resource: str, userid: str,
-            tags: Mapping[str, str] | None = None) -> bool:
-    """Whether an Allow statement grants ``action`` on ``resource`` (with ``tags``) to the
-    session whose ``aws:userid`` is ``userid``."""
-    return any(
-        _conditions_hold(s, userid, tags or {})
-        and any(fnmatch.fnmatchcase(action.lower(), a.lower()) for a in _listed(s["Action"]))
-        and any(fnmatch.fnmatchcase(resource, r.replace("${aws:userid}", userid))
-                for r in _listed(s["Resource"]))
-        for s in statements)
+    return statements_of(policy.inputs["policy"].replace(str(plan.outputs["bucket"]), bucket))
 
 
 def _secret_requests(recording: Path, access_key: str) -> list[tuple[str, str]]:

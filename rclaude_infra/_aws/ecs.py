@@ -31,7 +31,7 @@ from ..errors import ConfigError, EngineError, ExecError, PriceNotFoundError
 from ..outputs import StackOutputs
 from ..prices import PriceBook
 from ..status import InstanceInfo
-from ..tasks.layout import PREEMPTED_EXIT, RESULT_FILE, SPEC_FILE
+from ..tasks.layout import PREEMPTED_EXIT, RESULT_FILE, RUNNER_COMMAND, SPEC_FILE
 from ..tasks.model import (
     LogLine,
     Task,
@@ -317,7 +317,7 @@ class EcsProvider:
                      {"key": DEPLOYMENT_TAG, "value": self.deployment}],
             "overrides": {"containerOverrides": [{
                 "name": self.outputs.container_name,
-                "command": ["python", "-m", "rclaude_infra.runner", "--s3"],
+                "command": list(RUNNER_COMMAND),
                 "environment": [{"name": "RCLAUDE_TASK_ID", "value": spec.task_id},
                                 {"name": "RCLAUDE_ATTEMPT", "value": str(attempt)}],
             }]},

@@ -220,17 +220,26 @@ CODEBUILD_COMPUTE = "BUILD_GENERAL1_SMALL"
 KEEP_IMAGES = 5
 
 
-def image_build_policy(log_group_arn: str, source_arn: str, repo_arn: str,
+def image_build_policy(log_group_arn: str, bucket_arn: str, source_key: str, repo_arn: str,
                        key_arn: str | None = None) -> str:
     """The image build's policy: write its own log group, read the uploaded sources (one
-    prefix of the results bucket), push to the stack's repository, nothing else."""
+    object of the results bucket), push to the stack's repository, nothing else."""
     return policy_document(
         write_logs("WriteBuildLogs", log_group_arn),
         {
             "Sid": "ReadSources",
             "Effect": "Allow",
             "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-            "Resource": source_arn,
+            "Resource": f"{bucket_arn}/{source_key}",
+        },
+        {
+            # CodeBuild looks at the source's bucket before it downloads (AWS CodeBuild
+            # User Guide, "Create a CodeBuild service role": s3:GetBucketAcl and
+            # s3:GetBucketLocation on an S3 source's bucket).
+            "Sid": "LocateSources",
+            "Effect": "Allow",
+            "Action": ["s3:GetBucketAcl", "s3:GetBucketLocation"],
+            "Resource": bucket_arn,
         },
         *_ecr_statements("PushRunnerImage", _ECR_PUSH, repo_arn),
         *kms_statements(key_arn),

@@ -104,8 +104,7 @@ def remote_image(*, name: str, config: DeploymentConfig, tags: Mapping[str, str]
         f"{prefix}-image-build",
         role=role.id,
         policy=pulumi.Output.all(log_group.arn, bucket.arn, repository.arn, key_arn).apply(
-            lambda args: image_build_policy(args[0], f"{args[1]}/{source.key}", args[2],
-                                            args[3])),
+            lambda args: image_build_policy(args[0], args[1], source.key, args[2], args[3])),
         opts=opts,
     )
     uri = repository.repository_url.apply(lambda url: f"{url}:{tag}")

@@ -45,6 +45,8 @@ RESUME_INPUTS: tuple[str, ...] = (SESSION_FILE, DIFF_FILE)
 #: The runner's exit code when a spot interruption notice stopped it (EX_TEMPFAIL: try
 #: again); its result then says ``preempted``, which the ECS provider reads to be sure.
 PREEMPTED_EXIT = 75
+#: What the runner's container runs on ECS: the image's ``CMD``, and RunTask's override.
+RUNNER_COMMAND: tuple[str, ...] = ("python", "-m", "rclaude_infra.runner", "--s3")
 
 #: Where the ECS provider keeps tasks in the bucket: ``tasks/<task id>/``.
 TASKS_PREFIX = "tasks/"
