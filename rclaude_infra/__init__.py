@@ -64,6 +64,7 @@ if TYPE_CHECKING:
     )
     from .image_source import ImageBuild
     from .outputs import StackOutputs
+    from .permissions import submitter_policy
     from .policy import Finding, PolicyReport, check_policies
     from .prices import HOURS_PER_MONTH, Price, PriceBook
     from .progress import (
@@ -108,6 +109,7 @@ _LAZY = {
     "BestOf": ".tasks.best_of",
     "ImageBuild": ".image_source",
     "StackOutputs": ".outputs",
+    "submitter_policy": ".permissions",
     **dict.fromkeys(["LogLine", "Task", "TaskNotFoundError", "TaskResult", "TaskState",
                      "TaskStatus", "TaskTimeoutError"], ".tasks.model"),
 }
@@ -202,6 +204,7 @@ __all__ = [
     "instance_types",
     "live_prices",
     "plan",
+    "submitter_policy",
     "task_cost",
     "validate_name",
 ]

@@ -68,7 +68,7 @@ def test_all_is_pinned() -> None:
         "TaskResult",
         "TaskSpec", "TaskState", "TaskStatus", "TaskTimeoutError", "Usage", "__version__",
         "check_policies", "estimate_cost", "instance_prices", "instance_types", "live_prices",
-        "plan", "task_cost", "validate_name",
+        "plan", "submitter_policy", "task_cost", "validate_name",
     ])
     for name in rclaude_infra.__all__:
         assert hasattr(rclaude_infra, name), name

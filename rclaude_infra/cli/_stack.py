@@ -1,4 +1,5 @@
-"""``check``, ``preview``, ``up``, ``status`` and ``destroy``: the deployed stack."""
+"""``check``, ``preview``, ``up``, ``status``, ``destroy`` and ``permissions``: the
+deployed stack."""
 
 from __future__ import annotations
 
@@ -42,6 +43,19 @@ def add_parsers(commands: Any) -> None:
                              help="also remove the stack and its history from the backend")
     verb(commands, "status", "the stack's outputs, its instances and the tasks not ended",
          _status, config_arguments, task_source_arguments, json_argument)
+    verb(commands, "permissions", "the IAM policy whoever submits tasks to the stack needs "
+         "(JSON, for aws iam put-role-policy)", _permissions, config_arguments,
+         task_source_arguments)
+
+
+def _permissions(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..permissions import submitter_policy_json
+
+    if args.provider == "local":
+        raise ConfigError("--provider", "local", "ecs-ec2 (local tasks need no IAM policy)")
+    print(submitter_policy_json(deployment(args, for_tasks=True).outputs))
+    return 0
 
 
 def _check(args: argparse.Namespace) -> int:
