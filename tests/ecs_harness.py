@@ -77,6 +77,10 @@ class Container:
 
     def signal(self, signum: int) -> None:
         """Send ``signum`` to the container's command (bwrap's child)."""
+        os.kill(self.main_pid(), signum)
+
+    def main_pid(self) -> int:
+        """The process id of the container's command (bwrap's child)."""
         import psutil
 
         assert self._process is not None
@@ -84,8 +88,7 @@ class Container:
         while time.monotonic() < deadline:
             children = psutil.Process(self._process.pid).children()
             if children:
-                children[0].send_signal(signum)
-                return
+                return int(children[0].pid)
             time.sleep(0.05)
         raise AssertionError("the container's command did not start")
 
@@ -203,6 +206,12 @@ class EcsHarness:
                         for name in ("bucket", "secret_arn", "log_group")
                         if plan.outputs.get(name) and getattr(stack, name)}
         definitions = {d.name: d for d in plan.by_type("aws:ecs:TaskDefinition")}
+        #: The families of the default and (if any) interactive definitions.
+        self.families = [d.inputs["family"] for name, d in sorted(
+            definitions.items(), key=lambda item: item[0].endswith("-interactive"))]
+        #: Containers started, and the labels ECS gives each, by task ARN.
+        self.running: dict[str, Container] = {}
+        self.labels: dict[str, dict[str, str]] = {}
         default = next(d for name, d in definitions.items()
                        if not name.endswith("-interactive"))
         [self.container] = json.loads(default.inputs["containerDefinitions"])
@@ -337,10 +346,10 @@ class EcsHarness:
         ecs = self.session.client("ecs", endpoint_url=self.endpoint)
         cluster = self.stack.cluster_arn
         [task] = ecs.describe_tasks(cluster=cluster, tasks=[task_arn])["tasks"]
-        container = self.container
+        container, family = self.container, self.families[0]
         if task["taskDefinitionArn"] == self.stack.interactive_task_definition_arn:
             assert self.interactive_container is not None, "the plan has no interactive task"
-            container = self.interactive_container
+            container, family = self.interactive_container, self.families[1]
         [overrides] = [o for o in task["overrides"]["containerOverrides"]
                        if o["name"] == container["name"]]
         ecs_id = task_arn.rsplit("/", 1)[-1]
@@ -384,9 +393,46 @@ class EcsHarness:
                  *command]
         process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, errors="replace")
-        return Container(self, task_arn, process)
+        started = Container(self, task_arn, process)
+        #: The labels the ECS agent gives the container (what `docker ps --filter` sees).
+        self.labels[task_arn] = {"com.amazonaws.ecs.task-definition-family": family,
+                                 "com.amazonaws.ecs.container-name": container["name"]}
+        self.running[task_arn] = started
+        return started
+
+    def docker_on_host(self, bin_dir: Path) -> Path:
+        """A ``docker`` for what runs on the instance (the spot watcher): ``ps -q`` with
+        ``--filter label=K=V`` lists the running containers with those labels (all must
+        match, as Docker ANDs label filters), ``kill --signal=SIG ID...`` signals their
+        commands. It knows the containers running now."""
+        import sys
+
+        state = bin_dir / "containers.json"
+        state.write_text(json.dumps({
+            arn.rsplit("/", 1)[-1]: {"labels": self.labels[arn], "pid": started.main_pid()}
+            for arn, started in self.running.items()}))
+        docker = bin_dir / "docker"
+        docker.write_text(f"""#!{sys.executable}
+import json, os, signal, sys
+containers = json.load(open({str(state)!r}))
+verb, *args = sys.argv[1:]
+if verb == "ps":
+    wanted = [args[i + 1].removeprefix("label=") for i, a in enumerate(args) if a == "--filter"]
+    for cid, c in containers.items():
+        if all(c["labels"].get(k) == v for k, _, v in (w.partition("=") for w in wanted)):
+            print(cid)
+elif verb == "kill":
+    number = getattr(signal, args[0].removeprefix("--signal="))
+    for cid in args[1:]:
+        os.kill(containers[cid]["pid"], number)
+else:
+    sys.exit(f"docker {{verb}}: not modelled")
+""")
+        docker.chmod(0o755)
+        return docker
 
     def _exited(self, task_arn: str, exit_code: int, output: str) -> None:
+        self.running.pop(task_arn, None)
         ecs_id = task_arn.rsplit("/", 1)[-1]
         self._awslogs(ecs_id, output)
         reason = "Essential container in task exited"

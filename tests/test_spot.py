@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -103,7 +105,11 @@ def test_spot_instances_run_the_watcher_and_tasks_can_read_the_notice(
     [template] = plan.by_type("aws:ec2:LaunchTemplate")
     script = base64.b64decode(template.inputs["userData"]).decode()
     assert SPOT_WATCHER.read_text().strip() in script
-    assert "ExecStart=/usr/local/bin/rclaude-spot-watcher rclaude-dev-runner" in script
+    assert "ExecStart=/usr/local/bin/rclaude-spot-watcher rclaude-dev-runner\n" in script
+    # Every runner definition's family is watched: the interactive tasks' too.
+    both = plan_for(interactive_tasks=True)
+    assert _watcher_command(both) == [
+        d.inputs["family"] for d in both.by_type("aws:ecs:TaskDefinition")]
     assert "systemctl enable --now --no-block rclaude-spot-watcher.service" in script
     [definition] = plan.by_type("aws:ecs:TaskDefinition")
     [runner] = json.loads(definition.inputs["containerDefinitions"])
@@ -137,40 +143,80 @@ def test_the_runner_stops_as_preempted_on_the_notice(tmp_path: Path) -> None:
     assert "spot interruption notice" in result["reason"]
 
 
+def _watcher_command(plan: Any) -> list[str]:
+    """The spot watcher's arguments as the planned user data starts it (its unit's
+    ExecStart)."""
+    [template] = plan.by_type("aws:ec2:LaunchTemplate")
+    script = base64.b64decode(template.inputs["userData"]).decode()
+    [line] = [x for x in script.splitlines() if x.startswith("ExecStart=")]
+    return line.removeprefix("ExecStart=").split()[1:]
+
+
 @pytest.mark.skipif(shutil.which("bwrap") is None or os.geteuid() != 0,
                     reason="needs bubblewrap and root (the container harness)")
-def test_a_task_stopped_by_the_notice_is_preempted_keeps_its_work_and_runs_again(
+def test_the_watcher_stops_every_runner_on_the_notice_which_is_preempted_and_runs_again(
         aws: Any, stack: StackOutputs, plan_for: PlanFor, moto_endpoint: str,
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole interruption as the instance plays it: the planned watcher (its script,
+    started with the user data's arguments, its default notice directory) sees IMDS's
+    notice, leaves it in the host directory the task definition mounts, and stops the
+    runner containers it finds by the labels ECS gives them, a plain and an interactive
+    task alike; each runner uploads its work and says PREEMPTED."""
+    plan = plan_for(interactive_tasks=True)
     stack = with_credential_secret(aws, stack, "sk-ant-api03-spot-test")
-    harness = EcsHarness(plan_for(), stack, aws, root=tmp_path / "v", endpoint=moto_endpoint)
+    harness = EcsHarness(plan, stack, aws, root=tmp_path / "v", endpoint=moto_endpoint)
     harness.watch(aws)
     d = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL)
     monkeypatch.setenv("SPOT_TOKEN", "tok-for-both-attempts")
-    spec = TaskSpec(command="echo partial > $RCLAUDE_ARTIFACTS/partial.txt; echo started; "
-                    "sleep 120", max_retries_on_preemption=1, secrets=["SPOT_TOKEN"])
-    task = d.run_task(spec)
-    [arn] = aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
-                                         startedBy=spec.task_id)["taskArns"]
-    container = harness.start(arn)
-    import time
-
-    time.sleep(2)  # the command is running
-    # What the instance's watcher does on the notice: the notice, then SIGTERM.
-    (harness.host / "var/run/rclaude").mkdir(parents=True, exist_ok=True)
-    (harness.host / "var/run/rclaude/spot-notice").write_text(json.dumps(NOTICE))
-    container.signal(signal.SIGTERM)
-    ran = container.wait(timeout=60)
-    assert ran.exit_code == 75, ran.output
-    state = task.state()
-    assert state.status is TaskStatus.PREEMPTED
-    assert state.reason is not None and "spot interruption notice" in state.reason
-    out = task.result().download(tmp_path / "out")  # the work uploaded before the host went
-    assert "partial.txt" in {p.name for p in out}
+    command = ("echo partial > $RCLAUDE_ARTIFACTS/partial.txt; touch /workspace/started; "
+               "sleep 120")
+    tasks = [d.run_task(TaskSpec(command=command, max_retries_on_preemption=1,
+                                 secrets=["SPOT_TOKEN"])),
+             d.run_task(TaskSpec(command=command, interactive=True))]
+    containers = []
+    for task in tasks:
+        [arn] = aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
+                                             startedBy=task.task_id)["taskArns"]
+        containers.append(harness.start(arn))
+    for started in containers:  # each command is running
+        deadline = time.monotonic() + 30
+        while not list((tmp_path / "v").glob(f"{started._task_arn.rsplit('/', 1)[-1]}"
+                                             "/workspace/started")):
+            assert time.monotonic() < deadline, started.wait(timeout=1).output
+            time.sleep(0.1)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    harness.docker_on_host(bin_dir)
+    default_dir = re.search(r'NOTICE_DIR:-([^}"]+)', SPOT_WATCHER.read_text())
+    assert default_dir is not None
+    with FakeImds() as imds:
+        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "IMDS": imds.url,
+               "INTERVAL": "0.1",
+               # The watcher's own default, on this machine's stand-in for the host.
+               "NOTICE_DIR": str(harness.host / default_dir[1].strip("/"))}
+        watcher = subprocess.Popen(["sh", str(SPOT_WATCHER), *_watcher_command(plan)],
+                                   env=env)
+        try:
+            imds.notice = NOTICE
+            assert watcher.wait(timeout=30) == 0
+        finally:
+            watcher.kill()
+    for task, started in zip(tasks, containers, strict=True):
+        ran = started.wait(timeout=60)
+        assert ran.exit_code == 75, ran.output
+        deadline = time.monotonic() + 10  # the next look at ECS after the status poll
+        while (state := task.state()).status is not TaskStatus.PREEMPTED:
+            assert time.monotonic() < deadline, state
+            time.sleep(QUICK_POLL)
+        assert state.reason is not None and "spot interruption notice" in state.reason
+        out = task.result().download(tmp_path / "out" / task.task_id)  # uploaded first
+        assert "partial.txt" in {p.name for p in out}
     # The next attempt still has the task's secrets: a preempted run keeps them.
-    aws.client("secretsmanager").describe_secret(SecretId=f"rclaude/dev/tasks/{spec.task_id}")
-    [again] = d.reconcile()
-    assert again.state().attempt == 2
+    aws.client("secretsmanager").describe_secret(
+        SecretId=f"rclaude/dev/tasks/{tasks[0].task_id}")
+    again = d.reconcile()
+    assert {t.task_id for t in again} == {t.task_id for t in tasks}
+    assert all(t.state().attempt == 2 for t in tasks)
 
 
 @pytest.mark.skipif(shutil.which("bwrap") is None or os.geteuid() != 0,

@@ -44,7 +44,20 @@ HOST_NOTICE_DIR = "/var/run/rclaude"
 SPOT_NOTICE_DIR = "/run/rclaude"
 
 
-def user_data(cluster_name: str, family: str, spot: bool) -> str:
+def runner_families(prefix: str, config: DeploymentConfig) -> tuple[str, ...]:
+    """The runner's task definition families (and resource names): ``<prefix>-runner``,
+    and with ``interactive_tasks`` the interactive tasks' ``<prefix>-runner-interactive``.
+
+    >>> runner_families("rclaude-dev", DeploymentConfig(interactive_tasks=True))
+    ('rclaude-dev-runner', 'rclaude-dev-runner-interactive')
+    """
+    runner = f"{prefix}-runner"
+    return (runner, f"{runner}-interactive") if config.interactive_tasks else (runner,)
+
+
+def user_data(cluster_name: str, families: tuple[str, ...], spot: bool) -> str:
+    """The instances' boot script: join the cluster; with ``spot``, run the spot watcher
+    for the runner containers of the task definition ``families``."""
     lines = [
         "#!/bin/bash",
         "cat >> /etc/ecs/ecs.config <<'EOF'",
@@ -69,7 +82,7 @@ def user_data(cluster_name: str, family: str, spot: bool) -> str:
             "Description=rclaude: stop runner tasks gracefully on a spot interruption notice",
             "After=docker.service ecs.service",
             "[Service]",
-            f"ExecStart=/usr/local/bin/rclaude-spot-watcher {family}",
+            f"ExecStart=/usr/local/bin/rclaude-spot-watcher {' '.join(families)}",
             "Restart=on-failure",
             "[Install]",
             "WantedBy=multi-user.target",

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_aws as aws
 
 from .documents import (
+    runner_families,
     trust_policy,
     user_data,
 )
@@ -87,7 +88,8 @@ class ComputePart(StackBase):
             )] if public_ip else None,
             vpc_security_group_ids=None if public_ip else [self.security_group.id],
             user_data=self.cluster.name.apply(
-                lambda cluster: user_data(cluster, f"{self._prefix}-runner", cfg.spot)),
+                lambda cluster: user_data(cluster, runner_families(self._prefix, cfg),
+                                          cfg.spot)),
             tag_specifications=[
                 aws.ec2.LaunchTemplateTagSpecificationArgs(resource_type=kind, tags=self.tags)
                 for kind in ("instance", "volume", "network-interface")

@@ -20,6 +20,7 @@ from .documents import (
     WRITABLE_VOLUMES,
     container_definitions,
     execution_policy,
+    runner_families,
     task_policy,
 )
 from .image_build import remote_image, runner_repository
@@ -94,20 +95,20 @@ class TaskPart(StackBase):
         return self.secret.arn if self.secret is not None else None
 
     def _task_definition(self, image_uri: pulumi.Input[str]) -> None:
-        self.task_definition = self._runner_definition(image_uri, interactive=False)
+        runner, *interactive = runner_families(self._prefix, self._config)
+        self.task_definition = self._runner_definition(image_uri, runner, interactive=False)
         self.interactive_task_definition = (
-            self._runner_definition(image_uri, interactive=True)
-            if self._config.interactive_tasks else None)
+            self._runner_definition(image_uri, interactive[0], interactive=True)
+            if interactive else None)
 
-    def _runner_definition(self, image_uri: pulumi.Input[str], *,
+    def _runner_definition(self, image_uri: pulumi.Input[str], family: str, *,
                            interactive: bool) -> aws.ecs.TaskDefinition:
         """The runner's task definition; ``interactive``: the one ECS Exec tasks run from,
         the same but for its writable root file system."""
         cfg = self._config
-        suffix = "-interactive" if interactive else ""
         return aws.ecs.TaskDefinition(
-            f"{self._prefix}-runner{suffix}",
-            family=f"{self._prefix}-runner{suffix}",
+            family,
+            family=family,
             requires_compatibilities=["EC2"],
             # bridge: with metadata hop limit 1 the containers cannot reach IMDS.
             network_mode="bridge",

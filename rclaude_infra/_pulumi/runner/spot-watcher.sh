@@ -8,10 +8,9 @@
 # runner stops its command, uploads its transcript, diff and a result saying PREEMPTED,
 # and exits before the host goes.
 #
-# Usage: spot-watcher.sh TASK_DEFINITION_FAMILY
+# Usage: spot-watcher.sh TASK_DEFINITION_FAMILY... (the runner's, and the interactive one's)
 # Environment (for tests): IMDS (http://169.254.169.254), NOTICE_DIR (/var/run/rclaude),
 # INTERVAL seconds between looks (5).
-family="$1"
 imds="${IMDS:-http://169.254.169.254}"
 notice_dir="${NOTICE_DIR:-/var/run/rclaude}"
 interval="${INTERVAL:-5}"
@@ -23,9 +22,10 @@ while :; do
       "$imds/latest/meta-data/spot/instance-action" 2>/dev/null); then
     printf '%s\n' "$action" > "$notice_dir/spot-notice.tmp"
     mv "$notice_dir/spot-notice.tmp" "$notice_dir/spot-notice"
-    docker ps -q --filter "label=com.amazonaws.ecs.task-definition-family=$family" \
-      --filter "label=com.amazonaws.ecs.container-name=runner" \
-      | xargs -r docker kill --signal=SIGTERM
+    for family in "$@"; do
+      docker ps -q --filter "label=com.amazonaws.ecs.task-definition-family=$family" \
+        --filter "label=com.amazonaws.ecs.container-name=runner"
+    done | xargs -r docker kill --signal=SIGTERM
     exit 0
   fi
   sleep "$interval"
