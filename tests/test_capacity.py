@@ -262,3 +262,30 @@ def test_a_claim_whose_run_task_fails_gives_its_room_back(
         d.run_task(TaskSpec(command="sleep 600", task_id="t-refused"))
     later = d.run_task(TaskSpec(command="sleep 600", task_id="t-after-refusal"))
     assert later.status is TaskStatus.RUNNING
+
+
+def test_no_more_tasks_start_than_ecs_lets_wait_provisioning(
+        aws: Any, stack: StackOutputs, held: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ECS refuses RunTask beyond its quota of PROVISIONING tasks per cluster (100; here
+    3, the same rule): a group with room to spare still holds the rest QUEUED while that
+    many wait to be placed, and starts them as tasks get placed."""
+    from rclaude_infra._aws import ecs
+
+    monkeypatch.setattr(ecs, "PROVISIONING_QUOTA", 3)
+    waiting: set[str] = set()
+
+    def still_provisioning(parsed: dict[str, Any], **_: Any) -> None:
+        for task in parsed.get("tasks", []):
+            if task["taskArn"] in waiting:
+                task.update(lastStatus="PROVISIONING")
+
+    aws.events.register("after-call.ecs.DescribeTasks", still_provisioning)
+    aws.events.register("after-call.ecs.RunTask", lambda parsed, **_: waiting.update(
+        t["taskArn"] for t in parsed.get("tasks", [])))
+    provider = EcsProvider(aws, stack, deployment="dev", poll_interval=0.0, capacity=50)
+    d = Deployment("dev", DeploymentConfig(max_instances=50), tasks=provider)
+    tasks = [d.run_task(TaskSpec(command="sleep 600", task_id=f"t-prov-{i}"))
+             for i in range(5)]
+    assert [t.status for t in tasks] == [TaskStatus.PENDING] * 3 + [TaskStatus.QUEUED] * 2
+    waiting.clear()  # placed: they run, and the PROVISIONING line moves on
+    assert provider.pump() == ["t-prov-3", "t-prov-4"]
