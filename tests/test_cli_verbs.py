@@ -255,3 +255,24 @@ def test_ecs_task_verbs_from_outputs(env: dict[str, str], tmp_path: Path, aws: A
     assert state["status"] == "STOPPED"
     missing = cli(env, tmp_path, "result", task_id, *where)
     assert missing.returncode == 1 and "no result" in missing.stderr
+
+
+# -- output a user pipes -------------------------------------------------------------
+
+
+def test_piped_output_never_shortens_a_name(env: dict[str, str], tmp_path: Path) -> None:
+    """`plan | grep LaunchTemplate` at 80 columns: output that is not a terminal keeps
+    every resource type, name and task id whole."""
+    narrow = {**env, "COLUMNS": "80"}
+    for verb in ("plan", "cost"):
+        result = cli(narrow, tmp_path, verb)
+        assert result.returncode == 0, result.stderr
+        assert "…" not in result.stdout, verb
+        assert "aws:ec2:LaunchTemplate" in result.stdout, verb
+    task_id = "t-a-long-task-id-to-see-whole-0123"
+    ran = cli(narrow, tmp_path, "run", "--provider", "local", "--command", "true",
+              "--task-id", task_id, "--follow")
+    assert ran.returncode == 0, ran.stderr
+    listed = cli(narrow, tmp_path, "tasks", "--provider", "local")
+    assert listed.returncode == 0, listed.stderr
+    assert task_id in listed.stdout and "…" not in listed.stdout

@@ -141,3 +141,18 @@ def test_the_cache_keeps_the_plans_used_last(tmp_path: Path,
     # The first written stays, being used since; the one not used since went.
     assert plan_cache.load(key("none")) is not None
     assert plan_cache.load(key("single")) is None
+
+
+def test_configs_equal_as_values_share_one_entry(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Usage(tasks_per_day=5)`` from Python and ``--tasks-per-day 5`` (a float, 5.0) are
+    the same config: the CLI's process reads the plan the other computed (the poisoned
+    pulumi is never imported)."""
+    from rclaude_infra import Usage
+
+    cache = tmp_path / "plans"
+    cached(cache, monkeypatch, DeploymentConfig(usage=Usage(tasks_per_day=5),
+                                                max_monthly_usd=500))
+    hit = cli(["cost", "--json", "--tasks-per-day", "5", "--max-monthly-usd", "500"], cache,
+              poison=poisoned(tmp_path))
+    assert hit.returncode == 0, hit.stderr

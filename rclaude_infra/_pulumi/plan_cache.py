@@ -34,6 +34,18 @@ def cache_dir() -> Path:
     return Path(os.environ.get("RCLAUDE_PLAN_CACHE") or rclaude_home() / "cache" / "plans")
 
 
+def _canonical(value: Any) -> Any:
+    """``value`` with each whole float as an int: configs equal as values (``5`` and
+    ``5.0`` tasks a day) get one key."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return value
+
+
 def cache_key(name: str, config: DeploymentConfig, *, with_api_key: bool) -> str:
     """What the plan depends on, hashed: the package's files and where they are (the
     image build names its context by path), the SDK's versions, the name and the config."""
@@ -49,7 +61,7 @@ def cache_key(name: str, config: DeploymentConfig, *, with_api_key: bool) -> str
     parts: dict[str, Any] = {
         "format": FORMAT, "package": source.digest, "root": str(source.root),
         "versions": {d: installed(d) for d in _DISTRIBUTIONS},
-        "name": name, "config": config.to_dict(), "api_key": with_api_key,
+        "name": name, "config": _canonical(config.to_dict()), "api_key": with_api_key,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 

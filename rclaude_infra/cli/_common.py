@@ -243,11 +243,18 @@ def emit_json(data: Any, *, indent: int | None = 2) -> None:
     print(json.dumps(data, indent=indent, default=_json_default), flush=True)
 
 
+#: The width of output that is not a terminal (a pipe, a file): wide enough that no table
+#: shortens a resource type or a task id (`plan | grep LaunchTemplate` finds it); tables
+#: take only the width their contents need.
+PIPE_WIDTH = 4096
+
+
 def console() -> Any:
-    """A rich console on stdout: colours on a terminal only (and never with NO_COLOR)."""
+    """A rich console on stdout: colours on a terminal only (and never with NO_COLOR); on
+    a terminal its width, elsewhere :data:`PIPE_WIDTH`, so nothing piped is cut short."""
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, width=None if sys.stdout.isatty() else PIPE_WIDTH)
 
 
 def note(message: str) -> None:
