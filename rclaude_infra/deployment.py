@@ -324,10 +324,10 @@ class Deployment:
                     capacity=self.task_capacity, poll_interval=self._poll_interval)
             return self._ecs
         if self._local is None:
-            from .paths import rclaude_home
+            from .paths import local_tasks_dir
             from .tasks.local import LocalProvider
 
-            self._local = LocalProvider(rclaude_home() / "local" / self._name / "tasks",
+            self._local = LocalProvider(local_tasks_dir(self._name),
                                         env=self._config.agent_environment())
         return self._local
 

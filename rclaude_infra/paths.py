@@ -13,3 +13,8 @@ from pathlib import Path
 def rclaude_home() -> Path:
     """``$RCLAUDE_HOME``, by default ``~/.rclaude``."""
     return Path(os.environ.get("RCLAUDE_HOME") or Path.home() / ".rclaude")
+
+
+def local_tasks_dir(deployment: str) -> Path:
+    """Where the local provider keeps a deployment's tasks: ``<home>/local/<name>/tasks``."""
+    return rclaude_home() / "local" / deployment / "tasks"

@@ -276,3 +276,65 @@ def test_piped_output_never_shortens_a_name(env: dict[str, str], tmp_path: Path)
     listed = cli(narrow, tmp_path, "tasks", "--provider", "local")
     assert listed.returncode == 0, listed.stderr
     assert task_id in listed.stdout and "…" not in listed.stdout
+
+
+# -- a newcomer's first steps ----------------------------------------------------------
+
+
+def test_the_tours_local_run_of_this_directory_works(env: dict[str, str],
+                                                      tmp_path: Path) -> None:
+    """The README's tour: `run --provider local --command ... --repo . --follow`."""
+    import shlex
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    [line] = [x for x in readme.splitlines() if x.startswith("rclaude-infra run --provider "
+                                                             "local")]
+    argv = shlex.split(line.split("#", 1)[0])[1:]
+    assert "--repo" in argv and argv[argv.index("--repo") + 1] == "."
+    repo = tmp_path / "app"
+    repo.mkdir()
+    (repo / "test_ok.py").write_text("def test_ok():\n    assert True\n")
+    git = ["git", "-c", "user.email=t@example.com", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
+    argv[argv.index("--command") + 1] = "ls test_ok.py"  # the tour's pytest, made light
+    result = cli(env, repo, *argv)
+    assert result.returncode == 0, result.stderr
+    assert "test_ok.py" in result.stdout
+
+
+def test_a_task_verb_without_the_provider_points_at_the_local_task(
+        env: dict[str, str], tmp_path: Path) -> None:
+    ran = cli(env, tmp_path, "run", "--provider", "local", "--command", "echo hi",
+              "--task-id", "t-where-is-it")
+    assert ran.returncode == 0, ran.stderr
+    lost = cli(env, tmp_path, "logs", "t-where-is-it")  # no --provider; no Pulumi CLI here
+    assert lost.returncode == 1
+    assert lost.stderr.startswith("rclaude-infra: error: task t-where-is-it is a local task: "
+                                  "add --provider local"), lost.stderr
+    listed = cli(env, tmp_path, "tasks")
+    assert "add --provider local" in listed.stderr
+    # Not a local task, nor a local deployment: the stack's own error, unchanged.
+    other = cli(env, tmp_path, "logs", "t-elsewhere", "--name", "prod")
+    assert "Pulumi CLI" in other.stderr and "--provider local" not in other.stderr
+
+
+def test_an_unknown_flag_shows_the_verbs_usage(env: dict[str, str], tmp_path: Path) -> None:
+    result = cli(env, tmp_path, "plan", "--frobnicate")
+    assert result.returncode == 2
+    assert result.stderr.startswith("usage: rclaude-infra plan ")
+    assert "rclaude-infra plan: error: unrecognized arguments: --frobnicate" in result.stderr
+
+
+def test_the_readmes_bad_input_examples_are_what_the_cli_prints(
+        env: dict[str, str], tmp_path: Path) -> None:
+    readme = " ".join((Path(__file__).parents[1] / "README.md").read_text().split())
+    flag = cli(env, tmp_path, "plan", "--nat", "double")
+    assert flag.returncode == 2
+    [shown] = [x for x in flag.stderr.splitlines() if "error" in x]
+    assert shown in readme, shown
+    (tmp_path / "rclaude.toml").write_text('nat = "double"\n')
+    file = cli(env, tmp_path, "plan")
+    assert file.returncode == 2
+    assert file.stderr.strip() in readme, file.stderr

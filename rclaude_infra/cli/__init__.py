@@ -20,12 +20,13 @@ from collections.abc import Sequence
 from .. import __version__
 from ..errors import ConfigError, RclaudeError
 from . import _init, _offline, _stack, _tasks
-from ._common import DEFAULT_CONFIG_FILE, Aborted
+from ._common import DEFAULT_CONFIG_FILE, Aborted, local_tasks_hint
 
 __all__ = ["DEFAULT_CONFIG_FILE", "main"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The command line's parser, and each verb's own."""
     parser = argparse.ArgumentParser(
         prog="rclaude-infra",
         description="Provision, run and price an AWS ECS-on-EC2 stack for coding-agent tasks.",
@@ -35,12 +36,15 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (_init, _stack, _offline, _tasks):
         module.add_parsers(commands)
-    return parser
+    return parser, dict(commands.choices)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code."""
-    args = _parser().parse_args(argv)
+    parser, verbs = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # said by the verb, with its own usage (the top level's shows no flags)
+        verbs[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return int(args.handler(args))
     except ConfigError as exc:
@@ -54,7 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RclaudeError as exc:
         if args.debug:
             raise
-        print(f"rclaude-infra: error: {exc}", file=sys.stderr)
+        hint = local_tasks_hint(args, exc)
+        print(f"rclaude-infra: error: {hint}" if hint else f"rclaude-infra: error: {exc}",
+              file=sys.stderr)
+        if hint:
+            print(f"(looking for the deployed stack instead: {exc})", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("rclaude-infra: interrupted", file=sys.stderr)

@@ -26,6 +26,7 @@ from ..config import (
 )
 from ..deployment import DEFAULT_NAME, PROVIDERS, Deployment
 from ..errors import ConfigError, RclaudeError
+from ..paths import local_tasks_dir
 
 DEFAULT_CONFIG_FILE = "rclaude.toml"
 #: Top-level keys of rclaude.toml that are not DeploymentConfig fields.
@@ -225,6 +226,30 @@ def deployment(args: argparse.Namespace, *, for_tasks: bool = False) -> Deployme
         return Deployment.attach(loaded.name, backend=loaded.backend, plan_cache=True)
     # Plans from the cache: up's guards and the estimates skip the program when it ran before.
     return Deployment(loaded.name, loaded.config, backend=loaded.backend, plan_cache=True)
+
+
+def local_tasks_hint(args: argparse.Namespace, error: Exception) -> str | None:
+    """When a task verb looked for the deployed stack and could not find it (no Pulumi CLI,
+    no stack) and this machine has local tasks of the deployment: what to add instead."""
+    from ..errors import PulumiNotFoundError, StackNotFoundError
+
+    if (not isinstance(error, PulumiNotFoundError | StackNotFoundError)
+            or getattr(args, "provider", None) is not None
+            or not hasattr(args, "outputs") or args.outputs is not None):
+        return None
+    try:
+        name = load(args).name
+    except ConfigError:
+        return None
+    tasks = local_tasks_dir(name)
+    task_id = getattr(args, "task_id", None)
+    if task_id is not None and (tasks / str(task_id)).is_dir():
+        return (f"task {task_id} is a local task: add --provider local (or provider = "
+                f'"local" in {DEFAULT_CONFIG_FILE})')
+    if task_id is None and tasks.is_dir() and any(tasks.iterdir()):
+        return (f"for the local tasks of {name!r} add --provider local (or provider = "
+                f'"local" in {DEFAULT_CONFIG_FILE})')
+    return None
 
 
 def _json_default(value: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, RclaudeError
@@ -173,6 +174,15 @@ def _agent_of(task: Task, state: TaskState) -> AgentResult | None:
         return None
 
 
+def _local_repo(repo: str | None) -> str | None:
+    """A relative path given as ``--repo`` (``.``, ``../app``) as the absolute path a task
+    spec takes, when it is a directory here; anything else is left for the spec to judge."""
+    if repo is None or "://" in repo or repo.startswith(("/", "git@")):
+        return repo
+    path = Path(repo)
+    return str(path.resolve()) if path.is_dir() else repo
+
+
 def _spec(args: argparse.Namespace) -> TaskSpec:
     env = {}
     for item in args.env:
@@ -181,7 +191,7 @@ def _spec(args: argparse.Namespace) -> TaskSpec:
             raise ConfigError("--env", item, "KEY=VALUE")
         env[key] = value
     fields: dict[str, Any] = {"prompt": args.prompt, "command": args.command,
-                              "repo": args.repo, "ref": args.ref, "env": env,
+                              "repo": _local_repo(args.repo), "ref": args.ref, "env": env,
                               "secrets": args.secret, "cpu": args.cpu, "memory": args.memory,
                               "timeout": args.timeout, "task_id": args.task_id,
                               "max_retries_on_preemption": args.max_retries_on_preemption,
