@@ -847,18 +847,29 @@ class Deployment:
         return self.plan().check_policies()
 
     def sweep(
-        self, *, known: Iterable[str], dry_run: bool = True, session: Any = None
+        self, *, known: Iterable[str] | None = None, dry_run: bool = True, session: Any = None
     ) -> SweepReport:
         """Find resources tagged for this deployment that ``known`` (the ARNs or ids the
         stack still manages) does not name; delete them when ``dry_run`` is false.
 
         Only resources tagged ``rclaude:deployment=<name>`` are ever listed or deleted.
-        After a destroy, ``known=()``: whatever still carries the tag leaked.
+        ``known=None`` (the default) reads them from the stack's state (``pulumi stack
+        export``; none when the stack is gone: whatever still carries the tag leaked).
+        ``rclaude-infra sweep`` is the same from the terminal::
+
+            report = Deployment("dev").sweep()          # after a destroy: every leftover
+            report.swept                                # each with "would delete"
         """
         from ._aws.sweep import sweep
+        from .errors import StackNotFoundError
 
-        return sweep(session or self._aws_session, self._config.region, self._name, known=known,
-                     dry_run=dry_run)
+        if known is None:
+            try:
+                known = self._stack().managed_ids()
+            except StackNotFoundError:
+                known = ()
+        return sweep(session or self._boto_session(), self._config.region, self._name,
+                     known=known, dry_run=dry_run)
 
     def prices(self, *, live: bool = False, session: Any = None) -> PriceBook:
         """The price book for this deployment's region: the shipped snapshot, or live

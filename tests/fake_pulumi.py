@@ -165,6 +165,8 @@ class FakePulumi(PulumiCommand):
         self._config: dict[str, dict[str, Any]] = {}
         self.events = events
         self.overrides = dict(overrides or {})
+        #: The ids (and ARNs) of the resources the stack's state holds (`stack export`).
+        self.managed: list[str] = []
 
     def run(self, args: list[str], cwd: str, additional_env: Mapping[str, str],
             on_output: Any = None, on_error: Any = None) -> CommandResult:
@@ -246,6 +248,13 @@ class FakePulumi(PulumiCommand):
         if verb == "stack output":
             shown = dict(OUTPUTS)
             return json.dumps(shown), "", 0
+        if verb == "stack export":
+            if stack not in self.stacks:
+                return "", NOT_FOUND.format(stack=stack), 255
+            return json.dumps({"version": 3, "deployment": {"resources": [
+                {"urn": f"urn:pulumi:{stack}::rclaude-infra::t::r{i}", "type": "t",
+                 "id": known, "outputs": {"arn": known}}
+                for i, known in enumerate(self.managed)]}}), "", 0
         if verb == "stack history":
             return json.dumps(HISTORY), "", 0
         if verb == "stack ls":

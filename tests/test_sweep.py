@@ -142,3 +142,48 @@ def test_listing_errors_are_translated(monkeypatch: pytest.MonkeyPatch, aws: Any
 def test_arn_parsing(arn: str, kind: str, ident: str) -> None:
     parsed = parse_arn(arn)
     assert (parsed.kind, parsed.id) == (kind, ident)
+
+
+def test_the_sweep_verb_leaves_what_the_stack_manages_and_finds_the_rest(
+        aws: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`rclaude-infra sweep`: what the stack's state holds (`pulumi stack export`) is
+    known; the rest tagged for the deployment leaked. `--delete --yes` deletes it; once
+    the stack is gone everything tagged is a leak."""
+    import functools
+
+    from fake_pulumi import FakePulumi
+
+    from rclaude_infra.cli import _common, main
+
+    name = f"sw{uuid.uuid4().hex[:6]}"
+    made = make_resources(aws, name, tagged=True)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    fake = FakePulumi()
+    fake.stacks.add(name)
+    fake.managed = [made["bucket"], made["cluster"], made["role"], made["log_group"]]
+    monkeypatch.setattr(_common, "Deployment", functools.partial(Deployment,
+                                                                 pulumi_command=fake))
+    assert main(["sweep", "--name", name, "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    found = {item["arn"] for item in listed["swept"]}
+    assert listed["dry_run"] is True and listed["kept"] >= 4
+    assert made["secret"] in found and made["cluster"] not in found
+    assert all(item["outcome"] == "would delete" or item["outcome"].startswith("not supported")
+               for item in listed["swept"])
+    assert main(["sweep", "--name", name, "--delete"]) == 2  # no terminal: --yes needed
+    capsys.readouterr()
+    assert main(["sweep", "--name", name, "--delete", "--yes", "--json"]) == 0
+    deleted = json.loads(capsys.readouterr().out)
+    assert {i["arn"] for i in deleted["swept"] if i["outcome"] == "deleted"} >= {made["secret"]}
+    with pytest.raises(aws.client("secretsmanager").exceptions.ResourceNotFoundException):
+        aws.client("secretsmanager").describe_secret(SecretId=made["secret"])
+    s3 = aws.client("s3")
+    assert made["bucket"] in {b["Name"] for b in s3.list_buckets()["Buckets"]}  # managed
+    fake.stacks.discard(name)  # destroyed and removed: nothing is known any more
+    assert main(["sweep", "--name", name, "--json"]) == 0
+    after = {i["arn"] for i in json.loads(capsys.readouterr().out)["swept"]}
+    assert made["cluster"] in after

@@ -366,6 +366,19 @@ class StackSession:
             stack = self.stack(create=False)
             return _plain_outputs(self._call(stack.outputs))
 
+    def managed_ids(self) -> set[str]:
+        """The ids and ARNs of every resource the stack's state holds (``pulumi stack
+        export``): what a leak sweep must leave alone. StackNotFoundError without a stack."""
+        with self._lock:
+            stack = self.stack(create=False)
+            exported = self._call(stack.export_stack)
+        found: set[str] = set()
+        for resource in (exported.deployment or {}).get("resources", []):
+            for value in (resource.get("id"), (resource.get("outputs") or {}).get("arn")):
+                if isinstance(value, str) and value:
+                    found.add(value)
+        return found
+
     def cancel(self) -> None:
         """Release the lock a crashed update left (``pulumi cancel``)."""
         with self._lock:

@@ -1,5 +1,5 @@
-"""``check``, ``preview``, ``up``, ``status``, ``destroy`` and ``permissions``: the
-deployed stack."""
+"""``check``, ``preview``, ``up``, ``status``, ``destroy``, ``sweep`` and
+``permissions``: the deployed stack."""
 
 from __future__ import annotations
 
@@ -43,9 +43,35 @@ def add_parsers(commands: Any) -> None:
                              help="also remove the stack and its history from the backend")
     verb(commands, "status", "the stack's outputs, its instances and the tasks not ended",
          _status, config_arguments, task_source_arguments, json_argument)
+    sweep = verb(commands, "sweep", "resources tagged for the deployment that its stack no "
+                 "longer manages (leaks); --delete deletes them", _sweep, config_arguments,
+                 backend_argument, json_argument)
+    sweep.add_argument("--delete", action="store_true",
+                       help="delete what is found (default: only list it)")
+    sweep.add_argument("--yes", "-y", action="store_true",
+                       help="with --delete: do not ask (required without a terminal)")
     verb(commands, "permissions", "the IAM policy whoever submits tasks to the stack needs "
          "(JSON, for aws iam put-role-policy)", _permissions, config_arguments,
          task_source_arguments)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    d = deployment(args)
+    if args.delete:
+        found = d.sweep(dry_run=True)
+        if not found.swept:
+            return _show_sweep(args, found)
+        confirm(args, f"Delete {len(found.swept)} resources tagged for {d.name!r} that its "
+                "stack does not manage?")
+    return _show_sweep(args, d.sweep(dry_run=not args.delete))
+
+
+def _show_sweep(args: argparse.Namespace, report: Any) -> int:
+    if args.json:
+        print(report.to_json())
+    else:
+        console().print(report)
+    return 1 if report.failed else 0
 
 
 def _permissions(args: argparse.Namespace) -> int:
