@@ -608,3 +608,19 @@ def test_a_final_result_is_read_from_s3_once(deployment: Deployment, aws: Any,
     assert task.result().status == "succeeded"
     assert task.agent is None and task.result().exit_code == 0
     assert len(reads) == 3
+
+
+def test_the_provider_makes_a_client_when_it_first_needs_it(aws: Any, stack: Any) -> None:
+    """Reading a task's records needs S3 alone: no ECS, Logs, Secrets Manager or EC2
+    client is made for it (each costs tens of milliseconds)."""
+    from rclaude_infra.tasks.model import TaskNotFoundError
+
+    made: list[str] = []
+    aws.events.register("creating-client-class",
+                        lambda class_attributes, base_classes, **kw: made.append(
+                            kw["event_name"].rsplit(".", 1)[-1]))
+    provider = EcsProvider(aws, stack, deployment="dev")
+    assert made == []
+    with pytest.raises(TaskNotFoundError):
+        provider.spec("t-never-submitted")
+    assert made == ["s3"]

@@ -127,14 +127,14 @@ class EcsProvider:
         self.outputs = outputs
         self.deployment = deployment
         region = outputs.region
-        config = client_config() if botocore_config is None else botocore_config
-        self._client_config = config
-        self.ecs = session.client("ecs", region_name=region, config=config)
-        self.s3 = session.client("s3", region_name=region, config=config)
-        self.logs = session.client("logs", region_name=region, config=config)
-        self.secrets = session.client("secretsmanager", region_name=region, config=config)
+        self._client_config = client_config() if botocore_config is None else botocore_config
         self._session = session
-        self._ec2_client: Any = None
+        self._region = region
+        # Made on first use (a read of results needs S3 alone; each client costs tens of
+        # milliseconds), under a lock: a boto3 session may not make clients in two
+        # threads at once.
+        self._clients: dict[str, Any] = {}
+        self._clients_lock = threading.Lock()
         self.poll_interval = poll_interval
         self._described: dict[str, tuple[float, Mapping[str, Any] | None]] = {}
         self._attempts: dict[str, list[dict[str, Any]]] = {}
@@ -160,6 +160,29 @@ class EcsProvider:
         self._lock = threading.RLock()
         self._describe_lock = threading.Lock()
         self.describe_calls = 0
+
+    def _client(self, service: str) -> Any:
+        with self._clients_lock:
+            if service not in self._clients:
+                self._clients[service] = self._session.client(
+                    service, region_name=self._region, config=self._client_config)
+            return self._clients[service]
+
+    @property
+    def ecs(self) -> Any:
+        return self._client("ecs")
+
+    @property
+    def s3(self) -> Any:
+        return self._client("s3")
+
+    @property
+    def logs(self) -> Any:
+        return self._client("logs")
+
+    @property
+    def secrets(self) -> Any:
+        return self._client("secretsmanager")
 
     @property
     def _bucket(self) -> str:
@@ -592,10 +615,7 @@ class EcsProvider:
         return total
 
     def _ec2(self) -> Any:
-        if self._ec2_client is None:
-            self._ec2_client = self._session.client("ec2", region_name=self.outputs.region,
-                                                    config=self._client_config)
-        return self._ec2_client
+        return self._client("ec2")
 
     # -- logs, results, stop, history --------------------------------------------------
 
