@@ -321,6 +321,26 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-aws", action="store_true", default=False,
                      help="run tests/live against a real AWS account (needs credentials and "
                      "the Pulumi CLI; creates and destroys real resources)")
+    parser.addoption("--days-ahead", type=int, default=0, metavar="N",
+                     help="run with the clock of the test processes (and moto's server in "
+                     "them) N days ahead, ticking: a test that holds a fixed date fails "
+                     "(the processes the tests start keep the real time)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clock_ahead(request: pytest.FixtureRequest) -> Any:
+    """``--days-ahead N``: every clock read in this process is N days later (time-machine
+    patches the C functions, threads included), from before moto's server starts."""
+    days = request.config.getoption("--days-ahead")
+    if not days:
+        yield
+        return
+    import datetime as dt
+
+    import time_machine
+
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(days=days), tick=True):
+        yield
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -75,18 +75,13 @@ def make_stack(session: Any, *, region: str = "us-east-1", instances: int = 1) -
     ecs.put_cluster_capacity_providers(
         cluster=cluster["clusterArn"], capacityProviders=[provider],
         defaultCapacityProviderStrategy=[{"capacityProvider": provider, "weight": 1}])
-    definition = ecs.register_task_definition(
-        family=f"rclaude-dev-runner-{suffix}", requiresCompatibilities=["EC2"],
+    definition, interactive = (ecs.register_task_definition(
+        family=family, requiresCompatibilities=["EC2"],
         networkMode="bridge", cpu="1024", memory="2048",
         containerDefinitions=[{"name": "runner", "image": "runner:1", "essential": True,
                                "cpu": 10, "memory": 10}],
-    )["taskDefinition"]
-    interactive = ecs.register_task_definition(
-        family=f"rclaude-dev-runner-interactive-{suffix}", requiresCompatibilities=["EC2"],
-        networkMode="bridge", cpu="1024", memory="2048",
-        containerDefinitions=[{"name": "runner", "image": "runner:1", "essential": True,
-                               "cpu": 10, "memory": 10}],
-    )["taskDefinition"]
+    )["taskDefinition"] for family in (f"rclaude-dev-runner-{suffix}",
+                                       f"rclaude-dev-runner-interactive-{suffix}"))
     bucket = f"rclaude-dev-results-{suffix}"
     _client(session, "s3", region).create_bucket(Bucket=bucket)
     log_group = f"/rclaude/dev-{suffix}"
