@@ -327,20 +327,46 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      "(the processes the tests start keep the real time)")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _clock_ahead(request: pytest.FixtureRequest) -> Any:
-    """``--days-ahead N``: every clock read in this process is N days later (time-machine
-    patches the C functions, threads included), from before moto's server starts."""
+@pytest.fixture(autouse=True)
+def _clock_ahead(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """``--days-ahead N``: every clock read in this test's process is N days later
+    (time-machine patches the C functions, threads and moto's server included). The
+    Pulumi engine's calls run on the real clock: its gRPC server does not start under
+    time-machine (it hangs), and the engine is a process of its own on a real machine."""
     days = request.config.getoption("--days-ahead")
     if not days:
         yield
         return
     import datetime as dt
+    import threading
 
     import time_machine
 
-    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(days=days), tick=True):
+    from rclaude_infra._pulumi.engine import StackSession
+
+    traveller = time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(days=days))
+    call = StackSession._call  # every call into the Automation API goes through it
+    lock, inside = threading.Lock(), [0]  # deployments in several threads at once
+
+    def on_the_real_clock(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with lock:
+            inside[0] += 1
+            if inside[0] == 1:
+                traveller.stop()
+        try:
+            return call(self, *args, **kwargs)
+        finally:
+            with lock:
+                inside[0] -= 1
+                if inside[0] == 0:
+                    traveller.start()
+
+    monkeypatch.setattr(StackSession, "_call", on_the_real_clock)
+    traveller.start()
+    try:
         yield
+    finally:
+        traveller.stop()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
