@@ -79,6 +79,7 @@ if TYPE_CHECKING:
     from .sweep_report import SweepReport
     from .tasks.agent import AgentResult
     from .tasks.best_of import BestOf
+    from .tasks.downloads import Downloaded
     from .tasks.model import (
         LogLine,
         Task,
@@ -107,6 +108,7 @@ _LAZY = {
                      "ResourceStarted", "Summary"], ".progress"),
     "AgentResult": ".tasks.agent",
     "BestOf": ".tasks.best_of",
+    "Downloaded": ".tasks.downloads",
     "ImageBuild": ".image_source",
     "StackOutputs": ".outputs",
     "submitter_policy": ".permissions",
@@ -150,6 +152,7 @@ __all__ = [
     "DeploymentFailedError",
     "DeploymentStatus",
     "Diagnostic",
+    "Downloaded",
     "EngineError",
     "ExecError",
     "Finding",

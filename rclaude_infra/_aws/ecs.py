@@ -31,6 +31,7 @@ from ..errors import ConfigError, EngineError, ExecError, PriceNotFoundError
 from ..outputs import StackOutputs
 from ..prices import PriceBook
 from ..status import InstanceInfo
+from ..tasks.downloads import Downloaded
 from ..tasks.layout import PREEMPTED_EXIT, RESULT_FILE, RUNNER_COMMAND, SPEC_FILE
 from ..tasks.model import (
     LogLine,
@@ -670,7 +671,7 @@ class EcsProvider:
                                     f"{state.status.value})")
         return dict(result)
 
-    def download(self, task_id: str, dest: Path) -> list[Path]:
+    def download(self, task_id: str, dest: Path) -> Downloaded:
         return s3_tasks.download_outputs(self.s3, self._bucket, task_id, dest,
                                          run=self._run(task_id))
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, RclaudeError
 from ..tasks.agent import AgentResult
+from ..tasks.downloads import Downloaded
 from ..tasks.model import LogLine, Task, TaskNotFoundError, TaskState, TaskStatus
 from ..tasks.spec import OUTPUTS, TaskSpec
 from ._common import (
@@ -351,10 +352,13 @@ def _result(args: argparse.Namespace) -> int:
     task = deployment(args, for_tasks=True).task(args.task_id)
     result = task.result()
     cost = _cost_of(task)
-    files = result.download(args.download) if args.download else []
+    files = result.download(args.download) if args.download else Downloaded()
+    for name, why in files.skipped:  # what the task left that was not written
+        note(f"skipped {name!r}: {why}")
     if args.json:
         emit_json({**result.data, "cost": cost.to_dict() if cost else None,
-                   "downloaded": [str(p) for p in files]})
+                   "downloaded": [str(p) for p in files],
+                   "skipped": [{"name": name, "why": why} for name, why in files.skipped]})
         return 0
     from .._render import fields_table
 

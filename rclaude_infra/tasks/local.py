@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExecError
+from .downloads import Downloaded, copy_tree
 from .layout import (
     ARTIFACTS_DIR,
     LOG_FILE,
@@ -223,18 +224,14 @@ class LocalProvider:
                                     f"{state.status.value}); wait() for it first")
         return result
 
-    def download(self, task_id: str, dest: Path) -> list[Path]:
+    def download(self, task_id: str, dest: Path) -> Downloaded:
+        """The task's records and artifacts into ``dest/<task_id>/``: regular files only;
+        a link the task left is skipped (reported), never followed."""
         path = self._existing(task_id)
         target = dest / task_id
         target.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name in (RESULT_FILE, SPEC_FILE, *OUTPUT_FILES):
-            if (path / name).is_file():
-                written.append(Path(shutil.copy2(path / name, target / name)))
-        if (path / ARTIFACTS_DIR).is_dir():
-            shutil.copytree(path / ARTIFACTS_DIR, target / ARTIFACTS_DIR, dirs_exist_ok=True)
-            written += sorted(p for p in (target / ARTIFACTS_DIR).rglob("*") if p.is_file())
-        return written
+        return copy_tree(path, target, (RESULT_FILE, SPEC_FILE, *OUTPUT_FILES),
+                         tree=ARTIFACTS_DIR)
 
     def stop(self, task_id: str, reason: str) -> None:
         path = self._existing(task_id)

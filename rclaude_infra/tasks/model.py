@@ -20,6 +20,7 @@ import attrs
 from .._render import styled, to_html
 from ..errors import RclaudeError
 from .agent import AgentResult
+from .downloads import Downloaded
 
 if TYPE_CHECKING:
     from rich.text import Text
@@ -167,7 +168,10 @@ class TaskProvider(Protocol):
 
     def result(self, task_id: str) -> Mapping[str, Any]: ...
 
-    def download(self, task_id: str, dest: Path) -> list[Path]: ...
+    def download(self, task_id: str, dest: Path) -> builtins.list[Path]:
+        """The task's files into ``dest/<task_id>/`` (a
+        :class:`~rclaude_infra.tasks.downloads.Downloaded`, reporting what it skipped)."""
+        ...
 
     def stop(self, task_id: str, reason: str) -> None: ...
 
@@ -236,10 +240,13 @@ class TaskResult:
     def pull_request_url(self) -> str | None:
         return self.delivery.get("pull_request") if self.delivery else None
 
-    def download(self, dest: str | Path) -> list[Path]:
+    def download(self, dest: str | Path) -> Downloaded:
         """Copy the transcript, the git diff, the artifacts, the log and result.json into
-        ``dest/<task_id>/``; returns the files written."""
-        return self._provider.download(self.task_id, Path(dest))
+        ``dest/<task_id>/``; returns the files written (a list of paths), with
+        ``.skipped``: each name the task left that was not written, and why (a name
+        that would land outside ``dest``, a link: links are never followed)."""
+        found = self._provider.download(self.task_id, Path(dest))
+        return found if isinstance(found, Downloaded) else Downloaded(found)
 
 
 class Task:
