@@ -21,10 +21,16 @@ class Pattern:
         self._pattern = pattern
         self._compiled: re.Pattern[str] | None = None
 
-    def match(self, text: str) -> re.Match[str] | None:
+    def fullmatch(self, text: str) -> re.Match[str] | None:
+        """The whole of ``text`` matched, or ``None``: never a prefix (``re.match`` with
+        ``$`` accepts a trailing newline, and an id ending in one is a path).
+
+        >>> Pattern(r"[a-z]+").fullmatch("abc\n") is None
+        True
+        """
         if self._compiled is None:
             self._compiled = re.compile(self._pattern)
-        return self._compiled.match(text)
+        return self._compiled.fullmatch(text)
 
 
 def is_int(value: object) -> bool:
@@ -112,7 +118,7 @@ def distinct_matching(pattern: Pattern, allowed: str) -> Any:
         if (
             not isinstance(value, tuple)
             or len(set(value)) != len(value)
-            or not all(isinstance(item, str) and pattern.match(item) for item in value)
+            or not all(isinstance(item, str) and pattern.fullmatch(item) for item in value)
         ):
             raise ConfigError(attribute.name, value, allowed)
 

@@ -120,7 +120,7 @@ def validate_name(name: object) -> str:
     if (
         not isinstance(name, str)
         or not 1 <= len(name) <= MAX_NAME_LENGTH
-        or not _NAME_RE.match(name)
+        or not _NAME_RE.fullmatch(name)
         or name.endswith("-")
         or "--" in name
     ):
@@ -146,7 +146,7 @@ def _check_instance_types(_: object, attribute: attrs.Attribute[Any], value: obj
     if not isinstance(value, tuple) or not value or len(set(value)) != len(value):
         raise ConfigError(attribute.name, value, allowed)
     for item in value:
-        if not isinstance(item, str) or not _INSTANCE_TYPE_RE.match(item):
+        if not isinstance(item, str) or not _INSTANCE_TYPE_RE.fullmatch(item):
             raise ConfigError(attribute.name, item, "names like 't3.medium' (family.size)")
         if item not in known:
             raise ConfigError(attribute.name, item, allowed)
@@ -161,7 +161,7 @@ def _check_instance_types(_: object, attribute: attrs.Attribute[Any], value: obj
 
 def _check_optional_str(pattern: _Pattern, example: str) -> Any:
     def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if value is not None and (not isinstance(value, str) or not pattern.match(value)):
+        if value is not None and (not isinstance(value, str) or not pattern.fullmatch(value)):
             raise ConfigError(attribute.name, value, f"None or an id like {example!r}")
 
     return check
@@ -221,7 +221,7 @@ def _check_image_build(_: object, attribute: attrs.Attribute[Any], value: object
 
 def _check_image(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and (
-        not isinstance(value, str) or len(value) > 1024 or not _IMAGE_RE.match(value)
+        not isinstance(value, str) or len(value) > 1024 or not _IMAGE_RE.fullmatch(value)
     ):
         raise ConfigError(
             attribute.name, value,
@@ -251,7 +251,7 @@ def _check_tags(_: object, attribute: attrs.Attribute[Any], value: object) -> No
         if (
             not isinstance(key, str)
             or not 1 <= len(key) <= 128
-            or not _TAG_RE.match(key)
+            or not _TAG_RE.fullmatch(key)
             or key.lower().startswith(("aws:", "rclaude:"))
         ):
             raise ConfigError(
@@ -259,7 +259,7 @@ def _check_tags(_: object, attribute: attrs.Attribute[Any], value: object) -> No
                 "a key of 1 to 128 letters, digits, spaces or _ . : / = + - @, "
                 "not starting with 'aws:' or 'rclaude:' (reserved)",
             )
-        if not isinstance(val, str) or len(val) > 256 or not _TAG_RE.match(val):
+        if not isinstance(val, str) or len(val) > 256 or not _TAG_RE.fullmatch(val):
             raise ConfigError(
                 f"{attribute.name}[{key!r}]", val,
                 "a value of at most 256 letters, digits, spaces or _ . : / = + - @",

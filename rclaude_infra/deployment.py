@@ -491,9 +491,12 @@ class Deployment:
         return [f.result() for f in futures]
 
     def task(self, task_id: str) -> Task:
-        """Re-attach to a task by id, from any process."""
+        """Re-attach to a task by id, from any process (an id that is not one, ``../x``
+        say, is a :class:`~rclaude_infra.errors.ConfigError` before anything is read)."""
         from .tasks.model import Task
+        from .tasks.spec import check_task_id
 
+        check_task_id(task_id)
         provider = self._tasks()
         provider.state(task_id)  # TaskNotFoundError now rather than later
         return Task(task_id, provider)

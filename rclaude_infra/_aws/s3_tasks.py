@@ -25,6 +25,7 @@ from ..tasks.layout import (
     SPEC_FILE,
     TASKS_PREFIX,
 )
+from ..tasks.spec import check_task_id
 
 ATTEMPTS_FILE = "attempts.json"
 #: One object per task waiting for room in the group (``queue/<task_id>``), so the queue
@@ -33,7 +34,9 @@ QUEUE_PREFIX = "queue/"
 
 
 def key(task_id: str, name: str, run: str | None = None) -> str:
-    """The key of ``name`` in the task's prefix, or in its run's folder when ``run``."""
+    """The key of ``name`` in the task's prefix, or in its run's folder when ``run``
+    (an id that is not a task id, ``../x`` say, never becomes a key)."""
+    check_task_id(task_id)
     if run is None:
         return f"{TASKS_PREFIX}{task_id}/{name}"
     return f"{TASKS_PREFIX}{task_id}/{RUNS_DIR}/{run}/{name}"

@@ -305,7 +305,7 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 def parse_since(value: str) -> dt.datetime:
     """``--since``: an ISO time (UTC when it has no zone) or a duration back from now."""
-    match = _RELATIVE.match(value)
+    match = _RELATIVE.fullmatch(value)
     if match:
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
         return dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds)

@@ -44,7 +44,7 @@ from .model import (
     select_tasks,
     state_from_result,
 )
-from .spec import TaskSpec
+from .spec import TaskSpec, check_task_id
 
 PROCESS_FILE = "process.json"
 RUNNER_OUT = "runner.out"
@@ -80,7 +80,8 @@ class LocalProvider:
         self._lock = threading.Lock()
 
     def _dir(self, task_id: str) -> Path:
-        return self.root / task_id
+        # An id is a folder name here: never a path (it comes from users and records).
+        return self.root / check_task_id(task_id)
 
     def _existing(self, task_id: str) -> Path:
         path = self._dir(task_id)
@@ -130,12 +131,29 @@ class LocalProvider:
         child = self._children.get(task_id)
         if child is not None:
             return child.poll() is None  # our own child: poll() also reaps it
+        return self._runner_pid(path) is not None
+
+    def _runner_pid(self, path: Path) -> int | None:
+        """The pid of the runner this provider started for the task at ``path``, if it
+        still runs, proven: ``process.json`` is the task's to overwrite (it runs as this
+        user), so its pid counts only when that process started when recorded, leads its
+        own process group (the runner is started in a session of its own) and is
+        ``python -m rclaude_infra.runner --task-dir <path>``."""
         try:
             process = json.loads((path / PROCESS_FILE).read_text())
-        except (OSError, ValueError):
-            return False
-        ticks = _proc_start_ticks(process["pid"])
-        return ticks is not None and ticks == process.get("start_ticks")
+            pid = int(process["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        ticks = _proc_start_ticks(pid)
+        if ticks is None or ticks != process.get("start_ticks"):
+            return None
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            leads = os.getpgid(pid) == pid
+        except (OSError, ProcessLookupError):
+            return None
+        runner = [b"-m", b"rclaude_infra.runner", b"--task-dir", os.fsencode(path)]
+        return pid if leads and argv[1:5] == runner else None
 
     # -- reading -----------------------------------------------------------------------
 
@@ -235,9 +253,11 @@ class LocalProvider:
 
     def stop(self, task_id: str, reason: str) -> None:
         path = self._existing(task_id)
-        if not self._alive(task_id, path):
-            return
-        pid = json.loads((path / PROCESS_FILE).read_text())["pid"]
+        child = self._children.get(task_id)
+        pid = (child.pid if child is not None and child.poll() is None
+               else self._runner_pid(path))
+        if pid is None:
+            return  # not running, or not a process this provider can prove it started
         (path / STOP_REASON_FILE).write_text(reason)
         # The runner forwards this to the command's process group, then writes its
         # result (status "stopped") with the logs and the diff so far.

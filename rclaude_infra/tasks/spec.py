@@ -70,10 +70,24 @@ def new_task_id() -> str:
     return f"t-{stamp}-{secrets.token_hex(3)}"
 
 
-def _check_task_id(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, str) or not _TASK_ID_RE.match(value):
-        raise ConfigError(attribute.name, value, "1 to 36 letters, digits, '-' or '_', starting "
+def check_task_id(value: object, field: str = "task_id") -> str:
+    """``value`` if it is a task id (the whole of it: a path, a newline or a look-alike
+    letter is not), else :class:`~rclaude_infra.errors.ConfigError` naming ``field``.
+    Every id that comes in (a spec's, ``Deployment.task(id)``, the CLI's) passes here.
+
+    >>> check_task_id("../x")
+    Traceback (most recent call last):
+    ...
+    rclaude_infra.errors.ConfigError: task_id: got '../x'; allowed: 1 to 36 letters, ...
+    """
+    if not isinstance(value, str) or not _TASK_ID_RE.fullmatch(value):
+        raise ConfigError(field, value, "1 to 36 letters, digits, '-' or '_', starting "
                           "with a letter or digit (it is the S3 prefix and ECS startedBy)")
+    return value
+
+
+def _check_task_id(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    check_task_id(value, attribute.name)
 
 
 def _check_text(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -99,7 +113,8 @@ def _check_env(_: object, attribute: attrs.Attribute[Any], value: object) -> Non
     if not isinstance(value, Mapping):
         raise ConfigError(attribute.name, value, "a mapping of variable names to strings")
     for key, val in value.items():
-        if not isinstance(key, str) or not _ENV_NAME_RE.match(key) or key.startswith("RCLAUDE_"):
+        if (not isinstance(key, str) or not _ENV_NAME_RE.fullmatch(key)
+                or key.startswith("RCLAUDE_")):
             raise ConfigError(f"{attribute.name}[{key!r}]", key,
                               "a variable name like MY_VAR (RCLAUDE_* is reserved)")
         if not isinstance(val, str) or len(val) > 32_768:
@@ -108,13 +123,13 @@ def _check_env(_: object, attribute: attrs.Attribute[Any], value: object) -> Non
 
 def _check_secret_names(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if not isinstance(value, tuple) or not all(
-            isinstance(n, str) and _ENV_NAME_RE.match(n) for n in value):
+            isinstance(n, str) and _ENV_NAME_RE.fullmatch(n) for n in value):
         raise ConfigError(attribute.name, value,
                           "names of secrets (environment variable names), not their values")
 
 
 def _check_model(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is not None and (not isinstance(value, str) or not _MODEL_RE.match(value)):
+    if value is not None and (not isinstance(value, str) or not _MODEL_RE.fullmatch(value)):
         raise ConfigError(attribute.name, value, "None or a Claude model name or alias, e.g. "
                           "'sonnet', 'claude-sonnet-4-5' or a Bedrock inference profile id")
 
@@ -264,11 +279,11 @@ class TaskSpec:
             raise ConfigError("prompt/command", (self.prompt, self.command),
                               "exactly one of prompt and command")
         if self.repo is not None and (not isinstance(self.repo, str)
-                                      or not _REPO_RE.match(self.repo)):
+                                      or not _REPO_RE.fullmatch(self.repo)):
             raise ConfigError("repo", self.repo, "None or a git URL (https://, ssh://, "
                               "git@host:path, file://, http:// to this machine only) or an "
                               "absolute local path")
-        if self.ref is not None and (not isinstance(self.ref, str) or not _REF_RE.match(
+        if self.ref is not None and (not isinstance(self.ref, str) or not _REF_RE.fullmatch(
                 self.ref) or ".." in self.ref or self.ref.startswith(("-", "/"))):
             raise ConfigError("ref", self.ref, "None or a branch, tag or commit name")
         if self.ref is not None and self.repo is None:
@@ -290,18 +305,18 @@ class TaskSpec:
         self._check_output()
         if self.resume_from is not None and (
                 self.prompt is None or not isinstance(self.resume_from, str)
-                or not _TASK_ID_RE.match(self.resume_from)):
+                or not _TASK_ID_RE.fullmatch(self.resume_from)):
             raise ConfigError("resume_from", self.resume_from,
                               "None, or with a prompt the id of the task to continue")
         if self.apply_from is not None and (
                 self.resume_from is not None or self.repo is None
-                or not isinstance(self.apply_from, str) or not _TASK_ID_RE.match(
+                or not isinstance(self.apply_from, str) or not _TASK_ID_RE.fullmatch(
                     self.apply_from)):
             raise ConfigError("apply_from", self.apply_from, "None, or with repo (and not "
                               "with resume_from, which brings its own work) a task id")
         if (self.resume_session is None) != (self.resume_from is None) or (
                 self.resume_session is not None and (not isinstance(self.resume_session, str)
-                                                     or not _SESSION_RE.match(
+                                                     or not _SESSION_RE.fullmatch(
                                                          self.resume_session))):
             raise ConfigError("resume_session", self.resume_session,
                               "the session id of the task in resume_from (given together)")
@@ -317,13 +332,13 @@ class TaskSpec:
                               "work is pushed to that repository)")
         if self.branch is not None and (
                 self.output == "diff" or not isinstance(self.branch, str)
-                or not _REF_RE.match(self.branch) or ".." in self.branch
+                or not _REF_RE.fullmatch(self.branch) or ".." in self.branch
                 or self.branch.startswith(("-", "/")) or self.branch.endswith((".lock", "/"))):
             raise ConfigError("branch", self.branch, "None, or with output 'branch' or "
                               "'pull-request' a branch name such as 'rclaude/fix-tests'")
         if self.github_api_url is not None and (
                 self.output != "pull-request" or not isinstance(self.github_api_url, str)
-                or not _HTTP_URL_RE.match(self.github_api_url)):
+                or not _HTTP_URL_RE.fullmatch(self.github_api_url)):
             raise ConfigError("github_api_url", self.github_api_url,
                               "None, or with output 'pull-request' an http(s) URL")
         if self.output != "pull-request":
