@@ -118,9 +118,17 @@ def _checkout(spec: TaskSpec, work: Path, log: _Log) -> tuple[Path, str | None]:
     except RuntimeError:
         if spec.ref is None:
             raise
-        # Not a branch or tag: clone, then check the commit out.
+        # Not a branch or tag: clone, then check the commit out. The ref must name a
+        # commit: `git checkout <path>` would restore a file and leave the default branch
+        # checked out, and the task would work on what nobody asked for.
         git(["clone", "--quiet", "--", spec.repo, str(target)], env=env)
-        git(["checkout", "--quiet", spec.ref], cwd=target)
+        try:
+            commit = git(["rev-parse", "--verify", "--quiet", "--end-of-options",
+                          f"{spec.ref}^{{commit}}"], cwd=target).strip()
+        except RuntimeError:
+            raise RuntimeError(f"ref {spec.ref!r} is no branch, tag or commit of "
+                               f"{spec.repo}") from None
+        git(["checkout", "--quiet", "--detach", commit], cwd=target)
     return target, git(["rev-parse", "HEAD"], cwd=target).strip()
 
 
