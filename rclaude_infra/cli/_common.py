@@ -168,7 +168,10 @@ def load(args: argparse.Namespace) -> Loaded:
         path = Path(DEFAULT_CONFIG_FILE)
     if path is not None:
         try:
-            data = tomllib.loads(path.read_text())
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError("--config", str(path),
+                              f"a TOML file in UTF-8 (byte {exc.start} is not)") from exc
         except OSError as exc:
             raise ConfigError(
                 "--config", str(path), f"a readable TOML file ({exc.strerror})"

@@ -28,6 +28,7 @@ _REPO_RE = _Pattern(
     r"|http://(?:127\.0\.0\.1|localhost|\[::1\])(?::\d+)?/[^\s]*)$")
 _REF_RE = _Pattern(r"^[A-Za-z0-9._/-]{1,200}$")
 MAX_PROMPT_CHARS = 1_000_000
+_MAX_ENV_CHARS = 256 * 1024
 _MODEL_RE = _Pattern(r"^[A-Za-z0-9][A-Za-z0-9._:/@\[\]-]{0,199}$")
 _MAX_CLAUDE_ARGS_CHARS = 32_768
 _MAX_CLAUDE_SETTINGS_CHARS = 65_536
@@ -70,6 +71,36 @@ def new_task_id() -> str:
     return f"t-{stamp}-{secrets.token_hex(3)}"
 
 
+def redact_url(url: str) -> str:
+    """``url`` with a password, or an https user that is a token, replaced by ``***``
+    (an ssh user, ``git@``, is no secret and stays).
+
+    >>> redact_url("https://me:hunter2@example.com/app.git")
+    'https://me:***@example.com/app.git'
+    >>> redact_url("https://ghp_abc@github.com/me/app")
+    'https://***@github.com/me/app'
+    >>> redact_url("ssh://git@github.com/me/app")
+    'ssh://git@github.com/me/app'
+    """
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    user, _, host = parts.netloc.rpartition("@")
+    name, colon, _ = user.partition(":")
+    if colon:
+        shown = f"{name}:***"
+    elif parts.scheme in ("http", "https"):
+        shown = "***"  # a user in an https URL is how tokens are passed
+    else:
+        return url
+    return parts._replace(netloc=f"{shown}@{host}").geturl()
+
+
 def check_task_id(value: object, field: str = "task_id") -> str:
     """``value`` if it is a task id (the whole of it: a path, a newline or a look-alike
     letter is not), else :class:`~rclaude_infra.errors.ConfigError` naming ``field``.
@@ -92,9 +123,10 @@ def _check_task_id(_: object, attribute: attrs.Attribute[Any], value: object) ->
 
 def _check_text(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None and (not isinstance(value, str) or not value.strip()
-                              or len(value) > MAX_PROMPT_CHARS):
+                              or len(value) > MAX_PROMPT_CHARS or "\x00" in value):
         raise ConfigError(attribute.name, value if not isinstance(value, str) else value[:40],
-                          f"None or non-blank text of at most {MAX_PROMPT_CHARS} characters")
+                          f"None or non-blank text of at most {MAX_PROMPT_CHARS} characters, "
+                          "without NUL bytes")
 
 
 def _check_command(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -104,9 +136,9 @@ def _check_command(_: object, attribute: attrs.Attribute[Any], value: object) ->
         _check_text(_, attribute, value)
         return
     if (not isinstance(value, tuple) or not value
-            or not all(isinstance(a, str) and a for a in value)):
-        raise ConfigError(attribute.name, value,
-                          "None, a shell command string, or a non-empty list of arguments")
+            or not all(isinstance(a, str) and a and "\x00" not in a for a in value)):
+        raise ConfigError(attribute.name, value, "None, a shell command string, or a "
+                          "non-empty list of arguments (without NUL bytes)")
 
 
 def _check_env(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -117,8 +149,13 @@ def _check_env(_: object, attribute: attrs.Attribute[Any], value: object) -> Non
                 or key.startswith("RCLAUDE_")):
             raise ConfigError(f"{attribute.name}[{key!r}]", key,
                               "a variable name like MY_VAR (RCLAUDE_* is reserved)")
-        if not isinstance(val, str) or len(val) > 32_768:
-            raise ConfigError(f"{attribute.name}[{key!r}]", val, "a string of at most 32 KiB")
+        if not isinstance(val, str) or len(val) > 32_768 or "\x00" in val:
+            raise ConfigError(f"{attribute.name}[{key!r}]", val[:40] if isinstance(
+                val, str) else val, "a string of at most 32 KiB, without NUL bytes")
+    if sum(len(k) + len(v) for k, v in value.items()) > _MAX_ENV_CHARS:
+        raise ConfigError(attribute.name, f"{len(value)} variables",
+                          f"at most {_MAX_ENV_CHARS // 1024} KiB of variables in all (a "
+                          "process's environment has a limit)")
 
 
 def _check_secret_names(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
@@ -283,6 +320,11 @@ class TaskSpec:
             raise ConfigError("repo", self.repo, "None or a git URL (https://, ssh://, "
                               "git@host:path, file://, http:// to this machine only) or an "
                               "absolute local path")
+        if self.repo is not None and redact_url(self.repo) != self.repo:
+            # The spec is stored, logged and shown: a credential never goes in it.
+            raise ConfigError("repo", redact_url(self.repo), "a URL without a password or "
+                              "token in it: pass the token as a secret and name it "
+                              "git_token_secret")
         if self.ref is not None and (not isinstance(self.ref, str) or not _REF_RE.fullmatch(
                 self.ref) or ".." in self.ref or self.ref.startswith(("-", "/"))):
             raise ConfigError("ref", self.ref, "None or a branch, tag or commit name")
