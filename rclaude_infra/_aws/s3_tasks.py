@@ -25,7 +25,7 @@ from ..tasks.layout import (
     SPEC_FILE,
     TASKS_PREFIX,
 )
-from ..tasks.spec import check_task_id
+from ..tasks.spec import check_task_id, is_task_id
 
 ATTEMPTS_FILE = "attempts.json"
 #: One object per task waiting for room in the group (``queue/<task_id>``), so the queue
@@ -192,7 +192,7 @@ def list_task_ids(s3: Any, bucket: str) -> list[str]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=TASKS_PREFIX,
                                                               Delimiter="/"):
         ids += [p["Prefix"][len(TASKS_PREFIX):].rstrip("/") for p in page.get("CommonPrefixes", [])]
-    return ids
+    return [i for i in ids if is_task_id(i)]  # a prefix that is no task id is no task
 
 
 def enqueue(s3: Any, bucket: str, task_id: str) -> None:

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -44,7 +46,7 @@ from .model import (
     select_tasks,
     state_from_result,
 )
-from .spec import TaskSpec, check_task_id
+from .spec import TaskSpec, check_task_id, is_task_id
 
 PROCESS_FILE = "process.json"
 RUNNER_OUT = "runner.out"
@@ -60,6 +62,21 @@ def _proc_start_ticks(pid: int) -> int | None:
     if fields[0] == "Z":  # a zombie has exited
         return None
     return int(fields[19])
+
+
+def write_record(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all: a temporary file beside it, synced, renamed
+    over it. A failed write (a full disk) leaves the old record, or none."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 def _parse_time(value: Any) -> dt.datetime | None:
@@ -92,16 +109,33 @@ class LocalProvider:
     # -- submitting ------------------------------------------------------------------
 
     def submit(self, spec: TaskSpec) -> Task:
-        """Start the runner for ``spec``; the same task id is never started twice."""
+        """Start the runner for ``spec``; the same task id is never started twice.
+
+        The task's folder appears whole or not at all: its spec is written and synced in
+        a staging folder that is then renamed into place (one atomic step, which also
+        decides between two submitters of one id). A failed write (a full disk) leaves
+        nothing that blocks a retry. A submitter that finds the task there already
+        returns once its runner is recorded, so the handle it returns is usable at once."""
         path = self._dir(spec.task_id)
         with self._lock:
+            if (path / SPEC_FILE).is_file():
+                return self._recorded(spec.task_id, path)
+            self.root.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{spec.task_id}.", dir=self.root))
             try:
-                path.mkdir(parents=True)
-            except FileExistsError:
-                return Task(spec.task_id, self)
-            (path / SPEC_FILE).write_text(json.dumps(spec.to_dict(), indent=2))
-            if spec.earlier_work is not None:
-                self._copy_resume_inputs(spec.earlier_work, path)
+                write_record(staging / SPEC_FILE, json.dumps(spec.to_dict(), indent=2))
+                if spec.earlier_work is not None:
+                    self._copy_resume_inputs(spec.earlier_work, staging)
+                try:
+                    os.rename(staging, path)  # fails if another submitter's folder is there
+                except OSError as exc:
+                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                        raise
+                    shutil.rmtree(staging, ignore_errors=True)
+                    return self._recorded(spec.task_id, path)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
             with (path / RUNNER_OUT).open("wb") as out:
                 child = subprocess.Popen(
                     [sys.executable, "-m", "rclaude_infra.runner", "--task-dir", str(path)],
@@ -109,11 +143,22 @@ class LocalProvider:
                     start_new_session=True, env={**os.environ, **self.env},
                 )
             self._children[spec.task_id] = child
-            (path / PROCESS_FILE).write_text(json.dumps({
+            write_record(path / PROCESS_FILE, json.dumps({
                 "pid": child.pid, "start_ticks": _proc_start_ticks(child.pid),
                 "submitted_at": dt.datetime.now(dt.UTC).isoformat(),
             }))
         return Task(spec.task_id, self)
+
+    def _recorded(self, task_id: str, path: Path, *, timeout: float = 30) -> Task:
+        """The handle of a task another submitter is starting, once its runner is
+        recorded (or it has a result): until then its state would read as a runner gone."""
+        deadline = time.monotonic() + timeout
+        while not any((path / name).exists() for name in (PROCESS_FILE, RESULT_FILE,
+                                                           STOP_REASON_FILE)):
+            if time.monotonic() >= deadline:
+                break  # its submitter died before starting it: the state says so
+            time.sleep(0.02)
+        return Task(task_id, self)
 
     def _copy_resume_inputs(self, from_task: str, path: Path) -> None:
         earlier = self._existing(from_task)
@@ -291,6 +336,8 @@ class LocalProvider:
         """Tasks, newest first."""
         if not self.root.is_dir():
             return []
-        paths = sorted((p for p in self.root.iterdir() if (p / SPEC_FILE).is_file()),
+        # Task folders only: not a submit's staging folder, nor anything else put there.
+        paths = sorted((p for p in self.root.iterdir()
+                        if is_task_id(p.name) and (p / SPEC_FILE).is_file()),
                        key=lambda p: (p / SPEC_FILE).stat().st_mtime, reverse=True)
         return select_tasks([p.name for p in paths], self, limit=limit, status=status)

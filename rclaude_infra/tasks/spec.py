@@ -111,10 +111,15 @@ def check_task_id(value: object, field: str = "task_id") -> str:
     ...
     rclaude_infra.errors.ConfigError: task_id: got '../x'; allowed: 1 to 36 letters, ...
     """
-    if not isinstance(value, str) or not _TASK_ID_RE.fullmatch(value):
+    if not isinstance(value, str) or not is_task_id(value):
         raise ConfigError(field, value, "1 to 36 letters, digits, '-' or '_', starting "
                           "with a letter or digit (it is the S3 prefix and ECS startedBy)")
     return value
+
+
+def is_task_id(value: object) -> bool:
+    """Whether ``value`` is a task id (:func:`check_task_id` without the error)."""
+    return isinstance(value, str) and _TASK_ID_RE.fullmatch(value) is not None
 
 
 def _check_task_id(_: object, attribute: attrs.Attribute[Any], value: object) -> None:

@@ -1,0 +1,69 @@
+"""Faults and races at submission: a full disk leaves nothing that blocks a retry, and
+a submitter that loses the race for an id gets a handle that works at once."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rclaude_infra import Deployment, TaskSpec, TaskStatus
+from rclaude_infra.tasks import local
+
+
+def test_a_full_disk_at_submit_leaves_the_id_free_for_a_retry(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC where a full disk reports it (the data reaching the disk: fsync), once."""
+    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    fsync = os.fsync
+    failures = {"left": 1}
+
+    def disk_full(fd: int) -> None:
+        if failures["left"]:
+            failures["left"] -= 1
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        fsync(fd)
+
+    monkeypatch.setattr(local.os, "fsync", disk_full)
+    d = Deployment("dev", provider="local")
+    spec = TaskSpec(command="echo done", task_id="t-disk-full")
+    with pytest.raises(OSError, match="No space left"):
+        d.run_task(spec)
+    tasks = tmp_path / "home" / "local" / "dev" / "tasks"
+    assert list(tasks.iterdir()) == []  # no half-written task, no staging left
+    task = d.run_task(spec)  # the same id, once there is room
+    assert task.wait(timeout=60).status is TaskStatus.SUCCEEDED
+    assert json.loads((tasks / "t-disk-full" / "spec.json").read_text())["task_id"] == (
+        "t-disk-full")
+
+
+_SUBMIT = """
+import sys
+from rclaude_infra import Deployment, TaskSpec
+task = Deployment("dev", provider="local").run_task(
+    TaskSpec(command=f"echo once >> {sys.argv[2]}", task_id=sys.argv[1]))
+print(task.wait(timeout=60).status.value)
+"""
+
+
+def test_two_processes_submitting_one_id_both_get_a_working_handle(
+        tmp_path: Path) -> None:
+    env = {**os.environ, "RCLAUDE_HOME": str(tmp_path / "home")}
+    count = tmp_path / "count.txt"
+    for round_ in range(8):
+        task_id = f"t-race-{round_}"
+        both = [subprocess.Popen([sys.executable, "-c", _SUBMIT, task_id, str(count)], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for _ in range(2)]
+        seen = [p.communicate(timeout=120) for p in both]
+        assert [out.strip() for out, _ in seen] == ["SUCCEEDED", "SUCCEEDED"], seen
+    ran = count.read_text().split()
+    assert len(ran) == 8  # each id ran once
+    leftovers = [p.name for p in (tmp_path / "home" / "local" / "dev" / "tasks").iterdir()
+                 if p.name.startswith(".")]
+    assert leftovers == []
