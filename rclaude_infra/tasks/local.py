@@ -79,6 +79,19 @@ def write_record(path: Path, text: str) -> None:
         raise
 
 
+def _log_line(raw: bytes) -> LogLine:
+    """One line of the task's log. The log is in the task's reach (it runs as this user):
+    a line that is not the runner's ``{"t": ms, "line": text}`` is shown as it is, raw,
+    stamped now, never an error."""
+    try:
+        entry = json.loads(raw)
+        return LogLine(time=dt.datetime.fromtimestamp(float(entry["t"]) / 1000, dt.UTC),
+                       text=str(entry["line"]))
+    except (ValueError, TypeError, KeyError, OverflowError, OSError):
+        return LogLine(time=dt.datetime.now(dt.UTC),
+                       text=raw.decode("utf-8", errors="replace"))
+
+
 def _parse_time(value: Any) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
 
@@ -264,11 +277,10 @@ class LocalProvider:
             for raw in complete:
                 if not raw.strip():
                     continue
-                entry = json.loads(raw)
-                if since_ms is not None and entry["t"] < since_ms:
+                line = _log_line(raw)
+                if since_ms is not None and line.time.timestamp() * 1000 < since_ms:
                     continue
-                yield LogLine(time=dt.datetime.fromtimestamp(entry["t"] / 1000, dt.UTC),
-                              text=entry["line"])
+                yield line
             # The result is written after the last log line: once it was there before
             # this read, everything has been read.
             if not follow or (finished and not chunk):

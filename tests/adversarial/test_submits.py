@@ -67,3 +67,24 @@ def test_two_processes_submitting_one_id_both_get_a_working_handle(
     leftovers = [p.name for p in (tmp_path / "home" / "local" / "dev" / "tasks").iterdir()
                  if p.name.startswith(".")]
     assert leftovers == []
+
+
+@pytest.mark.parametrize("planted", [b"not json at all", b'{"t": "soon", "line": 1}',
+                                     b'{"t": 1e308, "line": "far"}', b'["a list"]',
+                                     b'{"line": "no time"}', b"\xff\xfe broken utf-8"])
+def test_a_malformed_log_line_is_shown_raw_never_a_crash(
+        planted: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from rclaude_infra.cli import main
+
+    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    task = Deployment("dev", provider="local").run_task(TaskSpec(
+        command="echo before", task_id="t-log-forger"))
+    assert task.wait(timeout=60).status is TaskStatus.SUCCEEDED
+    log = tmp_path / "home" / "local" / "dev" / "tasks" / "t-log-forger" / "log.jsonl"
+    with log.open("ab") as out:  # what the task, running as this user, may write
+        out.write(planted + b"\n")
+    texts = [line.text for line in task.logs()]
+    assert "before" in texts and texts[-1] == planted.decode("utf-8", errors="replace")
+    assert main(["logs", "t-log-forger", "--provider", "local"]) == 0
+    assert "before" in capsys.readouterr().out
