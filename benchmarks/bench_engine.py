@@ -24,6 +24,21 @@ from rclaude_infra import Deployment, DeploymentConfig
 
 def main() -> int:
     os.environ["RCLAUDE_HOME"] = tempfile.mkdtemp(prefix="rclaude-bench-")
+    # up() looks for ECS's service-linked role before the engine runs: moto answers.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_dispatch import start_moto
+
+    server, endpoint = start_moto()
+    os.environ.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="testing",
+                      AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
+    try:
+        return _count_processes()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _count_processes() -> int:
     fake = FakePulumi()
     d = Deployment("dev", DeploymentConfig(), pulumi_command=fake, api_key="sk-ant-bench")
     rows = []
