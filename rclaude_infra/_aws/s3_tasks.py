@@ -6,12 +6,13 @@ its functions take ``run=None``."""
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..tasks.downloads import Downloaded, place
+from ..tasks.downloads import Downloaded
 from ..tasks.layout import (
     ARTIFACTS_DIR,
     CHECKPOINT_FILES,
@@ -160,14 +161,17 @@ def upload_files(s3: Any, bucket: str, task_id: str, task_dir: Path,
             s3.upload_file(str(task_dir / name), bucket, key(task_id, name, run))
 
 
+def _download(s3: Any, bucket: str, object_key: str, path: Path) -> None:
+    s3.download_file(bucket, object_key, str(path))
+
+
 def download_outputs(s3: Any, bucket: str, task_id: str, dest: Path, *,
                      run: str | None = None) -> Downloaded:
     """Copy the task's outputs (not its spec, attempts or staged inputs) into
     ``dest/<task_id>/``. The run's keys are the task's to choose (its role writes them):
     a key that would land outside the destination, or through a link, is skipped and
     reported (:func:`~rclaude_infra.tasks.downloads.place`)."""
-    target = dest / task_id
-    written, skipped = [], []
+    files = Downloaded()
     folder = key(task_id, "", run)
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder):
         for item in page.get("Contents", []):
@@ -175,15 +179,10 @@ def download_outputs(s3: Any, bucket: str, task_id: str, dest: Path, *,
             if (name in (SPEC_FILE, ATTEMPTS_FILE, "stop.json", INPUTS_FILE) or not name
                     or name.startswith((f"{RUNS_DIR}/", f"{PREVIOUS_DIR}/"))):
                 continue
-            try:
-                path = place(target, name)
-            except ValueError as exc:
-                skipped.append((name, str(exc)))
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, item["Key"], str(path))
-            written.append(path)
-    return Downloaded(written, skipped)
+            files.put(dest / task_id, name, functools.partial(_download, s3, bucket,
+                                                              item["Key"]))
+    files.sort()
+    return files
 
 
 def list_task_ids(s3: Any, bucket: str) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 
@@ -29,6 +29,18 @@ class Downloaded(list[Path]):
                  skipped: Iterable[tuple[str, str]] = ()) -> None:
         super().__init__(sorted(written))
         self.skipped: list[tuple[str, str]] = list(skipped)
+
+    def put(self, dest: Path, name: str, write: Callable[[Path], object]) -> None:
+        """Write ``name`` under ``dest`` with ``write(path)`` when :func:`place` allows
+        it (the written path joins the list), else note it in :attr:`skipped`."""
+        try:
+            path = place(dest, name)
+        except ValueError as exc:
+            self.skipped.append((name, str(exc)))
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(path)
+        self.append(path)
 
 
 def place(dest: Path, name: str) -> Path:
@@ -68,8 +80,14 @@ def copy_tree(source: Path, dest: Path, names: Iterable[str], *,
     under ``source/tree``, into ``dest``, the same relative paths: regular files only.
     Links (to files, directories, or in a loop) and special files are skipped and
     reported, never followed."""
-    written: list[Path] = []
-    skipped: list[tuple[str, str]] = []
+    files = Downloaded()
+
+    def copy_file(name: str, target: Path) -> None:
+        # By its descriptor, opened without following a link swapped in since the look.
+        fd = os.open(source / name, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as reader, open(target, "wb") as writer:
+            shutil.copyfileobj(reader, writer)
+        shutil.copystat(source / name, target, follow_symlinks=False)
 
     def copy(name: str) -> None:
         try:
@@ -77,32 +95,23 @@ def copy_tree(source: Path, dest: Path, names: Iterable[str], *,
         except FileNotFoundError:
             return
         if stat.S_ISLNK(kind):
-            skipped.append((name, f"a link (to {os.readlink(source / name)}): not followed"))
+            files.skipped.append((name, f"a link (to {os.readlink(source / name)}): not "
+                                  "followed"))
         elif not stat.S_ISREG(kind):
-            skipped.append((name, "not a regular file"))
+            files.skipped.append((name, "not a regular file"))
         else:
-            try:
-                target = place(dest, name)
-            except ValueError as exc:
-                skipped.append((name, str(exc)))
-                return
-            target.parent.mkdir(parents=True, exist_ok=True)
-            # Copied by its descriptor, opened without following a link swapped in since.
-            fd = os.open(source / name, os.O_RDONLY | os.O_NOFOLLOW)
-            with os.fdopen(fd, "rb") as reader, open(target, "wb") as writer:
-                shutil.copyfileobj(reader, writer)
-            shutil.copystat(source / name, target, follow_symlinks=False)
-            written.append(target)
+            files.put(dest, name, lambda target: copy_file(name, target))
 
     for name in names:
         copy(name)
     if tree is not None and (source / tree).is_dir() and not (source / tree).is_symlink():
-        for folder, directories, files in os.walk(source / tree):  # never into a link
+        for folder, directories, found in os.walk(source / tree):  # never into a link
             relative = Path(folder).relative_to(source).as_posix()
             for directory in directories:
                 if (Path(folder) / directory).is_symlink():
-                    skipped.append((f"{relative}/{directory}", "a link to a directory: not "
-                                    "followed"))
-            for file in files:
+                    files.skipped.append((f"{relative}/{directory}", "a link to a "
+                                          "directory: not followed"))
+            for file in found:
                 copy(f"{relative}/{file}")
-    return Downloaded(written, skipped)
+    files.sort()
+    return files
