@@ -46,6 +46,7 @@ from .layout import (
     STOP_REASON_FILE,
     TRANSCRIPT_FILE,
 )
+from .processes import become_subreaper, descendants, die_with_parent, end_all, reap
 from .sessions import (
     Checkpoint,
     Checkpoints,
@@ -61,6 +62,8 @@ TIMEOUT_EXIT = 124
 #: Where the instance's spot watcher leaves the two-minute notice (a read-only volume).
 SPOT_NOTICE_ENV = "RCLAUDE_SPOT_NOTICE"
 _KILL_GRACE_SECONDS = 10
+#: How long what a finished command left running has to end after SIGTERM.
+_LEFTOVER_GRACE_SECONDS = 2
 
 
 def _now() -> dt.datetime:
@@ -153,15 +156,43 @@ class _Stopper:
                 return
             self.reason = reason
             process = self.process
-        try:
+        # The command's group, and what left it (setsid) or was orphaned to the runner.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
+        end_all(_leftovers(process), signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(timeout=_KILL_GRACE_SECONDS)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        _kill_leftovers(process)
+
+
+def _leftovers(process: subprocess.Popen[str]) -> list[int]:
+    """What the command started, but the command itself: the runner's descendants outside
+    its own session (the runner is a child subreaper: what the command orphaned is among
+    them; what the runner starts itself, git or the check, is in its session)."""
+    return [pid for pid in descendants(not_in_session=os.getsid(0)) if pid != process.pid]
+
+
+def _kill_leftovers(process: subprocess.Popen[str]) -> None:
+    leftovers = _leftovers(process)
+    end_all(leftovers, signal.SIGKILL)
+    reap(leftovers)
+
+
+def _end_leftovers_when_done(process: subprocess.Popen[str]) -> None:
+    """When the command ends, what it left running (a daemon holding its output open,
+    say) ends too: SIGTERM, a moment, then SIGKILL. Its output then reaches its end."""
+    process.wait()
+    leftovers = _leftovers(process)
+    if not leftovers:
+        return
+    end_all(leftovers, signal.SIGTERM)
+    deadline = time.monotonic() + _LEFTOVER_GRACE_SECONDS
+    while time.monotonic() < deadline and _leftovers(process):
+        time.sleep(0.05)
+        reap(leftovers)
+    _kill_leftovers(process)
 
 
 #: Lines of the check's output its record keeps (all of it is in the log).
@@ -289,11 +320,14 @@ def run(task_dir: Path, *, checkpoint: Checkpoint | None = None) -> int:
         log.line(f"[runner] running {argv[0]} in {cwd.name}")
         timer = threading.Timer(spec.timeout, stopper.stop, args=("timeout",))
         timer.daemon = True
+        become_subreaper()  # what the command orphans stays the runner's to end
         with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, errors="replace",
                               stdin=subprocess.DEVNULL if agent is None else subprocess.PIPE,
-                              start_new_session=True) as process:
+                              start_new_session=True, preexec_fn=die_with_parent) as process:
             stopper.process = process
+            threading.Thread(target=_end_leftovers_when_done, args=(process,),
+                             daemon=True).start()
             if stopper.reason is not None:  # stopped (or preempted) while cloning
                 why, stopper.reason = stopper.reason, None
                 stopper.stop(why)

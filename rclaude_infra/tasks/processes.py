@@ -1,0 +1,83 @@
+"""Every process a task starts ends with it: on stop, on timeout, when its command ends,
+and when the runner dies.
+
+A command can leave its process group (``setsid``), or leave processes behind that hold
+its output open; killing the group is then not enough. So the runner makes itself a
+*child subreaper* (Linux ``PR_SET_CHILD_SUBREAPER``): whatever the command orphans is
+re-parented to the runner, not to init, and :func:`descendants` finds it by walking
+``/proc``. The command itself gets ``PR_SET_PDEATHSIG``: if the runner is killed, the
+kernel kills the command at once. Elsewhere than Linux these are not available, and the
+process group is what is ended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import sys
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+def _prctl(option: int, value: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    libc = ctypes.CDLL(None, use_errno=True)
+    return bool(libc.prctl(option, value, 0, 0, 0) == 0)
+
+
+def become_subreaper() -> bool:
+    """Orphans of this process's descendants become its children (Linux); whether so."""
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def die_with_parent() -> None:
+    """For ``preexec_fn``: the kernel sends this process SIGKILL when its parent dies."""
+    _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
+
+
+def descendants(pid: int | None = None, *, not_in_session: int | None = None) -> list[int]:
+    """Every live process below ``pid`` (default: this process), children first; with
+    ``not_in_session``, those of other sessions only (the task's command runs in a session
+    of its own, and what it starts in its own or in new ones: the runner's own helpers,
+    git and the check, stay in the runner's session)."""
+    root = os.getpid() if pid is None else pid
+    children: dict[int, list[int]] = {}
+    sessions: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] == "Z":
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        sessions[int(entry.name)] = int(fields[3])
+    found, queue = [], [root]
+    while queue:
+        for child in children.get(queue.pop(0), []):
+            found.append(child)
+            queue.append(child)
+    return [p for p in found if not_in_session is None or sessions[p] != not_in_session]
+
+
+def end_all(pids: list[int], signum: int) -> None:
+    """Send ``signum`` to each of ``pids`` that still runs."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+def reap(pids: list[int]) -> None:
+    """Collect the exit status of those of ``pids`` that are this process's children and
+    have ended (orphans re-parented here would otherwise stay zombies); never waits."""
+    for pid in pids:
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitpid(pid, os.WNOHANG)
