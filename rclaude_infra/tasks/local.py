@@ -131,35 +131,41 @@ class LocalProvider:
         returns once its runner is recorded, so the handle it returns is usable at once."""
         path = self._dir(spec.task_id)
         with self._lock:
-            if (path / SPEC_FILE).is_file():
-                return self._recorded(spec.task_id, path)
-            self.root.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{spec.task_id}.", dir=self.root))
+            started = self._start(spec, path)
+        # Another submitter's task: waited for outside the lock.
+        return started if started is not None else self._recorded(spec.task_id, path)
+
+    def _start(self, spec: TaskSpec, path: Path) -> Task | None:
+        """The new task's handle, or ``None`` when the id is another submitter's."""
+        if (path / SPEC_FILE).is_file():
+            return None
+        self.root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{spec.task_id}.", dir=self.root))
+        try:
+            write_record(staging / SPEC_FILE, json.dumps(spec.to_dict(), indent=2))
+            if spec.earlier_work is not None:
+                self._copy_resume_inputs(spec.earlier_work, staging)
             try:
-                write_record(staging / SPEC_FILE, json.dumps(spec.to_dict(), indent=2))
-                if spec.earlier_work is not None:
-                    self._copy_resume_inputs(spec.earlier_work, staging)
-                try:
-                    os.rename(staging, path)  # fails if another submitter's folder is there
-                except OSError as exc:
-                    if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                        raise
-                    shutil.rmtree(staging, ignore_errors=True)
-                    return self._recorded(spec.task_id, path)
-            except BaseException:
+                os.rename(staging, path)  # fails if another submitter's folder is there
+            except OSError as exc:
+                if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
                 shutil.rmtree(staging, ignore_errors=True)
-                raise
-            with (path / RUNNER_OUT).open("wb") as out:
-                child = subprocess.Popen(
-                    [sys.executable, "-m", "rclaude_infra.runner", "--task-dir", str(path)],
-                    cwd=path, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True, env={**os.environ, **self.env},
-                )
-            self._children[spec.task_id] = child
-            write_record(path / PROCESS_FILE, json.dumps({
-                "pid": child.pid, "start_ticks": _proc_start_ticks(child.pid),
-                "submitted_at": dt.datetime.now(dt.UTC).isoformat(),
-            }))
+                return None
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        with (path / RUNNER_OUT).open("wb") as out:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "rclaude_infra.runner", "--task-dir", str(path)],
+                cwd=path, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env={**os.environ, **self.env},
+            )
+        self._children[spec.task_id] = child
+        write_record(path / PROCESS_FILE, json.dumps({
+            "pid": child.pid, "start_ticks": _proc_start_ticks(child.pid),
+            "submitted_at": dt.datetime.now(dt.UTC).isoformat(),
+        }))
         return Task(spec.task_id, self)
 
     def _recorded(self, task_id: str, path: Path, *, timeout: float = 30) -> Task:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -23,11 +24,16 @@ _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    # Loaded in the runner, before it forks: the child of a multi-threaded process must
+    # not load a library (the loader's lock may be held by a thread that did not fork).
+    return ctypes.CDLL(None, use_errno=True) if sys.platform.startswith("linux") else None
+
+
 def _prctl(option: int, value: int) -> bool:
-    if not sys.platform.startswith("linux"):
-        return False
-    libc = ctypes.CDLL(None, use_errno=True)
-    return bool(libc.prctl(option, value, 0, 0, 0) == 0)
+    libc = _libc()
+    return libc is not None and bool(libc.prctl(option, value, 0, 0, 0) == 0)
 
 
 def become_subreaper() -> bool:
@@ -36,7 +42,8 @@ def become_subreaper() -> bool:
 
 
 def die_with_parent() -> None:
-    """For ``preexec_fn``: the kernel sends this process SIGKILL when its parent dies."""
+    """For ``preexec_fn``: the kernel sends this process SIGKILL when its parent dies
+    (call :func:`become_subreaper` in the parent first: it loads what this needs)."""
     _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
