@@ -90,7 +90,7 @@ SUBMITTER_GRANTS: tuple[Grant, ...] = (
           "exec() into an interactive task", needs="interactive_task_definition_arn"),
     Grant("CheckRunnerImage", ("ecr:DescribeImages",), ("{image_repository_arn}",),
           "before a task starts on a stack that builds its image: the image exists",
-          needs="image"),
+          needs="image_build_project"),
 )
 
 

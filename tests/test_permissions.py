@@ -193,6 +193,18 @@ def test_the_policy_is_scoped_to_the_stack(deployed: StackOutputs) -> None:
         s["Sid"] for s in submitter_policy(plain)["Statement"]}
 
 
+def test_only_a_stack_that_builds_its_image_needs_to_look_it_up(
+        deployed: StackOutputs) -> None:
+    given = attrs.evolve(deployed, image="ghcr.io/me/runner:1")  # image= given, no build
+    assert "CheckRunnerImage" not in {s["Sid"] for s in submitter_policy(given)["Statement"]}
+    account = (deployed.cluster_arn or "").split(":")[4]
+    built = attrs.evolve(deployed, image_build_project="rclaude-dev-image-build",
+                         image=f"{account}.dkr.ecr.us-east-1.amazonaws.com/rclaude-dev-runner:ab")
+    [check] = [s for s in submitter_policy(built)["Statement"] if s["Sid"] == "CheckRunnerImage"]
+    assert check["Resource"] == [
+        f"arn:aws:ecr:us-east-1:{account}:repository/rclaude-dev-runner"]
+
+
 def test_outputs_of_an_undeployed_stack_are_refused_naming_what_is_missing() -> None:
     with pytest.raises(ConfigError, match="execution_role_arn"):
         submitter_policy({"cluster_arn": "arn:aws:ecs:us-east-1:1:cluster/c"})
