@@ -315,6 +315,9 @@ def test_a_task_verb_without_the_provider_points_at_the_local_task(
                                   "add --provider local"), lost.stderr
     listed = cli(env, tmp_path, "tasks")
     assert "add --provider local" in listed.stderr
+    # A path is no task id, even where it names a folder (tasks/../tasks is the root).
+    path = cli(env, tmp_path, "logs", "../tasks")
+    assert path.returncode != 0 and "is a local task" not in path.stderr
     # Not a local task, nor a local deployment: the stack's own error, unchanged.
     other = cli(env, tmp_path, "logs", "t-elsewhere", "--name", "prod")
     assert "Pulumi CLI" in other.stderr and "--provider local" not in other.stderr

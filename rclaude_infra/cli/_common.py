@@ -27,6 +27,7 @@ from ..config import (
 from ..deployment import DEFAULT_NAME, PROVIDERS, Deployment
 from ..errors import ConfigError, RclaudeError
 from ..paths import local_tasks_dir
+from ..tasks.spec import is_task_id
 
 DEFAULT_CONFIG_FILE = "rclaude.toml"
 #: Top-level keys of rclaude.toml that are not DeploymentConfig fields.
@@ -246,7 +247,7 @@ def local_tasks_hint(args: argparse.Namespace, error: Exception) -> str | None:
         return None
     tasks = local_tasks_dir(name)
     task_id = getattr(args, "task_id", None)
-    if task_id is not None and (tasks / str(task_id)).is_dir():
+    if task_id is not None and is_task_id(task_id) and (tasks / task_id).is_dir():
         return (f"task {task_id} is a local task: add --provider local (or provider = "
                 f'"local" in {DEFAULT_CONFIG_FILE})')
     if task_id is None and tasks.is_dir() and any(tasks.iterdir()):

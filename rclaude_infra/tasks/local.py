@@ -46,22 +46,11 @@ from .model import (
     select_tasks,
     state_from_result,
 )
+from .processes import start_ticks
 from .spec import TaskSpec, check_task_id, is_task_id
 
 PROCESS_FILE = "process.json"
 RUNNER_OUT = "runner.out"
-
-
-def _proc_start_ticks(pid: int) -> int | None:
-    """The process's start time in clock ticks since boot (guards against pid reuse)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] == "Z":  # a zombie has exited
-        return None
-    return int(fields[19])
 
 
 def write_record(path: Path, text: str) -> None:
@@ -163,7 +152,7 @@ class LocalProvider:
             )
         self._children[spec.task_id] = child
         write_record(path / PROCESS_FILE, json.dumps({
-            "pid": child.pid, "start_ticks": _proc_start_ticks(child.pid),
+            "pid": child.pid, "start_ticks": start_ticks(child.pid),
             "submitted_at": dt.datetime.now(dt.UTC).isoformat(),
         }))
         return Task(spec.task_id, self)
@@ -208,7 +197,7 @@ class LocalProvider:
             pid = int(process["pid"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        ticks = _proc_start_ticks(pid)
+        ticks = start_ticks(pid)
         if ticks is None or ticks != process.get("start_ticks"):
             return None
         try:

@@ -47,6 +47,25 @@ def die_with_parent() -> None:
     _prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL))
 
 
+def stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (``[0]`` the state,
+    ``[1]`` the parent, ``[3]`` the session, ``[19]`` the start time in clock ticks), or
+    ``None`` when the process is gone or a zombie (it has exited)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[1].split()  # the name, in parentheses, may hold spaces
+    return None if fields[0] == "Z" else fields
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot: with its pid, what tells it
+    from a later process given the same pid. ``None`` when it is not running."""
+    fields = stat_fields(pid)
+    return None if fields is None else int(fields[19])
+
+
 def descendants(pid: int | None = None, *, not_in_session: int | None = None) -> list[int]:
     """Every live process below ``pid`` (default: this process), children first; with
     ``not_in_session``, those of other sessions only (the task's command runs in a session
@@ -56,14 +75,8 @@ def descendants(pid: int | None = None, *, not_in_session: int | None = None) ->
     children: dict[int, list[int]] = {}
     sessions: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] == "Z":
+        fields = stat_fields(int(entry.name)) if entry.name.isdigit() else None
+        if fields is None:
             continue
         children.setdefault(int(fields[1]), []).append(int(entry.name))
         sessions[int(entry.name)] = int(fields[3])
