@@ -88,3 +88,36 @@ def test_a_malformed_log_line_is_shown_raw_never_a_crash(
     assert "before" in texts and texts[-1] == planted.decode("utf-8", errors="replace")
     assert main(["logs", "t-log-forger", "--provider", "local"]) == 0
     assert "before" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not sys.platform.startswith("linux"),
+                    reason="needs root, to mount a small tmpfs that fills up")
+def test_a_really_full_disk_at_submit_leaves_the_id_free(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same on a file system that is really full (a 512 KiB tmpfs, filled): the
+    submit fails with ENOSPC wherever the kernel says so, and once there is room again the
+    same id runs."""
+    home = tmp_path / "home"
+    home.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(home)], check=True)
+    try:
+        monkeypatch.setenv("RCLAUDE_HOME", str(home))
+        (home / "local" / "dev" / "tasks").mkdir(parents=True)
+        pad = home / "pad"
+        with pytest.raises(OSError), pad.open("wb") as out:
+            while True:
+                out.write(b"\0" * 4096)
+                out.flush()
+        d = Deployment("dev", provider="local")
+        spec = TaskSpec(command="echo done", task_id="t-really-full",
+                        env={"PADDING": "x" * 30_000})
+        with pytest.raises(OSError) as info:
+            d.run_task(spec)
+        assert info.value.errno == errno.ENOSPC
+        assert list((home / "local" / "dev" / "tasks").iterdir()) == []
+        pad.unlink()
+        task = d.run_task(spec)
+        assert task.wait(timeout=60).status is TaskStatus.SUCCEEDED
+        assert "done" in [line.text for line in task.logs()]
+    finally:
+        subprocess.run(["umount", "-l", str(home)], check=False)
