@@ -20,3 +20,13 @@ def default_session(region: str | None = None) -> Any:
     import boto3
 
     return boto3.Session(region_name=region)
+
+
+def error_code(exc: Any) -> str:
+    """The AWS error code of a botocore ``ClientError`` (``""`` when it has none).
+
+    >>> from botocore.exceptions import ClientError
+    >>> error_code(ClientError({"Error": {"Code": "NoSuchKey"}}, "GetObject"))
+    'NoSuchKey'
+    """
+    return str(exc.response.get("Error", {}).get("Code", ""))

@@ -20,7 +20,7 @@ from ..tasks.layout import (
     SPEC_FILE,
 )
 from ..tasks.runner import run as run_task
-from . import default_session, task_secrets
+from . import default_session, error_code, task_secrets
 from .s3_tasks import (
     download_files,
     download_resume_inputs,
@@ -47,7 +47,7 @@ def wait_for_inputs(s3: Any, bucket: str, task_id: str, run: str, *,
         try:
             staged = read_json(s3, bucket, task_id, INPUTS_FILE, run=run)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("AccessDenied", "403"):
+            if error_code(exc) not in ("AccessDenied", "403"):
                 raise
             staged = None
         if staged is not None:

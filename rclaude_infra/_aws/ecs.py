@@ -43,7 +43,7 @@ from ..tasks.model import (
     state_from_result,
 )
 from ..tasks.spec import TaskSpec
-from . import client_config, s3_tasks, task_secrets
+from . import client_config, error_code, s3_tasks, task_secrets
 
 TASK_TAG = "rclaude:task-id"
 #: Written by stop(): who stopped the task and why.
@@ -641,7 +641,7 @@ class EcsProvider:
             try:
                 page = self.logs.get_log_events(**request)
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+                if error_code(exc) != "ResourceNotFoundException":
                     raise
                 page = {"events": [], "nextForwardToken": token}  # the stream is not there yet
             for event in page["events"]:
@@ -761,7 +761,7 @@ class EcsProvider:
         try:
             active = self._active_arns()
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ClusterNotFoundException":
+            if error_code(exc) == "ClusterNotFoundException":
                 return stopped
             raise
         for batch in _batches(active):

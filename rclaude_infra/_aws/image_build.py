@@ -18,7 +18,7 @@ from ..errors import ImageBuildError, ImageNotReadyError
 from ..image_source import ImageBuild, ImageSource, image_source
 from ..outputs import StackOutputs
 from ..progress import ImageBuildPhase, OnProgress
-from . import client_config
+from . import client_config, error_code
 
 #: How often a running build is asked for its phase, and how long ``up`` waits for it
 #: (the project's own timeout is 30 minutes, plus its time queued).
@@ -73,7 +73,7 @@ class ImageBuilder:
             raise ImageBuildError(f"could not look up the runner image {self.image}: "
                                   f"{exc}") from exc
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("ImageNotFoundException",
+            if error_code(exc) in ("ImageNotFoundException",
                                                                "RepositoryNotFoundException"):
                 return False
             raise ImageBuildError(f"could not look up the runner image {self.image}: "
@@ -143,7 +143,7 @@ class ImageBuilder:
             self._s3.head_object(Bucket=bucket, Key=key)
             return  # the same key is the same files
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("404", "NoSuchKey", "NotFound"):
+            if error_code(exc) not in ("404", "NoSuchKey", "NotFound"):
                 raise ImageBuildError(f"could not read s3://{bucket}/{key}: {exc}") from exc
         try:
             self._s3.put_object(Bucket=bucket, Key=key, Body=source.zip_bytes(),
@@ -172,7 +172,7 @@ class ImageBuilder:
             raise ImageBuildError(f"could not reach CodeBuild to start {self.project}: "
                                   f"{exc}") from exc
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            code = error_code(exc)
             if code == "AccountLimitExceededException":
                 hint = ("the account may run no more CodeBuild builds of this kind now (new "
                         "accounts can start with a quota of 0 or 1): request more under "

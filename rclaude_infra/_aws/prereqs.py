@@ -8,6 +8,7 @@ from typing import Any
 
 from ..checks import OK, PROBLEM, WARNING, CheckItem
 from ..config import DeploymentConfig
+from . import error_code
 
 #: EC2 vCPU quotas (Service Quotas codes): all standard spot requests, and running
 #: on-demand standard (A, C, D, H, I, M, R, T, Z) instances.
@@ -28,10 +29,6 @@ CODEBUILD_QUOTAS = {
 ECS_SERVICE_LINKED_ROLE = "AWSServiceRoleForECS"
 ECS_SERVICE = "ecs.amazonaws.com"
 CREATE_ECS_ROLE = f"aws iam create-service-linked-role --aws-service-name {ECS_SERVICE}"
-
-
-def _code(exc: Any) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 def ensure_ecs_service_linked_role(session: Any) -> str:
@@ -55,7 +52,7 @@ def ensure_ecs_service_linked_role(session: Any) -> str:
         raise CredentialsError(f"no AWS credentials: {exc}; configure them (`aws "
                                "configure`, `aws sso login` or AWS_PROFILE)") from exc
     except ClientError as exc:
-        if _code(exc) not in ("NoSuchEntity", "AccessDenied", "AccessDeniedException"):
+        if error_code(exc) not in ("NoSuchEntity", "AccessDenied", "AccessDeniedException"):
             raise EngineError(f"could not look up {ECS_SERVICE_LINKED_ROLE}: {exc}") from exc
         # Denied a look: creating it says whether it exists too.
     except BotoCoreError as exc:
@@ -65,10 +62,10 @@ def ensure_ecs_service_linked_role(session: Any) -> str:
         return "created"
     except ClientError as exc:
         message = str(exc.response.get("Error", {}).get("Message", ""))
-        if (_code(exc) == "InvalidInput" and "has been taken" in message) or (
-                _code(exc) == "EntityAlreadyExists"):
+        if (error_code(exc) == "InvalidInput" and "has been taken" in message) or (
+                error_code(exc) == "EntityAlreadyExists"):
             return "present"  # made meanwhile (by ECS, or another up)
-        if _code(exc) in ("AccessDenied", "AccessDeniedException"):
+        if error_code(exc) in ("AccessDenied", "AccessDeniedException"):
             raise ServiceLinkedRoleError(
                 f"this account has no ECS service-linked role ({ECS_SERVICE_LINKED_ROLE}), "
                 "which the cluster's capacity provider needs, and these credentials may not "
@@ -115,7 +112,7 @@ def aws_checks(session: Any, config: DeploymentConfig) -> list[CheckItem]:
         items.append(CheckItem(name="ECS service-linked role", status=OK,
                                detail=f"{ECS_SERVICE_LINKED_ROLE} exists"))
     except ClientError as exc:
-        missing = _code(exc) == "NoSuchEntity"
+        missing = error_code(exc) == "NoSuchEntity"
         items.append(CheckItem(
             name="ECS service-linked role", status=WARNING,
             detail=(f"{ECS_SERVICE_LINKED_ROLE} does not exist yet" if missing

@@ -27,6 +27,7 @@ from ..tasks.layout import (
     TASKS_PREFIX,
 )
 from ..tasks.spec import check_task_id, is_task_id
+from . import error_code
 
 ATTEMPTS_FILE = "attempts.json"
 #: One object per task waiting for room in the group (``queue/<task_id>``), so the queue
@@ -51,7 +52,7 @@ def read_json(s3: Any, bucket: str, task_id: str, name: str, *,
     try:
         body = s3.get_object(Bucket=bucket, Key=key(task_id, name, run))["Body"].read()
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+        if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
             return None
         raise
     return json.loads(body)
@@ -69,7 +70,7 @@ def write_json(s3: Any, bucket: str, task_id: str, name: str, data: Any, *,
                       Body=json.dumps(data, indent=2).encode(), ContentType="application/json")
     except ClientError as exc:
         # 409: another conditional write of the same key is in flight: it exists.
-        if only_if_absent and exc.response.get("Error", {}).get("Code") in (
+        if only_if_absent and error_code(exc) in (
                 "PreconditionFailed", "ConditionalRequestConflict"):
             return False
         raise
@@ -96,7 +97,7 @@ def _copy(s3: Any, bucket: str, source: str, target: str) -> bool:
     try:
         s3.copy_object(Bucket=bucket, Key=target, CopySource={"Bucket": bucket, "Key": source})
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+        if error_code(exc) not in ("NoSuchKey", "404"):
             raise
         return False
     return True
@@ -149,7 +150,7 @@ def download_files(s3: Any, bucket: str, task_id: str, names: tuple[str, ...], d
         try:
             s3.download_file(bucket, key(task_id, name, run), str(target))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("NoSuchKey", "404"):
+            if error_code(exc) not in ("NoSuchKey", "404"):
                 raise
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..config import DEPLOYMENT_TAG
 from ..tasks.layout import RUN_TAG
+from . import error_code
 
 TASK_TAG = "rclaude:task-id"
 
@@ -43,7 +44,7 @@ def put(client: Any, deployment: str, task_id: str, values: Mapping[str, str]) -
             Tags=[{"Key": DEPLOYMENT_TAG, "Value": deployment},
                   {"Key": TASK_TAG, "Value": task_id}])
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceExistsException":
+        if error_code(exc) != "ResourceExistsException":
             raise
         client.put_secret_value(SecretId=name, SecretString=body)
 
@@ -68,7 +69,7 @@ def delete(client: Any, deployment: str, task_id: str) -> bool:
         client.delete_secret(SecretId=secret_name(deployment, task_id),
                              ForceDeleteWithoutRecovery=True)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+        if error_code(exc) == "ResourceNotFoundException":
             return False
         raise
     return True
