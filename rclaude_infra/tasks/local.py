@@ -47,25 +47,11 @@ from .model import (
     state_from_result,
 )
 from .processes import start_ticks
+from .records import copy_record, read_record, write_record
 from .spec import TaskSpec, check_task_id, is_task_id
 
 PROCESS_FILE = "process.json"
 RUNNER_OUT = "runner.out"
-
-
-def write_record(path: Path, text: str) -> None:
-    """Write ``path`` whole or not at all: a temporary file beside it, synced, renamed
-    over it. A failed write (a full disk) leaves the old record, or none."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(temporary, "w", encoding="utf-8") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 def _log_line(raw: bytes) -> LogLine:
@@ -171,14 +157,15 @@ class LocalProvider:
     def _copy_resume_inputs(self, from_task: str, path: Path) -> None:
         earlier = self._existing(from_task)
         (path / RESUME_DIR).mkdir()
-        for name in RESUME_INPUTS:
-            if (earlier / name).is_file():
-                shutil.copyfile(earlier / name, path / RESUME_DIR / name)
+        for name in RESUME_INPUTS:  # the earlier task's to replace with links: not followed
+            copy_record(earlier / name, path / RESUME_DIR / name)
 
     def spec(self, task_id: str) -> TaskSpec:
         """The task's spec, as submitted."""
-        return TaskSpec.from_mapping(json.loads((self._existing(task_id) / SPEC_FILE)
-                                                .read_text()))
+        data = read_record(self._existing(task_id) / SPEC_FILE)
+        if data is None:
+            raise TaskNotFoundError(f"task {task_id}'s {SPEC_FILE} is not a regular file")
+        return TaskSpec.from_mapping(json.loads(data))
 
     def _alive(self, task_id: str, path: Path) -> bool:
         child = self._children.get(task_id)
@@ -193,9 +180,9 @@ class LocalProvider:
         own process group (the runner is started in a session of its own) and is
         ``python -m rclaude_infra.runner --task-dir <path>``."""
         try:
-            process = json.loads((path / PROCESS_FILE).read_text())
+            process = json.loads(read_record(path / PROCESS_FILE) or b"null")
             pid = int(process["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError):
             return None
         ticks = start_ticks(pid)
         if ticks is None or ticks != process.get("start_ticks"):
@@ -212,20 +199,19 @@ class LocalProvider:
 
     def state(self, task_id: str) -> TaskState:
         path = self._existing(task_id)
-        result = self._read_result(path)
-        if result is not None:
-            return state_from_result(result)
         submitted = self._submitted_at(path)
         if self._alive(task_id, path):
             running = (path / LOG_FILE).exists()
             return TaskState(status=TaskStatus.RUNNING if running else TaskStatus.PENDING,
                              started_at=submitted)
-        if self._read_result(path) is not None:  # finished between the two reads
-            return self.state(task_id)
-        if (path / STOP_REASON_FILE).is_file():
+        result = self._read_result(path)
+        if result is not None:
+            return state_from_result(result)
+        asked = read_record(path / STOP_REASON_FILE, limit=4096)
+        if asked is not None:
             # Stopped before the runner could handle the signal (it was still starting).
             return TaskState(status=TaskStatus.STOPPED, started_at=submitted,
-                             reason=(path / STOP_REASON_FILE).read_text())
+                             reason=asked.decode("utf-8", errors="replace"))
         return TaskState(
             status=TaskStatus.FAILED, started_at=submitted,
             reason=f"the runner exited without a result; see {path / RUNNER_OUT}",
@@ -241,17 +227,27 @@ class LocalProvider:
 
     def _submitted_at(self, path: Path) -> dt.datetime | None:
         try:
-            return _parse_time(json.loads((path / PROCESS_FILE).read_text())["submitted_at"])
-        except (OSError, ValueError, KeyError):
+            return _parse_time(json.loads(read_record(path / PROCESS_FILE) or b"null")
+                               ["submitted_at"])
+        except (ValueError, KeyError, TypeError):
             return None
 
     @staticmethod
     def _read_result(path: Path) -> dict[str, Any] | None:
+        """The task's ``result.json`` as its runner left it. The task could write that
+        name while it ran (it runs as this user): the runner replaces it once the command
+        and all it started have ended, and callers read it only once the runner has
+        exited, as a regular file holding a JSON object."""
         try:
-            data: dict[str, Any] = json.loads((path / RESULT_FILE).read_text())
-            return data
-        except (OSError, ValueError):
+            data = json.loads(read_record(path / RESULT_FILE) or b"null")
+        except ValueError:
             return None
+        return data if isinstance(data, dict) else None
+
+    def _final_result(self, task_id: str, path: Path) -> dict[str, Any] | None:
+        """:meth:`_read_result`, once the runner has exited (what is there before is
+        the task's to forge)."""
+        return None if self._alive(task_id, path) else self._read_result(path)
 
     def log_lines(self, task_id: str, *, since: dt.datetime | None,
                   follow: bool) -> Iterator[LogLine]:
@@ -259,7 +255,7 @@ class LocalProvider:
         since_ms = None if since is None else since.timestamp() * 1000
         offset, pending = 0, b""
         while True:
-            finished = self._read_result(path) is not None
+            finished = self._final_result(task_id, path) is not None
             try:
                 with (path / LOG_FILE).open("rb") as f:
                     f.seek(offset)
@@ -287,7 +283,7 @@ class LocalProvider:
 
     def result(self, task_id: str) -> Mapping[str, Any]:
         path = self._existing(task_id)
-        result = self._read_result(path)
+        result = self._final_result(task_id, path)
         if result is None:
             state = self.state(task_id)
             raise TaskNotFoundError(f"task {task_id} has no result yet (it is "
@@ -310,7 +306,7 @@ class LocalProvider:
                else self._runner_pid(path))
         if pid is None:
             return  # not running, or not a process this provider can prove it started
-        (path / STOP_REASON_FILE).write_text(reason)
+        write_record(path / STOP_REASON_FILE, reason)
         # The runner forwards this to the command's process group, then writes its
         # result (status "stopped") with the logs and the diff so far.
         with contextlib.suppress(ProcessLookupError):

@@ -114,17 +114,40 @@ _RESULT_STATUS = {"succeeded": TaskStatus.SUCCEEDED, "stopped": TaskStatus.STOPP
 
 
 def state_from_result(result: Mapping[str, Any], attempt: int | None = None) -> TaskState:
-    """The end state a runner's ``result.json`` records (timeouts and errors are FAILED)."""
+    """The end state a runner's ``result.json`` records (timeouts and errors are FAILED).
+    The file is within the task's reach: a field of the wrong kind makes the state FAILED,
+    saying so, never an error.
+
+    >>> state_from_result({"status": "succeeded", "exit_code": "0"}).reason
+    "its result.json is malformed (exit_code: '0')"
+    """
     def when(key: str) -> dt.datetime | None:
         value = result.get(key)
-        return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
+        if value is None:
+            return None
+        try:
+            return dt.datetime.fromisoformat(value)
+        except (TypeError, ValueError):
+            raise ValueError(key) from None
 
-    return TaskState(
-        status=_RESULT_STATUS.get(result.get("status", ""), TaskStatus.FAILED),
-        reason=result.get("reason"), exit_code=result.get("exit_code"),
-        started_at=when("started_at"), stopped_at=when("finished_at"),
-        attempt=int(attempt if attempt is not None else result.get("attempt", 1)),
-    )
+    try:
+        status, reason, code = (result.get("status", ""), result.get("reason"),
+                                result.get("exit_code"))
+        for key, value, kinds in (("status", status, str), ("reason", reason, (str, type(None))),
+                                  ("exit_code", code, (int, type(None)))):
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                raise ValueError(key)
+        number = attempt if attempt is not None else result.get("attempt", 1)
+        if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            raise ValueError("attempt")
+        return TaskState(status=_RESULT_STATUS.get(status, TaskStatus.FAILED), reason=reason,
+                         exit_code=code, started_at=when("started_at"),
+                         stopped_at=when("finished_at"), attempt=number)
+    except ValueError as exc:
+        field = str(exc)
+        return TaskState(status=TaskStatus.FAILED, attempt=attempt or 1,
+                         reason=f"its result.json is malformed ({field}: "
+                         f"{repr(result.get(field))[:80]})")
 
 
 class TaskProvider(Protocol):

@@ -47,6 +47,7 @@ from .layout import (
     TRANSCRIPT_FILE,
 )
 from .processes import become_subreaper, descendants, die_with_parent, end_all, reap
+from .records import read_record, write_record
 from .sessions import (
     Checkpoint,
     Checkpoints,
@@ -365,7 +366,7 @@ def run(task_dir: Path, *, checkpoint: Checkpoint | None = None) -> int:
     finally:
         if repo is not None:
             try:
-                (task_dir / DIFF_FILE).write_text(_diff(repo))
+                write_record(task_dir / DIFF_FILE, _diff(repo))
                 result["diff"] = _diff_stats(repo)
             except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
                 log.line(f"[runner] could not write the diff: {exc}")
@@ -387,8 +388,9 @@ def run(task_dir: Path, *, checkpoint: Checkpoint | None = None) -> int:
                                 "runner stopped the command and kept its work")
         elif stopper.reason == "stopped":
             status = "stopped"
-            asked = task_dir / STOP_REASON_FILE
-            result["reason"] = asked.read_text().strip() if asked.is_file() else "stopped"
+            asked = read_record(task_dir / STOP_REASON_FILE, limit=4096)
+            result["reason"] = (asked.decode("utf-8", errors="replace").strip() if asked
+                                else "stopped")
         elif summary is not None and exit_code is not None and summary.failure_reason:
             # Judged by the agent's own result line, not by its exit code.
             status = "failed"
@@ -433,7 +435,7 @@ def run(task_dir: Path, *, checkpoint: Checkpoint | None = None) -> int:
         log.line(f"[runner] {status}" + (f": {result['reason']}" if result.get("reason")
                                          else ""))
         log.close()
-        tmp = task_dir / (RESULT_FILE + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2))
-        tmp.replace(task_dir / RESULT_FILE)  # atomic: a reader sees all of it or nothing
+        # Whole or not at all, and over whatever the task left at that name (a link is
+        # replaced, not followed): its command and all it started have ended by now.
+        write_record(task_dir / RESULT_FILE, json.dumps(result, indent=2))
     return exit_code if exit_code is not None else 1

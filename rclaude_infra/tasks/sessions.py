@@ -33,6 +33,7 @@ from .layout import (
     RESUME_INPUTS,
     SESSION_FILE,
 )
+from .records import copy_record, write_record
 from .spec import TaskSpec
 
 #: Where a step's lines go (the runner's log).
@@ -92,8 +93,7 @@ def keep_session(task_dir: Path, cwd: Path, session_id: str | None) -> None:
     if session_id is None:
         return
     found = sessions_dir(task_dir / CLAUDE_DIR, cwd) / f"{session_id}.jsonl"
-    if found.is_file():
-        shutil.copyfile(found, task_dir / SESSION_FILE)
+    copy_record(found, task_dir / SESSION_FILE)
 
 
 #: Seconds between two checkpoints of a running agent (``RCLAUDE_CHECKPOINT_SECONDS``).
@@ -136,13 +136,13 @@ class Checkpoints:
         with self._lock:
             try:
                 if self.repo is not None:
-                    (self.task_dir / DIFF_FILE).write_text(
-                        snapshot_diff(self.repo, self.task_dir / CHECKPOINT_INDEX))
+                    write_record(self.task_dir / DIFF_FILE,
+                                 snapshot_diff(self.repo, self.task_dir / CHECKPOINT_INDEX))
                 keep_session(self.task_dir, self.cwd, session)
             except (RuntimeError, OSError, subprocess.SubprocessError):
                 return  # the next one, or the final one, saves it
             self.count += 1
-            (self.task_dir / CHECKPOINT_FILE).write_text(json.dumps({
+            write_record(self.task_dir / CHECKPOINT_FILE, json.dumps({
                 "count": self.count, "session_id": session, "at": _now().isoformat()}))
             if self.on_save is not None:
                 with contextlib.suppress(Exception):
@@ -169,8 +169,7 @@ def continuation(spec: TaskSpec, task_dir: Path, say: Say) -> tuple[TaskSpec, di
     inputs = task_dir / RESUME_DIR
     inputs.mkdir(exist_ok=True)
     for name in RESUME_INPUTS:
-        if (previous / name).is_file():
-            shutil.copyfile(previous / name, inputs / name)
+        copy_record(previous / name, inputs / name)
     say(f"[runner] going on from checkpoint {checkpoint.get('count')} of attempt "
              f"{attempt - 1}")
     facts["continued_from_checkpoint"] = checkpoint.get("count")
