@@ -49,6 +49,9 @@ TASK_TAG = "rclaude:task-id"
 #: Written by stop(): who stopped the task and why.
 STOP_FILE = "stop.json"
 _BATCH = 100
+#: How long a task whose spec is written may wait for its RunTask's answer before it
+#: reads as never started (its submitter is gone).
+UNSTARTED_GRACE_SECONDS = 300.0
 #: ECS's quota of tasks PROVISIONING at once in a cluster (AWS, "Deep dive on Amazon ECS
 #: cluster auto scaling"); beyond it RunTask fails.
 PROVISIONING_QUOTA = 100
@@ -157,6 +160,8 @@ class EcsProvider:
         self._started: dict[str, float] = {}
         self._queue_seen: tuple[float, list[str]] | None = None
         self._cleaned: set[str] = set()
+        #: Starts whose confirmation (:meth:`_confirm`) failed: (attempt, ARN, why).
+        self._unconfirmed: dict[str, tuple[int, str, str]] = {}
         # Re-entrant: resubmitting after a preemption records the attempt under the lock.
         self._lock = threading.RLock()
         self._describe_lock = threading.Lock()
@@ -212,7 +217,7 @@ class EcsProvider:
             # keeps two submitters to one task on ECS).
             arn = self._find_started(spec.task_id, attempt=1)
             if arn is not None:
-                self._record_attempt(spec.task_id, 1, arn)
+                self._confirm(self._spec(spec.task_id), 1, arn, "submitted")
                 return Task(spec.task_id, self)
             if spec.task_id in self._queued_ids(fresh=True):
                 return Task(spec.task_id, self)  # queued before: it starts in its turn
@@ -369,7 +374,22 @@ class EcsProvider:
         finally:
             if claimed:
                 self._settle(found)
-        arn = found
+        assert found is not None  # RunTask started it, or the look found it
+        try:
+            self._confirm(spec, attempt, found, why)
+        except (ClientError, BotoCoreError):
+            # The task runs, and its spec (written before RunTask) says it was asked for:
+            # the next read of its state here confirms it again, and any process that
+            # finds no attempt record finds the task by its startedBy and confirms it.
+            with self._lock:
+                self._attempts.pop(spec.task_id, None)
+                self._unconfirmed[spec.task_id] = (attempt, found, why)
+        return found
+
+    def _confirm(self, spec: TaskSpec, attempt: int, arn: str, why: str) -> None:
+        """What follows a RunTask that started ``arn`` for ``spec``'s ``attempt``: its
+        attempt record and, on a stack that scopes runs, its secret's grant and its run's
+        inputs."""
         earlier = {a["attempt"]: a.get("run") for a in self._attempts_of(spec.task_id)}
         run = (None if self.outputs.task_role_id is None
                else f"{self.outputs.task_role_id}:{arn.rsplit('/', 1)[-1]}")
@@ -387,7 +407,27 @@ class EcsProvider:
                                resume=spec.earlier_work is not None,
                                previous_run=earlier.get(attempt - 1),
                                after_attempt=attempt > 1)
-        return arn
+
+    def _recover(self, task_id: str) -> TaskState | None:
+        """A task whose spec is there but no attempt record and no queue entry: its
+        submitter is between writing the spec and RunTask, or RunTask started it and the
+        confirmation failed (then the task is found by its ``startedBy``, confirmed, and
+        ``None`` returned), or its submitter stopped before RunTask.
+        :class:`TaskNotFoundError` when there is no spec either."""
+        spec = self._spec(task_id)
+        arn = self._find_started(task_id, attempt=1)
+        if arn is not None:
+            self._confirm(spec, 1, arn, "submitted")
+            return None
+        written = s3_tasks.written_at(self.s3, self._bucket, task_id, SPEC_FILE)
+        age = (dt.datetime.now(dt.UTC) - written).total_seconds() if written else 0.0
+        if age < UNSTARTED_GRACE_SECONDS:
+            return TaskState(status=TaskStatus.PENDING, reason=(
+                "submitted: its start is not confirmed yet"))
+        return TaskState(status=TaskStatus.FAILED, reason=(
+            f"it was submitted {age / 60:.0f} minutes ago and never started (its submitter "
+            "stopped before ECS started it, or ECS forgot it); submitting the same spec "
+            "again starts it"))
 
     def _find_started(self, task_id: str, attempt: int) -> str | None:
         known = {a["arn"] for a in self._attempts_of(task_id)}
@@ -461,7 +501,8 @@ class EcsProvider:
         if final is not None:
             return final
         state = self._current_state(task_id)
-        if state.status.done and self._retries_left(task_id, state) == 0:
+        if (state.status.done and self._attempts.get(task_id)
+                and self._retries_left(task_id, state) == 0):
             self._final[task_id] = state  # an ended task does not change: no more calls
         return state
 
@@ -495,7 +536,15 @@ class EcsProvider:
         with self._lock:
             self._attempts.pop(task_id, None)
             if max(a["attempt"] for a in self._attempts_of(task_id)) < attempt:
-                self._start(self._spec(task_id), attempt=attempt, why=why, claimed=claimed)
+                # Started before, and its confirmation lost? Then confirm that one.
+                found = self._find_started(task_id, attempt)
+                if found is not None:
+                    self._confirm(self._spec(task_id), attempt, found, why)
+                    if claimed:
+                        self._release_room()
+                else:
+                    self._start(self._spec(task_id), attempt=attempt, why=why,
+                                claimed=claimed)
             elif claimed:
                 self._release_room()
         what = "a spot interruption" if why == "preempted" else "its start timed out"
@@ -523,6 +572,10 @@ class EcsProvider:
         return max(0, self._spec(task_id).max_retries_on_preemption - used)
 
     def _current_state(self, task_id: str) -> TaskState:
+        unconfirmed = self._unconfirmed.pop(task_id, None)
+        if unconfirmed is not None:
+            attempt, arn, why = unconfirmed
+            self._confirm(self._spec(task_id), attempt, arn, why)
         if not self._attempts_of(task_id):
             if task_id in self._queued_ids():  # the listing is shared, one per poll
                 return TaskState(status=TaskStatus.QUEUED, reason=(
@@ -534,6 +587,9 @@ class EcsProvider:
                 stop = s3_tasks.read_json(self.s3, self._bucket, task_id, STOP_FILE)
                 if stop is not None:  # stopped while it was queued: it never ran
                     return TaskState(status=TaskStatus.STOPPED, reason=stop["reason"])
+                unstarted = self._recover(task_id)
+                if unstarted is not None:
+                    return unstarted
         latest = self._latest(task_id)
         described = self._describe(latest["arn"])
         container = self.outputs.container_name or "runner"

@@ -6,6 +6,7 @@ its functions take ``run=None``."""
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import json
 from collections.abc import Mapping
@@ -56,6 +57,20 @@ def read_json(s3: Any, bucket: str, task_id: str, name: str, *,
             return None
         raise
     return json.loads(body)
+
+
+def written_at(s3: Any, bucket: str, task_id: str, name: str) -> dt.datetime | None:
+    """When a file of the task's prefix was last written, or ``None`` when it is not."""
+    from botocore.exceptions import ClientError
+
+    try:
+        modified: dt.datetime = s3.head_object(Bucket=bucket,
+                                               Key=key(task_id, name))["LastModified"]
+    except ClientError as exc:
+        if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
+            return None
+        raise
+    return modified
 
 
 def write_json(s3: Any, bucket: str, task_id: str, name: str, data: Any, *,
