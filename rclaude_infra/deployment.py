@@ -607,6 +607,15 @@ class Deployment:
             # The cluster's capacity provider fails to create without it, mid-deployment.
             ensure_ecs_service_linked_role(self._boto_session())
             self._outputs = StackOutputs.from_mapping(stack.up(callback))
+            self._ecs = None  # its clients and caches were for the stack before
+            if (self._provider_name != "local" and self._injected is None
+                    and self._outputs.bucket and self._outputs.cluster_arn):
+                # A destroy that failed part way left the deployment closed to new tasks.
+                from ._aws.ecs import EcsProvider
+
+                provider = self._tasks()
+                assert isinstance(provider, EcsProvider)
+                provider.reopen()
             if self._outputs.image_build_project:
                 self._image_builder().ensure(on_progress=callback)
                 self._image_ready = True
@@ -658,31 +667,39 @@ class Deployment:
         """Bring the state in line with what exists in AWS; changes by operation."""
         return self._run("refresh", lambda cb: self._stack().refresh(cb), on_progress, progress)
 
-    def destroy(self, *, remove: bool = False, stop_tasks: bool = True,
+    def destroy(self, *, remove: bool = False, stop_tasks: bool = True, drain: float = 0,
                 on_progress: OnProgress | None = None, progress: bool | None = None) -> None:
         """Delete every resource of the stack; ``remove=True`` also removes the stack and
         its history from the backend.
 
-        Tasks still running or waiting for capacity are stopped first (``stop_tasks``),
-        and destroy waits until ECS has let them go: while tasks use the capacity
-        provider, ECS refuses to detach it and the destroy would fail after minutes. The
-        stopped tasks end STOPPED and keep what they uploaded."""
+        First the deployment is closed to new tasks, in every process
+        (:class:`~rclaude_infra.errors.DeploymentClosedError`; a task another process
+        started meanwhile is stopped by it or by destroy). Then tasks still running or
+        waiting for capacity are stopped (``stop_tasks``; ``drain``: seconds they have to
+        end by themselves first), and destroy waits until ECS has let them go: while
+        tasks use the capacity provider, ECS refuses to detach it and the destroy would
+        fail after minutes. The stopped tasks end STOPPED and keep what they uploaded. A
+        destroy that fails leaves the deployment closed; ``up()`` opens it again."""
+        drain = number_between("drain", drain, 0, 24 * 3600)
         if stop_tasks and self._provider_name != "local" and self._injected is None:
-            self._stop_tasks_for_destroy()
+            self._stop_tasks_for_destroy(drain)
         self._run("destroy", lambda cb: self._stack().destroy(remove=remove, on_progress=cb),
                   on_progress, progress)
         self._outputs = None
         self._image_ready = False
+        self._ecs = None
 
-    def _stop_tasks_for_destroy(self) -> list[str]:
+    def _stop_tasks_for_destroy(self, drain: float) -> list[str]:
         from ._aws.ecs import EcsProvider
 
         outputs = self.outputs  # no stack: the same StackNotFoundError destroy would raise
-        if not outputs.cluster_arn:
+        if not outputs.cluster_arn or not outputs.bucket:
             return []
         provider = self._tasks()
         assert isinstance(provider, EcsProvider)  # the engine's stack: the ECS provider
-        return provider.stop_all(f"the deployment {self._name!r} is being destroyed")
+        reason = f"the deployment {self._name!r} is being destroyed"
+        provider.close(reason)
+        return provider.stop_all(reason, drain=drain, timeout=300 + drain)
 
     @property
     def outputs(self) -> StackOutputs:

@@ -280,6 +280,21 @@ class DeploymentFailedError(EngineError):
         self.provider_message = provider_message
 
 
+class DeploymentClosedError(RclaudeError):
+    """The deployment takes no new tasks: ``destroy()`` closed it (and is running, or
+    failed part way). ``up()`` opens it again::
+
+        try:
+            d.run_task(spec)
+        except DeploymentClosedError as exc:
+            print(exc.reason)   # "the deployment 'dev' is being destroyed"
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class ExecError(RclaudeError):
     """An interactive session into a task could not start: the task is not running, or
     ECS Exec refused (the agent in the container is not up yet, or not allowed).

@@ -50,6 +50,9 @@ SUBMITTER_GRANTS: tuple[Grant, ...] = (
     Grant("TaskRecords", ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
           ("{bucket_arn}/tasks/*", "{bucket_arn}/queue/*"),
           "each task's spec, attempts, stop record and runs' inputs and outputs; the queue"),
+    Grant("ReadClosedMarker", ("s3:GetObject",), ("{bucket_arn}/control/closed.json",),
+          "before and after each RunTask: whether destroy() has closed the deployment to "
+          "new tasks (writing and deleting it is destroy's and up's)"),
     Grant("ListTaskRecords", ("s3:ListBucket",), ("{bucket_arn}",),
           "task history (tasks/) and the queue (queue/)"),
     Grant("StartTasks", ("ecs:RunTask",), ("{task_definition}",),

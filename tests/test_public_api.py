@@ -50,7 +50,7 @@ def test_all_is_pinned() -> None:
     assert sorted(rclaude_infra.__all__) == sorted([
         "AUTH_MODES", "AgentResult", "BestOf", "MissingCredentialError",
         "BudgetExceededError", "CheckItem", "CheckReport", "ConfigError", "CostDiff",
-        "CostEstimate", "CostLine", "CredentialsError", "Deployment", "DeploymentConfig",
+        "CostEstimate", "CostLine", "CredentialsError", "Deployment", "DeploymentClosedError", "DeploymentConfig",
         "DeploymentFailedError", "DeploymentStatus", "Diagnostic", "Downloaded", "EngineError",
         "ExecError",
         "Finding",

@@ -27,7 +27,13 @@ from typing import Any
 import attrs
 
 from ..config import DEPLOYMENT_TAG
-from ..errors import ConfigError, EngineError, ExecError, PriceNotFoundError
+from ..errors import (
+    ConfigError,
+    DeploymentClosedError,
+    EngineError,
+    ExecError,
+    PriceNotFoundError,
+)
 from ..outputs import StackOutputs
 from ..prices import PriceBook
 from ..status import InstanceInfo
@@ -49,6 +55,9 @@ TASK_TAG = "rclaude:task-id"
 #: Written by stop(): who stopped the task and why.
 STOP_FILE = "stop.json"
 _BATCH = 100
+#: How long destroy() waits after closing the deployment before it looks at the cluster:
+#: a submitter that read the marker before it was written has had its RunTask answered.
+CLOSE_SETTLE_SECONDS = 3.0
 #: How long a task whose spec is written may wait for its RunTask's answer before it
 #: reads as never started (its submitter is gone).
 UNSTARTED_GRACE_SECONDS = 300.0
@@ -159,6 +168,7 @@ class EcsProvider:
         self._pending = 0
         self._started: dict[str, float] = {}
         self._queue_seen: tuple[float, list[str]] | None = None
+        self._closed_seen: tuple[float, dict[str, Any] | None] | None = None
         self._cleaned: set[str] = set()
         #: Starts whose confirmation (:meth:`_confirm`) failed: (attempt, ARN, why).
         self._unconfirmed: dict[str, tuple[int, str, str]] = {}
@@ -205,6 +215,7 @@ class EcsProvider:
                 "interactive", True, "a stack deployed with interactive_tasks=True (this "
                 "one has no task definition for ECS Exec): deploy it with "
                 "interactive_tasks=True, or start the task without interactive")
+        self._check_open(fresh=False)  # before anything is written
         if s3_tasks.write_json(self.s3, self._bucket, spec.task_id, SPEC_FILE,
                                spec.to_dict(), only_if_absent=True):
             self._specs[spec.task_id] = spec  # the stored spec: no GET for it later
@@ -237,6 +248,37 @@ class EcsProvider:
             return Task(spec.task_id, self)
         self._start(spec, attempt=1, claimed=True)
         return Task(spec.task_id, self)
+
+    # -- closing: destroy() first stops new tasks ----------------------------------------
+
+    def _check_open(self, *, fresh: bool) -> None:
+        """:class:`DeploymentClosedError` when the deployment takes no new tasks; the
+        marker is read at most once per poll interval unless ``fresh``."""
+        now = time.monotonic()
+        seen = self._closed_seen
+        if fresh or seen is None or now - seen[0] >= self.poll_interval:
+            seen = (now, s3_tasks.closed(self.s3, self._bucket))
+            self._closed_seen = seen
+        marker = seen[1]
+        if marker is not None:
+            reason = str(marker.get("reason") or "closed")
+            raise DeploymentClosedError(
+                f"the deployment {self.deployment!r} takes no new tasks: {reason} (since "
+                f"{marker.get('at', 'an unknown time')}); up() opens it again", reason=reason)
+
+    def close(self, reason: str) -> None:
+        """Take no new task from now on, in any process: each submitter reads the marker
+        before RunTask, and again after it, stopping a task it started meanwhile. Returns
+        once a RunTask sent before the marker was there has had time to answer
+        (:data:`CLOSE_SETTLE_SECONDS`), so a look at the cluster then sees its task."""
+        s3_tasks.close(self.s3, self._bucket, reason)
+        self._closed_seen = None
+        time.sleep(CLOSE_SETTLE_SECONDS)
+
+    def reopen(self) -> None:
+        """Take new tasks again (``up()`` does it)."""
+        s3_tasks.reopen(self.s3, self._bucket)
+        self._closed_seen = None
 
     # -- capacity: start what the group holds, queue the rest ---------------------------
 
@@ -317,7 +359,10 @@ class EcsProvider:
                 self._attempts.pop(task_id, None)
                 claimed = bool(self._attempts_of(task_id))  # then the room is still ours
                 if not claimed:
-                    self._start(self._spec(task_id), attempt=1, claimed=True)
+                    try:
+                        self._start(self._spec(task_id), attempt=1, claimed=True)
+                    except DeploymentClosedError:
+                        break  # closed: the queue is destroy()'s to empty
                     started.append(task_id)
                 s3_tasks.dequeue(self.s3, self._bucket, task_id)
             if claimed:
@@ -357,6 +402,9 @@ class EcsProvider:
             request["overrides"]["memory"] = str(spec.memory)
         found: str | None = None
         try:
+            # Fresh: destroy() waits CLOSE_SETTLE_SECONDS after closing for a RunTask sent
+            # after this read to have answered, then looks at the cluster.
+            self._check_open(fresh=True)
             response = self.ecs.run_task(**request)
         except (ClientError, BotoCoreError) as exc:
             # The request may have reached ECS before it failed: look before starting again.
@@ -384,6 +432,15 @@ class EcsProvider:
             with self._lock:
                 self._attempts.pop(spec.task_id, None)
                 self._unconfirmed[spec.task_id] = (attempt, found, why)
+        try:
+            # Closed while RunTask was on its way? destroy() may have listed the cluster
+            # before this task was there: the task is stopped here, by its submitter.
+            self._check_open(fresh=True)
+        except DeploymentClosedError as exc:
+            self._record_stop(spec.task_id, exc.reason)
+            self.ecs.stop_task(cluster=self.outputs.cluster_arn, task=found,
+                               reason=exc.reason[:255])
+            raise
         return found
 
     def _confirm(self, spec: TaskSpec, attempt: int, arn: str, why: str) -> None:
@@ -805,22 +862,48 @@ class EcsProvider:
             arns += page["taskArns"]
         return arns
 
-    def stop_all(self, reason: str, *, timeout: float = 300) -> list[str]:
+    def stop_all(self, reason: str, *, timeout: float = 300, drain: float = 0) -> list[str]:
         """Stop every task the cluster runs or starts (PROVISIONING ones included) and wait
         until ECS lets them go: the capacity provider cannot be detached, nor the cluster
         deleted, while tasks use them. Our tasks end STOPPED with ``reason`` and still
-        upload what they have. Returns the task ids stopped (none when the cluster is gone
-        already)."""
+        upload what they have; queued ones leave the queue. ``drain``: seconds the running
+        tasks have to end by themselves first (within ``timeout``). Returns the task ids
+        stopped (none when the cluster is gone already)."""
         from botocore.exceptions import ClientError
 
         stopped: list[str] = []
+        asked: set[str] = set()
         try:
             active = self._active_arns()
         except ClientError as exc:
             if error_code(exc) == "ClusterNotFoundException":
                 return stopped
             raise
-        for batch in _batches(active):
+        deadline = time.monotonic() + timeout
+        drain_until = time.monotonic() + drain
+        for task_id in self._queued_ids(fresh=True):  # the queue empties: nothing starts
+            self._unqueue(task_id, reason)
+            stopped.append(task_id)
+        while active:
+            if time.monotonic() >= drain_until:
+                # Each look stops what it finds not asked yet: a task whose RunTask passed
+                # the closed marker's first read and whose submitter did not live to read
+                # it again is stopped by the next look.
+                stopped += self._stop_arns([a for a in active if a not in asked], reason)
+                asked.update(active)
+            if time.monotonic() >= deadline:
+                raise EngineError(f"{len(active)} tasks were still stopping after "
+                                  f"{timeout:.0f}s; destroy again once they have stopped")
+            time.sleep(self.poll_interval)
+            active = self._active_arns()
+        with self._describe_lock:
+            self._described.clear()
+        return stopped
+
+    def _stop_arns(self, arns: list[str], reason: str) -> list[str]:
+        """Stop these ECS tasks; the task ids of ours among them (recorded as stopped)."""
+        stopped = []
+        for batch in _batches(arns):
             for task in self.ecs.describe_tasks(cluster=self.outputs.cluster_arn,
                                                 tasks=batch)["tasks"]:
                 task_id = task.get("startedBy")
@@ -829,17 +912,6 @@ class EcsProvider:
                     stopped.append(task_id)
                 self.ecs.stop_task(cluster=self.outputs.cluster_arn, task=task["taskArn"],
                                    reason=reason[:255])
-        for task_id in self._queued_ids(fresh=True):  # the queue empties: nothing starts
-            self._unqueue(task_id, reason)
-            stopped.append(task_id)
-        deadline = time.monotonic() + timeout
-        while (left := self._active_arns()):
-            if time.monotonic() >= deadline:
-                raise EngineError(f"{len(left)} tasks were still stopping after {timeout:.0f}s;"
-                                  " destroy again once they have stopped")
-            time.sleep(self.poll_interval)
-        with self._describe_lock:
-            self._described.clear()
         return stopped
 
     def instances(self) -> tuple[InstanceInfo, ...]:

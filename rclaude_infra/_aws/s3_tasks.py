@@ -36,6 +36,51 @@ ATTEMPTS_FILE = "attempts.json"
 QUEUE_PREFIX = "queue/"
 
 
+#: Present while the deployment takes no new tasks (``destroy()`` writes it first, ``up()``
+#: deletes it): every submitter reads it before RunTask, and again after.
+CLOSED_KEY = "control/closed.json"
+
+
+def closed(s3: Any, bucket: str) -> dict[str, Any] | None:
+    """The deployment's closed marker (``{"reason", "at"}``), or ``None`` when it is open
+    (or its bucket is gone with the stack)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        body = s3.get_object(Bucket=bucket, Key=CLOSED_KEY)["Body"].read()
+    except ClientError as exc:
+        if error_code(exc) in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
+            return None
+        raise
+    found = json.loads(body)
+    return found if isinstance(found, dict) else {"reason": "closed"}
+
+
+def close(s3: Any, bucket: str, reason: str) -> None:
+    """Close the deployment to new tasks, saying why (nothing when its bucket is gone:
+    no task can be submitted without it)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.put_object(Bucket=bucket, Key=CLOSED_KEY, ContentType="application/json",
+                      Body=json.dumps({"reason": reason,
+                                       "at": dt.datetime.now(dt.UTC).isoformat()}).encode())
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchBucket":
+            raise
+
+
+def reopen(s3: Any, bucket: str) -> None:
+    """Take new tasks again (nothing when the deployment was open)."""
+    from botocore.exceptions import ClientError
+
+    try:
+        s3.delete_object(Bucket=bucket, Key=CLOSED_KEY)
+    except ClientError as exc:
+        if error_code(exc) != "NoSuchBucket":
+            raise
+
+
 def key(task_id: str, name: str, run: str | None = None) -> str:
     """The key of ``name`` in the task's prefix, or in its run's folder when ``run``
     (an id that is not a task id, ``../x`` say, never becomes a key)."""

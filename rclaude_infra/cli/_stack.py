@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import Any
 
+from .._validate import number_between
 from ._common import (
     backend_argument,
     config_arguments,
@@ -41,6 +42,10 @@ def add_parsers(commands: Any) -> None:
         if name == "destroy":
             cmd.add_argument("--remove", action="store_true",
                              help="also remove the stack and its history from the backend")
+            cmd.add_argument("--drain", type=float, default=0.0, metavar="SECONDS",
+                             help="after closing the deployment to new tasks, give the "
+                             "running ones this long to end by themselves before they are "
+                             "stopped (default 0)")
     verb(commands, "status", "the stack's outputs, its instances and the tasks not ended",
          _status, config_arguments, task_source_arguments, json_argument)
     sweep = verb(commands, "sweep", "resources tagged for the deployment that its stack no "
@@ -134,9 +139,12 @@ def _destroy(args: argparse.Namespace) -> int:
         active = len(d.status().tasks)
     except Exception:  # only for the question: the destroy itself says what is wrong
         active = 0
+    number_between("--drain", args.drain, 0, 24 * 3600)  # before the question
     confirm(args, f"Delete every resource of {d.name!r} in {d.config.region}?" + (
-        f" Its {active} running or waiting tasks are stopped first." if active else ""))
-    d.destroy(remove=args.remove, progress=_progress(args))
+        f" Its {active} running or waiting tasks are stopped first" + (
+            f" (after {args.drain:g}s to end by themselves)" if args.drain else "") + "."
+        if active else ""))
+    d.destroy(remove=args.remove, drain=args.drain, progress=_progress(args))
     if args.json:
         emit_json({"destroyed": d.name, "removed": args.remove})
     else:

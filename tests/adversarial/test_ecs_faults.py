@@ -12,7 +12,15 @@ from typing import Any
 import pytest
 from moto_stack import QUICK_POLL, answer, attempts, hold_tasks_running, run_folder
 
-from rclaude_infra import Deployment, DeploymentConfig, StackOutputs, TaskSpec, TaskStatus
+from rclaude_infra import (
+    ConfigError,
+    Deployment,
+    DeploymentClosedError,
+    DeploymentConfig,
+    StackOutputs,
+    TaskSpec,
+    TaskStatus,
+)
 from rclaude_infra._aws.ecs import EcsProvider
 
 S3_INTERNAL_ERROR = ("<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>InternalError"
@@ -113,3 +121,122 @@ def test_a_spec_whose_submitter_died_before_run_task_reads_pending_then_failed(
     d.run_task(spec)  # the same spec again: it starts now, once
     assert len(_started(aws, stack, spec.task_id)) == 1
     assert d.task(spec.task_id).status is not TaskStatus.FAILED
+
+
+# -- destroy closes the deployment first -----------------------------------------------
+
+
+def _destroying(aws: Any, stack: StackOutputs, monkeypatch: pytest.MonkeyPatch,
+                order: list[str]) -> Deployment:
+    """A Deployment whose engine is the fake Pulumi CLI (its destroy only says so)."""
+    from fake_pulumi import FakePulumi
+
+    import rclaude_infra._aws.ecs as ecs_module
+
+    monkeypatch.setattr(ecs_module, "CLOSE_SETTLE_SECONDS", 0.1, raising=False)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-destroy-test")
+    fake = FakePulumi(stack_exists=True, overrides={
+        "stack output": lambda call: (json.dumps(stack.to_dict()), "", 0),
+        "destroy": lambda call: order.append("destroy") or ("destroyed\n", "", 0),
+    })
+    return Deployment("dev", pulumi_command=fake, aws_session=aws)
+
+
+def _running(aws: Any, stack: StackOutputs) -> list[str]:
+    return list(aws.client("ecs").list_tasks(cluster=stack.cluster_arn,
+                                             desiredStatus="RUNNING")["taskArns"])
+
+
+def test_a_closed_deployment_refuses_new_tasks_before_anything_is_written(
+        aws: Any, stack: StackOutputs, monkeypatch: pytest.MonkeyPatch, held: None) -> None:
+    order: list[str] = []
+    destroyer = _destroying(aws, stack, monkeypatch, order)
+    submitter = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL)
+    destroyer.destroy(progress=False)
+    runs: list[str] = []
+    aws.events.register("before-call.ecs.RunTask", lambda **kw: runs.append("run"))
+    spec = TaskSpec(command="true")
+    with pytest.raises(DeploymentClosedError) as info:
+        submitter.run_task(spec)
+    assert info.value.reason == "the deployment 'dev' is being destroyed"
+    assert "up() opens it again" in str(info.value)
+    assert runs == [] and "Contents" not in aws.client("s3").list_objects_v2(
+        Bucket=stack.bucket, Prefix=f"tasks/{spec.task_id}/")
+    assert order == ["destroy"]
+
+
+def test_a_run_task_that_raced_the_close_is_stopped_by_its_submitter(
+        aws: Any, stack: StackOutputs, monkeypatch: pytest.MonkeyPatch, held: None) -> None:
+    """The submitter read the marker before destroy wrote it; its RunTask lands after
+    destroy looked at the cluster (here: the whole destroy runs in between)."""
+    order: list[str] = []
+    destroyer = _destroying(aws, stack, monkeypatch, order)
+    submitter = _process(aws, stack)
+    raced = {"done": False}
+
+    def destroy_now(**_: Any) -> None:
+        if not raced["done"]:
+            raced["done"] = True
+            destroyer.destroy(progress=False)
+            order.append("RunTask")
+
+    submitter._tasks().ecs.meta.events.register(
+        "before-call.ecs.RunTask", destroy_now)
+    spec = TaskSpec(command="sleep 600")
+    with pytest.raises(DeploymentClosedError):
+        submitter.run_task(spec)
+    assert order == ["destroy", "RunTask"]
+    assert _running(aws, stack) == []
+    state = _process(aws, stack).task(spec.task_id).state()
+    assert state.status is TaskStatus.STOPPED
+    assert state.reason == "the deployment 'dev' is being destroyed"
+
+
+def test_a_task_that_appears_while_destroy_stops_the_others_is_stopped_too(
+        aws: Any, stack: StackOutputs, monkeypatch: pytest.MonkeyPatch, held: None) -> None:
+    """A submitter that died between RunTask and its second read of the marker: its task
+    appears after destroy's first look, and a later look stops it."""
+    order: list[str] = []
+    destroyer = _destroying(aws, stack, monkeypatch, order)
+    first = destroyer.run_task(TaskSpec(command="sleep 600"))
+    ecs = aws.client("ecs")
+    looks = {"n": 0, "look": False}
+
+    def is_look(params: dict[str, Any], **_: Any) -> None:
+        looks["look"] = "startedBy" not in params and params.get("desiredStatus") == "RUNNING"
+
+    def late_start(**_: Any) -> None:  # once the first look has its answer
+        if looks["look"]:
+            looks["n"] += 1
+            if looks["n"] == 1:
+                ecs.run_task(cluster=stack.cluster_arn,
+                             taskDefinition=stack.task_definition_arn,
+                             startedBy="t-orphan-start", capacityProviderStrategy=[
+                                 {"capacityProvider": stack.capacity_provider, "weight": 1}])
+
+    events = destroyer._tasks().ecs.meta.events
+    events.register("before-parameter-build.ecs.ListTasks", is_look)
+    events.register("after-call.ecs.ListTasks", late_start)
+    destroyer.destroy(progress=False)
+    assert order == ["destroy"] and _running(aws, stack) == []
+    assert looks["n"] >= 2
+    assert _process(aws, stack).task(first.task_id).status is TaskStatus.STOPPED
+
+
+def test_destroy_drains_before_it_stops(aws: Any, stack: StackOutputs,
+                                        monkeypatch: pytest.MonkeyPatch, held: None) -> None:
+    order: list[str] = []
+    destroyer = _destroying(aws, stack, monkeypatch, order)
+    task = destroyer.run_task(TaskSpec(command="sleep 600"))
+    arn = attempts(aws, stack.bucket or "", task.task_id)[0]["arn"]
+    stops: list[float] = []
+    import time
+
+    began = time.monotonic()
+    destroyer._tasks().ecs.meta.events.register(
+        "before-call.ecs.StopTask", lambda **kw: stops.append(time.monotonic() - began))
+    destroyer.destroy(progress=False, drain=1.0)
+    assert stops and stops[0] >= 1.0  # it had its second to end by itself
+    assert arn not in _running(aws, stack)
+    with pytest.raises(ConfigError, match="drain"):
+        destroyer.destroy(drain=-1)
