@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -20,7 +21,7 @@ from .errors import (
     MissingDependencyError,
     RclaudeError,
 )
-from .ledger import Ledger, Spend, expected_model_usd, spend, task_cap
+from .ledger import Ledger, Spend, spend, task_cap
 from .tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from ._aws.image_build import ImageBuilder
     from ._pulumi.engine import StackSession
     from .checks import CheckItem, CheckReport
-    from .cost import CostEstimate
+    from .cost import CostEstimate, TaskCost
     from .image_source import ImageBuild
     from .outputs import StackOutputs
     from .policy import PolicyReport
@@ -222,10 +223,8 @@ class Deployment:
         self._plan_cache = bool(plan_cache)
         self._image_ready = False
         self._ledger: Ledger | None = None
-        if config.max_monthly_usd is not None:
-            # Made here, not on first use: run_task from several threads shares one.
-            self._ledger = Ledger(config.max_monthly_usd,
-                                  lambda month: self._spend(month, None, in_flight=True))
+        #: Guards making the ledger: run_task from several threads shares one.
+        self._ledger_lock = threading.Lock()
 
     def _stack(self) -> StackSession:
         """The Automation API session: one work directory and one CLI for this object."""
@@ -368,7 +367,7 @@ class Deployment:
         spec = self._admit(spec)
         backend = self._tasks()
         self._require_image()
-        reserved = self._reserve_budget([spec])
+        reserved = self._reserve_budget(backend, [spec])
         try:
             return backend.submit(spec)
         except BaseException:
@@ -475,7 +474,7 @@ class Deployment:
             return []
         backend = self._tasks()
         self._require_image()
-        self._reserve_budget(specs)  # the tasks that do not start are retried, not refunded
+        self._reserve_budget(backend, specs)  # those that do not start are retried, not refunded
         with concurrent.futures.ThreadPoolExecutor(min(workers, len(specs)),
                                                    "rclaude-submit") as pool:
             futures = [pool.submit(backend.submit, spec) for spec in specs]
@@ -527,25 +526,46 @@ class Deployment:
                 moved.append(task)
         return moved
 
-    def _reserve_budget(self, specs: Sequence[TaskSpec]) -> float:
+    def _budget(self, backend: TaskProvider) -> Ledger | None:
+        """The month's ledger, when the config has a budget and this object knows the
+        stack's config; its reservations are the provider's (shared by every process
+        submitting to the deployment), else this process's own."""
+        if self._config.max_monthly_usd is None or not self._config_known:
+            return None
+        with self._ledger_lock:
+            if self._ledger is None:
+                shared = getattr(backend, "reservations", None)
+                self._ledger = Ledger(self._config.max_monthly_usd,
+                                      lambda month: self._spend(month, None, in_flight=True),
+                                      shared() if callable(shared) else None)
+            return self._ledger
+
+    def _cap(self, spec: TaskSpec) -> TaskCost:
+        """The most ``spec`` may cost here (:func:`~rclaude_infra.ledger.task_cap`)."""
+        return task_cap(spec, self._config, local=self._provider_name == "local",
+                        prices=self.prices)
+
+    def _reserve_budget(self, backend: TaskProvider, specs: Sequence[TaskSpec]) -> list[str]:
         """Refuse ``specs`` (:class:`~rclaude_infra.errors.BudgetExceededError`) when this
-        month's spend so far plus their caps would pass ``max_monthly_usd``; else count
-        their caps as spent and return them (:meth:`_release_budget` if they do not start).
+        month's spend so far plus their caps would pass ``max_monthly_usd``; else reserve
+        their caps, for every process submitting to the deployment, and return their ids
+        (:meth:`_release_budget` if they do not start).
 
-        This month so far is :meth:`spend` since the 1st (UTC), with each task still
-        running counted at the model cost a task is expected to have; read again after
-        :data:`~rclaude_infra.ledger.LEDGER_SECONDS`, and meanwhile the caps of the tasks
-        this object started are added to it (:class:`~rclaude_infra.ledger.Ledger`)."""
-        if self._ledger is None or not self._config_known:
-            return 0.0
-        local = self._provider_name == "local"
-        return self._ledger.reserve([task_cap(spec, self._config, local=local,
-                                              prices=self.prices) for spec in specs])
+        This month so far is :meth:`spend` since the 1st (UTC), with each task not ended
+        counted at its cap (:meth:`_cap`); read again after
+        :data:`~rclaude_infra.ledger.LEDGER_SECONDS`, and meanwhile the reservations of
+        tasks it does not show yet are added to it (:class:`~rclaude_infra.ledger.Ledger`:
+        the check and the reservation are one atomic step, under a file lock locally and
+        by conditional writes to S3 on ECS)."""
+        ledger = self._budget(backend)
+        if ledger is None:
+            return []
+        return ledger.reserve({spec.task_id: self._cap(spec) for spec in specs})
 
-    def _release_budget(self, amount: float) -> None:
-        """Tasks counted by :meth:`_reserve_budget` did not start after all."""
+    def _release_budget(self, task_ids: list[str]) -> None:
+        """Tasks reserved by :meth:`_reserve_budget` did not start after all."""
         if self._ledger is not None:
-            self._ledger.release(amount)
+            self._ledger.release(task_ids)
 
     def spend(self, since: datetime, *, prices: PriceBook | None = None) -> Spend:
         """What the deployment cost since ``since``: every task that ran in that window,
@@ -556,8 +576,8 @@ class Deployment:
         return self._spend(since, prices, in_flight=False)
 
     def _spend(self, since: datetime, prices: PriceBook | None, *, in_flight: bool) -> Spend:
-        """:meth:`spend`; with ``in_flight``, a task not ended yet counts the model cost a
-        task is expected to have (it reports its own only at the end)."""
+        """:meth:`spend`; with ``in_flight``, a task not ended yet counts at its cap (it
+        reports its own cost only at the end)."""
         import datetime as dt
 
         from .cost import estimate_cost
@@ -567,8 +587,8 @@ class Deployment:
         idle = (0.0 if self._provider_name == "local"
                 else estimate_cost(self.plan(), prices=book).idle_monthly)
         return spend(self.tasks(limit=None), since, dt.datetime.now(dt.UTC), prices=book,
-                     idle_monthly=idle, in_flight_model_usd=(
-                         expected_model_usd(self._config)[0] if in_flight else None))
+                     idle_monthly=idle,
+                     in_flight=(lambda task: self._cap(task.spec)) if in_flight else None)
 
     def _guard(self) -> None:
         """Refuse before any cloud call: mandatory policy violations, budget."""

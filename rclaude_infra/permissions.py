@@ -50,11 +50,14 @@ SUBMITTER_GRANTS: tuple[Grant, ...] = (
     Grant("TaskRecords", ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
           ("{bucket_arn}/tasks/*", "{bucket_arn}/queue/*"),
           "each task's spec, attempts, stop record and runs' inputs and outputs; the queue"),
+    Grant("ListTaskRecords", ("s3:ListBucket",), ("{bucket_arn}",),
+          "task history (tasks/) and the queue (queue/)"),
     Grant("ReadClosedMarker", ("s3:GetObject",), ("{bucket_arn}/control/closed.json",),
           "before and after each RunTask: whether destroy() has closed the deployment to "
           "new tasks (writing and deleting it is destroy's and up's)"),
-    Grant("ListTaskRecords", ("s3:ListBucket",), ("{bucket_arn}",),
-          "task history (tasks/) and the queue (queue/)"),
+    Grant("BudgetLedger", ("s3:GetObject", "s3:PutObject"), ("{bucket_arn}/ledger/*",),
+          "with max_monthly_usd: each month's budget reservations, changed by conditional "
+          "writes (a conditional PutObject with If-Match needs s3:GetObject too)"),
     Grant("StartTasks", ("ecs:RunTask",), ("{task_definition}",),
           "RunTask from the stack's runner task definition, on its cluster only",
           conditions=_CLUSTER_CONDITION),
@@ -149,8 +152,8 @@ def submitter_policy(outputs: StackOutputs | Mapping[str, Any]) -> dict[str, Any
     ...     "execution_role_arn": "arn:aws:iam::123456789012:role/e",
     ...     "task_definition_arn": "arn:aws:ecs:us-east-1:123456789012:task-definition/r:3"}
     >>> policy = submitter_policy(outputs)
-    >>> [s["Sid"] for s in policy["Statement"]][:3]
-    ['TaskRecords', 'ListTaskRecords', 'StartTasks']
+    >>> [s["Sid"] for s in policy["Statement"]][:5]
+    ['TaskRecords', 'ListTaskRecords', 'ReadClosedMarker', 'BudgetLedger', 'StartTasks']
     """
     if not isinstance(outputs, StackOutputs):
         outputs = StackOutputs.from_mapping(outputs)

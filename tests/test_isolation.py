@@ -169,6 +169,10 @@ def test_a_run_reads_and_writes_only_its_own_folder_and_secret(
                 ("s3:PutObject", f"tasks/{other.task_id}/runs/{other_userid}/result.json"),
                 ("s3:GetObject", f"tasks/{task.task_id}/spec.json"),
                 ("s3:GetObject", f"tasks/{task.task_id}/runs/{stack.task_role_id}:x/diff.patch"),
+                # The budget's reservations and the closed marker are the submitters'.
+                ("s3:PutObject", "ledger/2026-12.json"),
+                ("s3:PutObject", "control/closed.json"),
+                ("s3:DeleteObject", "control/closed.json"),
                 ("s3:ListBucket", f"arn:aws:s3:::{bucket}")):
             resource = key if key.startswith("arn:") else f"arn:aws:s3:::{bucket}/{key}"
             assert not allowed(statements, action, resource, userid), (action, key)

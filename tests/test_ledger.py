@@ -259,22 +259,31 @@ def test_the_ledger_reads_the_month_once_and_counts_what_it_reserved(
     from rclaude_infra.ledger import Ledger, Spend
 
     reads: list[dt.datetime] = []
+    shown: set[str] = {"t-old-1", "t-old-2"}
 
     def read_month(since: dt.datetime) -> Spend:
         reads.append(since)
-        return Spend(since=since, until=since, tasks=2, tasks_usd=1.0, baseline_usd=0.5,
-                     model_usd=2.5)  # $4.00 so far
+        return Spend(since=since, until=since, tasks=len(shown), tasks_usd=1.0,
+                     baseline_usd=0.5, model_usd=2.5, task_ids=frozenset(shown))  # $4.00
 
     ledger = Ledger(10.0, read_month)
     cap = TaskCost(compute_usd=0.5, model_usd=2.0, model_source="its max_budget_usd")
-    assert ledger.reserve([cap, cap]) == 5.0  # $9.00 counted
+    assert ledger.reserve({"t-a": cap, "t-b": cap}) == ["t-a", "t-b"]  # $9.00 counted
     with pytest.raises(BudgetExceededError) as refused:
-        ledger.reserve([cap])
+        ledger.reserve({"t-c": cap})
     assert "passed by $1.50" in str(refused.value) and "+ $5.00 for tasks started" in str(
         refused.value)
-    ledger.release(2.5)  # one of the two did not start
-    assert ledger.reserve([cap]) == 2.5
+    ledger.release(["t-b"])  # it did not start
+    assert ledger.reserve({"t-c": cap}) == ["t-c"]
+    # A task the month's read shows already is counted there, not again.
+    assert ledger.reserve({"t-old-1": cap}) == []
     assert len(reads) == 1 and reads[0].day == 1 and reads[0].tzinfo is dt.UTC
     monkeypatch.setattr(ledger_module, "LEDGER_SECONDS", -1.0)
-    ledger.reserve([TaskCost(compute_usd=0.0, model_usd=0.0, model_source="a command task")])
-    assert len(reads) == 2  # read again: the month now holds what the tasks cost
+    shown.update({"t-a", "t-c"})  # their records are there now: counted once, by the read
+    ledger.reserve({"t-d": TaskCost(compute_usd=0.0, model_usd=5.5,
+                                    model_source="its max_budget_usd")})
+    assert len(reads) == 2
+    # Reservations older than RESERVATION_SECONDS are let go (their submitter died).
+    monkeypatch.setattr(ledger_module, "RESERVATION_SECONDS", 0.0)
+    assert ledger.reserve({"t-e": TaskCost(compute_usd=0.0, model_usd=5.9,
+                                           model_source="its max_budget_usd")}) == ["t-e"]

@@ -119,7 +119,8 @@ def test_every_call_of_the_task_verbs_is_allowed_by_the_submitter_policy(
     hold_tasks_running(moto_endpoint)
     try:
         d = Deployment.from_outputs("dev", deployed, session=aws, poll_interval=QUICK_POLL,
-                                    config=DeploymentConfig(max_instances=1))
+                                    config=DeploymentConfig(max_instances=1,
+                                                            max_monthly_usd=10_000))
         monkeypatch.setenv("DEPLOY_TOKEN", "tok-permissions-0042")
         first = d.run_task(TaskSpec(command="true", secrets=["DEPLOY_TOKEN"],
                                     task_id="t-perm-1"))

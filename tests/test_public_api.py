@@ -50,9 +50,9 @@ def test_all_is_pinned() -> None:
     assert sorted(rclaude_infra.__all__) == sorted([
         "AUTH_MODES", "AgentResult", "BestOf", "MissingCredentialError",
         "BudgetExceededError", "CheckItem", "CheckReport", "ConfigError", "CostDiff",
-        "CostEstimate", "CostLine", "CredentialsError", "Deployment", "DeploymentClosedError", "DeploymentConfig",
-        "DeploymentFailedError", "DeploymentStatus", "Diagnostic", "Downloaded", "EngineError",
-        "ExecError",
+        "CostEstimate", "CostLine", "CredentialsError", "Deployment", "DeploymentClosedError",
+        "DeploymentConfig", "DeploymentFailedError", "DeploymentStatus", "Diagnostic",
+        "Downloaded", "EngineError", "ExecError",
         "Finding",
         "HOURS_PER_MONTH", "IMAGE_BUILDS", "ImageBuild", "ImageBuildError", "ImageBuildPhase",
         "ImageNotReadyError",

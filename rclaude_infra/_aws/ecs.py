@@ -50,6 +50,7 @@ from ..tasks.model import (
 )
 from ..tasks.spec import TaskSpec
 from . import client_config, error_code, s3_tasks, task_secrets
+from .s3_ledger import S3Reservations
 
 TASK_TAG = "rclaude:task-id"
 #: Written by stop(): who stopped the task and why.
@@ -248,6 +249,10 @@ class EcsProvider:
             return Task(spec.task_id, self)
         self._start(spec, attempt=1, claimed=True)
         return Task(spec.task_id, self)
+
+    def reservations(self) -> S3Reservations:
+        """The deployment's budget reservations, for submitters on any host."""
+        return S3Reservations(self.s3, self._bucket)
 
     # -- closing: destroy() first stops new tasks ----------------------------------------
 

@@ -48,6 +48,7 @@ from .model import (
 )
 from .processes import start_ticks
 from .records import copy_record, read_record, write_record
+from .reservations import FileReservations
 from .spec import TaskSpec, check_task_id, is_task_id
 
 PROCESS_FILE = "process.json"
@@ -83,6 +84,10 @@ class LocalProvider:
         self.env = dict(env or {})
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
+
+    def reservations(self) -> FileReservations:
+        """The deployment's budget reservations on this machine, beside its tasks."""
+        return FileReservations(self.root.parent / "ledger")
 
     def _dir(self, task_id: str) -> Path:
         # An id is a folder name here: never a path (it comes from users and records).
