@@ -23,6 +23,8 @@ CLAUDE_DIR = "claude"
 SETTINGS_FILE = "task-settings.json"
 #: Written by whoever stops a local task, read by the runner for its result's reason.
 STOP_REASON_FILE = "stop_reason"
+#: Written by a local runner where cgroups are writable: the path of the task's cgroup.
+CGROUP_FILE = "cgroup"
 #: Claude Code's session of a prompt task (its conversation), for a later task to resume.
 SESSION_FILE = "session.jsonl"
 #: The last checkpoint of a running agent (``{"count", "session_id", "at"}``): with the

@@ -29,6 +29,7 @@ from ..errors import ExecError
 from .downloads import Downloaded, copy_tree
 from .layout import (
     ARTIFACTS_DIR,
+    CGROUP_FILE,
     LOG_FILE,
     OUTPUT_FILES,
     RESULT_FILE,
@@ -46,7 +47,7 @@ from .model import (
     select_tasks,
     state_from_result,
 )
-from .processes import start_ticks
+from .processes import Cgroup, start_ticks
 from .records import copy_record, read_record, write_record
 from .reservations import FileReservations
 from .spec import TaskSpec, check_task_id, is_task_id
@@ -212,6 +213,9 @@ class LocalProvider:
         result = self._read_result(path)
         if result is not None:
             return state_from_result(result)
+        # The runner is gone without its result: killed. What its command started in
+        # sessions of its own outlived it; where it ran in a cgroup, it ends now.
+        self._end_leftovers(task_id, path)
         asked = read_record(path / STOP_REASON_FILE, limit=4096)
         if asked is not None:
             # Stopped before the runner could handle the signal (it was still starting).
@@ -221,6 +225,14 @@ class LocalProvider:
             status=TaskStatus.FAILED, started_at=submitted,
             reason=f"the runner exited without a result; see {path / RUNNER_OUT}",
         )
+
+    @staticmethod
+    def _end_leftovers(task_id: str, path: Path) -> None:
+        recorded = read_record(path / CGROUP_FILE, limit=4096)
+        cgroup = (None if recorded is None
+                  else Cgroup.found(recorded.decode("utf-8", errors="replace"), task_id))
+        if cgroup is not None:
+            cgroup.remove()
 
     def advance(self, task_id: str) -> TaskState:
         """A local task has no pending step (nothing preempts it): its state."""

@@ -8,6 +8,11 @@ re-parented to the runner, not to init, and :func:`descendants` finds it by walk
 ``/proc``. The command itself gets ``PR_SET_PDEATHSIG``: if the runner is killed, the
 kernel kills the command at once. Elsewhere than Linux these are not available, and the
 process group is what is ended.
+
+Where the cgroup v2 hierarchy is writable (root, or a delegated user slice), each task's
+processes also run in a cgroup of their own (:class:`Cgroup`): one ``cgroup.kill`` ends
+every one of them, and it still can after the runner was killed, when what the command
+had started in sessions of its own was re-parented to init.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import sys
 from pathlib import Path
 
 _PR_SET_PDEATHSIG = 1
+#: The prefix of a task's cgroup's name: ``rclaude-<task id>-<runner pid>``.
+CGROUP_PREFIX = "rclaude-"
 _PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -101,3 +108,107 @@ def reap(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ChildProcessError, OSError):
             os.waitpid(pid, os.WNOHANG)
+
+
+def _cgroup2_root() -> Path | None:
+    """Where the cgroup v2 hierarchy is mounted (``/sys/fs/cgroup``, or its ``unified``
+    folder on a hybrid host), or ``None``."""
+    try:
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    for line in mounts:
+        before, _, after = line.partition(" - ")
+        if after.split(" ", 1)[0] == "cgroup2":
+            return Path(before.split()[4])
+    return None
+
+
+def _own_cgroup() -> str | None:
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    return next((line[3:] for line in lines if line.startswith("0::")), None)
+
+
+class Cgroup:
+    """A task's cgroup (v2): its processes, ended together by ``cgroup.kill``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @classmethod
+    def create(cls, name: str) -> Cgroup | None:
+        """A new cgroup ``name`` beside this process's own, or ``None`` where the
+        hierarchy is not there or not writable (then the process group, the subreaper and
+        the parent-death signal are what ends a task)."""
+        root, own = _cgroup2_root(), _own_cgroup()
+        if root is None or own is None:
+            return None
+        path = root / own.lstrip("/") / name
+        try:
+            path.mkdir()
+            # A process may move itself in only with the folder's procs file writable.
+            with open(path / "cgroup.procs", "a"):
+                pass
+        except OSError:
+            with contextlib.suppress(OSError):
+                path.rmdir()
+            return None
+        return cls(path)
+
+    @classmethod
+    def found(cls, recorded: str, task_id: str) -> Cgroup | None:
+        """The cgroup a runner recorded for ``task_id``, when ``recorded`` names one as
+        :meth:`create` made it: a folder of the cgroup v2 hierarchy called
+        ``rclaude-<task_id>-<pid>`` (the record is in the task's reach)."""
+        root = _cgroup2_root()
+        path = Path(recorded)
+        name = path.name
+        if (root is None or not path.is_absolute() or ".." in path.parts
+                or not path.is_relative_to(root)
+                or not name.startswith(f"{CGROUP_PREFIX}{task_id}-")
+                or not name.rsplit("-", 1)[1].isdigit()
+                or not (path / "cgroup.kill").is_file()):
+            return None
+        return cls(path)
+
+    def enter(self) -> None:
+        """For ``preexec_fn``: move this (just forked) process into the cgroup; what it
+        starts is then born there. A refusal leaves it where it was (the process group and
+        the subreaper still end it)."""
+        with contextlib.suppress(OSError):
+            fd = os.open(self.path / "cgroup.procs", os.O_WRONLY)
+            try:
+                os.write(fd, b"0")
+            finally:
+                os.close(fd)
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(x) for x in (self.path / "cgroup.procs").read_text().split()]
+        except OSError:
+            return []
+
+    def kill(self) -> None:
+        """SIGKILL every process in it (``cgroup.kill``, Linux 5.14; one by one before)."""
+        try:
+            (self.path / "cgroup.kill").write_text("1")
+        except OSError:
+            end_all(self.pids(), signal.SIGKILL)
+
+    def remove(self) -> None:
+        """Kill what is left in it, and remove it once empty (a moment: the kernel takes
+        the killed processes out as they die)."""
+        import time
+
+        self.kill()
+        for _ in range(100):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.01)

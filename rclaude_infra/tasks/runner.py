@@ -26,6 +26,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -34,6 +35,7 @@ from .delivery import deliver
 from .git import git, git_env
 from .layout import (
     ARTIFACTS_DIR,
+    CGROUP_FILE,
     CLAUDE_DIR,
     DIFF_FILE,
     LOG_FILE,
@@ -46,7 +48,15 @@ from .layout import (
     STOP_REASON_FILE,
     TRANSCRIPT_FILE,
 )
-from .processes import become_subreaper, descendants, die_with_parent, end_all, reap
+from .processes import (
+    CGROUP_PREFIX,
+    Cgroup,
+    become_subreaper,
+    descendants,
+    die_with_parent,
+    end_all,
+    reap,
+)
 from .records import read_record, write_record
 from .sessions import (
     Checkpoint,
@@ -148,6 +158,8 @@ class _Stopper:
     def __init__(self) -> None:
         self.process: subprocess.Popen[str] | None = None
         self.reason: str | None = None
+        #: The task's cgroup, where the hierarchy is writable: one kill ends all of it.
+        self.cgroup: Cgroup | None = None
         self._lock = threading.Lock()
 
     def stop(self, reason: str) -> None:
@@ -166,6 +178,8 @@ class _Stopper:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
         _kill_leftovers(process)
+        if self.cgroup is not None:
+            self.cgroup.kill()
 
 
 def _leftovers(process: subprocess.Popen[str]) -> list[int]:
@@ -200,30 +214,62 @@ def _end_leftovers_when_done(process: subprocess.Popen[str]) -> None:
 CHECK_TAIL_LINES = 40
 
 
-def _run_check(spec: TaskSpec, cwd: Path, env: dict[str, str], log: _Log) -> dict[str, Any]:
-    """Run the spec's check in the checkout; its record (``passed`` on exit code 0)."""
+def _run_check(spec: TaskSpec, cwd: Path, env: dict[str, str], log: _Log,
+               cgroup: Cgroup | None) -> dict[str, Any]:
+    """Run the spec's check in the checkout; its record (``passed`` on exit code 0). It
+    ends as the command does: in a session (and cgroup) of its own, what it leaves running
+    is ended when it ends, and on its timeout its group and all it started."""
     argv = spec.check_argv()
     assert argv is not None
     log.line(f"[runner] checking: {' '.join(argv[2:] if argv[:2] == ['bash', '-lc'] else argv)}")
     started = time.monotonic()
     lines: list[str] = []
+    timed_out = threading.Event()
+
+    def time_out(process: subprocess.Popen[str]) -> None:
+        timed_out.set()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        _kill_leftovers(process)
+
+    code: int | None = None
     try:
-        done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
-                              errors="replace", timeout=spec.timeout)
-        code: int | None = done.returncode
-        for text in (done.stdout + done.stderr).splitlines():
-            log.line(f"[check] {text}")
-            lines.append(text)
-    except subprocess.TimeoutExpired:
+        with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                              errors="replace", start_new_session=True,
+                              preexec_fn=_in_task(cgroup)) as process:
+            threading.Thread(target=_end_leftovers_when_done, args=(process,),
+                             daemon=True).start()
+            timer = threading.Timer(spec.timeout, time_out, args=(process,))
+            timer.daemon = True
+            timer.start()
+            assert process.stdout is not None
+            for raw in process.stdout:
+                text = raw.rstrip("\n")
+                log.line(f"[check] {text}")
+                lines.append(text)
+            code = process.wait()
+            timer.cancel()
+    except FileNotFoundError as exc:
+        lines.append(f"command not found: {exc.filename}")
+    if timed_out.is_set():
         code = None
         lines.append(f"the check did not end within {spec.timeout}s")
-    except FileNotFoundError as exc:
-        code = None
-        lines.append(f"command not found: {exc.filename}")
     return {"command": spec.check if isinstance(spec.check, str) else list(spec.check or ()),
             "exit_code": code, "passed": code == 0,
             "duration_seconds": round(time.monotonic() - started, 3),
             "output": lines[-CHECK_TAIL_LINES:]}
+
+
+def _in_task(cgroup: Cgroup | None) -> Callable[[], None]:
+    """The ``preexec_fn`` of what the runner starts for the task (its command, its check):
+    killed with the runner, and born in the task's cgroup when there is one."""
+    def preexec() -> None:
+        die_with_parent()
+        if cgroup is not None:
+            cgroup.enter()
+
+    return preexec
 
 
 def _diff_stats(repo: Path) -> dict[str, int]:
@@ -298,6 +344,10 @@ def run(task_dir: Path, *, checkpoint: Checkpoint | None = None) -> int:
         result.update(task_id=spec.task_id, repo=spec.repo, ref=spec.ref, timeout=spec.timeout)
         spec, facts = continuation(spec, task_dir, log.line)
         result.update(facts)
+        stopper.cgroup = Cgroup.create(f"{CGROUP_PREFIX}{spec.task_id}-{os.getpid()}")
+        if stopper.cgroup is not None:
+            # For whoever finds this runner killed: what the task left runs in it.
+            write_record(task_dir / CGROUP_FILE, str(stopper.cgroup.path))
         artifacts = task_dir / ARTIFACTS_DIR
         artifacts.mkdir(exist_ok=True)
         # Before the clone: the git token is one of the secrets.
@@ -325,7 +375,8 @@ def run(task_dir: Path, *, checkpoint: Checkpoint | None = None) -> int:
         with subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, errors="replace",
                               stdin=subprocess.DEVNULL if agent is None else subprocess.PIPE,
-                              start_new_session=True, preexec_fn=die_with_parent) as process:
+                              start_new_session=True,
+                              preexec_fn=_in_task(stopper.cgroup)) as process:
             stopper.process = process
             threading.Thread(target=_end_leftovers_when_done, args=(process,),
                              daemon=True).start()
@@ -402,7 +453,7 @@ def run(task_dir: Path, *, checkpoint: Checkpoint | None = None) -> int:
         elif exit_code == 0:
             status = "succeeded"
             if spec.check is not None and cwd is not None:
-                check = _run_check(spec, cwd, env, log)
+                check = _run_check(spec, cwd, env, log, stopper.cgroup)
                 result["check"] = check
                 if not check["passed"]:
                     status = "failed"
@@ -426,6 +477,8 @@ def run(task_dir: Path, *, checkpoint: Checkpoint | None = None) -> int:
                 result.setdefault("reason", f"exit code {exit_code}")
         if checkpoints is not None:
             result["checkpoints"] = checkpoints.count
+        if stopper.cgroup is not None:
+            stopper.cgroup.remove()  # nothing the task started outlives its result
         result.update(
             status=status, exit_code=exit_code, finished_at=finished.isoformat(),
             duration_seconds=round((finished - started).total_seconds(), 3),

@@ -92,3 +92,79 @@ def test_a_killed_runner_takes_its_command_with_it(local: Deployment, tmp_path: 
     os.kill(json.loads(record.read_text())["pid"], signal.SIGKILL)
     assert _gone(command), "the command outlived its runner"
     assert task.wait(timeout=30).status is TaskStatus.FAILED  # and the state says so
+
+
+def _cgroups_writable() -> bool:
+    from rclaude_infra.tasks.processes import Cgroup
+
+    probe = Cgroup.create(f"rclaude-probe-{os.getpid()}")
+    if probe is None:
+        return False
+    probe.remove()
+    return True
+
+
+needs_cgroups = pytest.mark.skipif(
+    not _cgroups_writable(),
+    reason="the cgroup v2 hierarchy is not writable here (not root, no delegated slice): "
+           "tasks end by process group, subreaper and parent-death signal only")
+
+
+@needs_cgroups
+def test_what_outlived_a_killed_runner_ends_at_the_next_look(local: Deployment,
+                                                              tmp_path: Path) -> None:
+    """SIGKILL of the runner: the parent-death signal ends the command, but a child in a
+    session of its own is re-parented to init; the task's cgroup still holds it."""
+    task = local.run_task(TaskSpec(command=ESCAPER + "sleep 300", task_id="t-cgroup-kill"))
+    escaped = _pid_left(tmp_path, task.task_id)
+    folder = tmp_path / "home" / "local" / "dev" / "tasks" / task.task_id
+    cgroup = Path((folder / "cgroup").read_text())
+    assert escaped in [int(p) for p in (cgroup / "cgroup.procs").read_text().split()]
+    os.kill(json.loads((folder / "process.json").read_text())["pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    assert _alive(escaped)  # nothing has looked yet
+    assert task.wait(timeout=30).status is TaskStatus.FAILED
+    assert _gone(escaped), "the setsid child outlived its killed runner"
+    assert not cgroup.exists()
+
+
+@needs_cgroups
+def test_a_finished_task_leaves_no_cgroup(local: Deployment, tmp_path: Path) -> None:
+    task = local.run_task(TaskSpec(command="true", task_id="t-cgroup-gone"))
+    assert task.wait(timeout=30).status is TaskStatus.SUCCEEDED
+    recorded = tmp_path / "home" / "local" / "dev" / "tasks" / task.task_id / "cgroup"
+    assert not Path(recorded.read_text()).exists()
+
+
+def test_a_planted_cgroup_record_names_nothing_to_kill(tmp_path: Path) -> None:
+    """The record is in the task's reach: only a task's own cgroup is ever killed."""
+    from rclaude_infra.tasks.processes import Cgroup
+
+    for planted in ("/sys/fs/cgroup", "/sys/fs/cgroup/unified", "/", "/proc/1",
+                    "/sys/fs/cgroup/unified/rclaude-other-task-12",
+                    "/sys/fs/cgroup/unified/../unified/rclaude-t-x-1",
+                    "/sys/fs/cgroup/unified/rclaude-t-x-notapid", "relative/rclaude-t-x-1"):
+        assert Cgroup.found(planted, "t-x") is None, planted
+
+
+_CHECK_ESCAPER = ('setsid sleep 300 > /dev/null 2>&1 < /dev/null & '
+                  'echo $! > "$RCLAUDE_ARTIFACTS/check-pid"; ')
+
+
+def test_the_check_ends_as_the_command_does(local: Deployment, tmp_path: Path,
+                                            bare: Path) -> None:
+    """What the check leaves running ends with it; a check that holds its output open past
+    its timeout ends then, with all it started."""
+    task = local.run_task(TaskSpec(command="true", repo=str(bare),
+                                   check=_CHECK_ESCAPER + "echo checked",
+                                   task_id="t-check-daemon"))
+    assert task.wait(timeout=60).status is TaskStatus.SUCCEEDED
+    assert _gone(_pid_left(tmp_path, task.task_id, "check-pid"))
+    task = local.run_task(TaskSpec(
+        command="true", repo=str(bare), timeout=3,
+        check='setsid sleep 300 & echo $! > "$RCLAUDE_ARTIFACTS/check-pid"; sleep 300',
+        task_id="t-check-hang"))
+    state = task.wait(timeout=60)
+    assert state.status is TaskStatus.FAILED and "the check failed" in (state.reason or "")
+    assert task.result().data["check"]["output"][-1] == "the check did not end within 3s"
+    assert _gone(_pid_left(tmp_path, task.task_id, "check-pid"))
