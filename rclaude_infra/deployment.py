@@ -586,9 +586,16 @@ class Deployment:
         # Local tasks run on this machine: no stack, no idle baseline.
         idle = (0.0 if self._provider_name == "local"
                 else estimate_cost(self.plan(), prices=book).idle_monthly)
+        def at_cap(task: Task) -> TaskCost:
+            try:
+                return self._cap(task.spec)
+            except (RclaudeError, ValueError, OSError):
+                # A spec no longer readable (a local task can rewrite its own): what the
+                # task cost so far, rather than no budget check for anyone.
+                return task.cost(book)
+
         return spend(self.tasks(limit=None), since, dt.datetime.now(dt.UTC), prices=book,
-                     idle_monthly=idle,
-                     in_flight=(lambda task: self._cap(task.spec)) if in_flight else None)
+                     idle_monthly=idle, in_flight=at_cap if in_flight else None)
 
     def _guard(self) -> None:
         """Refuse before any cloud call: mandatory policy violations, budget."""

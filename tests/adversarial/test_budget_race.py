@@ -109,3 +109,22 @@ def test_hosts_submitting_at_once_never_pass_the_budget_together(
     assert sorted(outcomes) == ["refused"] * 3 + ["started"] * 2  # $200 + compute < $250
     ledger = aws.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix="ledger/")
     assert [o["Key"] for o in ledger["Contents"]] == [f"ledger/{month:%Y-%m}.json"]
+
+
+def test_a_running_task_that_rewrites_its_spec_does_not_stop_the_budget_check(
+        tmp_path: Path, private_home: Path) -> None:
+    """A local task can write its own spec.json; the budget still checks (that task then
+    counts at what it cost so far) and other tasks still start."""
+    d = Deployment("dev", DeploymentConfig(max_monthly_usd=5.0), provider="local")
+    signal = tmp_path / "rewritten"
+    task = d.run_task(TaskSpec(
+        command=f"echo '{{\"prompt\": 7}}' > ../spec.json; touch {signal}; sleep 60"))
+    deadline = time.monotonic() + 30
+    while not signal.exists():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    other = Deployment("dev", DeploymentConfig(max_monthly_usd=5.0), provider="local")
+    assert other.run_task(TaskSpec(command="true")).wait(timeout=60).status is (
+        TaskStatus.SUCCEEDED)
+    task.stop("done")
+    task.wait(timeout=60)
