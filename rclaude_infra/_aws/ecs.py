@@ -56,8 +56,11 @@ TASK_TAG = "rclaude:task-id"
 #: Written by stop(): who stopped the task and why.
 STOP_FILE = "stop.json"
 _BATCH = 100
+#: How long a read of the closed marker is reused before a RunTask (run_tasks sends many).
+CLOSED_READ_SECONDS = 1.0
 #: How long destroy() waits after closing the deployment before it looks at the cluster:
-#: a submitter that read the marker before it was written has had its RunTask answered.
+#: a submitter that read the marker before it was written (at most CLOSED_READ_SECONDS
+#: before its RunTask) has had its RunTask answered.
 CLOSE_SETTLE_SECONDS = 3.0
 #: How long a task whose spec is written may wait for its RunTask's answer before it
 #: reads as never started (its submitter is gone).
@@ -216,7 +219,7 @@ class EcsProvider:
                 "interactive", True, "a stack deployed with interactive_tasks=True (this "
                 "one has no task definition for ECS Exec): deploy it with "
                 "interactive_tasks=True, or start the task without interactive")
-        self._check_open(fresh=False)  # before anything is written
+        self._check_open(self.poll_interval)  # before anything is written
         if s3_tasks.write_json(self.s3, self._bucket, spec.task_id, SPEC_FILE,
                                spec.to_dict(), only_if_absent=True):
             self._specs[spec.task_id] = spec  # the stored spec: no GET for it later
@@ -256,12 +259,12 @@ class EcsProvider:
 
     # -- closing: destroy() first stops new tasks ----------------------------------------
 
-    def _check_open(self, *, fresh: bool) -> None:
-        """:class:`DeploymentClosedError` when the deployment takes no new tasks; the
-        marker is read at most once per poll interval unless ``fresh``."""
+    def _check_open(self, max_age: float) -> None:
+        """:class:`DeploymentClosedError` when the deployment takes no new tasks, by a
+        read of the marker at most ``max_age`` seconds old."""
         now = time.monotonic()
         seen = self._closed_seen
-        if fresh or seen is None or now - seen[0] >= self.poll_interval:
+        if seen is None or now - seen[0] >= max_age:
             seen = (now, s3_tasks.closed(self.s3, self._bucket))
             self._closed_seen = seen
         marker = seen[1]
@@ -407,9 +410,9 @@ class EcsProvider:
             request["overrides"]["memory"] = str(spec.memory)
         found: str | None = None
         try:
-            # Fresh: destroy() waits CLOSE_SETTLE_SECONDS after closing for a RunTask sent
-            # after this read to have answered, then looks at the cluster.
-            self._check_open(fresh=True)
+            # destroy() waits CLOSE_SETTLE_SECONDS after closing for a RunTask sent after
+            # this read to have answered, then looks at the cluster.
+            self._check_open(min(self.poll_interval, CLOSED_READ_SECONDS))
             response = self.ecs.run_task(**request)
         except (ClientError, BotoCoreError) as exc:
             # The request may have reached ECS before it failed: look before starting again.
@@ -440,7 +443,7 @@ class EcsProvider:
         try:
             # Closed while RunTask was on its way? destroy() may have listed the cluster
             # before this task was there: the task is stopped here, by its submitter.
-            self._check_open(fresh=True)
+            self._check_open(0)
         except DeploymentClosedError as exc:
             self._record_stop(spec.task_id, exc.reason)
             self.ecs.stop_task(cluster=self.outputs.cluster_arn, task=found,
