@@ -53,6 +53,9 @@ from .reservations import FileReservations
 from .spec import TaskSpec, check_task_id, is_task_id
 
 PROCESS_FILE = "process.json"
+#: How long a task's folder may be in place before its runner is recorded: its submitter
+#: is starting it (longer, and the submitter died: the task reads FAILED).
+START_GRACE_SECONDS = 30.0
 RUNNER_OUT = "runner.out"
 
 
@@ -149,7 +152,8 @@ class LocalProvider:
         }))
         return Task(spec.task_id, self)
 
-    def _recorded(self, task_id: str, path: Path, *, timeout: float = 30) -> Task:
+    def _recorded(self, task_id: str, path: Path, *,
+                  timeout: float = START_GRACE_SECONDS) -> Task:
         """The handle of a task another submitter is starting, once its runner is
         recorded (or it has a result): until then its state would read as a runner gone."""
         deadline = time.monotonic() + timeout
@@ -213,6 +217,11 @@ class LocalProvider:
         result = self._read_result(path)
         if result is not None:
             return state_from_result(result)
+        if not (path / PROCESS_FILE).exists() and self._young(path):
+            # Its folder is in place and its submitter is starting the runner now: not
+            # a runner gone (the budget would count it as ended, at nothing).
+            return TaskState(status=TaskStatus.PENDING, reason="submitted: its runner is "
+                             "starting")
         # The runner is gone without its result: killed. What its command started in
         # sessions of its own outlived it; where it ran in a cgroup, it ends now.
         self._end_leftovers(task_id, path)
@@ -225,6 +234,15 @@ class LocalProvider:
             status=TaskStatus.FAILED, started_at=submitted,
             reason=f"the runner exited without a result; see {path / RUNNER_OUT}",
         )
+
+    @staticmethod
+    def _young(path: Path) -> bool:
+        """Submitted less than :data:`START_GRACE_SECONDS` ago."""
+        try:
+            written = (path / SPEC_FILE).stat().st_mtime
+        except OSError:
+            return False
+        return time.time() - written < START_GRACE_SECONDS
 
     @staticmethod
     def _end_leftovers(task_id: str, path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from fake_anthropic import FakeAnthropic, Reply
 from moto_stack import QUICK_POLL, hold_tasks_running
+from waiting import wait_for_file
 
 from rclaude_infra import (
     BudgetExceededError,
@@ -119,10 +120,7 @@ def test_a_running_task_that_rewrites_its_spec_does_not_stop_the_budget_check(
     signal = tmp_path / "rewritten"
     task = d.run_task(TaskSpec(
         command=f"echo '{{\"prompt\": 7}}' > ../spec.json; touch {signal}; sleep 60"))
-    deadline = time.monotonic() + 30
-    while not signal.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_file(signal)
     other = Deployment("dev", DeploymentConfig(max_monthly_usd=5.0), provider="local")
     assert other.run_task(TaskSpec(command="true")).wait(timeout=60).status is (
         TaskStatus.SUCCEEDED)

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from waiting import wait_until
 
 from rclaude_infra import ConfigError, Deployment, TaskSpec, TaskStatus
 from rclaude_infra.tasks.model import TaskNotFoundError
@@ -113,12 +114,8 @@ def test_stop_does_not_signal_a_process_a_task_names(local: Deployment,
 def test_stop_from_another_process_still_stops_the_runner(local: Deployment) -> None:
     task = local.run_task(TaskSpec(command="sleep 60", task_id="t-stopped-elsewhere"))
     fresh = Deployment("dev", provider="local")
-    import time
 
-    deadline = time.monotonic() + 30
-    while fresh.task(task.task_id).status is not TaskStatus.RUNNING:
-        assert time.monotonic() < deadline
-        time.sleep(0.1)
+    wait_until(lambda: fresh.task(task.task_id).status is TaskStatus.RUNNING, "RUNNING")
     fresh.task(task.task_id).stop("from elsewhere")
     state = task.wait(timeout=60)
     assert state.status is TaskStatus.STOPPED and state.reason == "from elsewhere"

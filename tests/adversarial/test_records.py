@@ -7,10 +7,10 @@ link the task left."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
+from waiting import wait_for_file
 
 from rclaude_infra import Deployment, TaskSpec, TaskStatus
 from rclaude_infra.cli import main
@@ -35,10 +35,7 @@ def test_a_result_the_task_writes_while_it_runs_is_not_its_outcome(
     task = local.run_task(TaskSpec(
         command=f"printf '%s' '{FORGED}' > ../result.json; touch {signal}; sleep 2; exit 3",
         task_id="t-forge-result"))
-    deadline = time.monotonic() + 30
-    while not signal.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_file(signal)
     # The forged file is there, and reads as nothing: the runner has not ended.
     assert (_folder(tmp_path, "t-forge-result") / "result.json").is_file()
     assert task.status in (TaskStatus.RUNNING, TaskStatus.PENDING)
@@ -78,10 +75,7 @@ def test_a_link_at_the_stop_record_does_not_overwrite_what_it_names(
     task = local.run_task(TaskSpec(
         command=f"ln -sf {outside} ../stop_reason; touch {signal}; sleep 60",
         task_id="t-link-stop"))
-    deadline = time.monotonic() + 30
-    while not signal.exists():
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    wait_for_file(signal)
     task.stop("enough")
     state = task.wait(timeout=60)
     assert state.status is TaskStatus.STOPPED and state.reason == "enough"

@@ -121,3 +121,26 @@ def test_a_really_full_disk_at_submit_leaves_the_id_free(tmp_path: Path,
         assert "done" in [line.text for line in task.logs()]
     finally:
         subprocess.run(["umount", "-l", str(home)], check=False)
+
+
+def test_a_task_whose_runner_is_being_started_reads_pending_not_failed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the folder's rename into place and the runner's record another process
+    reads the task: PENDING (it counts at its cap in the budget), FAILED only once its
+    submitter has had its time."""
+    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    folder = tmp_path / "home" / "local" / "dev" / "tasks" / "t-starting"
+    folder.mkdir(parents=True)
+    spec = TaskSpec(prompt="p", max_budget_usd=3.0, task_id="t-starting")
+    (folder / "spec.json").write_text(json.dumps(spec.to_dict()))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-api03-starting")
+    d = Deployment("dev", provider="local")
+    assert d.task("t-starting").state().status is TaskStatus.PENDING
+    from rclaude_infra import BudgetExceededError, DeploymentConfig
+
+    budgeted = Deployment("dev", DeploymentConfig(max_monthly_usd=5.0), provider="local")
+    with pytest.raises(BudgetExceededError):
+        budgeted.run_task(TaskSpec(prompt="q", max_budget_usd=3.0))
+    old = os.stat(folder / "spec.json").st_mtime - local.START_GRACE_SECONDS - 1
+    os.utime(folder / "spec.json", (old, old))
+    assert d.task("t-starting").state().status is TaskStatus.FAILED
