@@ -21,7 +21,9 @@ from loopback import LoopbackServer
 
 
 class GitServer(LoopbackServer):
-    def __init__(self, root: Path, token: str, *, delay: float = 0.0) -> None:
+    """``token=None``: public repositories, served to anyone."""
+
+    def __init__(self, root: Path, token: str | None, *, delay: float = 0.0) -> None:
         self.root = root
         self.token = token
         #: Seconds each authorized request waits before it is served (a slow host).
@@ -37,6 +39,8 @@ class GitServer(LoopbackServer):
                 pass
 
             def _authorized(self) -> bool:
+                if server.token is None:
+                    return True
                 header = self.headers.get("Authorization", "")
                 if not header.startswith("Basic "):
                     return False

@@ -37,3 +37,12 @@ class LoopbackServer:
         self.closing.set()
         self._server.shutdown()
         self._server.server_close()
+
+
+def free_port() -> int:
+    """A port free on loopback now (for a server started by another program)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

@@ -8,7 +8,9 @@ import sys
 
 import rclaude_infra
 
-HEAVY = ["pulumi", "pulumi_aws", "pulumi_awsx", "boto3", "botocore", "rich"]
+HEAVY = ["pulumi", "pulumi_aws", "pulumi_awsx", "boto3", "botocore", "rich",
+         # the hosted service's stack, an extra: never on `import rclaude_infra`
+         "fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "rclaude_infra.service"]
 
 
 def test_import_pulls_in_no_heavy_dependency() -> None:

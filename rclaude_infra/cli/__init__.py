@@ -1,7 +1,8 @@
 """The ``rclaude-infra`` command line (also ``python -m rclaude_infra``).
 
 Verbs: ``init`` (and ``init-deployment``), ``check``, ``plan``, ``cost``, ``preview``,
-``up``, ``status``, ``run``, ``logs``, ``tasks``, ``result``, ``stop``, ``destroy``. Read
+``up``, ``status``, ``run``, ``logs``, ``tasks``, ``result``, ``stop``, ``destroy``; the
+service's ``serve``, ``db upgrade``, ``users add``, ``tokens create``. Read
 verbs take ``--json``. Settings come from ``./rclaude.toml`` (``DeploymentConfig``
 fields, plus ``name``, ``provider`` and ``backend``), and flags override them.
 
@@ -19,7 +20,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import ConfigError, RclaudeError
-from . import _init, _offline, _stack, _tasks
+from . import _init, _offline, _service, _stack, _tasks
 from ._common import DEFAULT_CONFIG_FILE, Aborted, local_tasks_hint
 
 __all__ = ["DEFAULT_CONFIG_FILE", "main"]
@@ -34,7 +35,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (_init, _stack, _offline, _tasks):
+    for module in (_init, _stack, _offline, _tasks, _service):
         module.add_parsers(commands)
     return parser, dict(commands.choices)
 

@@ -1,0 +1,109 @@
+"""``serve``, ``db upgrade``, ``users add`` and ``tokens create``: the hosted service and
+its administration (``pip install rclaude-infra[service]``; imported only when run)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from ..errors import MissingDependencyError
+from ._common import emit_json, json_argument, note, verb
+
+
+def _service_settings(args: argparse.Namespace) -> Any:
+    try:
+        from ..service.settings import ServiceSettings
+    except ImportError as exc:  # the extra is not installed
+        raise MissingDependencyError(exc.name or "fastapi", "The service") from exc
+    return ServiceSettings.from_env(deployment=getattr(args, "deployment", None),
+                                    provider=getattr(args, "provider", None))
+
+
+def add_parsers(commands: Any) -> None:
+    serve = verb(commands, "serve", "run the hosted service (HTTP API) on this machine",
+                 _serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on "
+                       "(default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--deployment", default=None, metavar="NAME",
+                       help="the deployment whose tasks it runs (default 'service')")
+    serve.add_argument("--provider", choices=("local", "ecs-ec2"), default=None,
+                       help="where its tasks run (default local: subprocesses here)")
+    db = verb(commands, "db", "the service's database: `db upgrade` runs its migrations",
+              _db, json_argument)
+    db.add_argument("action", choices=("upgrade",))
+    users = verb(commands, "users", "the service's users: `users add EMAIL [--admin]`",
+                 _users, json_argument)
+    users.add_argument("action", choices=("add",))
+    users.add_argument("email")
+    users.add_argument("--name", default=None)
+    users.add_argument("--admin", action="store_true", help="may administer the service")
+    tokens = verb(commands, "tokens", "API tokens: `tokens create EMAIL [--name NAME] "
+                  "[--scope SCOPE ...]` prints a new token once", _tokens, json_argument)
+    tokens.add_argument("action", choices=("create",))
+    tokens.add_argument("email")
+    tokens.add_argument("--name", default="cli", help="what the token is for")
+    tokens.add_argument("--scope", action="append", default=None, dest="scopes",
+                        metavar="SCOPE",
+                        help="tasks:read, tasks:write or admin (repeatable; default "
+                        "tasks:read and tasks:write)")
+
+
+def _database(args: argparse.Namespace) -> Any:
+    from ..service.store import Database, make_engine, migrate
+
+    engine = make_engine(_service_settings(args))
+    migrate(engine)
+    return Database(engine)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ..service.server import serve
+
+    settings = _service_settings(args)
+    note(f"rclaude-infra service on http://{args.host}:{args.port} (database "
+         f"{settings.database_url.split('@')[-1]}, tasks: {settings.provider})")
+    serve(settings, host=args.host, port=args.port)
+    return 0
+
+
+def _db(args: argparse.Namespace) -> int:
+    from ..service.store import make_engine, migrate
+
+    revision = migrate(make_engine(_service_settings(args)))
+    if args.json:
+        emit_json({"revision": revision})
+    else:
+        note(f"the database is at revision {revision}")
+    return 0
+
+
+def _users(args: argparse.Namespace) -> int:
+    from ..service import accounts
+
+    with _database(args).session() as session:
+        user = accounts.add_user(session, args.email, name=args.name, admin=args.admin)
+        shown = {"id": user.id, "email": user.email, "is_admin": user.is_admin}
+    if args.json:
+        emit_json(shown)
+    else:
+        note(f"added {shown['email']}" + (" (admin)" if shown["is_admin"] else ""))
+    return 0
+
+
+def _tokens(args: argparse.Namespace) -> int:
+    from ..service import accounts
+
+    with _database(args).session() as session:
+        user = accounts.user_by_email(session, args.email)
+        token, value = accounts.create_token(
+            session, user, name=args.name,
+            scopes=tuple(args.scopes) if args.scopes else accounts.DEFAULT_SCOPES)
+        name, scopes = token.name, token.scopes.split()
+        shown = {"id": token.id, "name": name, "scopes": scopes, "token": value}
+    if args.json:
+        emit_json(shown)
+    else:
+        note(f"token {name!r} for {args.email} ({' '.join(scopes)}); it is shown this once:")
+        print(value, flush=True)
+    return 0

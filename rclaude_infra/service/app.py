@@ -1,0 +1,439 @@
+"""The service's HTTP API (FastAPI): ``/v1`` tasks, tokens and the caller, with bearer
+tokens; health and readiness; errors as problem details. Every task route answers 404
+for a task that is not the caller's, as for one that does not exist."""
+
+# No ``from __future__ import annotations``: FastAPI reads the routes' annotations, some
+# of them local to create_app, at run time.
+import datetime as dt
+import hashlib
+import json
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi.responses import PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import and_, or_, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from .. import __version__
+from ..errors import ConfigError
+from ..tasks.model import TaskNotFoundError, TaskStatus
+from ..tasks.spec import TaskSpec, is_task_id
+from . import accounts
+from .models import ApiToken, TaskRecord, User, now
+from .problems import Problem, install
+from .settings import ServiceSettings
+from .store import Database, is_empty, make_engine, migrate
+
+if TYPE_CHECKING:
+    from ..deployment import Deployment
+    from ..tasks.model import Task, TaskResult
+
+#: What a task request may hold: the library's spec fields a caller may set. The service
+#: names tasks itself, and refuses what would reach past the caller's own work (another
+#: task's files, the service's environment, a host path).
+TASK_FIELDS = ("prompt", "command", "repo", "ref", "env", "timeout", "model", "max_turns",
+               "max_budget_usd", "output", "branch", "check", "cpu", "memory",
+               "max_retries_on_preemption", "description", "claude_args", "claude_settings")
+PAGE_SIZE = 20
+MAX_PAGE = 100
+
+
+class TaskRequest(BaseModel):
+    """``POST /v1/tasks``: the fields of the library's task spec, named as there."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str | None = None
+    command: str | list[str] | None = None
+    repo: str | None = Field(None, description="an https://, http:// or ssh URL of a "
+                             "repository")
+    ref: str | None = None
+    env: dict[str, str] | None = None
+    timeout: int | None = None
+    model: str | None = None
+    max_turns: int | None = None
+    max_budget_usd: float | None = None
+    output: str | None = None
+    branch: str | None = None
+    check: str | list[str] | None = None
+    cpu: int | None = None
+    memory: int | None = None
+    max_retries_on_preemption: int | None = None
+    description: str | None = None
+    claude_args: list[str] | None = None
+    claude_settings: dict[str, Any] | None = None
+
+
+class FollowUp(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str
+
+
+class TokenRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = "token"
+    scopes: list[str] = Field(default_factory=lambda: list(accounts.DEFAULT_SCOPES))
+
+
+class Caller:
+    """Who is asking, and with which token."""
+
+    def __init__(self, user: User, token: ApiToken) -> None:
+        self.user = user
+        self.token = token
+        self.scopes = frozenset(token.scopes.split())
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _repo_allowed(repo: str) -> bool:
+    """A remote repository: never a path or ``file://`` on the service's machine."""
+    return repo.startswith(("https://", "http://", "ssh://")) or (
+        "@" in repo.split(":", 1)[0] and ":" in repo and not repo.startswith("/"))
+
+
+def create_app(settings: ServiceSettings | None = None, *,
+               deployment: "Deployment | None" = None) -> FastAPI:
+    """The service's ASGI app on ``settings`` (default: from the environment), running
+    tasks with ``deployment`` (default: ``Deployment(settings.deployment,
+    provider=settings.provider)``). An empty database is migrated first."""
+    from ..deployment import Deployment
+
+    settings = settings or ServiceSettings.from_env()
+    engine = make_engine(settings)
+    if is_empty(engine):
+        migrate(engine)
+    db = Database(engine)
+    runner = deployment or Deployment(settings.deployment, provider=settings.provider)
+
+    app = FastAPI(title="rclaude-infra", version=__version__,
+                  description="Run coding-agent tasks on your own cloud.")
+    app.state.settings, app.state.db, app.state.deployment = settings, db, runner
+    install(app)
+
+    def session() -> Iterator[Session]:
+        with db.session() as opened:
+            yield opened
+
+    # Committed when the route returns, before its answer is sent: the caller's next
+    # request sees what this one wrote.
+    Db = Annotated[Session, Depends(session, scope="function")]
+
+    def caller(scope: str) -> Callable[..., Caller]:
+        def authorize(db_session: Db,
+                      authorization: Annotated[str | None, Header()] = None) -> Caller:
+            challenge = {"WWW-Authenticate": 'Bearer realm="rclaude-infra"'}
+            scheme, _, value = (authorization or "").partition(" ")
+            if scheme.lower() != "bearer" or not value:
+                raise Problem(401, "an Authorization: Bearer <token> header is needed",
+                              headers=challenge)
+            found = accounts.authenticate(db_session, value.strip())
+            if found is None:
+                raise Problem(401, "the token is not valid (unknown, or revoked)",
+                              headers=challenge)
+            who = Caller(*found)
+            if scope not in who.scopes:
+                raise Problem(403, f"the token lacks the scope {scope}", field="scopes")
+            return who
+
+        return authorize
+
+    Reader = Annotated[Caller, Depends(caller("tasks:read"))]
+    Writer = Annotated[Caller, Depends(caller("tasks:write"))]
+
+    def owned(db_session: Session, who: Caller, task_id: str) -> TaskRecord:
+        """The caller's task, or 404 (also for another user's: never 403)."""
+        record = db_session.get(TaskRecord, task_id) if is_task_id(task_id) else None
+        if record is None or record.user_id != who.user.id:
+            raise Problem(404, "no such task")
+        return record
+
+    def handle(record: TaskRecord) -> "Task":
+        """The record's task (TaskNotFoundError when the deployment has none)."""
+        return runner.task(record.id)
+
+    def task_json(record: TaskRecord) -> dict[str, Any]:
+        spec = json.loads(record.spec)
+        body: dict[str, Any] = {
+            "id": record.id, "created_at": _iso(record.created_at),
+            "prompt": spec.get("prompt"), "command": spec.get("command"),
+            "repo": spec.get("repo"), "ref": spec.get("ref")}
+        try:
+            state = handle(record).state()
+        except TaskNotFoundError:
+            return {**body, "status": TaskStatus.FAILED.value, "exit_code": None,
+                    "reason": "the service stopped before the task started", "attempt": 1,
+                    "started_at": None, "stopped_at": None}
+        return {**body, "status": state.status.value, "reason": state.reason,
+                "exit_code": state.exit_code, "attempt": state.attempt,
+                "started_at": _iso(state.started_at), "stopped_at": _iso(state.stopped_at)}
+
+    def start(db_session: Session, who: Caller, fields: dict[str, Any],
+              idempotency_key: str | None) -> tuple[TaskRecord, bool]:
+        """The task for this request: a new one, or the one an earlier request with the
+        same key started (``False``)."""
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+        if idempotency_key is not None:
+            if not 1 <= len(idempotency_key) <= 200 or not idempotency_key.isprintable():
+                raise Problem(422, "Idempotency-Key: 1 to 200 printable characters",
+                              field="Idempotency-Key")
+            earlier = db_session.scalar(select(TaskRecord).where(
+                TaskRecord.user_id == who.user.id,
+                TaskRecord.idempotency_key == idempotency_key))
+            if earlier is not None:
+                if earlier.request_hash != digest:
+                    raise Problem(422, "this Idempotency-Key was used with another body",
+                                  field="Idempotency-Key")
+                return earlier, False
+        repo = fields.get("repo")
+        if repo is not None and not _repo_allowed(str(repo)):
+            raise ConfigError("repo", repo, "an https://, http:// or ssh URL of a repository "
+                              "(not a path on the service's machine)")
+        spec = TaskSpec.from_mapping(fields)
+        limit = settings.max_concurrent_tasks
+        if running(db_session, who) >= limit:
+            raise Problem(429, f"{limit} tasks of yours are not ended yet; the limit is "
+                          f"{limit}", headers={"Retry-After": "30"})
+        record = TaskRecord(id=spec.task_id, user_id=who.user.id,
+                            idempotency_key=idempotency_key, request_hash=digest,
+                            spec=json.dumps(spec.to_dict()), created_at=now())
+        db_session.add(record)
+        try:
+            db_session.flush()  # the key's uniqueness decides between two retries
+        except IntegrityError:
+            raise Problem(409, "a request with this Idempotency-Key is being handled; "
+                          "retry", field="Idempotency-Key", headers={"Retry-After": "1"}
+                          ) from None
+        runner.run_task(spec)  # an error rolls the record back with the session
+        return record, True
+
+    def finished(task: "Task") -> "TaskResult":
+        """The task's result, or 409 saying why there is none."""
+        try:
+            return task.result()
+        except TaskNotFoundError as exc:
+            state = task.state()
+            why = (f"it is {state.status.value}" if not state.status.done else
+                   f"it ended {state.status.value} without one: {state.reason}")
+            raise Problem(409, f"the task has no result: {why}") from exc
+
+    def running(db_session: Session, who: Caller) -> int:
+        recent = db_session.scalars(select(TaskRecord).where(
+            TaskRecord.user_id == who.user.id).order_by(
+            TaskRecord.created_at.desc()).limit(MAX_PAGE))
+        count = 0
+        for record in recent:
+            try:
+                count += not handle(record).state().status.done
+            except TaskNotFoundError:
+                continue
+        return count
+
+    # -- health ---------------------------------------------------------------------
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        """The process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], responses={503: {"description": "not ready"}})
+    def readyz(db_session: Db) -> dict[str, str]:
+        """The database and the deployment's task store answer."""
+        try:
+            db_session.execute(text("SELECT 1"))
+        except Exception as exc:  # any driver error: not ready, saying so
+            raise Problem(503, f"the database does not answer: {type(exc).__name__}") from exc
+        try:
+            runner.tasks(limit=1)
+        except Exception as exc:
+            raise Problem(503, f"the deployment does not answer: {exc}") from exc
+        return {"status": "ready", "provider": runner.provider}
+
+    # -- the caller and their tokens ------------------------------------------------
+
+    @app.get("/v1/me", tags=["account"])
+    def me(who: Reader) -> dict[str, Any]:
+        """The caller, and the token they called with."""
+        return {"id": who.user.id, "email": who.user.email, "name": who.user.name,
+                "is_admin": who.user.is_admin,
+                "token": {"id": who.token.id, "name": who.token.name,
+                          "scopes": sorted(who.scopes)}}
+
+    def token_json(token: ApiToken) -> dict[str, Any]:
+        return {"id": token.id, "name": token.name, "prefix": token.prefix,
+                "scopes": token.scopes.split(), "created_at": _iso(token.created_at),
+                "last_used_at": _iso(token.last_used_at),
+                "revoked_at": _iso(token.revoked_at)}
+
+    @app.get("/v1/tokens", tags=["account"])
+    def list_tokens(who: Reader, db_session: Db) -> dict[str, Any]:
+        """The caller's tokens (never their values)."""
+        tokens = db_session.scalars(select(ApiToken).where(
+            ApiToken.user_id == who.user.id).order_by(ApiToken.id))
+        return {"tokens": [token_json(t) for t in tokens]}
+
+    @app.post("/v1/tokens", tags=["account"], status_code=201)
+    def new_token(body: TokenRequest, who: Writer, db_session: Db) -> dict[str, Any]:
+        """A new token for the caller; its value is in this answer only."""
+        token, value = accounts.create_token(db_session, who.user, name=body.name,
+                                             scopes=tuple(body.scopes))
+        return {**token_json(token), "token": value}
+
+    @app.delete("/v1/tokens/{token_id}", tags=["account"], status_code=204)
+    def revoke_token(token_id: int, who: Writer, db_session: Db) -> Response:
+        """Revoke one of the caller's tokens (the one in use too)."""
+        token = db_session.get(ApiToken, token_id)
+        if token is None or token.user_id != who.user.id:
+            raise Problem(404, "no such token")
+        if token.revoked_at is None:
+            token.revoked_at = now()
+        return Response(status_code=204)
+
+    # -- tasks ----------------------------------------------------------------------
+
+    @app.post("/v1/tasks", tags=["tasks"], status_code=201,
+              responses={409: {"description": "over the deployment's budget"},
+                         422: {"description": "a field is not allowed"},
+                         429: {"description": "too many tasks not ended"}})
+    def create_task(body: TaskRequest, who: Writer, db_session: Db, response: Response,
+                    idempotency_key: Annotated[str | None, Header()] = None
+                    ) -> dict[str, Any]:
+        """Start a task. The same ``Idempotency-Key`` again returns the same task; with
+        another body it is a 422."""
+        record, _ = start(db_session, who, body.model_dump(exclude_none=True),
+                          idempotency_key)
+        response.headers["Location"] = f"/v1/tasks/{record.id}"
+        return task_json(record)
+
+    @app.get("/v1/tasks", tags=["tasks"])
+    def list_tasks(who: Reader, db_session: Db,
+                   limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = PAGE_SIZE,
+                   cursor: str | None = None,
+                   status: TaskStatus | None = None) -> dict[str, Any]:
+        """The caller's tasks, newest first; ``next_cursor`` pages on."""
+        query = select(TaskRecord).where(TaskRecord.user_id == who.user.id)
+        if cursor is not None:
+            after = db_session.get(TaskRecord, cursor) if is_task_id(cursor) else None
+            if after is None or after.user_id != who.user.id:
+                raise Problem(422, "cursor: a next_cursor this listing returned",
+                              field="cursor")
+            query = query.where(or_(TaskRecord.created_at < after.created_at, and_(
+                TaskRecord.created_at == after.created_at, TaskRecord.id < after.id)))
+        query = query.order_by(TaskRecord.created_at.desc(), TaskRecord.id.desc())
+        found: list[dict[str, Any]] = []
+        last: str | None = None
+        more = False
+        for record in db_session.scalars(query.limit(MAX_PAGE * 5)):
+            if len(found) == limit:
+                more = True
+                break
+            last = record.id
+            item = task_json(record)
+            if status is None or item["status"] == status.value:
+                found.append(item)
+        return {"tasks": found, "next_cursor": last if more else None}
+
+    @app.get("/v1/tasks/{task_id}", tags=["tasks"], responses={404: {}})
+    def get_task(task_id: str, who: Reader, db_session: Db) -> dict[str, Any]:
+        return task_json(owned(db_session, who, task_id))
+
+    @app.post("/v1/tasks/{task_id}/cancel", tags=["tasks"], responses={404: {}})
+    def cancel_task(task_id: str, who: Writer, db_session: Db) -> dict[str, Any]:
+        """Stop the task (nothing when it has ended); its work so far is kept."""
+        record = owned(db_session, who, task_id)
+        task = handle(record)
+        if not task.status.done:
+            task.stop(f"cancelled by {who.user.email}")
+        return task_json(record)
+
+    @app.post("/v1/tasks/{task_id}/follow-up", tags=["tasks"], status_code=201,
+              responses={404: {}})
+    def follow_up(task_id: str, body: FollowUp, who: Writer, db_session: Db,
+                  response: Response) -> dict[str, Any]:
+        """A new task that goes on from this one's agent session and work, with
+        ``prompt``."""
+        record = owned(db_session, who, task_id)
+        spec = handle(record).resume_spec(body.prompt)
+        fields = {k: v for k, v in spec.to_dict().items() if v not in (None, [], {}, ())}
+        fields.pop("task_id", None)
+        new = TaskRecord(id=spec.task_id, user_id=who.user.id, idempotency_key=None,
+                         request_hash=hashlib.sha256(json.dumps(
+                             fields, sort_keys=True).encode()).hexdigest(),
+                         spec=json.dumps(spec.to_dict()), created_at=now())
+        db_session.add(new)
+        db_session.flush()
+        runner.run_task(spec)
+        response.headers["Location"] = f"/v1/tasks/{new.id}"
+        return task_json(new)
+
+    @app.get("/v1/tasks/{task_id}/result", tags=["tasks"],
+             responses={404: {}, 409: {"description": "no result yet"}})
+    def task_result(task_id: str, who: Reader, db_session: Db) -> dict[str, Any]:
+        """Its outcome: status, cost, the agent's tokens and summary, the diff's size."""
+        task = handle(owned(db_session, who, task_id))
+        result = finished(task)
+        cost = task.cost()
+        agent = result.agent
+        return {"id": task.task_id, "status": result.status, "exit_code": result.exit_code,
+                "reason": result.reason, "cost": cost.to_dict(),
+                "diff": result.data.get("diff"), "check": result.data.get("check"),
+                "agent": None if agent is None else {
+                    "subtype": agent.subtype, "turns": agent.turns, "text": agent.text,
+                    "usage": dict(agent.usage), "model": agent.model,
+                    "session_id": agent.session_id,
+                    "cost_usd": agent.cost_usd},
+                "branch": result.branch, "pull_request_url": result.pull_request_url}
+
+    @app.get("/v1/tasks/{task_id}/diff", tags=["tasks"], response_class=PlainTextResponse,
+             responses={404: {}, 409: {"description": "no result yet"}})
+    def task_diff(task_id: str, who: Reader, db_session: Db) -> PlainTextResponse:
+        """The work as a patch (``text/x-diff``; empty when there was no change)."""
+        task = handle(owned(db_session, who, task_id))
+        result = finished(task)
+        with tempfile.TemporaryDirectory(prefix="rclaude-diff-") as folder:
+            result.download(folder)
+            patch = Path(folder) / task.task_id / "diff.patch"
+            body = patch.read_text(errors="replace") if patch.is_file() else ""
+        return PlainTextResponse(body, media_type="text/x-diff")
+
+    @app.get("/v1/tasks/{task_id}/logs", tags=["tasks"], responses={404: {}})
+    def task_logs(task_id: str, who: Reader, db_session: Db) -> dict[str, Any]:
+        """Its output so far, a line each."""
+        task = handle(owned(db_session, who, task_id))
+        return {"lines": [{"time": _iso(line.time), "text": line.text}
+                          for line in task.logs()]}
+
+    @app.get("/v1/usage", tags=["account"])
+    def usage(who: Reader, db_session: Db) -> dict[str, Any]:
+        """This month's tasks of the caller, and what they cost."""
+        month = now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        records = db_session.scalars(select(TaskRecord).where(
+            TaskRecord.user_id == who.user.id, TaskRecord.created_at >= month))
+        tasks, compute, model = 0, 0.0, 0.0
+        for record in records:
+            try:
+                cost = handle(record).cost()
+            except (TaskNotFoundError, ConfigError):
+                continue
+            tasks += 1
+            compute += cost.compute_usd
+            model += cost.model_usd or 0.0
+        return {"since": _iso(month), "tasks": tasks, "compute_usd": compute,
+                "model_usd": model, "total_usd": compute + model}
+
+    @app.middleware("http")
+    async def _no_store(request: Request, call_next: Any) -> Any:
+        answer = await call_next(request)
+        answer.headers.setdefault("Cache-Control", "no-store")
+        return answer
+
+    return app

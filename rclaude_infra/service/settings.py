@@ -1,0 +1,66 @@
+"""What a service process is configured with: where its database is, which deployment runs
+its tasks, and its limits. Read from the environment and the ``serve`` flags."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import attrs
+
+from ..errors import ConfigError
+from ..paths import rclaude_home
+
+#: The environment variable naming the database (a SQLAlchemy URL).
+DATABASE_ENV = "RCLAUDE_DATABASE_URL"
+_SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
+
+
+def default_database_url() -> str:
+    """SQLite under ``RCLAUDE_HOME`` (``~/.rclaude/service/service.db``)."""
+    return f"sqlite:///{rclaude_home() / 'service' / 'service.db'}"
+
+
+def _database_url(_: object, __: object, value: str) -> None:
+    scheme = value.split("://", 1)[0] if "://" in value else ""
+    if scheme not in _SCHEMES:
+        raise ConfigError("database_url", value.split("@")[-1],
+                          "a URL of " + ", ".join(f"{s}://" for s in _SCHEMES)
+                          + f" (set {DATABASE_ENV})")
+
+
+@attrs.frozen(kw_only=True)
+class ServiceSettings:
+    """A service process's settings.
+
+    >>> ServiceSettings(database_url="sqlite:///x.db").provider
+    'local'
+    """
+
+    database_url: str = attrs.field(validator=_database_url)
+    #: The deployment whose tasks the service runs, and where they run.
+    deployment: str = "service"
+    provider: str = attrs.field(default="local", validator=attrs.validators.in_(
+        ("local", "ecs-ec2")))
+    #: Tasks a user may have not ended at once.
+    max_concurrent_tasks: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    #: Requests per user per minute.
+    requests_per_minute: int = attrs.field(default=600, validator=attrs.validators.ge(1))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object
+                 ) -> ServiceSettings:
+        """Settings from ``env`` (default ``os.environ``), then ``overrides``."""
+        env = os.environ if env is None else env
+        values: dict[str, object] = {"database_url": env.get(DATABASE_ENV)
+                                     or default_database_url()}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file, when the database is one."""
+        if not self.database_url.startswith("sqlite"):
+            return None
+        return Path(self.database_url.split(":///", 1)[1])

@@ -1,0 +1,71 @@
+"""The service's database: its engine, sessions, and migrations (Alembic, shipped in the
+package: ``rclaude-infra db upgrade``; ``serve`` runs them on an empty database)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, inspect
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from .settings import ServiceSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def make_engine(settings: ServiceSettings) -> Engine:
+    """The engine for the settings' database (a SQLite file's folder is made, and its
+    foreign keys enforced, as PostgreSQL's are)."""
+    path = settings.sqlite_path
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(settings.database_url,
+                               connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait on a writer
+            cursor.close()
+
+        return engine
+    return create_engine(settings.database_url, pool_pre_ping=True)
+
+
+def migrate(engine: Engine) -> str:
+    """Bring the database to the newest schema; returns the revision it is at."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    with engine.connect() as connection:
+        return str(MigrationContext.configure(connection).get_current_revision())
+
+
+def is_empty(engine: Engine) -> bool:
+    """No table of the service's yet (a new database)."""
+    return not inspect(engine).has_table("users")
+
+
+class Database:
+    """Sessions on one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session committed at the end of the block, rolled back on an error."""
+        with self._sessions() as session, session.begin():
+            yield session

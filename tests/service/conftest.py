@@ -1,0 +1,116 @@
+"""The service, started for real: uvicorn on a free loopback port, over HTTP, on a fresh
+SQLite file and on a fresh database of a real PostgreSQL (one server per test worker),
+running tasks with the local provider under a private ``RCLAUDE_HOME``."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from loopback import free_port
+from postgres_server import binaries, new_database, postgres
+
+
+@pytest.fixture(scope="session", name="postgres_admin_url")
+def _postgres_admin_url() -> Iterator[str]:
+    import shutil
+    import tempfile
+
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed (.ci/run installs Debian's postgresql)")
+    # Not under pytest's temporary root: that is 0700 to root, and the server runs as
+    # the postgres user.
+    folder = Path(tempfile.mkdtemp(prefix="rclaude-postgres-"))
+    try:
+        with postgres(folder) as url:
+            yield url
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class Service:
+    """A started service: its URL, its database URL, and clients."""
+
+    def __init__(self, url: str, database_url: str) -> None:
+        self.url = url
+        self.database_url = database_url
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60)
+
+
+@pytest.fixture(params=["sqlite", "postgres"], name="database_url")
+def _database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'service.db'}"
+    return new_database(request.getfixturevalue("postgres_admin_url"))
+
+
+@pytest.fixture(name="service")
+def _service(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+             ) -> Iterator[Service]:
+    import uvicorn
+
+    from rclaude_infra.service import ServiceSettings, create_app
+
+    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RCLAUDE_DATABASE_URL", database_url)
+    app = create_app(ServiceSettings.from_env(max_concurrent_tasks=3))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the service did not start"
+        time.sleep(0.02)
+    try:
+        yield Service(f"http://127.0.0.1:{port}", database_url)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        app.state.db.engine.dispose()
+
+
+def admin(*argv: str) -> str:
+    """The admin CLI (``users add``, ``tokens create``) on the service's database, in this
+    process; its standard output."""
+    import contextlib
+    import io
+
+    from rclaude_infra.cli import main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(list(argv)) == 0, argv
+    return out.getvalue()
+
+
+@pytest.fixture(name="alice")
+def _alice(service: Service) -> str:
+    """A user's token (tasks:read and tasks:write), made with the admin CLI."""
+    admin("users", "add", "alice@example.com")
+    return admin("tokens", "create", "alice@example.com", "--name", "laptop").strip()
+
+
+@pytest.fixture(name="bob")
+def _bob(service: Service) -> str:
+    admin("users", "add", "bob@example.com")
+    return admin("tokens", "create", "bob@example.com").strip()
+
+
+def wait_done(client: httpx.Client, task_id: str, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        task = client.get(f"/v1/tasks/{task_id}").json()
+        if task["status"] in ("SUCCEEDED", "FAILED", "STOPPED"):
+            return dict(task)
+        assert time.monotonic() < deadline, task
+        time.sleep(0.1)

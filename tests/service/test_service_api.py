@@ -1,0 +1,279 @@
+"""The service's HTTP API, against a started server, on SQLite and on PostgreSQL: tokens
+made by the admin CLI, tasks run by the local provider, problem details naming fields,
+idempotent retries, pages, and every task route tried with another user's ids."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from waiting import wait_until
+
+from conftest import Service, admin, wait_done
+from rclaude_infra.cli import main
+
+
+def test_health_readiness_and_the_openapi_document(service: Service) -> None:
+    with service.client() as client:
+        assert client.get("/healthz").json() == {"status": "ok"}
+        ready = client.get("/readyz")
+        assert ready.status_code == 200 and ready.json()["provider"] == "local"
+        paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/tasks", "/v1/tasks/{task_id}", "/v1/tasks/{task_id}/cancel",
+            "/v1/tasks/{task_id}/follow-up", "/v1/tasks/{task_id}/result",
+            "/v1/tasks/{task_id}/diff", "/v1/tasks/{task_id}/logs", "/v1/me", "/v1/tokens",
+            "/v1/usage"} <= set(paths)
+
+
+def test_a_token_from_the_admin_cli_signs_the_caller_in(service: Service, alice: str) -> None:
+    assert alice.startswith("rci_") and len(alice) > 40
+    with service.client(alice) as client:
+        me = client.get("/v1/me").json()
+    assert me["email"] == "alice@example.com" and me["token"]["name"] == "laptop"
+    assert me["token"]["scopes"] == ["tasks:read", "tasks:write"]
+
+
+@pytest.mark.parametrize("header", [None, "Bearer rci_not-a-token", "Basic abc", "Bearer"])
+def test_without_a_valid_token_every_route_is_401_with_a_challenge(
+        service: Service, header: str | None) -> None:
+    with service.client() as client:
+        answer = client.get("/v1/tasks", headers={"Authorization": header} if header else {})
+    assert answer.status_code == 401
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert answer.headers["www-authenticate"].startswith("Bearer")
+    assert answer.json()["status"] == 401
+
+
+def test_a_read_only_token_may_not_start_tasks(service: Service, alice: str) -> None:
+    reader = admin("tokens", "create", "alice@example.com", "--scope", "tasks:read").strip()
+    with service.client(reader) as client:
+        answer = client.post("/v1/tasks", json={"command": "true"})
+        assert client.get("/v1/tasks").status_code == 200
+    assert answer.status_code == 403 and answer.json()["field"] == "scopes"
+    assert "tasks:write" in answer.json()["detail"]
+
+
+def test_a_task_runs_end_to_end(service: Service, alice: str) -> None:
+    with service.client(alice) as client:
+        created = client.post("/v1/tasks", json={"command": "echo hello from the service"})
+        assert created.status_code == 201, created.text
+        task = created.json()
+        assert created.headers["location"] == f"/v1/tasks/{task['id']}"
+        assert task["status"] in ("PENDING", "RUNNING", "SUCCEEDED")
+        done = wait_done(client, task["id"])
+        assert done["status"] == "SUCCEEDED" and done["exit_code"] == 0
+        lines = [line["text"] for line in client.get(f"/v1/tasks/{task['id']}/logs")
+                 .json()["lines"]]
+        assert "hello from the service" in lines
+        result = client.get(f"/v1/tasks/{task['id']}/result").json()
+        assert result["status"] == "succeeded" and result["cost"]["total_usd"] == 0.0
+        diff = client.get(f"/v1/tasks/{task['id']}/diff")
+        assert diff.status_code == 200 and diff.headers["content-type"].startswith(
+            "text/x-diff") and diff.text == ""
+        usage = client.get("/v1/usage").json()
+        assert usage["tasks"] == 1
+
+
+def test_the_diff_of_a_task_on_a_repository(service: Service, alice: str,
+                                            tmp_path: Path) -> None:
+    from git_repos import bare_repository
+    from git_server import GitServer
+
+    bare_repository(tmp_path / "served" / "app.git", {"README.md": "hello\n"})
+    with GitServer(tmp_path / "served", None) as git, service.client(alice) as client:
+        task = client.post("/v1/tasks", json={
+            "command": "echo changed > README.md", "repo": f"{git.url}/app.git"}).json()
+        assert wait_done(client, task["id"])["status"] == "SUCCEEDED"
+        diff = client.get(f"/v1/tasks/{task['id']}/diff").text
+        assert "-hello" in diff and "+changed" in diff
+        result = client.get(f"/v1/tasks/{task['id']}/result").json()
+        assert result["diff"]["files"] == 1
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"command": "true", "task_id": "t-mine"}, "task_id"),
+    ({"command": "true", "secrets": ["AWS_SECRET_ACCESS_KEY"]}, "secrets"),
+    ({"command": "true", "timeout": 0}, "timeout"),
+    ({"command": "true", "repo": "/etc"}, "repo"),
+    ({"command": "true", "repo": "file:///srv/private.git"}, "repo"),
+    ({"command": "true", "env": {"RCLAUDE_TASK_ID": "x"}}, "env"),
+    ({"command": "true", "max_budget_usd": -1}, "max_budget_usd"),
+    ({"prompt": "a", "command": "b"}, "command"),
+    ({}, "prompt/command"),
+])
+def test_a_bad_field_is_a_422_problem_naming_it(service: Service, alice: str,
+                                                body: dict[str, object], field: str) -> None:
+    with service.client(alice) as client:
+        answer = client.post("/v1/tasks", json=body)
+        listed = client.get("/v1/tasks").json()["tasks"]
+    assert answer.status_code == 422, answer.text
+    problem = answer.json()
+    assert answer.headers["content-type"] == "application/problem+json"
+    assert problem["field"].split(".")[0] == field or field in problem["detail"], problem
+    assert listed == []  # nothing was started
+
+
+def test_an_idempotency_key_returns_the_same_task(service: Service, alice: str) -> None:
+    with service.client(alice) as client:
+        body = {"command": "echo once"}
+        first = client.post("/v1/tasks", json=body, headers={"Idempotency-Key": "k-1"})
+        again = client.post("/v1/tasks", json=body, headers={"Idempotency-Key": "k-1"})
+        other = client.post("/v1/tasks", json={"command": "echo twice"},
+                            headers={"Idempotency-Key": "k-1"})
+        listed = client.get("/v1/tasks").json()["tasks"]
+    assert first.status_code == again.status_code == 201
+    assert first.json()["id"] == again.json()["id"]
+    assert other.status_code == 422 and other.json()["field"] == "Idempotency-Key"
+    assert [t["id"] for t in listed] == [first.json()["id"]]
+
+
+def test_tasks_page_newest_first_and_filter_by_status(service: Service, alice: str) -> None:
+    with service.client(alice) as client:
+        ids = []
+        for i in range(5):
+            ids.append(client.post("/v1/tasks", json={"command": f"exit {i % 2}"}).json()["id"])
+            wait_done(client, ids[-1])
+        seen, cursor = [], None
+        while True:
+            page = client.get("/v1/tasks", params={"limit": 2, **(
+                {"cursor": cursor} if cursor else {})}).json()
+            seen += [t["id"] for t in page["tasks"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == ids[::-1]
+        failed = client.get("/v1/tasks", params={"status": "FAILED"}).json()["tasks"]
+        assert [t["id"] for t in failed] == [ids[3], ids[1]]
+        assert client.get("/v1/tasks", params={"cursor": "t-nope"}).json()["field"] == "cursor"
+        assert client.get("/v1/tasks", params={"status": "DONE"}).status_code == 422
+        assert client.get("/v1/tasks", params={"limit": 1000}).status_code == 422
+
+
+def test_cancel_stops_a_running_task(service: Service, alice: str) -> None:
+    with service.client(alice) as client:
+        task = client.post("/v1/tasks", json={"command": "echo started; sleep 60"}).json()
+        wait_until(lambda: "started" in [line["text"] for line in client.get(
+            f"/v1/tasks/{task['id']}/logs").json()["lines"]], "the task's first line")
+        cancelled = client.post(f"/v1/tasks/{task['id']}/cancel")
+        assert cancelled.status_code == 200
+        done = wait_done(client, task["id"])
+        result = client.get(f"/v1/tasks/{task['id']}/result").json()
+    assert done["status"] == "STOPPED"
+    assert result["reason"] == "cancelled by alice@example.com"
+
+
+def test_too_many_tasks_not_ended_is_429_with_retry_after(service: Service,
+                                                          alice: str) -> None:
+    with service.client(alice) as client:
+        started = [client.post("/v1/tasks", json={"command": "sleep 60"}).json()["id"]
+                   for _ in range(3)]  # the limit the fixture set
+        refused = client.post("/v1/tasks", json={"command": "true"})
+        for task_id in started:
+            client.post(f"/v1/tasks/{task_id}/cancel")
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+
+
+def test_a_follow_up_of_a_command_task_is_refused_naming_why(service: Service,
+                                                             alice: str) -> None:
+    with service.client(alice) as client:
+        task = client.post("/v1/tasks", json={"command": "true"}).json()
+        wait_done(client, task["id"])
+        answer = client.post(f"/v1/tasks/{task['id']}/follow-up", json={"prompt": "more"})
+    assert answer.status_code == 422, answer.text
+
+
+def test_tokens_are_listed_without_values_and_revoked(service: Service, alice: str) -> None:
+    with service.client(alice) as client:
+        made = client.post("/v1/tokens", json={"name": "ci", "scopes": ["tasks:read"]})
+        assert made.status_code == 201
+        value = made.json()["token"]
+        listed = client.get("/v1/tokens").json()["tokens"]
+        assert {t["name"] for t in listed} == {"laptop", "ci"}
+        assert all("token" not in t and "token_hash" not in t for t in listed)
+        assert client.post("/v1/tokens", json={"scopes": ["admin"]}).status_code == 422
+        with service.client(value) as ci:
+            assert ci.get("/v1/me").status_code == 200
+            assert client.delete(f"/v1/tokens/{made.json()['id']}").status_code == 204
+            assert ci.get("/v1/me").status_code == 401
+
+
+def test_another_users_ids_are_404_on_every_route(service: Service, alice: str,
+                                                  bob: str) -> None:
+    with service.client(alice) as a, service.client(bob) as b:
+        task = a.post("/v1/tasks", json={"command": "echo alice's"}).json()
+        wait_done(a, task["id"])
+        token_id = a.get("/v1/me").json()["token"]["id"]
+        tries = [("GET", f"/v1/tasks/{task['id']}"), ("POST", f"/v1/tasks/{task['id']}/cancel"),
+                 ("GET", f"/v1/tasks/{task['id']}/result"),
+                 ("GET", f"/v1/tasks/{task['id']}/diff"),
+                 ("GET", f"/v1/tasks/{task['id']}/logs"),
+                 ("DELETE", f"/v1/tokens/{token_id}")]
+        for method, path in tries:
+            answer = b.request(method, path)
+            assert answer.status_code == 404, (method, path, answer.text)
+            # The same answer as for an id that does not exist.
+            missing = b.request(method, path.replace(task["id"], "t-missing").replace(
+                f"/{token_id}", "/999999"))
+            assert missing.status_code == 404 and missing.json()["detail"] == answer.json()[
+                "detail"]
+        answer = b.post(f"/v1/tasks/{task['id']}/follow-up", json={"prompt": "x"})
+        assert answer.status_code == 404
+        assert b.get("/v1/tasks").json()["tasks"] == []
+        assert b.get("/v1/tasks", params={"cursor": task["id"]}).status_code == 422
+        assert b.get("/v1/usage").json()["tasks"] == 0
+        # Alice's token still works: Bob's delete did nothing.
+        assert a.get("/v1/me").status_code == 200
+
+
+def test_a_hostile_task_id_in_the_path_is_a_plain_404(service: Service, alice: str) -> None:
+    with service.client(alice) as client:
+        for task_id in ("..%2F..%2Fetc", "t-1%0A", "%00", "a" * 300):
+            assert client.get(f"/v1/tasks/{task_id}").status_code == 404
+
+
+def test_the_admin_cli_refuses_bad_input_naming_the_field(
+        service: Service, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["users", "add", "not-an-email"]) == 2
+    assert "email: got 'not-an-email'" in capsys.readouterr().err
+    admin("users", "add", "carol@example.com")
+    assert main(["users", "add", "Carol@example.com"]) == 2  # the same address
+    assert main(["tokens", "create", "nobody@example.com"]) == 2
+    assert main(["tokens", "create", "carol@example.com", "--scope", "root"]) == 2
+    assert "scopes" in capsys.readouterr().err
+
+
+def test_db_upgrade_reports_the_revision(service: Service,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["db", "upgrade", "--json"]) == 0
+    assert '"revision": "0001"' in capsys.readouterr().out
+
+
+def test_serve_starts_from_the_command_line(tmp_path: Path) -> None:
+    """``rclaude-infra serve`` in its own process, on the embedded default."""
+    import os
+    import sys
+    import time
+
+    import httpx
+    from loopback import free_port
+
+    port = free_port()
+    env = {**os.environ, "RCLAUDE_HOME": str(tmp_path / "home")}
+    env.pop("RCLAUDE_DATABASE_URL", None)
+    process = subprocess.Popen([sys.executable, "-m", "rclaude_infra", "serve", "--port",
+                                str(port)], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None and time.monotonic() < deadline
+                time.sleep(0.1)
+        assert answer.status_code == 200
+        assert (tmp_path / "home" / "service" / "service.db").is_file()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
