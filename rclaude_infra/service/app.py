@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request, Response
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, or_, select, text
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +23,7 @@ from .. import __version__
 from ..errors import ConfigError
 from ..tasks.model import TaskNotFoundError, TaskStatus
 from ..tasks.spec import TaskSpec, is_task_id
-from . import accounts
+from . import accounts, events
 from .models import ApiToken, TaskRecord, User, now
 from .problems import Problem, install
 from .settings import ServiceSettings
@@ -411,6 +411,27 @@ def create_app(settings: ServiceSettings | None = None, *,
         task = handle(owned(db_session, who, task_id))
         return {"lines": [{"time": _iso(line.time), "text": line.text}
                           for line in task.logs()]}
+
+    @app.get("/v1/tasks/{task_id}/events", tags=["tasks"], response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}}}, 404: {},
+                        422: {"description": "a Last-Event-ID this stream did not send"}})
+    def task_events(task_id: str, who: Reader, db_session: Db,
+                    last_event_id: Annotated[str | None, Header()] = None
+                    ) -> StreamingResponse:
+        """Server-Sent Events: ``log`` for each line of output and ``status`` for each
+        change, ending after the task's end. ``Last-Event-ID`` goes on after that event,
+        with nothing missed or repeated."""
+        task = handle(owned(db_session, who, task_id))
+        lines, status = events.resume_point(last_event_id)
+        return StreamingResponse(events.stream(task, lines, status, task_json_of=lambda: (
+            task_json_by_id(task_id))), media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    def task_json_by_id(task_id: str) -> dict[str, Any]:
+        with db.session() as fresh:
+            record = fresh.get(TaskRecord, task_id)
+            assert record is not None
+            return task_json(record)
 
     @app.get("/v1/usage", tags=["account"])
     def usage(who: Reader, db_session: Db) -> dict[str, Any]:

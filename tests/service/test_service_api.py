@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from waiting import wait_until
@@ -277,3 +278,56 @@ def test_serve_starts_from_the_command_line(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def _events(client: Any, task_id: str, last: str | None = None) -> list[tuple[str, str, Any]]:
+    """Every (id, event, data) of the task's event stream, to its end."""
+    import json
+
+    found: list[tuple[str, str, Any]] = []
+    headers = {"Last-Event-ID": last} if last else {}
+    with client.stream("GET", f"/v1/tasks/{task_id}/events", headers=headers) as answer:
+        assert answer.status_code == 200, answer.read()
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        fields: dict[str, str] = {}
+        for line in answer.iter_lines():
+            if not line:
+                if fields:
+                    found.append((fields["id"], fields["event"], json.loads(fields["data"])))
+                fields = {}
+            elif not line.startswith(":"):
+                key, _, value = line.partition(": ")
+                fields[key] = value
+    return found
+
+
+def test_events_follow_a_task_to_its_end_and_resume_without_gaps(service: Service,
+                                                                   alice: str) -> None:
+    with service.client(alice) as client:
+        task = client.post("/v1/tasks", json={
+            "command": "for i in 1 2 3 4 5; do echo line $i; sleep 0.3; done"}).json()
+        events = _events(client, task["id"])
+        logs = [data["text"] for _, kind, data in events if kind == "log"]
+        assert [t for t in logs if t.startswith("line ")] == [f"line {i}" for i in range(1, 6)]
+        statuses = [data["status"] for _, kind, data in events if kind == "status"]
+        assert statuses[-1] == "SUCCEEDED" and len(statuses) == len(set(statuses))
+        assert events[-1][1] == "status"  # it ends after the end
+        # From any event on: exactly what followed it.
+        for cut in (0, 2, len(events) // 2, len(events) - 1):
+            rest = _events(client, task["id"], last=events[cut][0])
+            assert [(k, d) for _, k, d in rest if k == "log"] == [
+                (k, d) for _, k, d in events[cut + 1:] if k == "log"]
+            # A status is said as a look finds it: the one the id names is not said
+            # again, and the stream ends with the task's end.
+            said = events[cut][0].split("-", 1)[1]
+            resumed = [d["status"] for _, k, d in rest if k == "status"]
+            assert said not in resumed or said == "" and resumed
+            assert resumed[-1:] == ["SUCCEEDED"] or said == "SUCCEEDED" and not rest
+        bad = client.get(f"/v1/tasks/{task['id']}/events", headers={"Last-Event-ID": "x"})
+        assert bad.status_code == 422 and bad.json()["field"] == "Last-Event-ID"
+
+
+def test_another_users_events_are_404(service: Service, alice: str, bob: str) -> None:
+    with service.client(alice) as a, service.client(bob) as b:
+        task = a.post("/v1/tasks", json={"command": "true"}).json()
+        assert b.get(f"/v1/tasks/{task['id']}/events").status_code == 404
