@@ -15,8 +15,9 @@ def _service_settings(args: argparse.Namespace) -> Any:
         from ..service.settings import ServiceSettings
     except ImportError as exc:  # the extra is not installed
         raise MissingDependencyError(exc.name or "fastapi", "The service") from exc
-    return ServiceSettings.from_env(deployment=getattr(args, "deployment", None),
-                                    provider=getattr(args, "provider", None))
+    return ServiceSettings.from_env(
+        deployment=getattr(args, "deployment", None), provider=getattr(args, "provider", None),
+        max_concurrent_tasks=getattr(args, "max_concurrent_tasks", None))
 
 
 def add_parsers(commands: Any) -> None:
@@ -29,6 +30,8 @@ def add_parsers(commands: Any) -> None:
                        help="the deployment whose tasks it runs (default 'service')")
     serve.add_argument("--provider", choices=("local", "ecs-ec2"), default=None,
                        help="where its tasks run (default local: subprocesses here)")
+    serve.add_argument("--max-concurrent-tasks", type=int, default=None, metavar="N",
+                       help="tasks a user may have not ended at once (default 10)")
     db = verb(commands, "db", "the service's database: `db upgrade` runs its migrations",
               _db, json_argument)
     db.add_argument("action", choices=("upgrade",))

@@ -118,6 +118,7 @@ def create_app(settings: ServiceSettings | None = None, *,
     app = FastAPI(title="rclaude-infra", version=__version__,
                   description="Run coding-agent tasks on your own cloud.")
     app.state.settings, app.state.db, app.state.deployment = settings, db, runner
+    watches = events.Watches()
     install(app)
 
     def session() -> Iterator[Session]:
@@ -173,6 +174,8 @@ def create_app(settings: ServiceSettings | None = None, *,
             return {**body, "status": TaskStatus.FAILED.value, "exit_code": None,
                     "reason": "the service stopped before the task started", "attempt": 1,
                     "started_at": None, "stopped_at": None}
+        if state.status.done and record.final_status is None:
+            record.final_status = state.status.value
         return {**body, "status": state.status.value, "reason": state.reason,
                 "exit_code": state.exit_code, "attempt": state.attempt,
                 "started_at": _iso(state.started_at), "stopped_at": _iso(state.stopped_at)}
@@ -227,15 +230,21 @@ def create_app(settings: ServiceSettings | None = None, *,
             raise Problem(409, f"the task has no result: {why}") from exc
 
     def running(db_session: Session, who: Caller) -> int:
-        recent = db_session.scalars(select(TaskRecord).where(
-            TaskRecord.user_id == who.user.id).order_by(
-            TaskRecord.created_at.desc()).limit(MAX_PAGE))
+        """The caller's tasks not ended: those no look has seen end, looked at now."""
+        open_ = db_session.scalars(select(TaskRecord).where(
+            TaskRecord.user_id == who.user.id, TaskRecord.final_status.is_(None)).order_by(
+            TaskRecord.created_at.desc()).limit(settings.max_concurrent_tasks + MAX_PAGE))
         count = 0
-        for record in recent:
+        for record in open_:
             try:
-                count += not handle(record).state().status.done
+                state = runner.task(record.id).state()
             except TaskNotFoundError:
+                record.final_status = TaskStatus.FAILED.value  # it never started
                 continue
+            if state.status.done:
+                record.final_status = state.status.value
+            else:
+                count += 1
         return count
 
     # -- health ---------------------------------------------------------------------
@@ -423,9 +432,11 @@ def create_app(settings: ServiceSettings | None = None, *,
         with nothing missed or repeated."""
         task = handle(owned(db_session, who, task_id))
         lines, status = events.resume_point(last_event_id)
-        return StreamingResponse(events.stream(task, lines, status, task_json_of=lambda: (
-            task_json_by_id(task_id))), media_type="text/event-stream",
-            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        watch = watches.of(task, lambda: task_json_by_id(task_id))
+        return StreamingResponse(events.stream(watch, lines, status),
+                                 media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store",
+                                          "X-Accel-Buffering": "no"})
 
     def task_json_by_id(task_id: str) -> dict[str, Any]:
         with db.session() as fresh:

@@ -4,7 +4,12 @@ change, the stream ending after the task's end.
 An event's id is ``<lines sent>-<status sent>`` (``12-RUNNING``): what a follower has,
 so ``Last-Event-ID`` resumes after exactly that, with no line missed or repeated and no
 status said twice. A status is said as a look at the task finds it: a follower that
-resumes after the task has moved on hears its status now, not the ones between."""
+resumes after the task has moved on hears its status now, not the ones between.
+
+However many follow one task in a process, one :class:`Watch` looks at it (its state,
+then its new lines) every :data:`POLL_SECONDS` and wakes them all: a thousand followers
+cost one look, and the lines are held once.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import re
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..tasks.model import TaskStatus
+from ..tasks.model import LogLine, TaskStatus
 from .problems import Problem
 
 if TYPE_CHECKING:
@@ -43,29 +48,97 @@ def _event(kind: str, event_id: str, data: Any) -> bytes:
             ).encode()
 
 
-async def stream(task: Task, lines: int, status: str | None, *,
-                 task_json_of: Callable[[], dict[str, Any]]) -> AsyncIterator[bytes]:
-    """The events after ``lines`` lines and ``status`` were sent."""
-    quiet = 0.0
-    while True:
-        # The state first, then the lines: once a read finds it ended, the lines read
+class Watch:
+    """One task, looked at for all its followers in this process."""
+
+    def __init__(self, task: Task, describe: Callable[[], dict[str, Any]]) -> None:
+        self.task = task
+        self._describe = describe
+        self.lines: list[LogLine] = []
+        #: The status the last look found, and the task as it then was.
+        self.status: str | None = None
+        self.described: dict[str, Any] = {}
+        self.done = False
+        self.followers = 0
+        self._changed = asyncio.Condition()
+        self._looking: asyncio.Task[None] | None = None
+
+    def _look(self) -> tuple[str, bool, list[LogLine], dict[str, Any]]:
+        # The state first, then the lines: once a look finds it ended, the lines read
         # after are all of them (the runner writes its last line before its result).
-        state = await asyncio.to_thread(task.state)
-        output = await asyncio.to_thread(lambda: list(task.logs()))
+        state = self.task.state()
+        lines = list(self.task.logs())
+        return state.status.value, state.status.done, lines, self._describe()
+
+    async def _loop(self) -> None:
+        while self.followers and not self.done:
+            status, done, lines, described = await asyncio.to_thread(self._look)
+            async with self._changed:
+                if len(lines) > len(self.lines):
+                    self.lines = lines
+                self.status, self.done, self.described = status, done, described
+                self._changed.notify_all()
+            if not done:
+                await asyncio.sleep(POLL_SECONDS)
+        self._looking = None
+
+    async def changes(self) -> AsyncIterator[None]:
+        """Each time a look found something new (lines, a status, the end), or after
+        :data:`HEARTBEAT_SECONDS` without."""
+        self.followers += 1
+        if self._looking is None and not self.done:
+            self._looking = asyncio.create_task(self._loop())
+        clock = asyncio.get_running_loop()
+        try:
+            seen: tuple[int, str | None] = (0, None)
+            while True:
+                async with self._changed:
+                    deadline = clock.time() + HEARTBEAT_SECONDS
+                    while (len(self.lines), self.status) == seen and not self.done:
+                        left = deadline - clock.time()
+                        if left <= 0:
+                            break
+                        try:
+                            await asyncio.wait_for(self._changed.wait(), left)
+                        except TimeoutError:
+                            break
+                    seen = (len(self.lines), self.status)
+                yield None
+                if self.done:
+                    return
+        finally:
+            self.followers -= 1
+
+
+class Watches:
+    """The watches of one service process, by task id."""
+
+    def __init__(self) -> None:
+        self._watches: dict[str, Watch] = {}
+
+    def of(self, task: Task, describe: Callable[[], dict[str, Any]]) -> Watch:
+        watch = self._watches.get(task.task_id)
+        if watch is None or (watch.done and not watch.followers):
+            watch = self._watches[task.task_id] = Watch(task, describe)
+        # Forget the ended watches nobody follows (their lines held for nothing).
+        for key in [k for k, w in self._watches.items() if w.done and not w.followers
+                    and k != task.task_id]:
+            del self._watches[key]
+        return watch
+
+
+async def stream(watch: Watch, lines: int, status: str | None) -> AsyncIterator[bytes]:
+    """The events after ``lines`` lines and ``status`` were sent."""
+    async for _ in watch.changes():
         sent = False
-        for line in output[lines:]:
+        for line in watch.lines[lines:]:
             lines += 1
             yield _event("log", f"{lines}-{status or ''}",
                          {"time": line.time.isoformat(), "text": line.text})
             sent = True
-        if state.status.value != status:
-            status = state.status.value
-            yield _event("status", f"{lines}-{status}", await asyncio.to_thread(task_json_of))
+        if watch.status is not None and watch.status != status:
+            status = watch.status
+            yield _event("status", f"{lines}-{status}", watch.described)
             sent = True
-        if state.status.done:
-            return
-        quiet = 0.0 if sent else quiet + POLL_SECONDS
-        if quiet >= HEARTBEAT_SECONDS:
-            quiet = 0.0
+        if not sent and not watch.done:
             yield b": still running\n\n"
-        await asyncio.sleep(POLL_SECONDS)

@@ -93,3 +93,5 @@ class TaskRecord(Base):
     request_hash: Mapped[str] = mapped_column(String(64))
     spec: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now, index=True)
+    #: Its end status, once a look has seen it end (the tasks not ended are the rest).
+    final_status: Mapped[str | None] = mapped_column(String(16))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -30,6 +31,14 @@ def _database_url(_: object, __: object, value: str) -> None:
                           + f" (set {DATABASE_ENV})")
 
 
+def _positive(name: str) -> Any:
+    def check(_: object, __: object, value: object) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(name, value, "a whole number of at least 1")
+
+    return check
+
+
 @attrs.frozen(kw_only=True)
 class ServiceSettings:
     """A service process's settings.
@@ -44,9 +53,9 @@ class ServiceSettings:
     provider: str = attrs.field(default="local", validator=attrs.validators.in_(
         ("local", "ecs-ec2")))
     #: Tasks a user may have not ended at once.
-    max_concurrent_tasks: int = attrs.field(default=10, validator=attrs.validators.ge(1))
+    max_concurrent_tasks: int = attrs.field(default=10, validator=_positive("max_concurrent_tasks"))
     #: Requests per user per minute.
-    requests_per_minute: int = attrs.field(default=600, validator=attrs.validators.ge(1))
+    requests_per_minute: int = attrs.field(default=600, validator=_positive("requests_per_minute"))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object

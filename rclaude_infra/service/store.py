@@ -37,8 +37,9 @@ def make_engine(settings: ServiceSettings) -> Engine:
     return create_engine(settings.database_url, pool_pre_ping=True)
 
 
-def migrate(engine: Engine) -> str:
-    """Bring the database to the newest schema; returns the revision it is at."""
+def migrate(engine: Engine, revision: str = "head") -> str:
+    """Bring the database to ``revision`` (the newest schema); returns the revision it
+    is at."""
     from alembic import command
     from alembic.config import Config
     from alembic.runtime.migration import MigrationContext
@@ -47,7 +48,7 @@ def migrate(engine: Engine) -> str:
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
     with engine.connect() as connection:
         return str(MigrationContext.configure(connection).get_current_revision())
 
