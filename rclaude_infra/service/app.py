@@ -4,11 +4,13 @@ for a task that is not the caller's, as for one that does not exist."""
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations, some
 # of them local to create_app, at run time.
+import asyncio
+import concurrent.futures
 import datetime as dt
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -121,23 +123,41 @@ def create_app(settings: ServiceSettings | None = None, *,
     watches = events.Watches()
     install(app)
 
-    def session() -> Iterator[Session]:
-        with db.session() as opened:
+    finisher = concurrent.futures.ThreadPoolExecutor(8, "rclaude-db-end")
+
+    async def session() -> AsyncIterator[Session]:
+        # Async, and ended on threads of its own: a sync dependency's end waits for one of
+        # the route threads, which may all be waiting for a pooled connection that only
+        # such an end gives back (a deadlock under a hundred concurrent requests). A
+        # route's thread holds a connection only while it runs.
+        opened = db.new_session()
+        loop = asyncio.get_running_loop()
+        try:
             yield opened
+            await loop.run_in_executor(finisher, opened.commit)
+        except BaseException:
+            await loop.run_in_executor(finisher, opened.rollback)
+            raise
+        finally:
+            await loop.run_in_executor(finisher, opened.close)
 
     # Committed when the route returns, before its answer is sent: the caller's next
     # request sees what this one wrote.
     Db = Annotated[Session, Depends(session, scope="function")]
 
-    def caller(scope: str) -> Callable[..., Caller]:
-        def authorize(db_session: Db,
-                      authorization: Annotated[str | None, Header()] = None) -> Caller:
+    def lookup(value: str) -> tuple[User, ApiToken] | None:
+        with db.session() as own:  # its own, short: the route's session is not held
+            return accounts.authenticate(own, value)
+
+    def caller(scope: str) -> Callable[..., Any]:
+        async def authorize(authorization: Annotated[str | None, Header()] = None
+                            ) -> Caller:
             challenge = {"WWW-Authenticate": 'Bearer realm="rclaude-infra"'}
             scheme, _, value = (authorization or "").partition(" ")
             if scheme.lower() != "bearer" or not value:
                 raise Problem(401, "an Authorization: Bearer <token> header is needed",
                               headers=challenge)
-            found = accounts.authenticate(db_session, value.strip())
+            found = await asyncio.to_thread(lookup, value.strip())
             if found is None:
                 raise Problem(401, "the token is not valid (unknown, or revoked)",
                               headers=challenge)

@@ -23,18 +23,23 @@ def make_engine(settings: ServiceSettings) -> Engine:
     path = settings.sqlite_path
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(settings.database_url,
+        engine = create_engine(settings.database_url, pool_size=10, max_overflow=30,
                                connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _: Any) -> None:
             cursor = connection.cursor()
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait on a writer
             cursor.close()
 
+        # Readers do not wait on a writer. Set once: the file keeps it, and asked on every
+        # new connection it waited for every open transaction (a hundred requests at once
+        # stalled behind it).
+        with engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA journal_mode=WAL")
         return engine
-    return create_engine(settings.database_url, pool_pre_ping=True)
+    return create_engine(settings.database_url, pool_pre_ping=True, pool_size=10,
+                         max_overflow=30)
 
 
 def migrate(engine: Engine, revision: str = "head") -> str:
@@ -64,6 +69,10 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def new_session(self) -> Session:
+        """A session to commit or roll back and close yourself."""
+        return self._sessions()
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -357,3 +357,21 @@ def test_another_users_events_are_404(service: Service, alice: str, bob: str) ->
     with service.client(alice) as a, service.client(bob) as b:
         task = a.post("/v1/tasks", json={"command": "true"}).json()
         assert b.get(f"/v1/tasks/{task['id']}/events").status_code == 404
+
+
+def test_sixty_requests_at_once_all_answer(service: Service,
+                                                          alice: str) -> None:
+    """More requests than worker threads and pooled connections: each is answered (a
+    session ended on a route thread once deadlocked them all)."""
+    import asyncio
+
+    import httpx
+
+    async def main() -> list[int]:
+        async with httpx.AsyncClient(base_url=service.url, timeout=30,
+                                     limits=httpx.Limits(max_connections=200),
+                                     headers={"Authorization": f"Bearer {alice}"}) as client:
+            answers = await asyncio.gather(*(client.get("/v1/tasks") for _ in range(60)))
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(main()) == [200] * 60
