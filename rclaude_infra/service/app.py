@@ -26,6 +26,7 @@ from ..errors import ConfigError
 from ..tasks.model import TaskNotFoundError, TaskStatus
 from ..tasks.spec import TaskSpec, is_task_id
 from . import accounts, events
+from .limits import Allowance, count_request
 from .models import ApiToken, TaskRecord, User, now
 from .problems import Problem, install
 from .settings import ServiceSettings
@@ -145,12 +146,16 @@ def create_app(settings: ServiceSettings | None = None, *,
     # request sees what this one wrote.
     Db = Annotated[Session, Depends(session, scope="function")]
 
-    def lookup(value: str) -> tuple[User, ApiToken] | None:
+    def lookup(value: str) -> tuple[User, ApiToken, Allowance] | None:
         with db.session() as own:  # its own, short: the route's session is not held
-            return accounts.authenticate(own, value)
+            found = accounts.authenticate(own, value)
+            if found is None:
+                return None
+            return (*found, count_request(own, found[0].id, settings.requests_per_minute))
 
     def caller(scope: str) -> Callable[..., Any]:
-        async def authorize(authorization: Annotated[str | None, Header()] = None
+        async def authorize(request: Request,
+                            authorization: Annotated[str | None, Header()] = None
                             ) -> Caller:
             challenge = {"WWW-Authenticate": 'Bearer realm="rclaude-infra"'}
             scheme, _, value = (authorization or "").partition(" ")
@@ -161,7 +166,13 @@ def create_app(settings: ServiceSettings | None = None, *,
             if found is None:
                 raise Problem(401, "the token is not valid (unknown, or revoked)",
                               headers=challenge)
-            who = Caller(*found)
+            user, token, allowance = found
+            request.state.allowance = allowance
+            if allowance.exceeded:
+                raise Problem(429, f"more than {allowance.limit} requests this minute",
+                              headers={**allowance.headers(),
+                                       "Retry-After": str(allowance.reset)})
+            who = Caller(user, token)
             if scope not in who.scopes:
                 raise Problem(403, f"the token lacks the scope {scope}", field="scopes")
             return who
@@ -486,6 +497,10 @@ def create_app(settings: ServiceSettings | None = None, *,
     async def _no_store(request: Request, call_next: Any) -> Any:
         answer = await call_next(request)
         answer.headers.setdefault("Cache-Control", "no-store")
+        allowance = getattr(request.state, "allowance", None)
+        if allowance is not None:
+            for key, value in allowance.headers().items():
+                answer.headers.setdefault(key, value)
         return answer
 
     return app

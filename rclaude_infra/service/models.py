@@ -95,3 +95,15 @@ class TaskRecord(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now, index=True)
     #: Its end status, once a look has seen it end (the tasks not ended are the rest).
     final_status: Mapped[str | None] = mapped_column(String(16))
+
+
+class RateWindow(Base):
+    """How many requests a user made in one minute (``window``: minutes since the epoch),
+    counted in the database so that every service process shares the count."""
+
+    __tablename__ = "rate_windows"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    window: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +37,10 @@ def _postgres_admin_url() -> Iterator[str]:
 class Service:
     """A started service: its URL, its database URL, and clients."""
 
-    def __init__(self, url: str, database_url: str) -> None:
+    def __init__(self, url: str, database_url: str, requests_per_minute: int) -> None:
         self.url = url
         self.database_url = database_url
+        self.requests_per_minute = requests_per_minute
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -52,16 +54,11 @@ def _database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return new_database(request.getfixturevalue("postgres_admin_url"))
 
 
-@pytest.fixture(name="service")
-def _service(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-             ) -> Iterator[Service]:
+@contextmanager
+def started(app: Any) -> Iterator[str]:
+    """``app`` served by uvicorn on a free loopback port; its URL."""
     import uvicorn
 
-    from rclaude_infra.service import ServiceSettings, create_app
-
-    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("RCLAUDE_DATABASE_URL", database_url)
-    app = create_app(ServiceSettings.from_env(max_concurrent_tasks=3))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))
@@ -72,11 +69,31 @@ def _service(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert time.monotonic() < deadline and thread.is_alive(), "the service did not start"
         time.sleep(0.02)
     try:
-        yield Service(f"http://127.0.0.1:{port}", database_url)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=30)
         app.state.db.engine.dispose()
+
+
+def new_app(requests_per_minute: int) -> Any:
+    """The service's app on the environment's database (another process's, in effect)."""
+    from rclaude_infra.service import ServiceSettings, create_app
+
+    return create_app(ServiceSettings.from_env(max_concurrent_tasks=3,
+                                               requests_per_minute=requests_per_minute))
+
+
+@pytest.fixture(name="service")
+def _service(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+             request: pytest.FixtureRequest) -> Iterator[Service]:
+    """``@pytest.mark.rate_limit(N)``: N requests per user per minute (default: many)."""
+    marker = request.node.get_closest_marker("rate_limit")
+    rate = marker.args[0] if marker else 100_000
+    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RCLAUDE_DATABASE_URL", database_url)
+    with started(new_app(rate)) as url:
+        yield Service(url, database_url, rate)
 
 
 def admin(*argv: str) -> str:

@@ -247,7 +247,7 @@ def test_the_admin_cli_refuses_bad_input_naming_the_field(
 def test_db_upgrade_reports_the_revision(service: Service,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "upgrade", "--json"]) == 0
-    assert '"revision": "0002"' in capsys.readouterr().out
+    assert '"revision": "0003"' in capsys.readouterr().out
 
 
 def test_a_database_of_an_older_revision_is_upgraded_keeping_its_rows(
@@ -267,7 +267,7 @@ def test_a_database_of_an_older_revision_is_upgraded_keeping_its_rows(
             connection.execute(text(
                 "INSERT INTO tasks (id, user_id, request_hash, spec, created_at) VALUES "
                 "('t-old', 1, 'h', '{}', '2026-11-01 00:00:00+00')"))
-        assert migrate(engine) == "0002"
+        assert migrate(engine) == "0003"
         with engine.connect() as connection:
             row = connection.execute(text(
                 "SELECT id, user_id, final_status FROM tasks")).one()
@@ -375,3 +375,32 @@ def test_sixty_requests_at_once_all_answer(service: Service,
         return [a.status_code for a in answers]
 
     assert asyncio.run(main()) == [200] * 60
+
+
+@pytest.mark.rate_limit(5)
+def test_requests_over_the_minutes_limit_are_429_across_processes(
+        service: Service, alice: str, bob: str) -> None:
+    """Two service processes on one database hold one limit per user."""
+    import time
+
+    from conftest import new_app, started
+
+    if time.time() % 60 > 50:  # all of it in one minute's window
+        time.sleep(61 - time.time() % 60)
+    with started(new_app(service.requests_per_minute)) as other_url, \
+            service.client(alice) as here:
+        import httpx
+
+        there = httpx.Client(base_url=other_url, timeout=60,
+                             headers={"Authorization": f"Bearer {alice}"})
+        answers = [(here if i % 2 else there).get("/v1/me") for i in range(5)]
+        assert [a.status_code for a in answers] == [200] * 5
+        assert [a.headers["ratelimit-remaining"] for a in answers] == ["4", "3", "2", "1", "0"]
+        over = there.get("/v1/me")
+        there.close()
+    assert over.status_code == 429 and over.headers["content-type"] == (
+        "application/problem+json")
+    assert 1 <= int(over.headers["retry-after"]) <= 60
+    assert over.headers["ratelimit-limit"] == "5"
+    with service.client(bob) as other_user:
+        assert other_user.get("/v1/me").status_code == 200  # each user has their own
