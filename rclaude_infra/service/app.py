@@ -14,7 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, or_, select, text
@@ -28,7 +29,7 @@ from ..tasks.spec import TaskSpec, is_task_id
 from . import accounts, events
 from .limits import Allowance, count_request
 from .models import ApiToken, TaskRecord, User, now
-from .problems import Problem, install
+from .problems import Problem, ProblemDetails, install
 from .settings import ServiceSettings
 from .store import Database, is_empty, make_engine, migrate
 
@@ -44,6 +45,15 @@ TASK_FIELDS = ("prompt", "command", "repo", "ref", "env", "timeout", "model", "m
                "max_retries_on_preemption", "description", "claude_args", "claude_settings")
 PAGE_SIZE = 20
 MAX_PAGE = 100
+#: What every /v1 route may answer besides success (problem details).
+COMMON_PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no valid bearer token", "model": ProblemDetails},
+    403: {"description": "the token lacks the route's scope", "model": ProblemDetails},
+    404: {"description": "no such task or token (also another user's)",
+          "model": ProblemDetails},
+    422: {"description": "a field is not allowed: it is named", "model": ProblemDetails},
+    429: {"description": "over a per-user limit (Retry-After)", "model": ProblemDetails},
+}
 
 
 class TaskRequest(BaseModel):
@@ -122,6 +132,7 @@ def create_app(settings: ServiceSettings | None = None, *,
                   description="Run coding-agent tasks on your own cloud.")
     app.state.settings, app.state.db, app.state.deployment = settings, db, runner
     watches = events.Watches()
+    v1 = APIRouter(prefix="/v1", responses=COMMON_PROBLEMS)
     install(app)
 
     finisher = concurrent.futures.ThreadPoolExecutor(8, "rclaude-db-end")
@@ -300,7 +311,7 @@ def create_app(settings: ServiceSettings | None = None, *,
 
     # -- the caller and their tokens ------------------------------------------------
 
-    @app.get("/v1/me", tags=["account"])
+    @v1.get("/me", tags=["account"])
     def me(who: Reader) -> dict[str, Any]:
         """The caller, and the token they called with."""
         return {"id": who.user.id, "email": who.user.email, "name": who.user.name,
@@ -314,22 +325,23 @@ def create_app(settings: ServiceSettings | None = None, *,
                 "last_used_at": _iso(token.last_used_at),
                 "revoked_at": _iso(token.revoked_at)}
 
-    @app.get("/v1/tokens", tags=["account"])
+    @v1.get("/tokens", tags=["account"])
     def list_tokens(who: Reader, db_session: Db) -> dict[str, Any]:
         """The caller's tokens (never their values)."""
         tokens = db_session.scalars(select(ApiToken).where(
             ApiToken.user_id == who.user.id).order_by(ApiToken.id))
         return {"tokens": [token_json(t) for t in tokens]}
 
-    @app.post("/v1/tokens", tags=["account"], status_code=201)
+    @v1.post("/tokens", tags=["account"], status_code=201)
     def new_token(body: TokenRequest, who: Writer, db_session: Db) -> dict[str, Any]:
         """A new token for the caller; its value is in this answer only."""
         token, value = accounts.create_token(db_session, who.user, name=body.name,
                                              scopes=tuple(body.scopes))
         return {**token_json(token), "token": value}
 
-    @app.delete("/v1/tokens/{token_id}", tags=["account"], status_code=204)
-    def revoke_token(token_id: int, who: Writer, db_session: Db) -> Response:
+    @v1.delete("/tokens/{token_id}", tags=["account"], status_code=204)
+    def revoke_token(token_id: Annotated[int, PathParam(ge=1, le=2**31 - 1)], who: Writer,
+                     db_session: Db) -> Response:
         """Revoke one of the caller's tokens (the one in use too)."""
         token = db_session.get(ApiToken, token_id)
         if token is None or token.user_id != who.user.id:
@@ -340,7 +352,7 @@ def create_app(settings: ServiceSettings | None = None, *,
 
     # -- tasks ----------------------------------------------------------------------
 
-    @app.post("/v1/tasks", tags=["tasks"], status_code=201,
+    @v1.post("/tasks", tags=["tasks"], status_code=201,
               responses={409: {"description": "over the deployment's budget"},
                          422: {"description": "a field is not allowed"},
                          429: {"description": "too many tasks not ended"}})
@@ -354,7 +366,7 @@ def create_app(settings: ServiceSettings | None = None, *,
         response.headers["Location"] = f"/v1/tasks/{record.id}"
         return task_json(record)
 
-    @app.get("/v1/tasks", tags=["tasks"])
+    @v1.get("/tasks", tags=["tasks"])
     def list_tasks(who: Reader, db_session: Db,
                    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = PAGE_SIZE,
                    cursor: str | None = None,
@@ -382,11 +394,11 @@ def create_app(settings: ServiceSettings | None = None, *,
                 found.append(item)
         return {"tasks": found, "next_cursor": last if more else None}
 
-    @app.get("/v1/tasks/{task_id}", tags=["tasks"], responses={404: {}})
+    @v1.get("/tasks/{task_id}", tags=["tasks"], responses={404: {}})
     def get_task(task_id: str, who: Reader, db_session: Db) -> dict[str, Any]:
         return task_json(owned(db_session, who, task_id))
 
-    @app.post("/v1/tasks/{task_id}/cancel", tags=["tasks"], responses={404: {}})
+    @v1.post("/tasks/{task_id}/cancel", tags=["tasks"], responses={404: {}})
     def cancel_task(task_id: str, who: Writer, db_session: Db) -> dict[str, Any]:
         """Stop the task (nothing when it has ended); its work so far is kept."""
         record = owned(db_session, who, task_id)
@@ -395,7 +407,7 @@ def create_app(settings: ServiceSettings | None = None, *,
             task.stop(f"cancelled by {who.user.email}")
         return task_json(record)
 
-    @app.post("/v1/tasks/{task_id}/follow-up", tags=["tasks"], status_code=201,
+    @v1.post("/tasks/{task_id}/follow-up", tags=["tasks"], status_code=201,
               responses={404: {}})
     def follow_up(task_id: str, body: FollowUp, who: Writer, db_session: Db,
                   response: Response) -> dict[str, Any]:
@@ -415,7 +427,7 @@ def create_app(settings: ServiceSettings | None = None, *,
         response.headers["Location"] = f"/v1/tasks/{new.id}"
         return task_json(new)
 
-    @app.get("/v1/tasks/{task_id}/result", tags=["tasks"],
+    @v1.get("/tasks/{task_id}/result", tags=["tasks"],
              responses={404: {}, 409: {"description": "no result yet"}})
     def task_result(task_id: str, who: Reader, db_session: Db) -> dict[str, Any]:
         """Its outcome: status, cost, the agent's tokens and summary, the diff's size."""
@@ -433,7 +445,7 @@ def create_app(settings: ServiceSettings | None = None, *,
                     "cost_usd": agent.cost_usd},
                 "branch": result.branch, "pull_request_url": result.pull_request_url}
 
-    @app.get("/v1/tasks/{task_id}/diff", tags=["tasks"], response_class=PlainTextResponse,
+    @v1.get("/tasks/{task_id}/diff", tags=["tasks"], response_class=PlainTextResponse,
              responses={404: {}, 409: {"description": "no result yet"}})
     def task_diff(task_id: str, who: Reader, db_session: Db) -> PlainTextResponse:
         """The work as a patch (``text/x-diff``; empty when there was no change)."""
@@ -445,14 +457,14 @@ def create_app(settings: ServiceSettings | None = None, *,
             body = patch.read_text(errors="replace") if patch.is_file() else ""
         return PlainTextResponse(body, media_type="text/x-diff")
 
-    @app.get("/v1/tasks/{task_id}/logs", tags=["tasks"], responses={404: {}})
+    @v1.get("/tasks/{task_id}/logs", tags=["tasks"], responses={404: {}})
     def task_logs(task_id: str, who: Reader, db_session: Db) -> dict[str, Any]:
         """Its output so far, a line each."""
         task = handle(owned(db_session, who, task_id))
         return {"lines": [{"time": _iso(line.time), "text": line.text}
                           for line in task.logs()]}
 
-    @app.get("/v1/tasks/{task_id}/events", tags=["tasks"], response_class=StreamingResponse,
+    @v1.get("/tasks/{task_id}/events", tags=["tasks"], response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}}}, 404: {},
                         422: {"description": "a Last-Event-ID this stream did not send"}})
     def task_events(task_id: str, who: Reader, db_session: Db,
@@ -475,7 +487,7 @@ def create_app(settings: ServiceSettings | None = None, *,
             assert record is not None
             return task_json(record)
 
-    @app.get("/v1/usage", tags=["account"])
+    @v1.get("/usage", tags=["account"])
     def usage(who: Reader, db_session: Db) -> dict[str, Any]:
         """This month's tasks of the caller, and what they cost."""
         month = now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
@@ -492,6 +504,8 @@ def create_app(settings: ServiceSettings | None = None, *,
             model += cost.model_usd or 0.0
         return {"since": _iso(month), "tasks": tasks, "compute_usd": compute,
                 "model_usd": model, "total_usd": compute + model}
+
+    app.include_router(v1)
 
     @app.middleware("http")
     async def _no_store(request: Request, call_next: Any) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
@@ -23,6 +24,17 @@ _TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not 
            405: "Method not allowed", 409: "Conflict", 413: "Content too large",
            422: "Unprocessable content", 429: "Too many requests",
            500: "Internal server error", 503: "Service unavailable"}
+
+
+class ProblemDetails(BaseModel):
+    """An error answer (RFC 9457), as documented in the API's schema."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+    instance: str | None = None
 
 
 class Problem(Exception):
