@@ -330,19 +330,30 @@ class Deployment:
                                         env=self._config.agent_environment())
         return self._local
 
-    def _admit(self, spec: object, field: str = "spec") -> TaskSpec:
+    def _admit(self, spec: object, field: str = "spec",
+               secret_values: Mapping[str, str] | None = None) -> TaskSpec:
         """Refuse, before anything starts, a spec this deployment cannot run: a model the
-        Bedrock role may not call, or (locally) a prompt with no credential to sign in."""
+        Bedrock role may not call, a secret with no value, or (locally) a prompt with no
+        credential to sign in."""
         if not isinstance(spec, TaskSpec):
             raise ConfigError(field, spec, "a TaskSpec")
         cfg = self._config
         if spec.model is not None and cfg.auth == "bedrock" and spec.model not in cfg.models:
             raise ConfigError("model", spec.model, "one of the deployment's bedrock_models (the "
                               "task role may call only those): " + ", ".join(cfg.models))
-        unset = [name for name in spec.secrets if name not in os.environ]
+        given = secret_values or {}
+        unset = [name for name in spec.secrets if name not in given and name not in os.environ]
         if unset:
             raise ConfigError("secrets", unset, "names of variables set in this environment "
-                              "(their values are taken from it when the task is submitted)")
+                              "(their values are taken from it when the task is submitted), "
+                              "or given in secret_values")
+        for name, value in given.items():
+            if name not in spec.secrets:
+                raise ConfigError("secret_values", name, "values of names in spec.secrets")
+            if not isinstance(value, str) or "\x00" in value or len(value) > 65536:
+                raise ConfigError(f"secret_values.{name}", "(hidden)",
+                                  "text without NUL bytes, at most 64 KiB (AWS Secrets "
+                                  "Manager's limit)")
         env = cfg.credential_env
         if (spec.prompt is not None and self._provider_name == "local"
                 and self._injected is None and env is not None
@@ -356,19 +367,27 @@ class Deployment:
                 env=env)
         return spec
 
-    def run_task(self, spec: TaskSpec) -> Task:
+    def run_task(self, spec: TaskSpec, *,
+                 secret_values: Mapping[str, str] | None = None) -> Task:
         """Start a task; returns its handle at once (``task.wait()`` blocks).
 
         Submitting the same ``task_id`` again returns the existing task: a retried
         submission never starts a task twice. A prompt runs Claude Code signed in as the
         config's ``auth`` says; locally, :class:`~rclaude_infra.MissingCredentialError`
-        when the environment lacks the credential.
+        when the environment lacks the credential. The values of ``spec.secrets`` come
+        from this process's environment, or from ``secret_values`` (name to value: a
+        service holding each user's secrets passes them so); they reach the task as
+        environment variables and are never written to its records.
         """
-        spec = self._admit(spec)
+        spec = self._admit(spec, secret_values=secret_values)
         backend = self._tasks()
         self._require_image()
         reserved = self._reserve_budget(backend, [spec])
         try:
+            if secret_values:
+                values = {name: secret_values[name] if name in secret_values
+                          else os.environ[name] for name in spec.secrets}
+                return backend.submit(spec, secrets=values)
             return backend.submit(spec)
         except BaseException:
             self._release_budget(reserved)

@@ -309,3 +309,30 @@ def test_any_provider_can_be_injected(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         Deployment("dev", tasks=object())  # type: ignore[arg-type]
     assert info.value.field == "tasks"
+
+
+def test_secret_values_given_reach_the_task_and_no_record(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """``run_task(spec, secret_values=...)``: a service's per-user secrets, not this
+    process's environment."""
+    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DEPLOY_TOKEN", raising=False)
+    d = Deployment("dev", provider="local")
+    spec = TaskSpec(command='printf %s "$DEPLOY_TOKEN" | sha256sum', secrets=["DEPLOY_TOKEN"])
+    with pytest.raises(ConfigError, match="secrets"):
+        d.run_task(spec)  # neither given nor in the environment
+    with pytest.raises(ConfigError, match="secret_values"):
+        d.run_task(spec, secret_values={"OTHER": "x"})
+    with pytest.raises(ConfigError, match=r"secret_values\.DEPLOY_TOKEN"):
+        d.run_task(spec, secret_values={"DEPLOY_TOKEN": "a\x00b"})
+    task = d.run_task(spec, secret_values={"DEPLOY_TOKEN": "tok-given-0042"})
+    assert task.wait(timeout=60).status is TaskStatus.SUCCEEDED
+    import hashlib
+
+    digest = hashlib.sha256(b"tok-given-0042").hexdigest()
+    assert any(line.text.startswith(digest) for line in task.logs())
+    folder = tmp_path / "home" / "local" / "dev" / "tasks" / task.task_id
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert b"tok-given-0042" not in path.read_bytes(), path

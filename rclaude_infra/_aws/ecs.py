@@ -211,7 +211,7 @@ class EcsProvider:
 
     # -- submitting ------------------------------------------------------------------
 
-    def submit(self, spec: TaskSpec) -> Task:
+    def submit(self, spec: TaskSpec, secrets: Mapping[str, str] | None = None) -> Task:
         """Start ``spec`` unless its task id was submitted before: the spec is created in S3
         only if absent (one conditional put: the check and the record in one call)."""
         if spec.interactive and not self.outputs.interactive_task_definition_arn:
@@ -240,9 +240,11 @@ class EcsProvider:
             s3_tasks.copy_resume_inputs(self.s3, self._bucket, spec.earlier_work, spec.task_id,
                                         from_run=self._run(spec.earlier_work))
         if spec.secrets:
-            # From this process's environment (Deployment checked they are all there).
+            # Given, or from this process's environment (Deployment checked they are all
+            # there).
             task_secrets.put(self.secrets, self.deployment, spec.task_id,
-                             {name: os.environ[name] for name in spec.secrets})
+                             dict(secrets) if secrets is not None
+                             else {name: os.environ[name] for name in spec.secrets})
         if self.capacity is not None and self._queued_ids():
             self.pump()  # first come, first served: the queue before this task
         if not self._take_room():

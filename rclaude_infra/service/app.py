@@ -25,13 +25,14 @@ from sqlalchemy.orm import Session
 from .. import __version__
 from ..errors import ConfigError
 from ..tasks.model import TaskNotFoundError, TaskStatus
-from ..tasks.spec import TaskSpec, is_task_id
+from ..tasks.spec import TaskSpec, is_env_name, is_task_id
 from . import accounts, events
 from .limits import Allowance, count_request
-from .models import ApiToken, TaskRecord, User, now
+from .models import ApiToken, TaskRecord, User, UserSecret, now
 from .problems import Problem, ProblemDetails, install
 from .settings import ServiceSettings
 from .store import Database, is_empty, make_engine, migrate
+from .vault import Vault, load_key
 
 if TYPE_CHECKING:
     from ..deployment import Deployment
@@ -42,7 +43,8 @@ if TYPE_CHECKING:
 #: task's files, the service's environment, a host path).
 TASK_FIELDS = ("prompt", "command", "repo", "ref", "env", "timeout", "model", "max_turns",
                "max_budget_usd", "output", "branch", "check", "cpu", "memory",
-               "max_retries_on_preemption", "description", "claude_args", "claude_settings")
+               "max_retries_on_preemption", "description", "claude_args", "claude_settings",
+               "secrets", "git_token_secret")
 PAGE_SIZE = 20
 MAX_PAGE = 100
 #: What every /v1 route may answer besides success (problem details).
@@ -80,12 +82,23 @@ class TaskRequest(BaseModel):
     description: str | None = None
     claude_args: list[str] | None = None
     claude_settings: dict[str, Any] | None = None
+    secrets: list[str] | None = Field(None, description="names of your secrets "
+                                      "(PUT /v1/secrets/{name}): each reaches the task as "
+                                      "an environment variable of that name")
+    git_token_secret: str | None = Field(None, description="which of secrets is a token "
+                                         "for the repository's host")
 
 
 class FollowUp(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str
+
+
+class SecretValue(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    value: str = Field(max_length=65536)
 
 
 class TokenRequest(BaseModel):
@@ -132,6 +145,7 @@ def create_app(settings: ServiceSettings | None = None, *,
                   description="Run coding-agent tasks on your own cloud.")
     app.state.settings, app.state.db, app.state.deployment = settings, db, runner
     watches = events.Watches()
+    vault = Vault(load_key())
     v1 = APIRouter(prefix="/v1", responses=COMMON_PROBLEMS)
     install(app)
 
@@ -244,6 +258,7 @@ def create_app(settings: ServiceSettings | None = None, *,
             raise ConfigError("repo", repo, "an https://, http:// or ssh URL of a repository "
                               "(not a path on the service's machine)")
         spec = TaskSpec.from_mapping(fields)
+        values = secret_values(db_session, who, spec.secrets)
         limit = settings.max_concurrent_tasks
         if running(db_session, who) >= limit:
             raise Problem(429, f"{limit} tasks of yours are not ended yet; the limit is "
@@ -258,8 +273,22 @@ def create_app(settings: ServiceSettings | None = None, *,
             raise Problem(409, "a request with this Idempotency-Key is being handled; "
                           "retry", field="Idempotency-Key", headers={"Retry-After": "1"}
                           ) from None
-        runner.run_task(spec)  # an error rolls the record back with the session
+        # An error rolls the record back with the session.
+        runner.run_task(spec, secret_values=values or None)
         return record, True
+
+    def secret_values(db_session: Session, who: Caller, names: tuple[str, ...]
+                      ) -> dict[str, str]:
+        """The caller's secrets of these names (their own only: 422 naming the missing)."""
+        if not names:
+            return {}
+        rows = {row.name: row for row in db_session.scalars(select(UserSecret).where(
+            UserSecret.user_id == who.user.id, UserSecret.name.in_(names)))}
+        missing = [name for name in names if name not in rows]
+        if missing:
+            raise ConfigError("secrets", missing, "names of your secrets (PUT "
+                              "/v1/secrets/{name} first)")
+        return {name: vault.open(who.user.id, name, rows[name].ciphertext) for name in names}
 
     def finished(task: "Task") -> "TaskResult":
         """The task's result, or 409 saying why there is none."""
@@ -423,7 +452,8 @@ def create_app(settings: ServiceSettings | None = None, *,
                          spec=json.dumps(spec.to_dict()), created_at=now())
         db_session.add(new)
         db_session.flush()
-        runner.run_task(spec)
+        values = secret_values(db_session, who, spec.secrets)
+        runner.run_task(spec, secret_values=values or None)
         response.headers["Location"] = f"/v1/tasks/{new.id}"
         return task_json(new)
 
@@ -486,6 +516,61 @@ def create_app(settings: ServiceSettings | None = None, *,
             record = fresh.get(TaskRecord, task_id)
             assert record is not None
             return task_json(record)
+
+    def secret_json(row: UserSecret) -> dict[str, Any]:
+        return {"name": row.name, "created_at": _iso(row.created_at),
+                "updated_at": _iso(row.updated_at)}
+
+    def secret_name(name: str) -> str:
+        if len(name) > 128 or not is_env_name(name):
+            raise Problem(422, "name: an environment variable name (MY_TOKEN), at most 128 "
+                          "characters", field="name")
+        return name
+
+    def own_secret(db_session: Session, who: Caller, name: str) -> UserSecret:
+        row = db_session.scalar(select(UserSecret).where(
+            UserSecret.user_id == who.user.id, UserSecret.name == secret_name(name)))
+        if row is None:
+            raise Problem(404, "no such secret")
+        return row
+
+    @v1.get("/secrets", tags=["secrets"])
+    def list_secrets(who: Reader, db_session: Db) -> dict[str, Any]:
+        """The caller's secrets: names and times, never values."""
+        rows = db_session.scalars(select(UserSecret).where(
+            UserSecret.user_id == who.user.id).order_by(UserSecret.name))
+        return {"secrets": [secret_json(row) for row in rows]}
+
+    @v1.put("/secrets/{name}", tags=["secrets"],
+            responses={201: {"description": "a new secret"}})
+    def put_secret(name: str, body: SecretValue, who: Writer, db_session: Db,
+                   response: Response) -> dict[str, Any]:
+        """Store a secret (write-only: its value is never returned), encrypted."""
+        name = secret_name(name)
+        if "\x00" in body.value:
+            raise Problem(422, "value: text without NUL bytes", field="value")
+        row = db_session.scalar(select(UserSecret).where(
+            UserSecret.user_id == who.user.id, UserSecret.name == name))
+        sealed = vault.seal(who.user.id, name, body.value)
+        if row is None:
+            row = UserSecret(user_id=who.user.id, name=name, ciphertext=sealed,
+                             created_at=now(), updated_at=now())
+            db_session.add(row)
+            response.status_code = 201
+        else:
+            row.ciphertext, row.updated_at = sealed, now()
+        db_session.flush()
+        return secret_json(row)
+
+    @v1.get("/secrets/{name}", tags=["secrets"])
+    def get_secret(name: str, who: Reader, db_session: Db) -> dict[str, Any]:
+        """A secret's name and times (never its value)."""
+        return secret_json(own_secret(db_session, who, name))
+
+    @v1.delete("/secrets/{name}", tags=["secrets"], status_code=204)
+    def delete_secret(name: str, who: Writer, db_session: Db) -> Response:
+        db_session.delete(own_secret(db_session, who, name))
+        return Response(status_code=204)
 
     @v1.get("/usage", tags=["account"])
     def usage(who: Reader, db_session: Db) -> dict[str, Any]:

@@ -105,7 +105,7 @@ class LocalProvider:
 
     # -- submitting ------------------------------------------------------------------
 
-    def submit(self, spec: TaskSpec) -> Task:
+    def submit(self, spec: TaskSpec, secrets: Mapping[str, str] | None = None) -> Task:
         """Start the runner for ``spec``; the same task id is never started twice.
 
         The task's folder appears whole or not at all: its spec is written and synced in
@@ -115,11 +115,11 @@ class LocalProvider:
         returns once its runner is recorded, so the handle it returns is usable at once."""
         path = self._dir(spec.task_id)
         with self._lock:
-            started = self._start(spec, path)
+            started = self._start(spec, path, secrets or {})
         # Another submitter's task: waited for outside the lock.
         return started if started is not None else self._recorded(spec.task_id, path)
 
-    def _start(self, spec: TaskSpec, path: Path) -> Task | None:
+    def _start(self, spec: TaskSpec, path: Path, secrets: Mapping[str, str]) -> Task | None:
         """The new task's handle, or ``None`` when the id is another submitter's."""
         if (path / SPEC_FILE).is_file():
             return None
@@ -143,7 +143,7 @@ class LocalProvider:
             child = subprocess.Popen(
                 [sys.executable, "-m", "rclaude_infra.runner", "--task-dir", str(path)],
                 cwd=path, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env={**os.environ, **self.env},
+                start_new_session=True, env={**os.environ, **self.env, **secrets},
             )
         self._children[spec.task_id] = child
         write_record(path / PROCESS_FILE, json.dumps({

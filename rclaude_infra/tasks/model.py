@@ -160,9 +160,10 @@ class TaskProvider(Protocol):
     #: Seconds between two looks at the same task's status (a wait never sleeps longer).
     poll_interval: float
 
-    def submit(self, spec: Any) -> Task:
+    def submit(self, spec: Any, secrets: Mapping[str, str] | None = None) -> Task:
         """Start the :class:`~rclaude_infra.TaskSpec` (or queue it); a task id already
-        submitted returns the existing task, never a second one."""
+        submitted returns the existing task, never a second one. ``secrets``: the values
+        of ``spec.secrets`` (default: this process's environment)."""
         ...
 
     def spec(self, task_id: str) -> Any:

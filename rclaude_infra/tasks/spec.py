@@ -163,9 +163,17 @@ def _check_env(_: object, attribute: attrs.Attribute[Any], value: object) -> Non
                           "process's environment has a limit)")
 
 
+def is_env_name(name: object) -> bool:
+    """A name a secret or an environment variable may have (``MY_VAR``).
+
+    >>> is_env_name("DEPLOY_TOKEN"), is_env_name("1X"), is_env_name("A B")
+    (True, False, False)
+    """
+    return isinstance(name, str) and _ENV_NAME_RE.fullmatch(name) is not None
+
+
 def _check_secret_names(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if not isinstance(value, tuple) or not all(
-            isinstance(n, str) and _ENV_NAME_RE.fullmatch(n) for n in value):
+    if not isinstance(value, tuple) or not all(is_env_name(n) for n in value):
         raise ConfigError(attribute.name, value,
                           "names of secrets (environment variable names), not their values")
 

@@ -249,7 +249,7 @@ def test_the_admin_cli_refuses_bad_input_naming_the_field(
 def test_db_upgrade_reports_the_revision(service: Service,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["db", "upgrade", "--json"]) == 0
-    assert '"revision": "0003"' in capsys.readouterr().out
+    assert '"revision": "0004"' in capsys.readouterr().out
 
 
 def test_a_database_of_an_older_revision_is_upgraded_keeping_its_rows(
@@ -269,7 +269,7 @@ def test_a_database_of_an_older_revision_is_upgraded_keeping_its_rows(
             connection.execute(text(
                 "INSERT INTO tasks (id, user_id, request_hash, spec, created_at) VALUES "
                 "('t-old', 1, 'h', '{}', '2026-11-01 00:00:00+00')"))
-        assert migrate(engine) == "0003"
+        assert migrate(engine) == "0004"
         with engine.connect() as connection:
             row = connection.execute(text(
                 "SELECT id, user_id, final_status FROM tasks")).one()
@@ -406,3 +406,52 @@ def test_requests_over_the_minutes_limit_are_429_across_processes(
     assert over.headers["ratelimit-limit"] == "5"
     with service.client(bob) as other_user:
         assert other_user.get("/v1/me").status_code == 200  # each user has their own
+
+
+def test_secrets_are_write_only_encrypted_and_reach_only_their_owners_tasks(
+        service: Service, alice: str, bob: str, tmp_path: Path) -> None:
+    import hashlib
+
+    from sqlalchemy import create_engine, text
+
+    value = "tok-alice-0042-secret"
+    with service.client(alice) as a, service.client(bob) as b:
+        assert a.put("/v1/secrets/DEPLOY_TOKEN", json={"value": "first"}).status_code == 201
+        updated = a.put("/v1/secrets/DEPLOY_TOKEN", json={"value": value})
+        assert updated.status_code == 200 and set(updated.json()) == {
+            "name", "created_at", "updated_at"}
+        assert [x["name"] for x in a.get("/v1/secrets").json()["secrets"]] == ["DEPLOY_TOKEN"]
+        assert "value" not in a.get("/v1/secrets/DEPLOY_TOKEN").json()
+        assert a.put("/v1/secrets/not a name", json={"value": "x"}).json()["field"] == "name"
+        # Another user: 404 for her secret, and his task cannot name it.
+        assert b.get("/v1/secrets/DEPLOY_TOKEN").status_code == 404
+        assert b.delete("/v1/secrets/DEPLOY_TOKEN").status_code == 404
+        refused = b.post("/v1/tasks", json={"command": "true", "secrets": ["DEPLOY_TOKEN"]})
+        assert refused.status_code == 422 and refused.json()["field"] == "secrets"
+        # Her task gets it as an environment variable.
+        task = a.post("/v1/tasks", json={"command": 'printf %s "$DEPLOY_TOKEN" | sha256sum',
+                                         "secrets": ["DEPLOY_TOKEN"]}).json()
+        assert wait_done(a, task["id"])["status"] == "SUCCEEDED"
+        lines = [x["text"] for x in a.get(f"/v1/tasks/{task['id']}/logs").json()["lines"]]
+        assert any(x.startswith(hashlib.sha256(value.encode()).hexdigest()) for x in lines)
+        for path in (tmp_path / "home").rglob("*"):
+            if path.is_file() and path.suffix != ".key":
+                assert value.encode() not in path.read_bytes(), path
+        # At rest: ciphertext only, bound to its owner and name.
+        engine = create_engine(service.database_url)
+        with engine.begin() as connection:
+            sealed = connection.execute(text("SELECT ciphertext FROM user_secrets")).scalar_one()
+            assert value not in sealed
+            bob_id = connection.execute(text(
+                "SELECT id FROM users WHERE email = 'bob@example.com'")).scalar_one()
+            connection.execute(text(
+                "INSERT INTO user_secrets (user_id, name, ciphertext, created_at, updated_at) "
+                "VALUES (:u, 'DEPLOY_TOKEN', :c, '2026-12-01 00:00:00+00', "
+                "'2026-12-01 00:00:00+00')"), {"u": bob_id, "c": sealed})
+        engine.dispose()
+        copied = b.post("/v1/tasks", json={"command": "true", "secrets": ["DEPLOY_TOKEN"]})
+        assert copied.status_code == 422 and "put it again" in copied.json()["detail"]
+        assert a.delete("/v1/secrets/DEPLOY_TOKEN").status_code == 204
+        assert a.get("/v1/secrets").json()["secrets"] == []
+    key = tmp_path / "home" / "service" / "secrets.key"
+    assert key.stat().st_mode & 0o777 == 0o600
