@@ -1,8 +1,7 @@
 """The import contract ([tool.importlinter] in pyproject.toml): the layers of DESIGN.md,
-boto3 only in _aws/, pulumi only in _pulumi/, the service's web stack only in service/, rich
-never in the edges or the values, and
-imported at module level only by the faces. A new upward import fails here, with the chain
-that breaks it."""
+boto3 only in _aws/, pulumi only in _pulumi/, the service's web stack only in service/,
+rich never in the edges or the values, and imported at module level only by the faces. A
+new upward import fails here, with the chain that breaks it."""
 
 from __future__ import annotations
 
