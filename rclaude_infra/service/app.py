@@ -47,6 +47,9 @@ TASK_FIELDS = ("prompt", "command", "repo", "ref", "env", "timeout", "model", "m
                "secrets", "git_token_secret")
 PAGE_SIZE = 20
 MAX_PAGE = 100
+#: Requests holding a database session at once (the pool holds 40 connections:
+#: ``store.POOL_SIZE`` + ``store.POOL_OVERFLOW``; the token lookups take a few more).
+SESSIONS = 30
 #: What every /v1 route may answer besides success (problem details).
 COMMON_PROBLEMS: dict[int | str, dict[str, Any]] = {
     401: {"description": "no valid bearer token", "model": ProblemDetails},
@@ -169,7 +172,9 @@ def create_app(settings: ServiceSettings | None = None, *,
 
     # Committed when the route returns, before its answer is sent: the caller's next
     # request sees what this one wrote.
-    Db = Annotated[Session, Depends(session, scope="function")]
+    # At most SESSIONS at once: with the token lookups' own, never more than the pool
+    # holds, so no route waits for a connection while others wait for its thread.
+    Db = Annotated[Session, Depends(session, scope="function", max_concurrency=SESSIONS)]
 
     def lookup(value: str) -> tuple[User, ApiToken, Allowance] | None:
         with db.session() as own:  # its own, short: the route's session is not held

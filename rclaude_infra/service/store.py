@@ -15,6 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from .settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+#: Connections of a service process: its pool, and the most it opens beyond it.
+POOL_SIZE, POOL_OVERFLOW = 10, 30
 
 
 def make_engine(settings: ServiceSettings) -> Engine:
@@ -23,7 +25,8 @@ def make_engine(settings: ServiceSettings) -> Engine:
     path = settings.sqlite_path
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(settings.database_url, pool_size=10, max_overflow=30,
+        engine = create_engine(settings.database_url, pool_size=POOL_SIZE,
+                               max_overflow=POOL_OVERFLOW,
                                connect_args={"check_same_thread": False, "timeout": 30})
 
         @event.listens_for(engine, "connect")
@@ -38,8 +41,8 @@ def make_engine(settings: ServiceSettings) -> Engine:
         with engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")
         return engine
-    return create_engine(settings.database_url, pool_pre_ping=True, pool_size=10,
-                         max_overflow=30)
+    return create_engine(settings.database_url, pool_pre_ping=True, pool_size=POOL_SIZE,
+                         max_overflow=POOL_OVERFLOW)
 
 
 def migrate(engine: Engine, revision: str = "head") -> str:
