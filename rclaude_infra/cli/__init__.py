@@ -2,7 +2,8 @@
 
 Verbs: ``init`` (and ``init-deployment``), ``check``, ``plan``, ``cost``, ``preview``,
 ``up``, ``status``, ``run``, ``logs``, ``tasks``, ``result``, ``stop``, ``destroy``; the
-service's ``serve``, ``db upgrade``, ``users add``, ``tokens create``. Read
+service's ``serve``, ``db upgrade``, ``users add``, ``tokens create``; ``login`` and
+``logout`` to one. Read
 verbs take ``--json``. Settings come from ``./rclaude.toml`` (``DeploymentConfig``
 fields, plus ``name``, ``provider`` and ``backend``), and flags override them.
 
@@ -20,7 +21,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..errors import ConfigError, RclaudeError
-from . import _init, _offline, _service, _stack, _tasks
+from . import _init, _login, _offline, _service, _stack, _tasks
 from ._common import DEFAULT_CONFIG_FILE, Aborted, local_tasks_hint
 
 __all__ = ["DEFAULT_CONFIG_FILE", "main"]
@@ -35,7 +36,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (_init, _stack, _offline, _tasks, _service):
+    for module in (_init, _stack, _offline, _tasks, _service, _login):
         module.add_parsers(commands)
     return parser, dict(commands.choices)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
 from fastapi import Path as PathParam
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import and_, or_, select, text
 from sqlalchemy.exc import IntegrityError
@@ -26,7 +26,7 @@ from .. import __version__
 from ..errors import ConfigError
 from ..tasks.model import TaskNotFoundError, TaskStatus
 from ..tasks.spec import TaskSpec, is_env_name, is_task_id
-from . import accounts, events
+from . import accounts, device, events
 from .limits import Allowance, count_request
 from .models import ApiToken, TaskRecord, User, UserSecret, now
 from .problems import Problem, ProblemDetails, install
@@ -102,6 +102,18 @@ class SecretValue(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     value: str = Field(max_length=65536)
+
+
+class DevicePoll(BaseModel):
+    grant_type: str
+    device_code: str = Field(max_length=200)
+
+
+class DeviceApproval(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    user_code: str = Field(max_length=20)
+    deny: bool = False
 
 
 class TokenRequest(BaseModel):
@@ -576,6 +588,42 @@ def create_app(settings: ServiceSettings | None = None, *,
     def delete_secret(name: str, who: Writer, db_session: Db) -> Response:
         db_session.delete(own_secret(db_session, who, name))
         return Response(status_code=204)
+
+    # -- the CLI's sign-in (RFC 8628) ---------------------------------------------------
+
+    @app.post("/device/code", tags=["sign-in"])
+    def device_code(request: Request, db_session: Db) -> dict[str, Any]:
+        """Start a device sign-in: the code to show, where to approve it."""
+        row, code = device.new_code(db_session)
+        where = str(request.base_url).rstrip("/") + "/device"
+        return {"device_code": code, "user_code": row.user_code, "verification_uri": where,
+                "verification_uri_complete": f"{where}?user_code={row.user_code}",
+                "expires_in": device.EXPIRES_SECONDS,
+                "interval": settings.device_interval}
+
+    @app.post("/device/token", tags=["sign-in"],
+              responses={400: {"description": "RFC 8628 error: authorization_pending, "
+                                              "slow_down, access_denied, expired_token"}})
+    def device_token(body: DevicePoll, db_session: Db) -> Any:
+        """Poll a device sign-in: the token once approved (RFC 8628, section 3.4)."""
+        if body.grant_type != device.GRANT_TYPE:
+            return JSONResponse({"error": "unsupported_grant_type"}, status_code=400)
+        error, token = device.poll(db_session, body.device_code, settings.device_interval)
+        if token is None:
+            return JSONResponse({"error": error}, status_code=400,
+                                headers={"Cache-Control": "no-store"})
+        return {"access_token": token, "token_type": "Bearer",
+                "scope": " ".join(accounts.DEFAULT_SCOPES)}
+
+    @v1.post("/device/approve", tags=["sign-in"])
+    def device_approve(body: DeviceApproval, who: Writer, db_session: Db) -> dict[str, Any]:
+        """Approve (or with ``deny``, refuse) the code a CLI shows: it then gets a token
+        of the caller's."""
+        if not device.approve(db_session, who.user, body.user_code, deny=body.deny):
+            raise Problem(404, "no pending code like that (expired, or used)",
+                          field="user_code")
+        return {"user_code": device.normal_user_code(body.user_code),
+                "approved": not body.deny}
 
     @v1.get("/usage", tags=["account"])
     def usage(who: Reader, db_session: Db) -> dict[str, Any]:

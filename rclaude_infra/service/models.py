@@ -122,3 +122,21 @@ class UserSecret(Base):
     ciphertext: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
     updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+
+
+class DeviceCode(Base):
+    """A CLI's sign-in by the device authorization grant (RFC 8628): its device code
+    (stored as SHA-256), the code a person types, and what became of it."""
+
+    __tablename__ = "device_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_code: Mapped[str] = mapped_column(String(9), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    last_polled_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    #: Who approved it (then a token is issued to the device, once).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    denied: Mapped[bool] = mapped_column(Boolean, default=False)
+    issued: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -56,6 +56,8 @@ class ServiceSettings:
     max_concurrent_tasks: int = attrs.field(default=10, validator=_positive("max_concurrent_tasks"))
     #: Requests per user per minute.
     requests_per_minute: int = attrs.field(default=600, validator=_positive("requests_per_minute"))
+    #: Seconds a signing-in CLI waits between two polls (RFC 8628's default: 5).
+    device_interval: int = attrs.field(default=5, validator=_positive("device_interval"))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object

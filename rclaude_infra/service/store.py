@@ -61,6 +61,13 @@ def migrate(engine: Engine, revision: str = "head") -> str:
         return str(MigrationContext.configure(connection).get_current_revision())
 
 
+def head_revision() -> str:
+    """The newest migration's revision (what ``migrate`` brings a database to)."""
+    from alembic.script import ScriptDirectory
+
+    return str(ScriptDirectory(str(MIGRATIONS)).get_current_head())
+
+
 def is_empty(engine: Engine) -> bool:
     """No table of the service's yet (a new database)."""
     return not inspect(engine).has_table("users")

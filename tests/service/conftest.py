@@ -81,7 +81,8 @@ def new_app(requests_per_minute: int) -> Any:
     from rclaude_infra.service import ServiceSettings, create_app
 
     return create_app(ServiceSettings.from_env(max_concurrent_tasks=3,
-                                               requests_per_minute=requests_per_minute))
+                                               requests_per_minute=requests_per_minute,
+                                               device_interval=1))
 
 
 @pytest.fixture(name="service")
