@@ -119,7 +119,9 @@ def test_a_task_runs_end_to_end_through_s3_and_logs(
 def test_status_of_many_tasks_is_shared_and_batched(aws: Any, stack: StackOutputs) -> None:
     calls: list[str] = []
     aws.events.register("before-call.ecs.DescribeTasks", lambda **_: calls.append("x"))
-    interval = 1.0
+    # Long enough that 150 reads on a loaded 2-core machine end before a refreshed task
+    # is due again (a refresh is stamped up to a quarter interval early, for jitter).
+    interval = 3.0
     deployment = Deployment("dev", DeploymentConfig(), tasks=EcsProvider(
         aws, stack, deployment="dev", poll_interval=interval))
     tasks = deployment.run_tasks([TaskSpec(command="true") for _ in range(150)])
