@@ -38,13 +38,6 @@ if TYPE_CHECKING:
     from ..deployment import Deployment
     from ..tasks.model import Task, TaskResult
 
-#: What a task request may hold: the library's spec fields a caller may set. The service
-#: names tasks itself, and refuses what would reach past the caller's own work (another
-#: task's files, the service's environment, a host path).
-TASK_FIELDS = ("prompt", "command", "repo", "ref", "env", "timeout", "model", "max_turns",
-               "max_budget_usd", "output", "branch", "check", "cpu", "memory",
-               "max_retries_on_preemption", "description", "claude_args", "claude_settings",
-               "secrets", "git_token_secret")
 PAGE_SIZE = 20
 MAX_PAGE = 100
 #: Requests holding a database session at once (the pool holds 40 connections:
@@ -130,6 +123,11 @@ class Caller:
         self.user = user
         self.token = token
         self.scopes = frozenset(token.scopes.split())
+
+
+def _digest(fields: dict[str, Any]) -> str:
+    """What tells two task requests apart (an Idempotency-Key's body)."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -257,7 +255,7 @@ def create_app(settings: ServiceSettings | None = None, *,
               idempotency_key: str | None) -> tuple[TaskRecord, bool]:
         """The task for this request: a new one, or the one an earlier request with the
         same key started (``False``)."""
-        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+        digest = _digest(fields)
         if idempotency_key is not None:
             if not 1 <= len(idempotency_key) <= 200 or not idempotency_key.isprintable():
                 raise Problem(422, "Idempotency-Key: 1 to 200 printable characters",
@@ -274,7 +272,13 @@ def create_app(settings: ServiceSettings | None = None, *,
         if repo is not None and not _repo_allowed(str(repo)):
             raise ConfigError("repo", repo, "an https://, http:// or ssh URL of a repository "
                               "(not a path on the service's machine)")
-        spec = TaskSpec.from_mapping(fields)
+        return launch(db_session, who, TaskSpec.from_mapping(fields), digest,
+                      idempotency_key), True
+
+    def launch(db_session: Session, who: Caller, spec: TaskSpec, digest: str,
+               idempotency_key: str | None = None) -> TaskRecord:
+        """Record ``spec`` as the caller's and run it with their secrets, within their
+        limit of tasks not ended (the create and follow-up routes both start so)."""
         values = secret_values(db_session, who, spec.secrets)
         limit = settings.max_concurrent_tasks
         if running(db_session, who) >= limit:
@@ -292,7 +296,7 @@ def create_app(settings: ServiceSettings | None = None, *,
                           ) from None
         # An error rolls the record back with the session.
         runner.run_task(spec, secret_values=values or None)
-        return record, True
+        return record
 
     def secret_values(db_session: Session, who: Caller, names: tuple[str, ...]
                       ) -> dict[str, str]:
@@ -461,16 +465,7 @@ def create_app(settings: ServiceSettings | None = None, *,
         ``prompt``."""
         record = owned(db_session, who, task_id)
         spec = handle(record).resume_spec(body.prompt)
-        fields = {k: v for k, v in spec.to_dict().items() if v not in (None, [], {}, ())}
-        fields.pop("task_id", None)
-        new = TaskRecord(id=spec.task_id, user_id=who.user.id, idempotency_key=None,
-                         request_hash=hashlib.sha256(json.dumps(
-                             fields, sort_keys=True).encode()).hexdigest(),
-                         spec=json.dumps(spec.to_dict()), created_at=now())
-        db_session.add(new)
-        db_session.flush()
-        values = secret_values(db_session, who, spec.secrets)
-        runner.run_task(spec, secret_values=values or None)
+        new = launch(db_session, who, spec, _digest(spec.to_dict()))
         response.headers["Location"] = f"/v1/tasks/{new.id}"
         return task_json(new)
 
