@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import EngineError
 from . import error_code
+from .s3_tasks import get_json
 
 LEDGER_PREFIX = "ledger/"
 #: Lost races before giving up: each retry means another submitter's change landed.
@@ -35,19 +36,11 @@ class S3Reservations:
         self._bucket = bucket
 
     def _read(self, key: str) -> tuple[Entries, str | None]:
-        from botocore.exceptions import ClientError
-
-        try:
-            found = self._s3.get_object(Bucket=self._bucket, Key=key)
-        except ClientError as exc:
-            if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
-                return {}, None
-            raise
-        try:
-            entries = json.loads(found["Body"].read())
-        except ValueError:
-            entries = {}
-        return (entries if isinstance(entries, dict) else {}), str(found["ETag"])
+        found = get_json(self._s3, self._bucket, key)
+        if found is None:
+            return {}, None
+        entries, etag = found  # not an object: the month's reservations start again
+        return (entries if isinstance(entries, dict) else {}), etag
 
     def update(self, month: str, change: Callable[[Entries], Entries]) -> Entries:
         """Read the month's reservations, apply ``change`` (which may raise: nothing is

@@ -44,16 +44,10 @@ CLOSED_KEY = "control/closed.json"
 def closed(s3: Any, bucket: str) -> dict[str, Any] | None:
     """The deployment's closed marker (``{"reason", "at"}``), or ``None`` when it is open
     (or its bucket is gone with the stack)."""
-    from botocore.exceptions import ClientError
-
-    try:
-        body = s3.get_object(Bucket=bucket, Key=CLOSED_KEY)["Body"].read()
-    except ClientError as exc:
-        if error_code(exc) in ("NoSuchKey", "404", "NotFound", "NoSuchBucket"):
-            return None
-        raise
-    found = json.loads(body)
-    return found if isinstance(found, dict) else {"reason": "closed"}
+    found = get_json(s3, bucket, CLOSED_KEY, missing_bucket_ok=True)
+    if found is None:
+        return None
+    return found[0] if isinstance(found[0], dict) else {"reason": "closed"}
 
 
 def close(s3: Any, bucket: str, reason: str) -> None:
@@ -90,18 +84,33 @@ def key(task_id: str, name: str, run: str | None = None) -> str:
     return f"{TASKS_PREFIX}{task_id}/{RUNS_DIR}/{run}/{name}"
 
 
+def get_json(s3: Any, bucket: str, object_key: str, *,
+             missing_bucket_ok: bool = False) -> tuple[Any, str] | None:
+    """The JSON value at ``object_key`` and its ETag (the value ``None`` when the object
+    is not JSON: a run's files are its task's to write), or ``None`` when it is not there
+    (nor, with ``missing_bucket_ok``, its bucket)."""
+    from botocore.exceptions import ClientError
+
+    absent = ("NoSuchKey", "404", "NotFound") + (("NoSuchBucket",) if missing_bucket_ok
+                                                  else ())
+    try:
+        found = s3.get_object(Bucket=bucket, Key=object_key)
+    except ClientError as exc:
+        if error_code(exc) in absent:
+            return None
+        raise
+    try:
+        value = json.loads(found["Body"].read())
+    except ValueError:
+        value = None
+    return value, str(found["ETag"])
+
+
 def read_json(s3: Any, bucket: str, task_id: str, name: str, *,
               run: str | None = None) -> Any | None:
     """A JSON file of the task's prefix (or run), or ``None`` when it is not there."""
-    from botocore.exceptions import ClientError
-
-    try:
-        body = s3.get_object(Bucket=bucket, Key=key(task_id, name, run))["Body"].read()
-    except ClientError as exc:
-        if error_code(exc) in ("NoSuchKey", "404", "NotFound"):
-            return None
-        raise
-    return json.loads(body)
+    found = get_json(s3, bucket, key(task_id, name, run))
+    return None if found is None else found[0]
 
 
 def written_at(s3: Any, bucket: str, task_id: str, name: str) -> dt.datetime | None:

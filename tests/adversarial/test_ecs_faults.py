@@ -240,3 +240,18 @@ def test_destroy_drains_before_it_stops(aws: Any, stack: StackOutputs,
     assert arn not in _running(aws, stack)
     with pytest.raises(ConfigError, match="drain"):
         destroyer.destroy(drain=-1)
+
+
+def test_a_result_the_run_wrote_that_is_not_json_is_no_result(
+        aws: Any, stack: StackOutputs, held: None) -> None:
+    """A run's folder is its task's to write: a result.json that is not JSON reads as no
+    result (the library's error), never a JSON parser's traceback."""
+    from rclaude_infra.tasks.model import TaskNotFoundError
+
+    d = _process(aws, stack)
+    task = d.run_task(TaskSpec(command="true"))
+    folder = run_folder(aws, stack.bucket or "", task.task_id)
+    aws.client("s3").put_object(Bucket=stack.bucket, Key=folder + "result.json",
+                                Body=b"{not json")
+    with pytest.raises(TaskNotFoundError, match="no result"):
+        task.result()
