@@ -7,15 +7,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, RclaudeError
 from ..paths import rclaude_home
+from ..tasks.records import write_record
 from ._common import note, verb
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
@@ -35,13 +33,10 @@ def _read() -> dict[str, Any]:
 
 
 def _write(data: dict[str, Any]) -> None:
+    """Whole or not at all, mode 0600 (``write_record``'s temporary file is made so)."""
     path = credentials_file()
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        json.dump(data, out, indent=2)
-    os.replace(temporary, path)
+    write_record(path, json.dumps(data, indent=2))
 
 
 def _server(value: str) -> str:
@@ -52,6 +47,10 @@ def _server(value: str) -> str:
 
 def _call(method: str, url: str, body: dict[str, Any] | None = None,
           token: str | None = None) -> tuple[int, dict[str, Any]]:
+    # Here, not at import: every other verb of the CLI would pay for urllib.request.
+    import urllib.error
+    import urllib.request
+
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"

@@ -125,10 +125,15 @@ def _bob(service: Service) -> str:
 
 
 def wait_done(client: httpx.Client, task_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        task = client.get(f"/v1/tasks/{task_id}").json()
-        if task["status"] in ("SUCCEEDED", "FAILED", "STOPPED"):
-            return dict(task)
-        assert time.monotonic() < deadline, task
-        time.sleep(0.1)
+    """The task once it has ended, as the API shows it."""
+    from waiting import wait_until
+
+    ended = ("SUCCEEDED", "FAILED", "STOPPED")
+    seen: dict[str, Any] = {}
+
+    def done() -> bool:
+        seen.update(client.get(f"/v1/tasks/{task_id}").json())
+        return seen.get("status") in ended
+
+    wait_until(done, f"task {task_id} to end", timeout)
+    return seen
