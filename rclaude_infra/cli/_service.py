@@ -17,7 +17,8 @@ def _service_settings(args: argparse.Namespace) -> Any:
         raise MissingDependencyError(exc.name or "fastapi", "The service") from exc
     return ServiceSettings.from_env(
         deployment=getattr(args, "deployment", None), provider=getattr(args, "provider", None),
-        max_concurrent_tasks=getattr(args, "max_concurrent_tasks", None))
+        max_concurrent_tasks=getattr(args, "max_concurrent_tasks", None),
+        requests_per_minute=getattr(args, "requests_per_minute", None))
 
 
 def add_parsers(commands: Any) -> None:
@@ -32,6 +33,8 @@ def add_parsers(commands: Any) -> None:
                        help="where its tasks run (default local: subprocesses here)")
     serve.add_argument("--max-concurrent-tasks", type=int, default=None, metavar="N",
                        help="tasks a user may have not ended at once (default 10)")
+    serve.add_argument("--requests-per-minute", type=int, default=None, metavar="N",
+                       help="requests a user may make in a minute (default 600)")
     db = verb(commands, "db", "the service's database: `db upgrade` runs its migrations",
               _db, json_argument)
     db.add_argument("action", choices=("upgrade",))
