@@ -10,7 +10,8 @@ import rclaude_infra
 
 HEAVY = ["pulumi", "pulumi_aws", "pulumi_awsx", "boto3", "botocore", "rich",
          # the hosted service's stack, an extra: never on `import rclaude_infra`
-         "fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "rclaude_infra.service"]
+         "fastapi", "starlette", "sqlalchemy", "alembic", "uvicorn", "authlib", "httpx",
+         "keyring", "rclaude_infra.service"]
 
 
 def test_import_pulls_in_no_heavy_dependency() -> None:

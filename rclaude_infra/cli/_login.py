@@ -86,7 +86,8 @@ def _login(args: argparse.Namespace) -> int:
         raise RclaudeError(f"{server} did not start a sign-in (HTTP {status}): "
                            f"{started.get('detail', started)}")
     note(f"To sign in, approve the code {started['user_code']} at "
-         f"{started['verification_uri']} (signed in there), or as a signed-in user:\n"
+         f"{started.get('verification_uri_complete') or started['verification_uri']} "
+         "(signed in there), or as a signed-in user:\n"
          f"  POST {server}/v1/device/approve {{\"user_code\": \"{started['user_code']}\"}}")
     interval = float(started.get("interval", 5))
     deadline = time.monotonic() + float(started.get("expires_in", 600))

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request, Response
+from fastapi import APIRouter, Cookie, Depends, FastAPI, Header, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -26,12 +26,12 @@ from .. import __version__
 from ..errors import ConfigError
 from ..tasks.model import TaskNotFoundError, TaskStatus
 from ..tasks.spec import TaskSpec, is_env_name, is_task_id
-from . import accounts, device, events
+from . import accounts, device, events, signin, web
 from .limits import Allowance, count_request
-from .models import ApiToken, TaskRecord, User, UserSecret, now
+from .models import ApiToken, TaskRecord, User, UserSecret, WebSession, now
 from .problems import Problem, ProblemDetails, install
 from .settings import ServiceSettings
-from .store import Database, is_empty, make_engine, migrate
+from .store import Database, check_revision, is_empty, make_engine, migrate
 from .vault import Vault, load_key
 
 if TYPE_CHECKING:
@@ -117,12 +117,14 @@ class TokenRequest(BaseModel):
 
 
 class Caller:
-    """Who is asking, and with which token."""
+    """Who is asking: with a token (its scopes), or from a signed-in browser (``token``
+    is None; the scopes a CLI login gets)."""
 
-    def __init__(self, user: User, token: ApiToken) -> None:
+    def __init__(self, user: User, token: ApiToken | None) -> None:
         self.user = user
         self.token = token
-        self.scopes = frozenset(token.scopes.split())
+        self.scopes = frozenset(token.scopes.split() if token is not None
+                                else accounts.DEFAULT_SCOPES)
 
 
 def _digest(fields: dict[str, Any]) -> str:
@@ -151,6 +153,8 @@ def create_app(settings: ServiceSettings | None = None, *,
     engine = make_engine(settings)
     if is_empty(engine):
         migrate(engine)
+    else:
+        check_revision(engine)
     db = Database(engine)
     runner = deployment or Deployment(settings.deployment, provider=settings.provider)
 
@@ -161,6 +165,7 @@ def create_app(settings: ServiceSettings | None = None, *,
     vault = Vault(load_key())
     v1 = APIRouter(prefix="/v1", responses=COMMON_PROBLEMS)
     install(app)
+    signin.install(app, db, settings, dict(settings.providers))
 
     finisher = concurrent.futures.ThreadPoolExecutor(8, "rclaude-db-end")
 
@@ -186,33 +191,53 @@ def create_app(settings: ServiceSettings | None = None, *,
     # holds, so no route waits for a connection while others wait for its thread.
     Db = Annotated[Session, Depends(session, scope="function", max_concurrency=SESSIONS)]
 
-    def lookup(value: str) -> tuple[User, ApiToken, Allowance] | None:
+    def lookup(value: str, cookie: bool = False
+               ) -> tuple[User, ApiToken | WebSession, Allowance] | None:
         with db.session() as own:  # its own, short: the route's session is not held
-            found = accounts.authenticate(own, value)
+            found = (web.find_session(own, value) if cookie
+                     else accounts.authenticate(own, value))
             if found is None:
                 return None
             return (*found, count_request(own, found[0].id, settings.requests_per_minute))
 
     def caller(scope: str) -> Callable[..., Any]:
         async def authorize(request: Request,
-                            authorization: Annotated[str | None, Header()] = None
+                            authorization: Annotated[str | None, Header()] = None,
+                            x_csrf_token: Annotated[str | None, Header()] = None,
+                            rci_session: Annotated[str | None, Cookie(
+                                include_in_schema=False)] = None
                             ) -> Caller:
             challenge = {"WWW-Authenticate": 'Bearer realm="rclaude-infra"'}
             scheme, _, value = (authorization or "").partition(" ")
-            if scheme.lower() != "bearer" or not value:
-                raise Problem(401, "an Authorization: Bearer <token> header is needed",
-                              headers=challenge)
-            found = await asyncio.to_thread(lookup, value.strip())
-            if found is None:
-                raise Problem(401, "the token is not valid (unknown, or revoked)",
-                              headers=challenge)
-            user, token, allowance = found
+            if authorization is None and rci_session:
+                found = await asyncio.to_thread(lookup, rci_session, True)
+                if found is None:
+                    raise Problem(401, "the session has ended: sign in again",
+                                  headers=challenge)
+            elif scheme.lower() != "bearer" or not value:
+                raise Problem(401, "an Authorization: Bearer <token> header (or a "
+                              "signed-in browser's session) is needed", headers=challenge)
+            else:
+                found = await asyncio.to_thread(lookup, value.strip())
+                if found is None:
+                    raise Problem(401, "the token is not valid (unknown, or revoked)",
+                                  headers=challenge)
+            user, credential, allowance = found
             request.state.allowance = allowance
             if allowance.exceeded:
                 raise Problem(429, f"more than {allowance.limit} requests this minute",
                               headers={**allowance.headers(),
                                        "Retry-After": str(allowance.reset)})
-            who = Caller(user, token)
+            if isinstance(credential, WebSession):
+                # A browser's cookie goes with every request to this site, a forged one's
+                # too: what changes anything carries the session's token as well.
+                if request.method not in ("GET", "HEAD", "OPTIONS") and not web.csrf_ok(
+                        credential, x_csrf_token):
+                    raise Problem(403, "X-CSRF-Token: the session's token (GET "
+                                  "/auth/session) is needed", field="X-CSRF-Token")
+                who = Caller(user, None)
+            else:
+                who = Caller(user, credential)
             if scope not in who.scopes:
                 raise Problem(403, f"the token lacks the scope {scope}", field="scopes")
             return who
@@ -363,11 +388,14 @@ def create_app(settings: ServiceSettings | None = None, *,
 
     @v1.get("/me", tags=["account"])
     def me(who: Reader) -> dict[str, Any]:
-        """The caller, and the token they called with."""
+        """The caller, and the token they called with (``null`` from a signed-in
+        browser)."""
         return {"id": who.user.id, "email": who.user.email, "name": who.user.name,
                 "is_admin": who.user.is_admin,
-                "token": {"id": who.token.id, "name": who.token.name,
-                          "scopes": sorted(who.scopes)}}
+                "scopes": sorted(who.scopes),
+                "token": None if who.token is None else {
+                    "id": who.token.id, "name": who.token.name,
+                    "scopes": sorted(who.scopes)}}
 
     def token_json(token: ApiToken) -> dict[str, Any]:
         return {"id": token.id, "name": token.name, "prefix": token.prefix,

@@ -140,3 +140,32 @@ class DeviceCode(Base):
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     denied: Mapped[bool] = mapped_column(Boolean, default=False)
     issued: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SignInState(Base):
+    """A browser's sign-in on its way to GitHub or Google: its ``state`` (as SHA-256), the
+    PKCE verifier and nonce the callback needs, and where to go after. Used once."""
+
+    __tablename__ = "sign_in_states"
+
+    state_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(20))
+    code_verifier: Mapped[str] = mapped_column(String(128))
+    nonce: Mapped[str] = mapped_column(String(64))
+    next_path: Mapped[str] = mapped_column(String(2000))
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class WebSession(Base):
+    """A signed-in browser: its cookie's SHA-256, whose it is, and the token its forms and
+    unsafe API requests carry against cross-site requests."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)

@@ -12,9 +12,11 @@ import attrs
 
 from ..errors import ConfigError
 from ..paths import rclaude_home
+from .oauth import Provider, providers_from_env
 
 #: The environment variable naming the database (a SQLAlchemy URL).
 DATABASE_ENV = "RCLAUDE_DATABASE_URL"
+PUBLIC_URL_ENV = "RCLAUDE_PUBLIC_URL"
 _SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
 
 
@@ -29,6 +31,13 @@ def _database_url(_: object, __: object, value: str) -> None:
         raise ConfigError("database_url", value.split("@")[-1],
                           "a URL of " + ", ".join(f"{s}://" for s in _SCHEMES)
                           + f" (set {DATABASE_ENV})")
+
+
+def _public_url(_: object, __: object, value: str) -> None:
+    if not value.startswith(("https://", "http://")) or value.rstrip("/") != value or (
+            "?" in value or "#" in value):
+        raise ConfigError("public_url", value, "an https:// URL without a trailing slash, "
+                          f"query or fragment (set {PUBLIC_URL_ENV})")
 
 
 def _positive(name: str) -> Any:
@@ -58,6 +67,12 @@ class ServiceSettings:
     requests_per_minute: int = attrs.field(default=600, validator=_positive("requests_per_minute"))
     #: Seconds a signing-in CLI waits between two polls (RFC 8628's default: 5).
     device_interval: int = attrs.field(default=5, validator=_positive("device_interval"))
+    #: The URL people reach the service at (``RCLAUDE_PUBLIC_URL``), when it is behind a
+    #: proxy: OAuth redirects go back to it, and https makes its cookies ``Secure``.
+    public_url: str | None = attrs.field(default=None, validator=attrs.validators.optional(
+        _public_url))
+    #: The sign-in providers offered (``oauth.providers_from_env``), by name.
+    providers: Mapping[str, Provider] = attrs.field(factory=dict, eq=False, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object
@@ -65,7 +80,9 @@ class ServiceSettings:
         """Settings from ``env`` (default ``os.environ``), then ``overrides``."""
         env = os.environ if env is None else env
         values: dict[str, object] = {"database_url": env.get(DATABASE_ENV)
-                                     or default_database_url()}
+                                     or default_database_url(),
+                                     "public_url": env.get(PUBLIC_URL_ENV) or None,
+                                     "providers": providers_from_env(env)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

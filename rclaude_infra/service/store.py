@@ -12,6 +12,7 @@ from sqlalchemy import create_engine, event, inspect
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from ..errors import ConfigError
 from .settings import ServiceSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -66,6 +67,20 @@ def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
     return str(ScriptDirectory(str(MIGRATIONS)).get_current_head())
+
+
+def check_revision(engine: Engine) -> None:
+    """A :class:`ConfigError` naming ``database_url`` when the database's schema is not
+    the newest (``rclaude-infra db upgrade`` brings it there)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    head = head_revision()
+    if current != head:
+        raise ConfigError("database_url", engine.url.render_as_string(hide_password=True),
+                          f"a database at revision {head} (it is at {current}): run "
+                          "`rclaude-infra db upgrade`")
 
 
 def is_empty(engine: Engine) -> bool:

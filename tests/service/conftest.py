@@ -73,7 +73,9 @@ def started(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=30)
-        app.state.db.engine.dispose()
+        db = getattr(app.state, "db", None)
+        if db is not None:
+            db.engine.dispose()
 
 
 def new_app(requests_per_minute: int) -> Any:

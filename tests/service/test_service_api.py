@@ -459,3 +459,24 @@ def test_secrets_are_write_only_encrypted_and_reach_only_their_owners_tasks(
         assert a.get("/v1/secrets").json()["secrets"] == []
     key = tmp_path / "home" / "service" / "secrets.key"
     assert key.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_migrations_make_the_models_tables(database_url: str) -> None:
+    """What ``migrate`` makes is what the models describe: no column, index or constraint
+    only on one side (a model changed without its migration)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from rclaude_infra.service import ServiceSettings
+    from rclaude_infra.service.models import Base
+    from rclaude_infra.service.store import make_engine, migrate
+
+    engine = make_engine(ServiceSettings(database_url=database_url))
+    try:
+        migrate(engine)
+        with engine.connect() as connection:
+            differences = compare_metadata(MigrationContext.configure(connection),
+                                           Base.metadata)
+        assert differences == []
+    finally:
+        engine.dispose()
