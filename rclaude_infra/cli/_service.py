@@ -18,7 +18,8 @@ def _service_settings(args: argparse.Namespace) -> Any:
     return ServiceSettings.from_env(
         deployment=getattr(args, "deployment", None), provider=getattr(args, "provider", None),
         max_concurrent_tasks=getattr(args, "max_concurrent_tasks", None),
-        requests_per_minute=getattr(args, "requests_per_minute", None))
+        requests_per_minute=getattr(args, "requests_per_minute", None),
+        dispatch=False if getattr(args, "no_dispatch", False) else None)
 
 
 def add_parsers(commands: Any) -> None:
@@ -35,6 +36,20 @@ def add_parsers(commands: Any) -> None:
                        help="tasks a user may have not ended at once (default 10)")
     serve.add_argument("--requests-per-minute", type=int, default=None, metavar="N",
                        help="requests a user may make in a minute (default 600)")
+    serve.add_argument("--no-dispatch", action="store_true",
+                       help="answer the API only: `rclaude-infra worker` processes start "
+                       "the tasks")
+    worker = verb(commands, "worker", "start the service's recorded tasks and record their "
+                  "ends (beside `serve --no-dispatch` processes on one database)", _worker,
+                  json_argument)
+    worker.add_argument("--deployment", default=None, metavar="NAME",
+                        help="the deployment whose tasks it runs (default 'service')")
+    worker.add_argument("--provider", choices=("local", "ecs-ec2"), default=None,
+                        help="where its tasks run (default local)")
+    worker.add_argument("--once", action="store_true",
+                        help="one round, then exit (from cron, or to drain a queue)")
+    worker.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
+                        help="seconds between two looks for new tasks (default 1)")
     db = verb(commands, "db", "the service's database: `db upgrade` runs its migrations",
               _db, json_argument)
     db.add_argument("action", choices=("upgrade",))
@@ -70,6 +85,24 @@ def _serve(args: argparse.Namespace) -> int:
     note(f"rclaude-infra service on http://{args.host}:{args.port} (database "
          f"{settings.database_url.split('@')[-1]}, tasks: {settings.provider})")
     serve(settings, host=args.host, port=args.port)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..service.server import work
+
+    if not 0.05 <= args.poll <= 3600:
+        raise ConfigError("--poll", args.poll, "seconds between 0.05 and 3600")
+    settings = _service_settings(args)
+    if not args.once:
+        note(f"rclaude-infra worker on {settings.database_url.split('@')[-1]} (tasks: "
+             f"{settings.provider}); Ctrl-C stops it")
+    taken = work(settings, once=args.once, poll_seconds=args.poll)
+    if args.json:
+        emit_json({"taken": taken})
+    else:
+        note(f"the worker took {taken} task(s)")
     return 0
 
 

@@ -6,6 +6,7 @@ for a task that is not the caller's, as for one that does not exist."""
 # of them local to create_app, at run time.
 import asyncio
 import concurrent.futures
+import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -14,7 +15,17 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import APIRouter, Cookie, Depends, FastAPI, Header, Query, Request, Response
+from fastapi import (
+    APIRouter,
+    BackgroundTasks,
+    Cookie,
+    Depends,
+    FastAPI,
+    Header,
+    Query,
+    Request,
+    Response,
+)
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +38,7 @@ from ..errors import ConfigError
 from ..tasks.model import TaskNotFoundError, TaskStatus
 from ..tasks.spec import TaskSpec, is_env_name, is_task_id
 from . import accounts, device, events, signin, web
+from .dispatch import Dispatcher
 from .limits import Allowance, count_request
 from .models import ApiToken, TaskRecord, User, UserSecret, WebSession, now
 from .problems import Problem, ProblemDetails, install
@@ -36,7 +48,7 @@ from .vault import Vault, load_key
 
 if TYPE_CHECKING:
     from ..deployment import Deployment
-    from ..tasks.model import Task, TaskResult
+    from ..tasks.model import LogLine, Task, TaskResult
 
 PAGE_SIZE = 20
 MAX_PAGE = 100
@@ -158,11 +170,30 @@ def create_app(settings: ServiceSettings | None = None, *,
     db = Database(engine)
     runner = deployment or Deployment(settings.deployment, provider=settings.provider)
 
-    app = FastAPI(title="rclaude-infra", version=__version__,
+    vault = Vault(load_key())
+    dispatcher = Dispatcher(db, runner, vault)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # Background work in this process unless API-only (``serve --no-dispatch``,
+        # with ``rclaude-infra worker`` processes doing it).
+        if settings.dispatch:
+            dispatcher.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(dispatcher.stop)
+
+    app = FastAPI(title="rclaude-infra", version=__version__, lifespan=lifespan,
                   description="Run coding-agent tasks on your own cloud.")
     app.state.settings, app.state.db, app.state.deployment = settings, db, runner
+    app.state.dispatcher = dispatcher
     watches = events.Watches()
-    vault = Vault(load_key())
+
+    def wake() -> None:
+        """A task was recorded: this process's dispatcher looks now, not at its next
+        round (a worker process finds it at its next)."""
+        dispatcher.wake()
     v1 = APIRouter(prefix="/v1", responses=COMMON_PROBLEMS)
     install(app)
     signin.install(app, db, settings, dict(settings.providers))
@@ -255,7 +286,12 @@ def create_app(settings: ServiceSettings | None = None, *,
         return record
 
     def handle(record: TaskRecord) -> "Task":
-        """The record's task (TaskNotFoundError when the deployment has none)."""
+        """The record's task on the deployment; 409 while it waits to start."""
+        if record.dispatched_at is None:
+            state = ("it waits to start" if record.final_status is None
+                     else f"it ended {record.final_status} before it started: "
+                     f"{record.reason}")
+            raise Problem(409, f"the task has not started: {state}")
         return runner.task(record.id)
 
     def task_json(record: TaskRecord) -> dict[str, Any]:
@@ -263,13 +299,16 @@ def create_app(settings: ServiceSettings | None = None, *,
         body: dict[str, Any] = {
             "id": record.id, "created_at": _iso(record.created_at),
             "prompt": spec.get("prompt"), "command": spec.get("command"),
-            "repo": spec.get("repo"), "ref": spec.get("ref")}
+            "repo": spec.get("repo"), "ref": spec.get("ref"), "exit_code": None,
+            "attempt": 1, "started_at": None, "stopped_at": None}
+        if record.dispatched_at is None:
+            return {**body, "status": record.final_status or TaskStatus.QUEUED.value,
+                    "reason": record.reason or "waiting for a dispatcher to start it"}
         try:
-            state = handle(record).state()
+            state = runner.task(record.id).state()
         except TaskNotFoundError:
-            return {**body, "status": TaskStatus.FAILED.value, "exit_code": None,
-                    "reason": "the service stopped before the task started", "attempt": 1,
-                    "started_at": None, "stopped_at": None}
+            return {**body, "status": TaskStatus.FAILED.value,
+                    "reason": "the deployment has no such task any more"}
         if state.status.done and record.final_status is None:
             record.final_status = state.status.value
         return {**body, "status": state.status.value, "reason": state.reason,
@@ -302,16 +341,18 @@ def create_app(settings: ServiceSettings | None = None, *,
 
     def launch(db_session: Session, who: Caller, spec: TaskSpec, digest: str,
                idempotency_key: str | None = None) -> TaskRecord:
-        """Record ``spec`` as the caller's and run it with their secrets, within their
-        limit of tasks not ended (the create and follow-up routes both start so)."""
-        values = secret_values(db_session, who, spec.secrets)
+        """Record ``spec`` as the caller's, for a dispatcher to start with their secrets,
+        within their limit of tasks not ended (the create and follow-up routes both start
+        so)."""
+        check_secrets(db_session, who, spec.secrets)
         limit = settings.max_concurrent_tasks
         if running(db_session, who) >= limit:
             raise Problem(429, f"{limit} tasks of yours are not ended yet; the limit is "
                           f"{limit}", headers={"Retry-After": "30"})
         record = TaskRecord(id=spec.task_id, user_id=who.user.id,
                             idempotency_key=idempotency_key, request_hash=digest,
-                            spec=json.dumps(spec.to_dict()), created_at=now())
+                            spec=json.dumps(spec.to_dict()), created_at=now(),
+                            dispatch_attempts=0)
         db_session.add(record)
         try:
             db_session.flush()  # the key's uniqueness decides between two retries
@@ -319,22 +360,18 @@ def create_app(settings: ServiceSettings | None = None, *,
             raise Problem(409, "a request with this Idempotency-Key is being handled; "
                           "retry", field="Idempotency-Key", headers={"Retry-After": "1"}
                           ) from None
-        # An error rolls the record back with the session.
-        runner.run_task(spec, secret_values=values or None)
         return record
 
-    def secret_values(db_session: Session, who: Caller, names: tuple[str, ...]
-                      ) -> dict[str, str]:
-        """The caller's secrets of these names (their own only: 422 naming the missing)."""
+    def check_secrets(db_session: Session, who: Caller, names: tuple[str, ...]) -> None:
+        """422 naming the secrets the caller has none of (their own only)."""
         if not names:
-            return {}
-        rows = {row.name: row for row in db_session.scalars(select(UserSecret).where(
-            UserSecret.user_id == who.user.id, UserSecret.name.in_(names)))}
-        missing = [name for name in names if name not in rows]
+            return
+        have = set(db_session.scalars(select(UserSecret.name).where(
+            UserSecret.user_id == who.user.id, UserSecret.name.in_(names))))
+        missing = [name for name in names if name not in have]
         if missing:
             raise ConfigError("secrets", missing, "names of your secrets (PUT "
                               "/v1/secrets/{name} first)")
-        return {name: vault.open(who.user.id, name, rows[name].ciphertext) for name in names}
 
     def finished(task: "Task") -> "TaskResult":
         """The task's result, or 409 saying why there is none."""
@@ -353,10 +390,13 @@ def create_app(settings: ServiceSettings | None = None, *,
             TaskRecord.created_at.desc()).limit(settings.max_concurrent_tasks + MAX_PAGE))
         count = 0
         for record in open_:
+            if record.dispatched_at is None:
+                count += 1  # waiting to start
+                continue
             try:
                 state = runner.task(record.id).state()
             except TaskNotFoundError:
-                record.final_status = TaskStatus.FAILED.value  # it never started
+                record.final_status = TaskStatus.FAILED.value
                 continue
             if state.status.done:
                 record.final_status = state.status.value
@@ -435,12 +475,15 @@ def create_app(settings: ServiceSettings | None = None, *,
                          422: {"description": "a field is not allowed"},
                          429: {"description": "too many tasks not ended"}})
     def create_task(body: TaskRequest, who: Writer, db_session: Db, response: Response,
+                    after: BackgroundTasks,
                     idempotency_key: Annotated[str | None, Header()] = None
                     ) -> dict[str, Any]:
-        """Start a task. The same ``Idempotency-Key`` again returns the same task; with
-        another body it is a 422."""
+        """Start a task: it is recorded, ``QUEUED``, and a dispatcher starts it at once.
+        The same ``Idempotency-Key`` again returns the same task; with another body it is
+        a 422."""
         record, _ = start(db_session, who, body.model_dump(exclude_none=True),
                           idempotency_key)
+        after.add_task(wake)  # once the record is committed
         response.headers["Location"] = f"/v1/tasks/{record.id}"
         return task_json(record)
 
@@ -478,8 +521,15 @@ def create_app(settings: ServiceSettings | None = None, *,
 
     @v1.post("/tasks/{task_id}/cancel", tags=["tasks"], responses={404: {}})
     def cancel_task(task_id: str, who: Writer, db_session: Db) -> dict[str, Any]:
-        """Stop the task (nothing when it has ended); its work so far is kept."""
+        """Stop the task (nothing when it has ended); its work so far is kept. A task not
+        started yet never starts."""
         record = owned(db_session, who, task_id)
+        if record.dispatched_at is None:
+            # Also when a dispatcher is starting it: it stops the task once started.
+            if record.final_status is None:
+                record.final_status = TaskStatus.STOPPED.value
+                record.reason = f"cancelled by {who.user.email} before it started"
+            return task_json(record)
         task = handle(record)
         if not task.status.done:
             task.stop(f"cancelled by {who.user.email}")
@@ -488,12 +538,13 @@ def create_app(settings: ServiceSettings | None = None, *,
     @v1.post("/tasks/{task_id}/follow-up", tags=["tasks"], status_code=201,
               responses={404: {}})
     def follow_up(task_id: str, body: FollowUp, who: Writer, db_session: Db,
-                  response: Response) -> dict[str, Any]:
+                  response: Response, after: BackgroundTasks) -> dict[str, Any]:
         """A new task that goes on from this one's agent session and work, with
         ``prompt``."""
         record = owned(db_session, who, task_id)
         spec = handle(record).resume_spec(body.prompt)
         new = launch(db_session, who, spec, _digest(spec.to_dict()))
+        after.add_task(wake)
         response.headers["Location"] = f"/v1/tasks/{new.id}"
         return task_json(new)
 
@@ -529,10 +580,10 @@ def create_app(settings: ServiceSettings | None = None, *,
 
     @v1.get("/tasks/{task_id}/logs", tags=["tasks"], responses={404: {}})
     def task_logs(task_id: str, who: Reader, db_session: Db) -> dict[str, Any]:
-        """Its output so far, a line each."""
-        task = handle(owned(db_session, who, task_id))
-        return {"lines": [{"time": _iso(line.time), "text": line.text}
-                          for line in task.logs()]}
+        """Its output so far, a line each (none while it waits to start)."""
+        record = owned(db_session, who, task_id)
+        lines = runner.task(record.id).logs() if record.dispatched_at is not None else []
+        return {"lines": [{"time": _iso(line.time), "text": line.text} for line in lines]}
 
     @v1.get("/tasks/{task_id}/events", tags=["tasks"], response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}}}, 404: {},
@@ -543,19 +594,23 @@ def create_app(settings: ServiceSettings | None = None, *,
         """Server-Sent Events: ``log`` for each line of output and ``status`` for each
         change, ending after the task's end. ``Last-Event-ID`` goes on after that event,
         with nothing missed or repeated."""
-        task = handle(owned(db_session, who, task_id))
+        owned(db_session, who, task_id)
         lines, status = events.resume_point(last_event_id)
-        watch = watches.of(task, lambda: task_json_by_id(task_id))
+        watch = watches.of(task_id, lambda: look(task_id))
         return StreamingResponse(events.stream(watch, lines, status),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store",
                                           "X-Accel-Buffering": "no"})
 
-    def task_json_by_id(task_id: str) -> dict[str, Any]:
+    def look(task_id: str) -> tuple[dict[str, Any], list["LogLine"]]:
+        """The task as the API shows it, then its lines (read after: once it shows the
+        task ended, they are all of them)."""
         with db.session() as fresh:
             record = fresh.get(TaskRecord, task_id)
             assert record is not None
-            return task_json(record)
+            described = task_json(record)
+            started = record.dispatched_at is not None
+        return described, list(runner.task(task_id).logs()) if started else []
 
     def secret_json(row: UserSecret) -> dict[str, Any]:
         return {"name": row.name, "created_at": _iso(row.created_at),
@@ -656,8 +711,10 @@ def create_app(settings: ServiceSettings | None = None, *,
             TaskRecord.user_id == who.user.id, TaskRecord.created_at >= month))
         tasks, compute, model = 0, 0.0, 0.0
         for record in records:
+            if record.dispatched_at is None:
+                continue  # never started: it cost nothing
             try:
-                cost = handle(record).cost()
+                cost = runner.task(record.id).cost()
             except (TaskNotFoundError, ConfigError):
                 continue
             tasks += 1

@@ -1,5 +1,6 @@
 """A task's events as Server-Sent Events: ``log`` per line of output, ``status`` per
-change, the stream ending after the task's end.
+change, the stream ending after the task's end (or after an ``error`` event, when the task
+could not be looked at for :data:`FAILED_LOOKS` looks in a row).
 
 An event's id is ``<lines sent>-<status sent>`` (``12-RUNNING``): what a follower has,
 so ``Last-Event-ID`` resumes after exactly that, with no line missed or repeated and no
@@ -17,18 +18,17 @@ import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..tasks.model import LogLine, TaskStatus
 from .problems import Problem
-
-if TYPE_CHECKING:
-    from ..tasks.model import Task
 
 #: Seconds between two looks at a followed task.
 POLL_SECONDS = 0.5
 #: A comment line this often keeps proxies from closing a quiet stream.
 HEARTBEAT_SECONDS = 15.0
+#: Looks failing in a row before the followers are told and the streams end.
+FAILED_LOOKS = 20
 _ID = re.compile(r"(\d{1,9})-([A-Z]{1,16})?")
 
 
@@ -51,28 +51,42 @@ def _event(kind: str, event_id: str, data: Any) -> bytes:
 class Watch:
     """One task, looked at for all its followers in this process."""
 
-    def __init__(self, task: Task, describe: Callable[[], dict[str, Any]]) -> None:
-        self.task = task
-        self._describe = describe
+    def __init__(self, look: Callable[[], tuple[dict[str, Any], list[LogLine]]]) -> None:
+        self._look_now = look
         self.lines: list[LogLine] = []
         #: The status the last look found, and the task as it then was.
         self.status: str | None = None
         self.described: dict[str, Any] = {}
         self.done = False
+        #: Why the looks ended without the task's end (they kept failing).
+        self.error: str | None = None
         self.followers = 0
         self._changed = asyncio.Condition()
         self._looking: asyncio.Task[None] | None = None
 
     def _look(self) -> tuple[str, bool, list[LogLine], dict[str, Any]]:
-        # The state first, then the lines: once a look finds it ended, the lines read
-        # after are all of them (the runner writes its last line before its result).
-        state = self.task.state()
-        lines = list(self.task.logs())
-        return state.status.value, state.status.done, lines, self._describe()
+        # The look reads the state first, then the lines: once it finds the task ended,
+        # the lines read after are all of them (the runner writes its last line before
+        # its result).
+        described, lines = self._look_now()
+        status = str(described["status"])
+        return status, TaskStatus(status).done, lines, described
 
     async def _loop(self) -> None:
+        failures = 0
         while self.followers and not self.done:
-            status, done, lines, described = await asyncio.to_thread(self._look)
+            try:
+                status, done, lines, described = await asyncio.to_thread(self._look)
+            except Exception as exc:  # a store away for a moment: look again, then give up
+                failures += 1
+                if failures >= FAILED_LOOKS:
+                    async with self._changed:
+                        self.error, self.done = f"{type(exc).__name__}: {exc}", True
+                        self._changed.notify_all()
+                    break
+                await asyncio.sleep(POLL_SECONDS)
+                continue
+            failures = 0
             async with self._changed:
                 if len(lines) > len(self.lines):
                     self.lines = lines
@@ -116,13 +130,16 @@ class Watches:
     def __init__(self) -> None:
         self._watches: dict[str, Watch] = {}
 
-    def of(self, task: Task, describe: Callable[[], dict[str, Any]]) -> Watch:
-        watch = self._watches.get(task.task_id)
+    def of(self, task_id: str,
+           look: Callable[[], tuple[dict[str, Any], list[LogLine]]]) -> Watch:
+        """The watch of ``task_id``; ``look()`` is the task as the API shows it, then its
+        lines."""
+        watch = self._watches.get(task_id)
         if watch is None or (watch.done and not watch.followers):
-            watch = self._watches[task.task_id] = Watch(task, describe)
+            watch = self._watches[task_id] = Watch(look)
         # Forget the ended watches nobody follows (their lines held for nothing).
         for key in [k for k, w in self._watches.items() if w.done and not w.followers
-                    and k != task.task_id]:
+                    and k != task_id]:
             del self._watches[key]
         return watch
 
@@ -140,5 +157,8 @@ async def stream(watch: Watch, lines: int, status: str | None) -> AsyncIterator[
             status = watch.status
             yield _event("status", f"{lines}-{status}", watch.described)
             sent = True
-        if not sent and not watch.done:
+        if watch.error is not None:
+            yield _event("error", f"{lines}-{status or ''}",
+                         {"detail": f"the task could not be followed: {watch.error}"})
+        elif not sent and not watch.done:
             yield b": still running\n\n"

@@ -95,6 +95,14 @@ class TaskRecord(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now, index=True)
     #: Its end status, once a look has seen it end (the tasks not ended are the rest).
     final_status: Mapped[str | None] = mapped_column(String(16))
+    #: Why it ended before it started (over budget, a secret gone, cancelled).
+    reason: Mapped[str | None] = mapped_column(Text)
+    #: When a dispatcher started it on the deployment (until then it waits, QUEUED).
+    dispatched_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    #: The process starting it, and until when its claim holds (``service.dispatch``).
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    dispatch_attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class RateWindow(Base):

@@ -1,4 +1,5 @@
-"""Serving the app: uvicorn on a host and port (``rclaude-infra serve``)."""
+"""Serving the app: uvicorn on a host and port (``rclaude-infra serve``), and the
+background work alone (``rclaude-infra worker``)."""
 
 from __future__ import annotations
 
@@ -11,3 +12,34 @@ def serve(settings: ServiceSettings, *, host: str = "127.0.0.1", port: int = 800
     import uvicorn
 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+
+
+def work(settings: ServiceSettings, *, once: bool = False, poll_seconds: float = 1.0) -> int:
+    """Start the recorded tasks and record their ends until SIGINT or SIGTERM (``once``:
+    one round); returns how many tasks this process took. The secrets' key must be the
+    API processes' (``RCLAUDE_SECRETS_KEY``, or the same key file)."""
+    import signal
+    import threading
+
+    from ..deployment import Deployment
+    from .dispatch import Dispatcher
+    from .store import Database, check_revision, make_engine
+    from .vault import Vault, load_key
+
+    engine = make_engine(settings)
+    check_revision(engine)
+    dispatcher = Dispatcher(Database(engine),
+                            Deployment(settings.deployment, provider=settings.provider),
+                            Vault(load_key()), poll_seconds=poll_seconds)
+    try:
+        if once:
+            taken = dispatcher.run_once()
+            dispatcher.reconcile()
+            return taken
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: dispatcher.stop(timeout=0))
+        dispatcher.run_forever()
+        return dispatcher.taken
+    finally:
+        engine.dispose()

@@ -67,6 +67,9 @@ class ServiceSettings:
     requests_per_minute: int = attrs.field(default=600, validator=_positive("requests_per_minute"))
     #: Seconds a signing-in CLI waits between two polls (RFC 8628's default: 5).
     device_interval: int = attrs.field(default=5, validator=_positive("device_interval"))
+    #: Whether this process starts the recorded tasks (and records their ends): off for
+    #: API-only processes beside ``rclaude-infra worker`` processes.
+    dispatch: bool = True
     #: The URL people reach the service at (``RCLAUDE_PUBLIC_URL``), when it is behind a
     #: proxy: OAuth redirects go back to it, and https makes its cookies ``Secure``.
     public_url: str | None = attrs.field(default=None, validator=attrs.validators.optional(

@@ -37,8 +37,12 @@ def test_many_followers_share_one_look(monkeypatch: pytest.MonkeyPatch) -> None:
     task: Any = _Task(lines=5)
     watches = events.Watches()
 
+    def look() -> tuple[dict[str, Any], list[LogLine]]:
+        state = task.state()
+        return {"id": task.task_id, "status": state.status.value}, task.logs()
+
     async def follow() -> list[bytes]:
-        watch = watches.of(task, lambda: {"id": task.task_id})
+        watch = watches.of(task.task_id, look)
         return [chunk async for chunk in events.stream(watch, 0, None)]
 
     async def main() -> list[list[bytes]]:
@@ -49,3 +53,24 @@ def test_many_followers_share_one_look(monkeypatch: pytest.MonkeyPatch) -> None:
     for chunks in streams:
         logs = [c for c in chunks if b"event: log" in c]
         assert len(logs) == 5 and b"SUCCEEDED" in chunks[-1]
+
+
+def test_followers_hear_of_a_look_that_keeps_failing(monkeypatch: pytest.MonkeyPatch
+                                                     ) -> None:
+    """The store away for good ends the streams with an error event, not a stream of
+    heartbeats for ever."""
+    monkeypatch.setattr(events, "POLL_SECONDS", 0.01)
+    looks = 0
+
+    def look() -> tuple[dict[str, Any], list[LogLine]]:
+        nonlocal looks
+        looks += 1
+        raise OSError("the database is away")
+
+    async def follow() -> list[bytes]:
+        watch = events.Watches().of("t-away", look)
+        return [chunk async for chunk in events.stream(watch, 0, None)]
+
+    chunks = asyncio.run(asyncio.wait_for(follow(), 30))
+    assert looks == events.FAILED_LOOKS
+    assert b"event: error" in chunks[-1] and b"OSError" in chunks[-1]
