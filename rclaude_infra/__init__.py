@@ -53,6 +53,7 @@ from .tasks.spec import TaskSpec
 if TYPE_CHECKING:
     from ._aws.pricing import live_prices
     from .checks import CheckItem, CheckReport
+    from .client import ServiceClient, ServiceError
     from .cost import (
         CostDiff,
         CostEstimate,
@@ -113,6 +114,7 @@ _LAZY = {
     "ImageBuild": ".image_source",
     "StackOutputs": ".outputs",
     "submitter_policy": ".permissions",
+    **dict.fromkeys(["ServiceClient", "ServiceError"], ".client"),
     **dict.fromkeys(["LogLine", "Task", "TaskNotFoundError", "TaskResult", "TaskState",
                      "TaskStatus", "TaskTimeoutError"], ".tasks.model"),
 }
@@ -183,6 +185,8 @@ __all__ = [
     "ResourceDone",
     "ResourceFailed",
     "ResourceStarted",
+    "ServiceClient",
+    "ServiceError",
     "ServiceLinkedRoleError",
     "SessionManagerPluginNotFoundError",
     "Spend",

@@ -65,7 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         if hint:
             print(f"(looking for the deployed stack instead: {exc})", file=sys.stderr)
-        return 1
+        # A service's 400 or 422 is a bad input, as a ConfigError is here.
+        return 2 if getattr(exc, "status", None) in (400, 422) else 1
     except KeyboardInterrupt:
         print("rclaude-infra: interrupted", file=sys.stderr)
         return 130

@@ -1,48 +1,20 @@
 """``login`` and ``logout``: the CLI signs in to a hosted service by the device
-authorization grant (RFC 8628) and keeps the token it gets in a 0600 file under
-``RCLAUDE_HOME`` (``credentials.json``). Standard library only: a client needs no
-``[service]`` extra."""
+authorization grant (RFC 8628) and keeps the token it gets in the OS keyring, or without
+one in a 0600 file under ``RCLAUDE_HOME`` (``rclaude_infra.credentials``). Standard
+library only: a client needs no ``[service]`` extra."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import time
-from pathlib import Path
 from typing import Any
 
+from .. import credentials
 from ..errors import ConfigError, RclaudeError
-from ..paths import rclaude_home
-from ..tasks.records import write_record
 from ._common import note, verb
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
-
-
-def credentials_file() -> Path:
-    return rclaude_home() / "credentials.json"
-
-
-def _read() -> dict[str, Any]:
-    try:
-        data = json.loads(credentials_file().read_text())
-    except (OSError, ValueError):
-        return {"servers": {}}
-    return data if isinstance(data, dict) and isinstance(data.get("servers"), dict) else {
-        "servers": {}}
-
-
-def _write(data: dict[str, Any]) -> None:
-    """Whole or not at all, mode 0600 (``write_record``'s temporary file is made so)."""
-    path = credentials_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_record(path, json.dumps(data, indent=2))
-
-
-def _server(value: str) -> str:
-    if not value.startswith(("https://", "http://")) or any(c.isspace() for c in value):
-        raise ConfigError("--server", value, "the service's URL, https://host[:port]")
-    return value.rstrip("/")
 
 
 def _call(method: str, url: str, body: dict[str, Any] | None = None,
@@ -80,7 +52,7 @@ def add_parsers(commands: Any) -> None:
 
 
 def _login(args: argparse.Namespace) -> int:
-    server = _server(args.server)
+    server = credentials.check_server(args.server)
     status, started = _call("POST", f"{server}/device/code")
     if status != 200 or "device_code" not in started:
         raise RclaudeError(f"{server} did not start a sign-in (HTTP {status}): "
@@ -99,13 +71,10 @@ def _login(args: argparse.Namespace) -> int:
         error = answer.get("error")
         if status == 200 and answer.get("access_token"):
             token = str(answer["access_token"])
-            data = _read()
-            data["servers"][server] = {"token": token}
-            data["default"] = server
-            _write(data)
+            where = credentials.save(server, token)
             _, me = _call("GET", f"{server}/v1/me", token=token)
             note(f"signed in to {server} as {me.get('email', 'you')}; the token is in "
-                 f"{credentials_file()}")
+                 f"{where}")
             return 0
         if error == "slow_down":
             interval += 5  # RFC 8628, section 3.5
@@ -115,20 +84,15 @@ def _login(args: argparse.Namespace) -> int:
 
 
 def _logout(args: argparse.Namespace) -> int:
-    data = _read()
-    server = _server(args.server) if args.server else data.get("default")
-    entry = data["servers"].get(server) if server else None
-    if not entry:
+    server = credentials.check_server(args.server) if args.server else credentials.default_server()
+    if server is None or server not in credentials.servers():
         raise ConfigError("--server", server, "a service `login` signed in to: "
-                          + (", ".join(data["servers"]) or "none yet"))
-    token = entry.get("token")
-    status, me = _call("GET", f"{server}/v1/me", token=token)
-    if status == 200:
+                          + (", ".join(credentials.servers()) or "none yet"))
+    token = credentials.token_for(server)
+    status, me = _call("GET", f"{server}/v1/me", token=token) if token else (401, {})
+    if status == 200 and me.get("token"):
         _call("DELETE", f"{server}/v1/tokens/{me['token']['id']}", token=token)
-    del data["servers"][server]
-    if data.get("default") == server:
-        data.pop("default")
-    _write(data)
+    credentials.forget(server)
     note(f"signed out of {server}" + ("" if status == 200 else
                                       f" (its token was already not valid: HTTP {status})"))
     return 0

@@ -13,6 +13,7 @@ from ..tasks.agent import AgentResult
 from ..tasks.downloads import Downloaded
 from ..tasks.model import LogLine, Task, TaskNotFoundError, TaskState, TaskStatus
 from ..tasks.spec import OUTPUTS, TaskSpec
+from . import _remote
 from ._common import (
     config_file_argument,
     console,
@@ -25,6 +26,7 @@ from ._common import (
     task_source_arguments,
     verb,
 )
+from ._remote import server_argument
 
 if TYPE_CHECKING:
     from ..cost import TaskCost
@@ -33,7 +35,7 @@ if TYPE_CHECKING:
 def add_parsers(commands: Any) -> None:
     where = (config_file_argument, task_source_arguments)
     run = verb(commands, "run", "start a task (a Claude Code prompt or a command)", _run,
-               *where, json_argument, _task_arguments)
+               *where, server_argument, json_argument, _task_arguments)
     run.add_argument("--check", metavar="COMMAND",
                      help="run after the agent in its checkout (e.g. 'pytest -q'): a "
                      "failure fails the task, and only checked work is delivered")
@@ -58,7 +60,8 @@ def add_parsers(commands: Any) -> None:
     best.add_argument("--wait-timeout", type=float, metavar="SECONDS",
                       help="how long to wait for each task")
 
-    logs = verb(commands, "logs", "a task's output", _logs, task_argument, *where)
+    logs = verb(commands, "logs", "a task's output", _logs, task_argument, *where,
+                server_argument)
     logs.add_argument("--follow", "-f", action="store_true",
                       help="keep reading until the task ends; exit with its exit code")
     logs.add_argument("--since", type=parse_since, metavar="WHEN",
@@ -67,13 +70,13 @@ def add_parsers(commands: Any) -> None:
     logs.add_argument("--json", action="store_true", help="one JSON object per line")
 
     tasks = verb(commands, "tasks", "task history, newest first", _tasks, *where,
-                 json_argument)
+                 server_argument, json_argument)
     tasks.add_argument("--limit", type=_positive, default=20, metavar="N")
     tasks.add_argument("--status", type=_status_arg, metavar="STATUS",
                        help="only this status: " + ", ".join(s.value for s in TaskStatus))
 
     result = verb(commands, "result", "what a finished task left", _result, task_argument,
-                  *where, json_argument)
+                  *where, server_argument, json_argument)
     result.add_argument("--download", metavar="DIR",
                         help="copy result.json, transcript, diff.patch and artifacts here")
 
@@ -90,7 +93,7 @@ def add_parsers(commands: Any) -> None:
                        "(default: the 1st of this month, UTC)")
 
     stop = verb(commands, "stop", "stop a task (its logs, diff and result stay)", _stop,
-                task_argument, *where, json_argument)
+                task_argument, *where, server_argument, json_argument)
     stop.add_argument("--reason", default="stopped from the command line")
 
 
@@ -214,6 +217,8 @@ _RESUME_CHANGES = ("model", "max_turns", "max_budget_usd", "timeout", "task_id")
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.server is not None:
+        return _remote.run(args)
     if args.resume is not None:
         if args.prompt is None:
             raise ConfigError("--resume", args.resume, "given with --prompt (what to do next)")
@@ -310,6 +315,8 @@ def _print_lines(lines: Iterable[LogLine], args: argparse.Namespace) -> None:
 
 
 def _logs(args: argparse.Namespace) -> int:
+    if args.server is not None:
+        return _remote.logs(args)
     task = deployment(args, for_tasks=True).task(args.task_id)
     lines = task.logs(follow=args.follow, since=args.since)
     if args.follow:
@@ -328,6 +335,8 @@ def _cost_of(task: Task) -> TaskCost | None:
 
 
 def _tasks(args: argparse.Namespace) -> int:
+    if args.server is not None:
+        return _remote.tasks(args)
     found = deployment(args, for_tasks=True).tasks(limit=args.limit, status=args.status)
     rows = []
     for task in found:
@@ -349,6 +358,8 @@ def _tasks(args: argparse.Namespace) -> int:
 
 
 def _result(args: argparse.Namespace) -> int:
+    if args.server is not None:
+        return _remote.result(args)
     task = deployment(args, for_tasks=True).task(args.task_id)
     result = task.result()
     cost = _cost_of(task)
@@ -419,6 +430,8 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
+    if args.server is not None:
+        return _remote.stop(args)
     task = deployment(args, for_tasks=True).task(args.task_id)
     task.stop(args.reason)
     if args.json:

@@ -556,7 +556,10 @@ def create_app(settings: ServiceSettings | None = None, *,
         result = finished(task)
         cost = task.cost()
         agent = result.agent
-        return {"id": task.task_id, "status": result.status, "exit_code": result.exit_code,
+        # The status as the deployment saw the task end (as everywhere in the API), not
+        # the runner's own word in its result.
+        return {"id": task.task_id, "status": task.state().status.value,
+                "exit_code": result.exit_code,
                 "reason": result.reason, "cost": cost.to_dict(),
                 "diff": result.data.get("diff"), "check": result.data.get("check"),
                 "agent": None if agent is None else {

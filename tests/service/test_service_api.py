@@ -70,7 +70,7 @@ def test_a_task_runs_end_to_end(service: Service, alice: str) -> None:
                  .json()["lines"]]
         assert "hello from the service" in lines
         result = client.get(f"/v1/tasks/{task['id']}/result").json()
-        assert result["status"] == "succeeded" and result["cost"]["total_usd"] == 0.0
+        assert result["status"] == "SUCCEEDED" and result["cost"]["total_usd"] == 0.0
         diff = client.get(f"/v1/tasks/{task['id']}/diff")
         assert diff.status_code == 200 and diff.headers["content-type"].startswith(
             "text/x-diff") and diff.text == ""
