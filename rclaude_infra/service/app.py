@@ -672,10 +672,15 @@ def create_app(settings: ServiceSettings | None = None, *,
 
     # -- the CLI's sign-in (RFC 8628) ---------------------------------------------------
 
-    @app.post("/device/code", tags=["sign-in"])
+    @app.post("/device/code", tags=["sign-in"], responses={
+        429: {"description": "too many sign-ins pending", "model": ProblemDetails}})
     def device_code(request: Request, db_session: Db) -> dict[str, Any]:
         """Start a device sign-in: the code to show, where to approve it."""
-        row, code = device.new_code(db_session)
+        made = device.new_code(db_session)
+        if made is None:
+            raise Problem(429, "too many sign-ins are pending; try again in a minute",
+                          headers={"Retry-After": "60"})
+        row, code = made
         where = str(request.base_url).rstrip("/") + "/device"
         return {"device_code": code, "user_code": row.user_code, "verification_uri": where,
                 "verification_uri_complete": f"{where}?user_code={row.user_code}",

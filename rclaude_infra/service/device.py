@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from . import accounts
@@ -24,10 +24,19 @@ from .models import DeviceCode, User, now
 ALPHABET = "BCDFGHJKLMNPQRSTVWXZ"
 EXPIRES_SECONDS = 600
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
+#: Codes pending at once, service-wide.
+MAX_PENDING = 1000
 
 
-def new_code(session: Session) -> tuple[DeviceCode, str]:
-    """A new pending code; its row and the device code (kept nowhere)."""
+def new_code(session: Session) -> tuple[DeviceCode, str] | None:
+    """A new pending code; its row and the device code (kept nowhere). ``None`` when
+    :data:`MAX_PENDING` codes are pending already: anyone may ask for one, so what they
+    cost is bounded (the expired are deleted here)."""
+    session.execute(delete(DeviceCode).where(DeviceCode.expires_at < now()))
+    pending = session.scalar(select(func.count()).select_from(DeviceCode).where(
+        DeviceCode.issued.is_(False)))
+    if (pending or 0) >= MAX_PENDING:
+        return None
     device_code = secrets.token_urlsafe(32)
     letters = "".join(secrets.choice(ALPHABET) for _ in range(8))
     row = DeviceCode(device_code_hash=accounts.token_hash(device_code),

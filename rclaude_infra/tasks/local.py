@@ -76,6 +76,18 @@ def _parse_time(value: Any) -> dt.datetime | None:
     return dt.datetime.fromisoformat(value) if isinstance(value, str) else None
 
 
+#: What no local task inherits from the process that starts it: the keys of a service
+#: that runs tasks for its users (its secrets' key, its database's URL with its password,
+#: its OAuth apps' secrets). A task runs arbitrary commands and prints what it likes.
+WITHHELD_ENV = frozenset({"RCLAUDE_SECRETS_KEY", "RCLAUDE_DATABASE_URL",
+                          "RCLAUDE_GITHUB_CLIENT_SECRET", "RCLAUDE_GOOGLE_CLIENT_SECRET"})
+
+
+def inherited_env() -> dict[str, str]:
+    """This process's environment without :data:`WITHHELD_ENV`."""
+    return {k: v for k, v in os.environ.items() if k not in WITHHELD_ENV}
+
+
 class LocalProvider:
     """Runs tasks as local subprocesses of ``python -m rclaude_infra.runner``."""
 
@@ -143,7 +155,7 @@ class LocalProvider:
             child = subprocess.Popen(
                 [sys.executable, "-m", "rclaude_infra.runner", "--task-dir", str(path)],
                 cwd=path, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env={**os.environ, **self.env, **secrets},
+                start_new_session=True, env={**inherited_env(), **self.env, **secrets},
             )
         self._children[spec.task_id] = child
         write_record(path / PROCESS_FILE, json.dumps({

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from waiting import wait_until
 
@@ -485,3 +486,36 @@ def test_the_migrations_make_the_models_tables(database_url: str) -> None:
         assert differences == []
     finally:
         engine.dispose()
+
+
+def test_a_task_never_sees_the_services_own_keys(database_url: str, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A user's task runs what it likes and prints its environment: the service's
+    secrets' key, database URL and OAuth secrets are not in it (the local provider
+    withholds them)."""
+    from cryptography.fernet import Fernet
+
+    from conftest import new_app, started
+
+    kept = {"RCLAUDE_SECRETS_KEY": Fernet.generate_key().decode(),
+            "RCLAUDE_GITHUB_CLIENT_ID": "Iv1.x", "RCLAUDE_GITHUB_CLIENT_SECRET": "gh-s3cret-9",
+            "RCLAUDE_GOOGLE_CLIENT_ID": "g.apps", "RCLAUDE_GOOGLE_CLIENT_SECRET": "go-s3cret-7"}
+    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RCLAUDE_DATABASE_URL", database_url)
+    for key, value in kept.items():
+        monkeypatch.setenv(key, value)
+    with started(new_app(1000)) as url:
+        admin("users", "add", "mallory@example.com")
+        token = admin("tokens", "create", "mallory@example.com").strip()
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                          timeout=60) as client:
+            task = client.post("/v1/tasks", json={"command": "env; cat /proc/$PPID/environ "
+                                                  "| tr '\\0' '\\n'"}).json()
+            assert wait_done(client, task["id"])["status"] in ("SUCCEEDED", "FAILED")
+            printed = "\n".join(x["text"] for x in client.get(
+                f"/v1/tasks/{task['id']}/logs").json()["lines"])
+    assert "RCLAUDE_HOME" in printed  # it did print its environment
+    for name in ("RCLAUDE_SECRETS_KEY", "RCLAUDE_GITHUB_CLIENT_SECRET",
+                 "RCLAUDE_GOOGLE_CLIENT_SECRET"):
+        assert kept[name] not in printed and name not in printed
+    assert database_url.split("//", 1)[1] not in printed

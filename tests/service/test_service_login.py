@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from conftest import Service
 
@@ -91,3 +92,28 @@ def test_the_token_endpoint_speaks_rfc_8628(service: Service, alice: str) -> Non
         # Once: the same device code gets nothing more.
         assert anonymous.post("/device/token", json=grant).json() == {
             "error": "expired_token"}
+
+
+def test_pending_codes_are_bounded_and_expired_ones_deleted(
+        service: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone may ask for a code: what that costs the service is bounded."""
+    import datetime as dt
+
+    from sqlalchemy import create_engine, text
+
+    from rclaude_infra.service import device
+
+    monkeypatch.setattr(device, "MAX_PENDING", 3)
+    with httpx.Client(base_url=service.url, timeout=30) as anonymous:
+        for _ in range(3):
+            assert anonymous.post("/device/code").status_code == 200
+        refused = anonymous.post("/device/code")
+        assert refused.status_code == 429 and refused.headers["retry-after"] == "60"
+        engine = create_engine(service.database_url)
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE device_codes SET expires_at = :past"),
+                               {"past": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)})
+        assert anonymous.post("/device/code").status_code == 200
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT count(*) FROM device_codes")).scalar() == 1
+        engine.dispose()
