@@ -1,13 +1,16 @@
 """The service's overhead and its followers' memory.
 
 Run: python benchmarks/bench_service.py [--requests 2000] [--concurrency 16] [--followers 1000]
+[--postgres]
 
 1. Requests per second and p99 latency of ``GET /v1/tasks/{id}`` and ``POST /v1/tasks``
    on the service (uvicorn, one process, SQLite, the local provider; a command task), side
    by side with a bare FastAPI app (same uvicorn) whose routes return the same JSON with no
    token check, database or task store. Target: the service's p99 at most 3x the bare
-   route's. ``POST`` starts a real local task each time (a runner process), so its number
-   is the service plus a task's start.
+   route's. ``POST`` records a real task each time: once on a ``serve --no-dispatch``
+   process (the API's own cost; workers elsewhere start the tasks), once on a process
+   whose own dispatcher starts each (a runner process) beside the requests, so that load
+   includes those starts on the same two cores.
 2. The resident memory of the service process with ``--followers`` event streams of one
    running task open at once (``GET /v1/tasks/{id}/events``), against the same process
    before they opened. Target: at most 200 MB more.
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import statistics
@@ -123,44 +127,81 @@ async def follow(base: str, token: str, task_id: str, followers: int,
     return before, peak
 
 
+def home(cli: list[str], database_url: str | None = None) -> tuple[dict[str, str], str]:
+    """A fresh home and database (SQLite in it, unless ``database_url``) with a user;
+    their environment and token."""
+    folder = Path(tempfile.mkdtemp(prefix="rclaude-bench-service-"))
+    env = {**os.environ, "RCLAUDE_HOME": str(folder),
+           "RCLAUDE_DATABASE_URL": database_url or f"sqlite:///{folder / 'service.db'}"}
+    subprocess.run([*cli, "users", "add", "bench@example.com"], env=env, check=True,
+                   capture_output=True)
+    token = subprocess.run([*cli, "tokens", "create", "bench@example.com"], env=env,
+                           check=True, capture_output=True, text=True).stdout.strip()
+    return env, token
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--followers", type=int, default=1000)
+    parser.add_argument("--postgres", action="store_true",
+                        help="the service on a PostgreSQL started here (Debian's binaries) "
+                        "instead of SQLite")
     args = parser.parse_args()
-    home = Path(tempfile.mkdtemp(prefix="rclaude-bench-service-"))
-    env = {**os.environ, "RCLAUDE_HOME": str(home),
-           "RCLAUDE_DATABASE_URL": f"sqlite:///{home / 'service.db'}"}
+    with contextlib.ExitStack() as stack:
+        database_url = None
+        if args.postgres:
+            from postgres_server import new_database, postgres
+
+            folder = Path(tempfile.mkdtemp(prefix="rclaude-bench-postgres-"))
+            admin_url = stack.enter_context(postgres(folder))
+            database_url = new_database(admin_url)
+        measure(args, database_url, database_url and new_database(admin_url))
+
+
+def measure(args: argparse.Namespace, database_url: str | None,
+            api_database_url: str | None) -> None:
     cli = [sys.executable, "-m", "rclaude_infra"]
-    subprocess.run([*cli, "users", "add", "bench@example.com"], env=env, check=True,
-                   capture_output=True)
-    token = subprocess.run([*cli, "tokens", "create", "bench@example.com"], env=env,
-                           check=True, capture_output=True, text=True).stdout.strip()
+    env, token = home(cli, database_url)
+    # Its own database: no dispatcher starts its tasks.
+    api_env, api_token = home(cli, api_database_url)
     ours, bare = free_port(), free_port()
     service = start([*cli, "serve", "--port", str(ours), "--max-concurrent-tasks", "100000",
                      "--requests-per-minute", "1000000"], f"http://127.0.0.1:{ours}/healthz",
                     env)
     plain = start([sys.executable, "-c", BARE, str(bare)], f"http://127.0.0.1:{bare}/docs",
                   env)
+    # The same service answering the API only (its tasks for `rclaude-infra worker`
+    # processes, elsewhere): the requests' own cost, without runners starting beside them.
+    api_port = free_port()
+    api_only = start([*cli, "serve", "--port", str(api_port), "--no-dispatch",
+                      "--max-concurrent-tasks", "100000", "--requests-per-minute",
+                      "1000000"], f"http://127.0.0.1:{api_port}/healthz", api_env)
     try:
         base, bare_base = f"http://127.0.0.1:{ours}", f"http://127.0.0.1:{bare}"
+        api_base = f"http://127.0.0.1:{api_port}"
         task = httpx.post(f"{base}/v1/tasks", json={"command": "true"},
                           headers={"Authorization": f"Bearer {token}"}).json()
         time.sleep(1)
         rows = []
-        for name, method, path, body, requests in (
-                ("GET /v1/tasks/{id}", "GET", f"/v1/tasks/{task['id']}", None, args.requests),
-                ("POST /v1/tasks", "POST", "/v1/tasks", {"command": "true"},
+        for name, server, key, method, path, body, requests in (
+                ("GET /v1/tasks/{id}", base, token, "GET", f"/v1/tasks/{task['id']}", None,
+                 args.requests),
+                ("POST /v1/tasks (API only)", api_base, api_token, "POST", "/v1/tasks",
+                 {"command": "true"}, args.requests // 2),
+                ("POST /v1/tasks", base, token, "POST", "/v1/tasks", {"command": "true"},
                  args.requests // 10)):
-            ours_rps, ours_p99 = asyncio.run(load(base, method, path, body, token, requests,
-                                                  args.concurrency))
+            # The bare route first: the runners the service's POSTs start keep the machine
+            # busy for a while after them.
             bare_rps, bare_p99 = asyncio.run(load(bare_base, method, path, body, None,
+                                                  requests, args.concurrency))
+            ours_rps, ours_p99 = asyncio.run(load(server, method, path, body, key,
                                                   requests, args.concurrency))
             rows.append((name, ours_rps, ours_p99, bare_rps, bare_p99))
         for name, ours_rps, ours_p99, bare_rps, bare_p99 in rows:
             ratio = ours_p99 / bare_p99
-            print(f"{name:22} service {ours_rps:7.1f} req/s p99 {ours_p99:7.1f} ms | bare "
+            print(f"{name:26} service {ours_rps:7.1f} req/s p99 {ours_p99:7.1f} ms | bare "
                   f"{bare_rps:7.1f} req/s p99 {bare_p99:6.1f} ms | p99 x{ratio:.1f} "
                   f"(target <= 3x): {'met' if ratio <= 3 else 'NOT met'}")
         running = httpx.post(f"{base}/v1/tasks", json={"command": "sleep 600"},
@@ -172,10 +213,9 @@ def main() -> None:
               f"{'met' if peak - before <= 200 else 'NOT met'}")
         print(json.dumps({"rows": rows, "followers": [before, peak]}))
     finally:
-        service.terminate()
-        plain.terminate()
-        service.wait(timeout=30)
-        plain.wait(timeout=30)
+        for process in (service, plain, api_only):
+            process.terminate()
+            process.wait(timeout=30)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ from fastapi import (
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, or_, select, text
+from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -384,7 +384,13 @@ def create_app(settings: ServiceSettings | None = None, *,
             raise Problem(409, f"the task has no result: {why}") from exc
 
     def running(db_session: Session, who: Caller) -> int:
-        """The caller's tasks not ended: those no look has seen end, looked at now."""
+        """The caller's tasks not ended. Those no look has seen end are counted; only at
+        the limit are they looked at now (some may have ended since the last look), so a
+        request does not read the state of every task its caller has open."""
+        counted = db_session.scalar(select(func.count()).select_from(TaskRecord).where(
+            TaskRecord.user_id == who.user.id, TaskRecord.final_status.is_(None))) or 0
+        if counted < settings.max_concurrent_tasks:
+            return counted
         open_ = db_session.scalars(select(TaskRecord).where(
             TaskRecord.user_id == who.user.id, TaskRecord.final_status.is_(None)).order_by(
             TaskRecord.created_at.desc()).limit(settings.max_concurrent_tasks + MAX_PAGE))

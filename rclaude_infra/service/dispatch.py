@@ -237,7 +237,7 @@ class Dispatcher:
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                while self.run_once():
+                while not self._stop.is_set() and self.run_once():
                     pass
                 if clock() - self._last_reconcile >= RECONCILE_SECONDS:
                     self._last_reconcile = clock()
