@@ -268,6 +268,18 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
+def env_pairs(items: list[str]) -> dict[str, str]:
+    """``--env KEY=VALUE`` flags as a mapping (a ConfigError naming ``--env`` for one
+    without a key or an ``=``)."""
+    env = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError("--env", item, "KEY=VALUE")
+        env[key] = value
+    return env
+
+
 def emit_json(data: Any, *, indent: int | None = 2) -> None:
     print(json.dumps(data, indent=indent, default=_json_default), flush=True)
 

@@ -12,7 +12,7 @@ from ..client import ServiceClient, line_of, state_of
 from ..errors import ConfigError
 from ..tasks.records import write_record
 from ..tasks.spec import is_task_id
-from ._common import console, emit_json, note
+from ._common import console, emit_json, env_pairs, note
 
 #: The environment variable naming a service for every task verb (as ``--server``).
 SERVER_ENV = "RCLAUDE_SERVER"
@@ -44,12 +44,7 @@ def _request(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError("--interactive", True, "not with --server (a shell opens in a "
                           "task of your own deployment)")
     fields = {name: getattr(args, name, None) for name in _FIELDS}
-    env = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError("--env", item, "KEY=VALUE")
-        env[key] = value
+    env = env_pairs(args.env)
     fields.update(env=env or None, secrets=args.secret or None,
                   claude_args=args.claude_arg or None)
     return {k: v for k, v in fields.items() if v is not None}

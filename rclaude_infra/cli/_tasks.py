@@ -19,6 +19,7 @@ from ._common import (
     console,
     deployment,
     emit_json,
+    env_pairs,
     json_argument,
     note,
     parse_since,
@@ -188,12 +189,7 @@ def _local_repo(repo: str | None) -> str | None:
 
 
 def _spec(args: argparse.Namespace) -> TaskSpec:
-    env = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError("--env", item, "KEY=VALUE")
-        env[key] = value
+    env = env_pairs(args.env)
     fields: dict[str, Any] = {"prompt": args.prompt, "command": args.command,
                               "repo": _local_repo(args.repo), "ref": args.ref, "env": env,
                               "secrets": args.secret, "cpu": args.cpu, "memory": args.memory,

@@ -29,7 +29,7 @@ from fastapi import (
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -530,11 +530,17 @@ def create_app(settings: ServiceSettings | None = None, *,
         """Stop the task (nothing when it has ended); its work so far is kept. A task not
         started yet never starts."""
         record = owned(db_session, who, task_id)
-        if record.dispatched_at is None:
-            # Also when a dispatcher is starting it: it stops the task once started.
-            if record.final_status is None:
-                record.final_status = TaskStatus.STOPPED.value
-                record.reason = f"cancelled by {who.user.email} before it started"
+        # One statement decides against a dispatcher starting it now: either this marks
+        # it first (the dispatcher then stops what it started), or the dispatcher's start
+        # is recorded first and the task is stopped below.
+        marked = db_session.execute(
+            update(TaskRecord).where(TaskRecord.id == record.id,
+                                     TaskRecord.dispatched_at.is_(None),
+                                     TaskRecord.final_status.is_(None))
+            .values(final_status=TaskStatus.STOPPED.value,
+                    reason=f"cancelled by {who.user.email} before it started"))
+        db_session.refresh(record)
+        if marked.rowcount or record.dispatched_at is None:  # type: ignore[attr-defined]
             return task_json(record)
         task = handle(record)
         if not task.status.done:

@@ -184,7 +184,11 @@ class Dispatcher:
                 record.final_status, record.reason = TaskStatus.FAILED.value, failed
                 return
             record.dispatched_at = now()
-            cancelled = record.final_status == TaskStatus.STOPPED.value
+        # Read after the start is committed: a cancel either marked the task before (seen
+        # here) or finds it started and stops it itself.
+        with self.db.session() as session:
+            record = session.get(TaskRecord, task_id)
+            cancelled = record is not None and record.final_status == TaskStatus.STOPPED.value
         if cancelled:
             self.deployment.task(task_id).stop("cancelled while it started")
 

@@ -234,3 +234,42 @@ def test_dispatchers_claiming_at_once_never_claim_a_task_twice(database_url: str
     finally:
         for engine in engines:
             engine.dispose()
+
+
+def test_a_task_cancelled_while_it_starts_is_stopped(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cancel arrives while a dispatcher is in the deployment's run_task: the task
+    it then starts is stopped, and it reads STOPPED."""
+    from rclaude_infra.service import ServiceSettings, create_app
+    from rclaude_infra.service.dispatch import Dispatcher
+    from rclaude_infra.service.vault import Vault, load_key
+
+    from conftest import started
+
+    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RCLAUDE_DATABASE_URL", database_url)
+    app = create_app(ServiceSettings.from_env(dispatch=False))
+    with started(app) as url:
+        admin("users", "add", "alice@example.com")
+        token = admin("tokens", "create", "alice@example.com").strip()
+        client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                              timeout=60)
+        task_id = client.post("/v1/tasks", json={"command": "sleep 300"}).json()["id"]
+        deployment = app.state.deployment
+
+        class CancelledMeanwhile:
+            def run_task(self, spec: object, **kwargs: object) -> object:
+                cancelled = client.post(f"/v1/tasks/{task_id}/cancel").json()
+                assert cancelled["status"] == "STOPPED"
+                return deployment.run_task(spec, **kwargs)
+
+            def task(self, task_id: str) -> object:
+                return deployment.task(task_id)
+
+        dispatcher = Dispatcher(app.state.db, CancelledMeanwhile(),  # type: ignore[arg-type]
+                                Vault(load_key()))
+        assert dispatcher.run_once() == 1
+        wait_until(lambda: deployment.task(task_id).status.done, "the task to stop", 60)
+        assert deployment.task(task_id).status.value == "STOPPED"
+        assert client.get(f"/v1/tasks/{task_id}").json()["status"] == "STOPPED"
+        client.close()
