@@ -693,7 +693,7 @@ def create_app(settings: ServiceSettings | None = None, *,
             raise Problem(429, "too many sign-ins are pending; try again in a minute",
                           headers={"Retry-After": "60"})
         row, code = made
-        where = str(request.base_url).rstrip("/") + "/device"
+        where = (settings.public_url or str(request.base_url).rstrip("/")) + "/device"
         return {"device_code": code, "user_code": row.user_code, "verification_uri": where,
                 "verification_uri_complete": f"{where}?user_code={row.user_code}",
                 "expires_in": device.EXPIRES_SECONDS,

@@ -69,7 +69,7 @@ class ServiceSettings:
     device_interval: int = attrs.field(default=5, validator=_positive("device_interval"))
     #: Whether this process starts the recorded tasks (and records their ends): off for
     #: API-only processes beside ``rclaude-infra worker`` processes.
-    dispatch: bool = True
+    dispatch: bool = attrs.field(default=True, validator=attrs.validators.instance_of(bool))
     #: The URL people reach the service at (``RCLAUDE_PUBLIC_URL``), when it is behind a
     #: proxy: OAuth redirects go back to it, and https makes its cookies ``Secure``.
     public_url: str | None = attrs.field(default=None, validator=attrs.validators.optional(

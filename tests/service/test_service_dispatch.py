@@ -240,11 +240,10 @@ def test_a_task_cancelled_while_it_starts_is_stopped(
         database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The cancel arrives while a dispatcher is in the deployment's run_task: the task
     it then starts is stopped, and it reads STOPPED."""
+    from conftest import started
     from rclaude_infra.service import ServiceSettings, create_app
     from rclaude_infra.service.dispatch import Dispatcher
     from rclaude_infra.service.vault import Vault, load_key
-
-    from conftest import started
 
     monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RCLAUDE_DATABASE_URL", database_url)
