@@ -53,10 +53,16 @@ def add_parsers(commands: Any) -> None:
     db = verb(commands, "db", "the service's database: `db upgrade` runs its migrations",
               _db, json_argument)
     db.add_argument("action", choices=("upgrade",))
-    users = verb(commands, "users", "the service's users: `users add EMAIL [--admin]`",
+    users = verb(commands, "users", "the service's users: `users add EMAIL [--admin]`, "
+                 "`users login-link EMAIL`",
                  _users, json_argument)
-    users.add_argument("action", choices=("add",))
+    users.add_argument("action", choices=("add", "login-link"),
+                       help="add a user, or print a one-time sign-in link for one (good "
+                       "for 15 minutes; for a service with no OAuth)")
     users.add_argument("email")
+    users.add_argument("--server", default=None, metavar="URL",
+                       help="login-link: the service's URL (default $RCLAUDE_PUBLIC_URL, "
+                       "else http://127.0.0.1:8000)")
     users.add_argument("--name", default=None)
     users.add_argument("--admin", action="store_true", help="may administer the service")
     tokens = verb(commands, "tokens", "API tokens: `tokens create EMAIL [--name NAME] "
@@ -120,6 +126,9 @@ def _db(args: argparse.Namespace) -> int:
 def _users(args: argparse.Namespace) -> int:
     from ..service import accounts
 
+    if args.action == "login-link":
+        return _login_link(args)
+
     with _database(args).session() as session:
         user = accounts.add_user(session, args.email, name=args.name, admin=args.admin)
         shown = {"id": user.id, "email": user.email, "is_admin": user.is_admin}
@@ -127,6 +136,23 @@ def _users(args: argparse.Namespace) -> int:
         emit_json(shown)
     else:
         note(f"added {shown['email']}" + (" (admin)" if shown["is_admin"] else ""))
+    return 0
+
+
+def _login_link(args: argparse.Namespace) -> int:
+    from ..credentials import check_server
+    from ..service import accounts, web
+
+    settings = _service_settings(args)
+    base = check_server(args.server or settings.public_url or "http://127.0.0.1:8000")
+    with _database(args).session() as session:
+        value = web.new_login_link(session, accounts.user_by_email(session, args.email))
+    link = f"{base}/auth/link?token={value}"
+    if args.json:
+        emit_json({"email": args.email, "link": link, "minutes": web.LINK_MINUTES})
+    else:
+        note(f"a sign-in link for {args.email}, good once for {web.LINK_MINUTES} minutes:")
+        print(link, flush=True)
     return 0
 
 

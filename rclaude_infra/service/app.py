@@ -37,7 +37,7 @@ from .. import __version__
 from ..errors import ConfigError
 from ..tasks.model import TaskNotFoundError, TaskStatus
 from ..tasks.spec import TaskSpec, is_env_name, is_task_id
-from . import accounts, device, events, signin, web
+from . import accounts, dashboard, device, events, signin, web
 from .dispatch import Dispatcher
 from .limits import Allowance, count_request
 from .models import ApiToken, TaskRecord, User, UserSecret, WebSession, now
@@ -197,6 +197,7 @@ def create_app(settings: ServiceSettings | None = None, *,
     v1 = APIRouter(prefix="/v1", responses=COMMON_PROBLEMS)
     install(app)
     signin.install(app, db, settings, dict(settings.providers))
+    dashboard.install(app, db)
 
     finisher = concurrent.futures.ThreadPoolExecutor(8, "rclaude-db-end")
 

@@ -177,3 +177,16 @@ class WebSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+
+
+class LoginLink(Base):
+    """A one-time sign-in link an admin made (``rclaude-infra users login-link``): its
+    token's SHA-256, whose it is, until when, and when it was used (once)."""
+
+    __tablename__ = "login_links"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)

@@ -4,6 +4,7 @@ shows (``rclaude-infra login``)."""
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations.
 import asyncio
+import secrets
 from html import escape
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
@@ -19,6 +20,7 @@ from .settings import ServiceSettings
 from .store import Database
 
 MAX_FORM_BYTES = 4096
+LINK_COOKIE = "rci_link"
 
 
 def install(app: FastAPI, db: Database, settings: ServiceSettings,
@@ -146,6 +148,45 @@ def install(app: FastAPI, db: Database, settings: ServiceSettings,
             await asyncio.to_thread(end)
         answer = RedirectResponse("/login", status_code=303)
         answer.delete_cookie(web.SESSION_COOKIE, path="/")
+        return answer
+
+    # -- one-time links (``rclaude-infra users login-link``) -------------------------------
+
+    @app.get("/auth/link", tags=["sign-in"], include_in_schema=False)
+    def link_page(request: Request, token: Annotated[str, Query(max_length=100)] = ""
+                  ) -> Response:
+        # A page with a button, not a sign-in on GET: a mail scanner that fetches the link
+        # does not use it up. The button's form carries a value this browser also holds
+        # (a cookie), so another site cannot sign a victim in as the link's owner.
+        check = secrets.token_urlsafe(24)
+        answer = pages.page("Sign in", "<p>This link signs you in once.</p>" + pages.form(
+            "/auth/link", check, {"token": token}, [("sign-in", "Sign in")]))
+        answer.set_cookie(LINK_COOKIE, check, max_age=web.LINK_MINUTES * 60,
+                          path="/auth/link", httponly=True, samesite="strict",
+                          secure=secure(request))
+        return answer
+
+    @app.post("/auth/link", tags=["sign-in"], include_in_schema=False)
+    async def link_use(request: Request,
+                       rci_link: Annotated[str | None, Cookie()] = None) -> Response:
+        fields = await form_fields(request)
+        if not rci_link or not secrets.compare_digest(
+                rci_link.encode(), fields.get("csrf_token", "").encode()):
+            return pages.message("Refused", "Open the link again.", status=403)
+
+        def use() -> str | None:
+            with db.session() as session:
+                user = web.use_login_link(session, fields.get("token", ""))
+                return None if user is None else web.open_session(session, user)[1]
+
+        value = await asyncio.to_thread(use)
+        if value is None:
+            return pages.message("Link not valid", "This link was used already, or it "
+                                 "expired (15 minutes). Ask for a new one.", status=400)
+        answer = RedirectResponse("/", status_code=303)
+        answer.delete_cookie(LINK_COOKIE, path="/auth/link")
+        answer.set_cookie(web.SESSION_COOKIE, value, max_age=web.SESSION_DAYS * 86400,
+                          path="/", httponly=True, samesite="lax", secure=secure(request))
         return answer
 
     # -- approving a CLI's code (RFC 8628's verification_uri) -----------------------------

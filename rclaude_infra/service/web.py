@@ -10,17 +10,19 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import ConfigError
 from . import accounts
-from .models import Identity, SignInState, User, WebSession, now
+from .models import Identity, LoginLink, SignInState, User, WebSession, now
 from .oauth import STATE_SECONDS, Begun, Profile, SignInError
 
 SESSION_COOKIE = "rci_session"
 STATE_COOKIE = "rci_sign_in"
 SESSION_DAYS = 14
+#: Minutes a login link is good for (once).
+LINK_MINUTES = 15
 
 
 def safe_next(value: str | None) -> str:
@@ -121,3 +123,27 @@ def sign_in(session: Session, profile: Profile, signed_in: User | None) -> User:
                          subject=profile.subject, created_at=now()))
     session.flush()
     return user
+
+
+def new_login_link(session: Session, user: User) -> str:
+    """A one-time sign-in token for ``user`` (the link's), good for :data:`LINK_MINUTES`."""
+    value = secrets.token_urlsafe(32)
+    session.add(LoginLink(token_hash=accounts.token_hash(value), user_id=user.id,
+                          expires_at=now() + dt.timedelta(minutes=LINK_MINUTES)))
+    session.flush()
+    return value
+
+
+def use_login_link(session: Session, value: str) -> User | None:
+    """The user a link is, once: one statement marks it used only while it is unused
+    and unexpired, so two clicks sign in once."""
+    if not value or len(value) > 100:
+        return None
+    digest = accounts.token_hash(value)
+    used = session.execute(update(LoginLink).where(
+        LoginLink.token_hash == digest, LoginLink.used_at.is_(None),
+        LoginLink.expires_at > now()).values(used_at=now()))
+    if not used.rowcount:  # type: ignore[attr-defined]
+        return None
+    link = session.scalar(select(LoginLink).where(LoginLink.token_hash == digest))
+    return None if link is None else session.get(User, link.user_id)

@@ -139,7 +139,7 @@ def test_a_wrong_or_replayed_state_is_refused(site: Service, idp: FakeProviders)
         # The state was not used up by the forced request: the attacker's own browser
         # finishes; then the same state again is refused.
         done = attacker.get("/auth/github/callback", params={"code": code, "state": state})
-        assert done.status_code == 404  # signed in; next is / (no page there)
+        assert done.status_code == 200 and done.url.path == "/tasks"  # signed in
         assert _session_cookie(done) is not None
         again = attacker.get("/auth/github/callback", params={"code": code, "state": state})
         assert again.status_code == 400
@@ -167,8 +167,9 @@ def test_after_sign_in_the_browser_stays_on_the_service(
         site: Service, idp: FakeProviders, next_path: str) -> None:
     with _browser(site) as browser:
         answer = _sign_in(browser, "github", next_path)
-        final = answer.history[-1]
-        assert final.status_code == 303 and final.headers["location"] == "/"
+        back = [r for r in answer.history if r.url.path.endswith("/callback")]
+        assert back[-1].status_code == 303 and back[-1].headers["location"] == "/"
+        assert answer.url.host == "127.0.0.1" and answer.url.path == "/tasks"
 
 
 def test_sign_out_ends_the_session_on_the_server(site: Service, idp: FakeProviders) -> None:

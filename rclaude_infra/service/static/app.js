@@ -1,0 +1,270 @@
+// The dashboard's one script: each page's data from the /v1 API, with the session's CSRF
+// token on what changes anything. Everything a task wrote is put in as text, never HTML.
+const csrf = document.querySelector('meta[name="csrf-token"]')?.content ?? "";
+const DONE = new Set(["SUCCEEDED", "FAILED", "STOPPED", "PREEMPTED"]);
+// The most log lines kept on the page: a long log stays fast (the oldest are dropped).
+const MAX_LINES = 5000;
+
+async function api(method, path, body) {
+  const headers = { Accept: "application/json" };
+  if (method !== "GET") headers["X-CSRF-Token"] = csrf;
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const answer = await fetch(path, {
+    method, headers, credentials: "same-origin",
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const type = answer.headers.get("content-type") || "";
+  const data = type.includes("json") ? await answer.json() : await answer.text();
+  if (!answer.ok) throw Object.assign(new Error(data.detail || String(answer.status)),
+                                      { status: answer.status, problem: data });
+  return data;
+}
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else node.setAttribute(key, value);
+  }
+  for (const child of children) node.append(child ?? "");
+  return node;
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "";
+}
+
+function duration(start, stop) {
+  if (!start) return "";
+  const seconds = Math.max(0, ((stop ? new Date(stop) : new Date()) - new Date(start)) / 1000);
+  if (seconds < 60) return `${Math.round(seconds)} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+  return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
+}
+
+function badge(node, status) {
+  node.textContent = status.toLowerCase();
+  node.className = `badge ${status.toLowerCase()}`;
+}
+
+// -- the task list ---------------------------------------------------------------------
+
+async function tasksPage() {
+  const rows = document.getElementById("task-rows");
+  const state = document.getElementById("tasks-state");
+  const older = document.getElementById("older");
+  const filter = document.getElementById("status-filter");
+  let cursor = null;
+
+  async function load(more) {
+    const params = new URLSearchParams({ limit: "25" });
+    if (filter.value) params.set("status", filter.value);
+    if (more && cursor) params.set("cursor", cursor);
+    const page = await api("GET", `/v1/tasks?${params}`);
+    if (!more) rows.replaceChildren();
+    for (const task of page.tasks) {
+      const status = el("span", {});
+      badge(status, task.status);
+      rows.append(el("tr", { "data-task": task.id },
+        el("td", {}, el("a", { href: `/tasks/${encodeURIComponent(task.id)}`, class: "mono" }, task.id),
+          el("div", { class: "muted clip" }, task.prompt || task.command || "")),
+        el("td", {}, status),
+        el("td", { class: "clip" }, task.repo || ""),
+        el("td", {}, when(task.started_at || task.created_at)),
+        el("td", {}, duration(task.started_at, task.stopped_at))));
+    }
+    cursor = page.next_cursor;
+    older.hidden = !cursor;
+    state.textContent = rows.children.length ? "" : "No tasks yet.";
+    return page.tasks;
+  }
+
+  filter.addEventListener("change", () => load(false));
+  older.addEventListener("click", () => load(true));
+  await load(false);
+  // Status badges of the tasks not ended follow along.
+  setInterval(async () => {
+    const open = [...rows.querySelectorAll("tr")].filter(
+      (row) => !DONE.has(row.querySelector(".badge").textContent.toUpperCase()));
+    for (const row of open) {
+      try {
+        const task = await api("GET", `/v1/tasks/${encodeURIComponent(row.dataset.task)}`);
+        badge(row.querySelector(".badge"), task.status);
+        row.children[4].textContent = duration(task.started_at, task.stopped_at);
+      } catch { /* gone: the next load says so */ }
+    }
+  }, 3000);
+}
+
+// -- a new task --------------------------------------------------------------------------
+
+async function newPage() {
+  const form = document.getElementById("new-task");
+  const prompt = document.getElementById("f-prompt");
+  const command = document.getElementById("f-command");
+  for (const radio of form.querySelectorAll('input[name="kind"]')) {
+    radio.addEventListener("change", () => {
+      const isPrompt = form.kind.value === "prompt";
+      for (const node of [prompt, prompt.labels[0]]) node.hidden = !isPrompt;
+      for (const node of [command, command.labels[0]]) node.hidden = isPrompt;
+    });
+  }
+  try {
+    const { secrets } = await api("GET", "/v1/secrets");
+    const box = document.getElementById("secret-choices");
+    if (secrets.length) box.append(el("p", { class: "label" }, "Secrets to pass"));
+    for (const secret of secrets) {
+      const id = `s-${secret.name}`;
+      box.append(el("label", { for: id },
+        el("input", { type: "checkbox", id, name: "secrets", value: secret.name }),
+        ` ${secret.name}`));
+    }
+  } catch { /* no secrets to offer */ }
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    for (const node of form.querySelectorAll(".error")) node.textContent = "";
+    const body = {};
+    if (form.kind.value === "prompt") body.prompt = prompt.value;
+    else body.command = command.value;
+    for (const name of ["repo", "ref", "output"]) {
+      if (form[name].value) body[name] = form[name].value;
+    }
+    for (const name of ["max_budget_usd", "timeout"]) {
+      if (form[name].value) body[name] = Number(form[name].value);
+    }
+    const chosen = [...form.querySelectorAll('input[name="secrets"]:checked')].map((n) => n.value);
+    if (chosen.length) body.secrets = chosen;
+    try {
+      const task = await api("POST", "/v1/tasks", body);
+      window.location.assign(`/tasks/${encodeURIComponent(task.id)}`);
+    } catch (error) {
+      const field = (error.problem && error.problem.field) || "form";
+      const slot = document.getElementById(`e-${field.split(".")[0]}`) ||
+                   document.getElementById("e-form");
+      slot.textContent = error.message;
+      document.getElementById(`f-${field}`)?.focus();
+    }
+  });
+}
+
+// -- one task ----------------------------------------------------------------------------
+
+async function taskPage() {
+  const id = document.body.dataset.task;
+  const path = `/v1/tasks/${encodeURIComponent(id)}`;
+  const status = document.getElementById("status");
+  const log = document.getElementById("log");
+  const cancel = document.getElementById("cancel");
+  let lines = 0;
+
+  function show(task) {
+    badge(status, task.status);
+    document.getElementById("what").textContent = task.prompt || task.command || "";
+    const facts = document.getElementById("facts");
+    facts.replaceChildren();
+    const items = [["Repository", task.repo], ["Ref", task.ref], ["Created", when(task.created_at)],
+                   ["Started", when(task.started_at)],
+                   ["Duration", duration(task.started_at, task.stopped_at)],
+                   ["Exit code", task.exit_code], ["Why", task.reason]];
+    for (const [name, value] of items) {
+      if (value === null || value === undefined || value === "") continue;
+      facts.append(el("dt", {}, name), el("dd", {}, String(value)));
+    }
+    cancel.hidden = DONE.has(task.status);
+  }
+
+  function append(text) {
+    log.append(el("div", { class: "line" }, text));
+    lines += 1;
+    if (log.children.length > MAX_LINES) {
+      log.firstElementChild.remove();
+      document.getElementById("log-note").textContent =
+        `Showing the last ${MAX_LINES} of ${lines} lines.`;
+    }
+    log.scrollTop = log.scrollHeight;
+  }
+
+  async function ended() {
+    document.getElementById("follow").hidden = false;
+    try {
+      const result = await api("GET", `${path}/result`);
+      const facts = document.getElementById("result");
+      const cost = result.cost || {};
+      const agent = result.agent || {};
+      const items = [["Cost", cost.total_usd !== undefined ? `$${Number(cost.total_usd).toFixed(4)}` : ""],
+                     ["Model", cost.model_usd != null ? `$${Number(cost.model_usd).toFixed(4)}` : ""],
+                     ["Compute", cost.compute_usd != null ? `$${Number(cost.compute_usd).toFixed(4)}` : ""],
+                     ["Turns", agent.turns], ["Branch", result.branch],
+                     ["Pull request", result.pull_request_url]];
+      for (const [name, value] of items) {
+        if (value === null || value === undefined || value === "") continue;
+        facts.append(el("dt", {}, name), el("dd", {}, String(value)));
+      }
+      document.getElementById("summary").textContent = agent.text || "";
+      const diff = await api("GET", `${path}/diff`);
+      renderDiff(document.getElementById("diff"), diff);
+      document.getElementById("outcome").hidden = false;
+    } catch (error) {
+      document.getElementById("log-note").textContent = error.message;
+    }
+  }
+
+  show(await api("GET", path));
+  cancel.addEventListener("click", async () => {
+    cancel.disabled = true;
+    show(await api("POST", `${path}/cancel`));
+  });
+  document.getElementById("follow-up").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const task = await api("POST", `${path}/follow-up`,
+                             { prompt: document.getElementById("f-follow").value });
+      window.location.assign(`/tasks/${encodeURIComponent(task.id)}`);
+    } catch (error) {
+      document.getElementById("e-follow").textContent = error.message;
+    }
+  });
+  // The browser reconnects an event stream by itself, sending Last-Event-ID: the
+  // service goes on after it, nothing missed or repeated.
+  const events = new EventSource(`${path}/events`);
+  events.addEventListener("log", (event) => append(JSON.parse(event.data).text));
+  events.addEventListener("status", (event) => {
+    const task = JSON.parse(event.data);
+    show(task);
+    if (DONE.has(task.status)) {
+      events.close();
+      ended();
+    }
+  });
+  events.addEventListener("error", (event) => {
+    if (event.data) document.getElementById("log-note").textContent = JSON.parse(event.data).detail;
+  });
+}
+
+function renderDiff(box, text) {
+  box.replaceChildren();
+  if (!text.trim()) {
+    box.append(el("p", { class: "muted" }, "No change."));
+    return;
+  }
+  let file = null;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("diff --git")) {
+      const name = line.split(" b/").pop();
+      file = el("pre", { class: "file", "aria-label": name });
+      box.append(el("h4", { class: "mono" }, name), file);
+      continue;
+    }
+    if (file === null) {
+      file = el("pre", { class: "file" });
+      box.append(file);
+    }
+    const kind = line.startsWith("+") && !line.startsWith("+++") ? "add"
+      : line.startsWith("-") && !line.startsWith("---") ? "del"
+      : line.startsWith("@@") ? "hunk" : "";
+    file.append(el("span", { class: `d ${kind}` }, `${line}\n`));
+  }
+}
+
+const pages = { tasks: tasksPage, new: newPage, task: taskPage };
+pages[document.body.dataset.page]?.();

@@ -1,0 +1,153 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright (launched by its
+executable path: Playwright's own browser downloads are not reachable here), against the
+started service. Sign in by a one-time link, start a task from the form, watch its lines
+arrive live, cancel one, and check that another user's task is a 404 page, that what a
+task prints is shown as text, and that axe-core finds no serious violation. Screenshots
+of each page, light and dark, narrow and wide, go to ``test-artifacts/dashboard/``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Service, admin
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "dashboard"
+
+
+@pytest.fixture(scope="module", name="chromium")
+def _chromium() -> Iterator[Any]:
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        # As root Chromium needs --no-sandbox; the page is this test's own service.
+        browser = playwright.chromium.launch(executable_path=executable,
+                                             args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+def _link(service: Service, email: str) -> str:
+    out = subprocess.run([sys.executable, "-m", "rclaude_infra", "users", "login-link",
+                          email, "--server", service.url], capture_output=True, text=True,
+                         env={**os.environ}, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def _signed_in(chromium: Any, service: Service, email: str, **context: Any) -> Any:
+    page = chromium.new_context(**context).new_page()
+    page.goto(_link(service, email))
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{service.url}/tasks")
+    return page
+
+
+def _shoot(page: Any, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def _axe(page: Any) -> list[str]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [f"{v['id']}: {v['help']}" for v in results.response["violations"]
+            if v.get("impact") in ("serious", "critical")]
+
+
+def test_a_task_from_the_form_runs_live_and_its_output_is_text(
+        chromium: Any, service: Service) -> None:
+    admin("users", "add", "alice@example.com")
+    page = _signed_in(chromium, service, "alice@example.com")
+    assert page.get_by_text("alice@example.com").is_visible()
+    assert _axe(page) == []
+    page.get_by_role("link", name="New task").first.click()
+    page.get_by_label("A shell command").check()
+    page.get_by_role("textbox", name="Command").fill(
+        "echo '<script>document.title=\"owned\"</script><b>bold</b>'; "
+        "for i in 1 2 3; do echo line-$i; sleep 1; done")
+    assert _axe(page) == []
+    page.get_by_role("button", name="Start the task").click()
+    page.wait_for_url(f"{service.url}/tasks/t-*")
+    # Live: the first line is on the page while the task still runs.
+    page.locator(".log .line", has_text="line-1").wait_for(timeout=30_000)
+    assert page.locator("#status").inner_text() in ("running", "pending")
+    page.locator("#status.succeeded").wait_for(timeout=60_000)
+    assert not page.get_by_role("button", name="Cancel").is_visible()  # nothing to cancel
+    log = page.locator("#log")
+    assert "<script>document.title=\"owned\"</script><b>bold</b>" in log.inner_text()
+    assert log.locator("script, b").count() == 0 and page.title() != "owned"
+    assert [line for line in log.inner_text().splitlines() if line.startswith("line-")] == [
+        "line-1", "line-2", "line-3"]  # each once, in order
+    page.locator("#outcome").wait_for()
+    assert _axe(page) == []
+    _shoot(page, "task-light-wide")
+    page.goto(f"{service.url}/tasks")
+    page.locator("#task-rows tr .badge.succeeded").wait_for()
+    _shoot(page, "tasks-light-wide")
+    page.context.close()
+
+
+def test_cancel_and_another_users_task_is_a_404(chromium: Any, service: Service) -> None:
+    admin("users", "add", "alice@example.com")
+    admin("users", "add", "bob@example.com")
+    page = _signed_in(chromium, service, "alice@example.com",
+                      color_scheme="dark", viewport={"width": 375, "height": 800})
+    page.goto(f"{service.url}/tasks/new")
+    page.get_by_label("A shell command").check()
+    page.get_by_role("textbox", name="Command").fill("echo started; sleep 300")
+    page.get_by_role("button", name="Start the task").click()
+    page.wait_for_url(f"{service.url}/tasks/t-*")
+    task_url = page.url
+    page.locator(".log .line", has_text="started").wait_for(timeout=30_000)
+    _shoot(page, "task-dark-narrow")
+    page.get_by_role("button", name="Cancel").click()
+    page.locator("#status.stopped").wait_for(timeout=60_000)
+    bob = _signed_in(chromium, service, "bob@example.com")
+    answer = bob.goto(task_url)
+    assert answer is not None and answer.status == 404
+    assert "No such task" in bob.content()
+    bob.context.close()
+    page.context.close()
+
+
+def test_a_field_the_service_refuses_is_named_beside_it(chromium: Any,
+                                                        service: Service) -> None:
+    admin("users", "add", "alice@example.com")
+    page = _signed_in(chromium, service, "alice@example.com")
+    page.goto(f"{service.url}/tasks/new")
+    page.get_by_role("textbox", name="Prompt").fill("tidy up")
+    page.get_by_label("Repository URL").fill("/etc")
+    page.get_by_role("button", name="Start the task").click()
+    error = page.locator("#e-repo")
+    error.wait_for()
+    assert "https://" in error.inner_text()
+    assert page.url == f"{service.url}/tasks/new"
+    _shoot(page, "new-light-wide")
+    page.context.close()
+
+
+def test_a_login_link_signs_in_once(chromium: Any, service: Service) -> None:
+    admin("users", "add", "alice@example.com")
+    link = _link(service, "alice@example.com")
+    first = chromium.new_context().new_page()
+    first.goto(link)
+    first.get_by_role("button", name="Sign in").click()
+    first.wait_for_url(f"{service.url}/tasks")
+    again = chromium.new_context().new_page()
+    again.goto(link)
+    again.get_by_role("button", name="Sign in").click()
+    assert "Link not valid" in again.content()
+    for page in (first, again):
+        page.context.close()
