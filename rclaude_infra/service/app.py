@@ -40,7 +40,7 @@ from ..tasks.spec import TaskSpec, is_env_name, is_task_id
 from . import accounts, dashboard, device, events, signin, web
 from .dispatch import Dispatcher
 from .limits import Allowance, count_request
-from .models import ApiToken, TaskRecord, User, UserSecret, WebSession, now
+from .models import ApiToken, Identity, TaskRecord, User, UserSecret, WebSession, now
 from .problems import Problem, ProblemDetails, install
 from .settings import ServiceSettings
 from .store import Database, check_revision, is_empty, make_engine, migrate
@@ -434,11 +434,15 @@ def create_app(settings: ServiceSettings | None = None, *,
     # -- the caller and their tokens ------------------------------------------------
 
     @v1.get("/me", tags=["account"])
-    def me(who: Reader) -> dict[str, Any]:
-        """The caller, and the token they called with (``null`` from a signed-in
-        browser)."""
+    def me(who: Reader, db_session: Db) -> dict[str, Any]:
+        """The caller, the token they called with (``null`` from a signed-in browser),
+        and the sign-in identities linked to them."""
+        identities = db_session.scalars(select(Identity).where(
+            Identity.user_id == who.user.id).order_by(Identity.id))
         return {"id": who.user.id, "email": who.user.email, "name": who.user.name,
                 "is_admin": who.user.is_admin,
+                "identities": [{"provider": i.provider, "linked_at": _iso(i.created_at)}
+                               for i in identities],
                 "scopes": sorted(who.scopes),
                 "token": None if who.token is None else {
                     "id": who.token.id, "name": who.token.name,
@@ -726,11 +730,14 @@ def create_app(settings: ServiceSettings | None = None, *,
 
     @v1.get("/usage", tags=["account"])
     def usage(who: Reader, db_session: Db) -> dict[str, Any]:
-        """This month's tasks of the caller, and what they cost."""
+        """This month's tasks of the caller and what they cost: in all, by day (UTC) and
+        by repository (the most costly first)."""
         month = now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         records = db_session.scalars(select(TaskRecord).where(
             TaskRecord.user_id == who.user.id, TaskRecord.created_at >= month))
         tasks, compute, model = 0, 0.0, 0.0
+        days: dict[str, list[float]] = {}
+        repos: dict[str, list[float]] = {}
         for record in records:
             if record.dispatched_at is None:
                 continue  # never started: it cost nothing
@@ -741,8 +748,20 @@ def create_app(settings: ServiceSettings | None = None, *,
             tasks += 1
             compute += cost.compute_usd
             model += cost.model_usd or 0.0
+            day = days.setdefault(record.created_at.date().isoformat(), [0, 0.0, 0.0])
+            repo = repos.setdefault(json.loads(record.spec).get("repo") or "(none)",
+                                    [0, 0.0])
+            day[0] += 1
+            day[1] += cost.compute_usd
+            day[2] += cost.model_usd or 0.0
+            repo[0] += 1
+            repo[1] += cost.total_usd
         return {"since": _iso(month), "tasks": tasks, "compute_usd": compute,
-                "model_usd": model, "total_usd": compute + model}
+                "model_usd": model, "total_usd": compute + model,
+                "days": [{"date": d, "tasks": int(v[0]), "compute_usd": v[1],
+                          "model_usd": v[2]} for d, v in sorted(days.items())],
+                "repos": [{"repo": r, "tasks": int(v[0]), "total_usd": v[1]} for r, v in
+                          sorted(repos.items(), key=lambda item: -item[1][1])[:10]]}
 
     app.include_router(v1)
 

@@ -83,3 +83,19 @@ def install(app: FastAPI, db: Database) -> None:
         if not mine:  # another user's, as one that does not exist
             return render("missing.html", found, status=404, page="missing")
         return render("task.html", found, page="task", task_id=task_id)
+
+    @app.get("/usage", include_in_schema=False)
+    def usage_page(request: Request,
+                   rci_session: Annotated[str | None, Cookie()] = None) -> Response:
+        found = signed_in(rci_session)
+        if found is None:
+            return to_login(request)
+        return render("usage.html", found, page="usage")
+
+    @app.get("/settings", include_in_schema=False)
+    def settings_page(request: Request,
+                      rci_session: Annotated[str | None, Cookie()] = None) -> Response:
+        found = signed_in(rci_session)
+        if found is None:
+            return to_login(request)
+        return render("settings.html", found, page="settings")

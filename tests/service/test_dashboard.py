@@ -151,3 +151,81 @@ def test_a_login_link_signs_in_once(chromium: Any, service: Service) -> None:
     assert "Link not valid" in again.content()
     for page in (first, again):
         page.context.close()
+
+
+def test_settings_make_and_revoke_a_token_and_keep_secrets_unseen(
+        chromium: Any, service: Service) -> None:
+    import httpx
+
+    admin("users", "add", "alice@example.com")
+    page = _signed_in(chromium, service, "alice@example.com")
+    page.get_by_role("link", name="Settings").click()
+    page.get_by_role("textbox", name="Name").first.fill("from the dashboard")
+    page.get_by_role("button", name="Create a token").click()
+    shown = page.locator("#token-value")
+    shown.wait_for()
+    token = shown.inner_text()
+    assert token.startswith("rci_")
+    with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {token}"},
+                      timeout=30) as client:
+        assert client.get("/v1/me").status_code == 200
+        page.get_by_role("button", name="Revoke from the dashboard").click()
+        page.locator("#token-rows", has_text="revoked").wait_for()
+        assert client.get("/v1/me").status_code == 401  # refused once revoked
+    page.locator("#f-secret-name").fill("DEPLOY_KEY")
+    page.locator("#f-secret-value").fill("s3cret-value-42")
+    page.get_by_role("button", name="Save the secret").click()
+    page.locator("#secret-rows", has_text="DEPLOY_KEY").wait_for()
+    page.reload()
+    page.locator("#secret-rows", has_text="DEPLOY_KEY").wait_for()
+    assert "s3cret-value-42" not in page.content()
+    assert _axe(page) == []
+    _shoot(page, "settings-light-wide")
+    page.get_by_role("button", name="Delete DEPLOY_KEY").click()
+    page.locator("#secret-rows", has_text="No secrets yet").wait_for()
+    page.context.close()
+
+
+def test_usage_counts_this_months_executions(chromium: Any, service: Service) -> None:
+    admin("users", "add", "alice@example.com")
+    token = admin("tokens", "create", "alice@example.com").strip()
+    import httpx
+
+    from conftest import wait_done
+
+    with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {token}"},
+                      timeout=60) as client:
+        task = client.post("/v1/tasks", json={"command": "true",
+                                              "repo": "https://example.com/none.git"})
+        assert task.status_code == 201
+        wait_done(client, task.json()["id"])
+        done = client.post("/v1/tasks", json={"command": "echo counted"}).json()
+        wait_done(client, done["id"])
+    page = _signed_in(chromium, service, "alice@example.com", color_scheme="dark")
+    page.get_by_role("link", name="Usage").click()
+    page.locator("#u-tasks", has_text="2").wait_for()
+    assert page.locator("#repo-rows tr").count() >= 1
+    assert _axe(page) == []
+    _shoot(page, "usage-dark-wide")
+    page.context.close()
+
+
+def test_the_sign_in_and_device_pages_pass_axe(chromium: Any, service: Service) -> None:
+    import httpx
+
+    admin("users", "add", "alice@example.com")
+    anonymous = chromium.new_context().new_page()
+    anonymous.goto(f"{service.url}/tasks")
+    assert anonymous.url.startswith(f"{service.url}/login")
+    assert _axe(anonymous) == []
+    anonymous.context.close()
+    code = httpx.post(f"{service.url}/device/code", timeout=30).json()
+    page = _signed_in(chromium, service, "alice@example.com",
+                      viewport={"width": 375, "height": 700})
+    page.goto(code["verification_uri_complete"])
+    assert code["user_code"] in page.content()
+    assert _axe(page) == []
+    _shoot(page, "device-light-narrow")
+    page.get_by_role("button", name="Approve").click()
+    assert "Approved" in page.content()
+    page.context.close()

@@ -266,5 +266,138 @@ function renderDiff(box, text) {
   }
 }
 
-const pages = { tasks: tasksPage, new: newPage, task: taskPage };
+// -- usage -------------------------------------------------------------------------------
+
+function dollars(value) {
+  return `$${Number(value || 0).toFixed(2)}`;
+}
+
+async function usagePage() {
+  const usage = await api("GET", "/v1/usage");
+  document.getElementById("u-tasks").textContent = String(usage.tasks);
+  document.getElementById("u-model").textContent = dollars(usage.model_usd);
+  document.getElementById("u-compute").textContent = dollars(usage.compute_usd);
+  document.getElementById("u-total").textContent = dollars(usage.total_usd);
+  const chart = document.getElementById("chart");
+  if (!usage.days.length) {
+    chart.append(el("p", { class: "muted" }, "No cost yet this month."));
+  } else {
+    // Stacked bars, model over compute, drawn as SVG nodes (no library, no inline script).
+    const ns = "http://www.w3.org/2000/svg";
+    const width = 640, height = 200, gap = 4;
+    const top = Math.max(...usage.days.map((d) => d.model_usd + d.compute_usd), 0.0001);
+    const bar = Math.min(48, (width - gap * usage.days.length) / usage.days.length);
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", `0 0 ${width} ${height + 20}`);
+    svg.setAttribute("aria-hidden", "true");
+    usage.days.forEach((day, n) => {
+      const x = n * (bar + gap);
+      const compute = (day.compute_usd / top) * height;
+      const model = (day.model_usd / top) * height;
+      for (const [kind, h, y] of [["compute", compute, height - compute],
+                                  ["model", model, height - compute - model]]) {
+        const rect = document.createElementNS(ns, "rect");
+        Object.entries({ x, y, width: bar, height: Math.max(h, 0), class: kind })
+          .forEach(([k, v]) => rect.setAttribute(k, String(v)));
+        const title = document.createElementNS(ns, "title");
+        title.textContent = `${day.date}: ${kind} ${dollars(kind === "model" ? day.model_usd : day.compute_usd)}`;
+        rect.append(title);
+        svg.append(rect);
+      }
+      const label = document.createElementNS(ns, "text");
+      Object.entries({ x: x + bar / 2, y: height + 14, "text-anchor": "middle" })
+        .forEach(([k, v]) => label.setAttribute(k, String(v)));
+      label.textContent = day.date.slice(8);
+      svg.append(label);
+    });
+    chart.append(svg);
+    chart.setAttribute("aria-label", usage.days.map(
+      (d) => `${d.date}: model ${dollars(d.model_usd)}, compute ${dollars(d.compute_usd)}`).join("; "));
+  }
+  const rows = document.getElementById("repo-rows");
+  for (const repo of usage.repos) {
+    rows.append(el("tr", {}, el("td", { class: "clip" }, repo.repo), el("td", {}, String(repo.tasks)),
+                   el("td", {}, dollars(repo.total_usd))));
+  }
+}
+
+// -- settings ----------------------------------------------------------------------------
+
+async function settingsPage() {
+  const tokenRows = document.getElementById("token-rows");
+  const secretRows = document.getElementById("secret-rows");
+
+  async function tokens() {
+    const listed = (await api("GET", "/v1/tokens")).tokens;
+    tokenRows.replaceChildren();
+    for (const token of listed) {
+      const revoke = el("button", { type: "button", class: "quiet danger" }, "Revoke");
+      revoke.setAttribute("aria-label", `Revoke ${token.name}`);
+      revoke.hidden = Boolean(token.revoked_at);
+      revoke.addEventListener("click", async () => {
+        await api("DELETE", `/v1/tokens/${token.id}`);
+        await tokens();
+      });
+      tokenRows.append(el("tr", { "data-token": String(token.id) },
+        el("td", {}, token.name), el("td", { class: "mono" }, `${token.prefix}…`),
+        el("td", {}, token.scopes.join(", ")),
+        el("td", {}, token.revoked_at ? `revoked ${when(token.revoked_at)}` : when(token.last_used_at) || "never"),
+        el("td", {}, revoke)));
+    }
+  }
+
+  async function secrets() {
+    const listed = (await api("GET", "/v1/secrets")).secrets;
+    secretRows.replaceChildren();
+    if (!listed.length) secretRows.append(el("li", { class: "muted" }, "No secrets yet."));
+    for (const secret of listed) {
+      const remove = el("button", { type: "button", class: "quiet danger" }, "Delete");
+      remove.setAttribute("aria-label", `Delete ${secret.name}`);
+      remove.addEventListener("click", async () => {
+        await api("DELETE", `/v1/secrets/${encodeURIComponent(secret.name)}`);
+        await secrets();
+      });
+      secretRows.append(el("li", {}, el("span", { class: "mono" }, secret.name),
+        el("span", { class: "muted" }, ` updated ${when(secret.updated_at)} `), remove));
+    }
+  }
+
+  document.getElementById("new-token").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const error = document.getElementById("e-token");
+    error.textContent = "";
+    try {
+      const made = await api("POST", "/v1/tokens", { name: event.target.name.value });
+      document.getElementById("token-value").textContent = made.token;
+      document.getElementById("token-shown").hidden = false;
+      event.target.reset();
+      await tokens();
+    } catch (problem) {
+      error.textContent = problem.message;
+    }
+  });
+  document.getElementById("new-secret").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const error = document.getElementById("e-secret");
+    error.textContent = "";
+    const form = event.target;
+    try {
+      await api("PUT", `/v1/secrets/${encodeURIComponent(form.name.value)}`, { value: form.value.value });
+      form.reset();
+      await secrets();
+    } catch (problem) {
+      error.textContent = problem.message;
+    }
+  });
+  const me = await api("GET", "/v1/me");
+  const ids = document.getElementById("identity-rows");
+  if (!me.identities.length) ids.append(el("li", { class: "muted" }, "None linked: you signed in by a link."));
+  for (const identity of me.identities) {
+    ids.append(el("li", {}, `${identity.provider === "github" ? "GitHub" : "Google"}, linked ${when(identity.linked_at)}`));
+  }
+  await Promise.all([tokens(), secrets()]);
+}
+
+const pages = { tasks: tasksPage, new: newPage, task: taskPage, usage: usagePage,
+                settings: settingsPage };
 pages[document.body.dataset.page]?.();
