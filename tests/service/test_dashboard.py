@@ -229,3 +229,31 @@ def test_the_sign_in_and_device_pages_pass_axe(chromium: Any, service: Service) 
     page.get_by_role("button", name="Approve").click()
     assert "Approved" in page.content()
     page.context.close()
+
+
+def test_a_50000_line_log_keeps_the_page_responsive(chromium: Any, service: Service) -> None:
+    import time
+
+    import httpx
+
+    from conftest import wait_done
+
+    admin("users", "add", "alice@example.com")
+    token = admin("tokens", "create", "alice@example.com").strip()
+    with httpx.Client(base_url=service.url, headers={"Authorization": f"Bearer {token}"},
+                      timeout=60) as client:
+        task = client.post("/v1/tasks", json={"command": "seq 1 50000"}).json()
+        wait_done(client, task["id"])
+    page = _signed_in(chromium, service, "alice@example.com")
+    began = time.monotonic()
+    page.goto(f"{service.url}/tasks/{task['id']}")
+    page.locator("#status.succeeded").wait_for(timeout=120_000)
+    page.locator(".log .line", has_text="50000").wait_for(timeout=120_000)
+    took = time.monotonic() - began
+    # The page answers at once, and holds a bounded number of lines.
+    answered = time.monotonic()
+    assert page.evaluate("() => document.querySelectorAll('#log .line').length") <= 5000
+    assert time.monotonic() - answered < 5
+    assert "of 50002 lines" in page.locator("#log-note").inner_text()
+    print(f"50,000 lines shown in {took:.1f} s")
+    page.context.close()

@@ -173,11 +173,25 @@ async function taskPage() {
     cancel.hidden = DONE.has(task.status);
   }
 
+  // Lines are put on the page once a frame, together: a burst of thousands (a long log
+  // read from the start) costs one layout, not one each.
+  let pending = [];
   function append(text) {
-    log.append(el("div", { class: "line" }, text));
+    pending.push(text);
     lines += 1;
-    if (log.children.length > MAX_LINES) {
-      log.firstElementChild.remove();
+    // A hidden tab gets no frames: what it cannot show is not kept either.
+    if (pending.length > 2 * MAX_LINES) pending = pending.slice(-MAX_LINES);
+    if (pending.length === 1) requestAnimationFrame(flush);
+  }
+  function flush() {
+    const batch = pending.slice(-MAX_LINES);
+    pending = [];
+    const fragment = document.createDocumentFragment();
+    for (const text of batch) fragment.append(el("div", { class: "line" }, text));
+    log.append(fragment);
+    const extra = log.children.length - MAX_LINES;
+    for (let n = 0; n < extra; n += 1) log.firstElementChild.remove();
+    if (lines > MAX_LINES) {
       document.getElementById("log-note").textContent =
         `Showing the last ${MAX_LINES} of ${lines} lines.`;
     }
