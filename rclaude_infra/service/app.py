@@ -135,8 +135,10 @@ class Caller:
     def __init__(self, user: User, token: ApiToken | None) -> None:
         self.user = user
         self.token = token
+        # A signed-in browser has what a CLI login gets, and an admin's administers.
         self.scopes = frozenset(token.scopes.split() if token is not None
-                                else accounts.DEFAULT_SCOPES)
+                                else (*accounts.DEFAULT_SCOPES,
+                                      *(("admin",) if user.is_admin else ())))
 
 
 def _digest(fields: dict[str, Any]) -> str:
@@ -762,6 +764,41 @@ def create_app(settings: ServiceSettings | None = None, *,
                           "model_usd": v[2]} for d, v in sorted(days.items())],
                 "repos": [{"repo": r, "tasks": int(v[0]), "total_usd": v[1]} for r, v in
                           sorted(repos.items(), key=lambda item: -item[1][1])[:10]]}
+
+    Admin = Annotated[Caller, Depends(caller("admin"))]
+    estimates: dict[str, Any] = {}
+
+    def estimate() -> dict[str, Any]:
+        """The deployment's monthly estimate from its offline plan (made once a process:
+        it runs the Pulumi program under mocks)."""
+        if not estimates:
+            try:
+                found = runner.estimate_cost()
+                estimates.update(idle_monthly_usd=found.idle_monthly,
+                                 monthly_usd=found.monthly, error=None)
+            except Exception as exc:  # no plan here (no Pulumi SDK?): say why
+                estimates.update(idle_monthly_usd=None, monthly_usd=None,
+                                 error=f"{type(exc).__name__}: {exc}")
+        return dict(estimates)
+
+    @v1.get("/admin/overview", tags=["admin"])
+    def admin_overview(who: Admin, db_session: Db) -> dict[str, Any]:
+        """For admins: every user with this month's tasks, and the service's deployment
+        (where its tasks run, this month's spend, its estimate)."""
+        month = now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        counts = dict(db_session.execute(select(TaskRecord.user_id, func.count()).where(
+            TaskRecord.created_at >= month).group_by(TaskRecord.user_id)).all())
+        users = db_session.scalars(select(User).order_by(User.id)).all()
+        try:
+            spent: float | None = runner.spend(month).total_usd
+        except Exception:  # the deployment's records unreadable now: shown as unknown
+            spent = None
+        return {"users": [{"id": u.id, "email": u.email, "name": u.name,
+                           "is_admin": u.is_admin, "created_at": _iso(u.created_at),
+                           "tasks_this_month": int(counts.get(u.id, 0))} for u in users],
+                "deployment": {"name": runner.name, "provider": runner.provider,
+                               "region": runner.config.region,
+                               "spend_this_month_usd": spent, **estimate()}}
 
     app.include_router(v1)
 

@@ -99,3 +99,13 @@ def install(app: FastAPI, db: Database) -> None:
         if found is None:
             return to_login(request)
         return render("settings.html", found, page="settings")
+
+    @app.get("/admin", include_in_schema=False)
+    def admin_page(request: Request,
+                   rci_session: Annotated[str | None, Cookie()] = None) -> Response:
+        found = signed_in(rci_session)
+        if found is None:
+            return to_login(request)
+        if not found[0].is_admin:  # as any page that is not theirs
+            return render("missing.html", found, status=404, page="missing")
+        return render("admin.html", found, page="admin")

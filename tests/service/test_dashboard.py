@@ -257,3 +257,28 @@ def test_a_50000_line_log_keeps_the_page_responsive(chromium: Any, service: Serv
     assert "of 50002 lines" in page.locator("#log-note").inner_text()
     print(f"50,000 lines shown in {took:.1f} s")
     page.context.close()
+
+
+def test_admin_sees_users_and_the_deployment_others_get_a_404(
+        chromium: Any, service: Service) -> None:
+    import httpx
+
+    admin("users", "add", "root@example.com", "--admin")
+    admin("users", "add", "alice@example.com")
+    alice_token = admin("tokens", "create", "alice@example.com").strip()
+    with httpx.Client(base_url=service.url, timeout=30,
+                      headers={"Authorization": f"Bearer {alice_token}"}) as alice:
+        assert alice.get("/v1/admin/overview").status_code == 403
+    page = _signed_in(chromium, service, "root@example.com")
+    page.get_by_role("link", name="Admin").click()
+    page.locator("#user-rows tr", has_text="alice@example.com").wait_for()
+    page.locator("#deployment dd", has_text="on this machine").wait_for()
+    page.locator("#deployment dt", has_text="Deployed on ECS, a month").wait_for()
+    assert _axe(page) == []
+    _shoot(page, "admin-light-wide")
+    other = _signed_in(chromium, service, "alice@example.com")
+    assert other.get_by_role("link", name="Admin").count() == 0
+    answer = other.goto(f"{service.url}/admin")
+    assert answer is not None and answer.status == 404
+    other.context.close()
+    page.context.close()

@@ -412,6 +412,29 @@ async function settingsPage() {
   await Promise.all([tokens(), secrets()]);
 }
 
+// -- admin -------------------------------------------------------------------------------
+
+async function adminPage() {
+  const overview = await api("GET", "/v1/admin/overview");
+  const d = overview.deployment;
+  const facts = document.getElementById("deployment");
+  const items = [["Name", d.name], ["Tasks run", d.provider === "local" ? "on this machine" : "on ECS"],
+                 ["Region", d.region], ["Spent this month", d.spend_this_month_usd == null ? "unknown" : dollars(d.spend_this_month_usd)],
+                 [d.provider === "local" ? "Deployed on ECS, a month" : "Estimate a month",
+                  d.monthly_usd == null ? `none: ${d.error}` : dollars(d.monthly_usd)],
+                 ["Idle a month", d.idle_monthly_usd == null ? "" : dollars(d.idle_monthly_usd)]];
+  for (const [name, value] of items) {
+    if (value === "") continue;
+    facts.append(el("dt", {}, name), el("dd", {}, String(value)));
+  }
+  const rows = document.getElementById("user-rows");
+  for (const user of overview.users) {
+    rows.append(el("tr", {}, el("td", {}, user.email), el("td", {}, user.name || ""),
+      el("td", {}, user.is_admin ? "yes" : ""), el("td", {}, String(user.tasks_this_month)),
+      el("td", {}, when(user.created_at))));
+  }
+}
+
 const pages = { tasks: tasksPage, new: newPage, task: taskPage, usage: usagePage,
-                settings: settingsPage };
+                settings: settingsPage, admin: adminPage };
 pages[document.body.dataset.page]?.();
