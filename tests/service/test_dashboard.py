@@ -85,6 +85,8 @@ def test_a_task_from_the_form_runs_live_and_its_output_is_text(
     assert page.locator("#status").inner_text() in ("running", "pending")
     page.locator("#status.succeeded").wait_for(timeout=60_000)
     assert not page.get_by_role("button", name="Cancel").is_visible()  # nothing to cancel
+    steps = page.locator("#timeline .badge").all_inner_texts()
+    assert steps[0] == "queued" and steps[-1] == "succeeded" and "running" in steps
     log = page.locator("#log")
     assert "<script>document.title=\"owned\"</script><b>bold</b>" in log.inner_text()
     assert log.locator("script, b").count() == 0 and page.title() != "owned"

@@ -157,7 +157,24 @@ async function taskPage() {
   const cancel = document.getElementById("cancel");
   let lines = 0;
 
+  // Each status the task went through, when this page (or the task's times) saw it.
+  const timeline = document.getElementById("timeline");
+  const marked = new Set();
+  function mark(state, at) {
+    if (marked.has(state)) return;
+    marked.add(state);
+    const dot = el("span", {});
+    badge(dot, state);
+    timeline.append(el("li", {}, dot, " ", el("time", at ? { datetime: at } : {}, when(at) || "now")));
+  }
+  function timelineOf(task) {
+    mark("QUEUED", task.created_at);
+    if (task.started_at) mark("RUNNING", task.started_at);
+    if (task.status !== "QUEUED") mark(task.status, DONE.has(task.status) ? task.stopped_at : null);
+  }
+
   function show(task) {
+    timelineOf(task);
     badge(status, task.status);
     document.getElementById("what").textContent = task.prompt || task.command || "";
     const facts = document.getElementById("facts");
