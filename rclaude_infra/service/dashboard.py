@@ -55,21 +55,22 @@ def install(app: FastAPI, db: Database) -> None:
     def home() -> Response:
         return RedirectResponse("/tasks", 303)
 
-    @app.get("/tasks", include_in_schema=False)
-    def tasks_page(request: Request,
-                   rci_session: Annotated[str | None, Cookie()] = None) -> Response:
-        found = signed_in(rci_session)
-        if found is None:
-            return to_login(request)
-        return render("tasks.html", found, page="tasks")
+    def plain_page(path: str, name: str) -> None:
+        """A page whose data its script reads from the API: for whoever is signed in."""
 
-    @app.get("/tasks/new", include_in_schema=False)
-    def new_task_page(request: Request,
-                      rci_session: Annotated[str | None, Cookie()] = None) -> Response:
-        found = signed_in(rci_session)
-        if found is None:
-            return to_login(request)
-        return render("new.html", found, page="new")
+        def show(request: Request,
+                 rci_session: Annotated[str | None, Cookie()] = None) -> Response:
+            found = signed_in(rci_session)
+            if found is None:
+                return to_login(request)
+            return render(f"{name}.html", found, page=name)
+
+        app.add_api_route(path, show, methods=["GET"], include_in_schema=False)
+
+    # Before /tasks/{task_id}: "new" is not a task id.
+    for path, name in (("/tasks", "tasks"), ("/tasks/new", "new"), ("/usage", "usage"),
+                       ("/settings", "settings")):
+        plain_page(path, name)
 
     @app.get("/tasks/{task_id}", include_in_schema=False)
     def task_page(task_id: str, request: Request,
@@ -83,22 +84,6 @@ def install(app: FastAPI, db: Database) -> None:
         if not mine:  # another user's, as one that does not exist
             return render("missing.html", found, status=404, page="missing")
         return render("task.html", found, page="task", task_id=task_id)
-
-    @app.get("/usage", include_in_schema=False)
-    def usage_page(request: Request,
-                   rci_session: Annotated[str | None, Cookie()] = None) -> Response:
-        found = signed_in(rci_session)
-        if found is None:
-            return to_login(request)
-        return render("usage.html", found, page="usage")
-
-    @app.get("/settings", include_in_schema=False)
-    def settings_page(request: Request,
-                      rci_session: Annotated[str | None, Cookie()] = None) -> Response:
-        found = signed_in(rci_session)
-        if found is None:
-            return to_login(request)
-        return render("settings.html", found, page="settings")
 
     @app.get("/admin", include_in_schema=False)
     def admin_page(request: Request,
