@@ -139,3 +139,27 @@ def wait_done(client: httpx.Client, task_id: str, timeout: float = 60) -> dict[s
 
     wait_until(done, f"task {task_id} to end", timeout)
     return seen
+
+
+@pytest.fixture(name="idp")
+def _idp() -> Iterator[Any]:
+    """Loopback fakes of GitHub's and Google's OAuth endpoints (fake_oauth.py)."""
+    from fake_oauth import FakeProviders
+
+    fake = FakeProviders()
+    with started(fake.app()) as url:
+        fake.base = url
+        yield fake
+
+
+@pytest.fixture(name="site")
+def _site(idp: Any, database_url: str, tmp_path: Path,
+          monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
+    """The service, offering sign-in at both fakes."""
+    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RCLAUDE_DATABASE_URL", database_url)
+    for key, value in idp.env().items():
+        monkeypatch.setenv(key, value)
+    with started(new_app(100_000)) as url:
+        idp.service_url = url
+        yield Service(url, database_url, 100_000)

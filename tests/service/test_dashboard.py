@@ -284,3 +284,18 @@ def test_admin_sees_users_and_the_deployment_others_get_a_404(
     assert answer is not None and answer.status == 404
     other.context.close()
     page.context.close()
+
+
+def test_sign_in_with_github_in_the_browser(chromium: Any, site: Service, idp: Any) -> None:
+    """Through the loopback fake of GitHub: real redirects, state and PKCE checked."""
+    page = chromium.new_context().new_page()
+    page.goto(f"{site.url}/tasks/new")
+    assert page.url.startswith(f"{site.url}/login")
+    assert page.get_by_role("link", name="Sign in with Google").is_visible()
+    assert _axe(page) == []
+    _shoot(page, "login-light-wide")
+    page.get_by_role("link", name="Sign in with GitHub").click()
+    page.wait_for_url(f"{site.url}/tasks/new")  # back where the person was going
+    assert page.get_by_text("alice@example.com").is_visible()
+    assert dict(idp.seen)["github/authorize"]["code_challenge_method"] == "S256"
+    page.context.close()

@@ -10,7 +10,6 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,27 +18,6 @@ import pytest
 from fake_oauth import FakeProviders
 
 from conftest import Service, admin, new_app, started
-
-
-@pytest.fixture(name="idp")
-def _idp() -> Iterator[FakeProviders]:
-    fake = FakeProviders()
-    with started(fake.app()) as url:
-        fake.base = url
-        yield fake
-
-
-@pytest.fixture(name="site")
-def _site(idp: FakeProviders, database_url: str, tmp_path: Path,
-          monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
-    """The service, offering sign-in at both fakes."""
-    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("RCLAUDE_DATABASE_URL", database_url)
-    for key, value in idp.env().items():
-        monkeypatch.setenv(key, value)
-    with started(new_app(100_000)) as url:
-        idp.service_url = url
-        yield Service(url, database_url, 100_000)
 
 
 def _browser(site: Service) -> httpx.Client:
