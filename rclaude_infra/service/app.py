@@ -11,9 +11,10 @@ import datetime as dt
 import hashlib
 import json
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
+from urllib.parse import quote
 
 from fastapi import (
     APIRouter,
@@ -48,9 +49,12 @@ from .vault import Vault, load_key
 
 if TYPE_CHECKING:
     from ..deployment import Deployment
+    from ..tasks.downloads import Downloaded
     from ..tasks.model import LogLine, Task, TaskResult
 
 PAGE_SIZE = 20
+#: The largest task file served in one answer (the CLI downloads any size).
+MAX_FILE_BYTES = 50 * 2**20
 MAX_PAGE = 100
 #: Requests holding a database session at once (the pool holds 40 connections:
 #: ``store.POOL_SIZE`` + ``store.POOL_OVERFLOW``; the token lookups take a few more).
@@ -588,17 +592,58 @@ def create_app(settings: ServiceSettings | None = None, *,
                     "cost_usd": agent.cost_usd},
                 "branch": result.branch, "pull_request_url": result.pull_request_url}
 
+    @contextlib.contextmanager
+    def files_of(db_session: Session, who: Caller, task_id: str
+                 ) -> "Iterator[tuple[Path, Downloaded]]":
+        """The task's files, downloaded into a folder of this request's (what the task
+        named outside it, or as a link, is skipped by the download itself)."""
+        task = handle(owned(db_session, who, task_id))
+        result = finished(task)
+        with tempfile.TemporaryDirectory(prefix="rclaude-files-") as folder:
+            found = result.download(folder)
+            yield Path(folder) / task.task_id, found
+
     @v1.get("/tasks/{task_id}/diff", tags=["tasks"], response_class=PlainTextResponse,
              responses={404: {}, 409: {"description": "no result yet"}})
     def task_diff(task_id: str, who: Reader, db_session: Db) -> PlainTextResponse:
         """The work as a patch (``text/x-diff``; empty when there was no change)."""
-        task = handle(owned(db_session, who, task_id))
-        result = finished(task)
-        with tempfile.TemporaryDirectory(prefix="rclaude-diff-") as folder:
-            result.download(folder)
-            patch = Path(folder) / task.task_id / "diff.patch"
+        with files_of(db_session, who, task_id) as (root, _):
+            patch = root / "diff.patch"
             body = patch.read_text(errors="replace") if patch.is_file() else ""
         return PlainTextResponse(body, media_type="text/x-diff")
+
+    @v1.get("/tasks/{task_id}/files", tags=["tasks"],
+             responses={404: {}, 409: {"description": "no result yet"}})
+    def task_files(task_id: str, who: Reader, db_session: Db) -> dict[str, Any]:
+        """What the task left: its result, log, diff, transcript and artifacts, each with
+        its size; and what it named that was not taken (outside its folder, a link)."""
+        with files_of(db_session, who, task_id) as (root, found):
+            files = [{"name": path.relative_to(root).as_posix(), "size": path.stat().st_size}
+                     for path in sorted(found) if path.is_file()]
+        return {"files": files, "skipped": [{"name": name, "why": why}
+                                            for name, why in found.skipped]}
+
+    @v1.get("/tasks/{task_id}/files/{name:path}", tags=["tasks"],
+             response_class=Response, responses={
+                 200: {"content": {"application/octet-stream": {}}}, 404: {},
+                 409: {"description": "no result yet"},
+                 413: {"description": "larger than a download here allows"}})
+    def task_file(task_id: str, name: str, who: Reader, db_session: Db) -> Response:
+        """One of the task's files (a name ``/files`` listed), as an attachment."""
+        with files_of(db_session, who, task_id) as (root, found):
+            listed = {path.relative_to(root).as_posix(): path for path in found
+                      if path.is_file()}
+            path = listed.get(name)
+            if path is None:
+                raise Problem(404, "no such file of this task's", field="name")
+            if path.stat().st_size > MAX_FILE_BYTES:
+                raise Problem(413, f"{name} is larger than {MAX_FILE_BYTES} bytes: "
+                              "download the task's files with the CLI")
+            body = path.read_bytes()
+        filename = name.rsplit("/", 1)[-1]
+        return Response(body, media_type="application/octet-stream", headers={
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(filename)}",
+            "X-Content-Type-Options": "nosniff"})
 
     @v1.get("/tasks/{task_id}/logs", tags=["tasks"], responses={404: {}})
     def task_logs(task_id: str, who: Reader, db_session: Db) -> dict[str, Any]:

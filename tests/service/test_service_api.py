@@ -214,7 +214,17 @@ def test_another_users_ids_are_404_on_every_route(service: Service, alice: str,
                  ("GET", f"/v1/tasks/{task['id']}/result"),
                  ("GET", f"/v1/tasks/{task['id']}/diff"),
                  ("GET", f"/v1/tasks/{task['id']}/logs"),
+                 ("GET", f"/v1/tasks/{task['id']}/events"),
+                 ("GET", f"/v1/tasks/{task['id']}/files"),
+                 ("GET", f"/v1/tasks/{task['id']}/files/result.json"),
                  ("DELETE", f"/v1/tokens/{token_id}")]
+        # Every route of a task's is tried here (a new one cannot be left out).
+        documented = {(method.upper(), path) for path, item in
+                      a.get("/openapi.json").json()["paths"].items() if "{task_id}" in path
+                      for method in item}
+        tried = {(method, path.replace(task["id"], "{task_id}").replace(
+            "files/result.json", "files/{name}")) for method, path in tries}
+        assert documented - {("POST", "/v1/tasks/{task_id}/follow-up")} <= tried
         for method, path in tries:
             answer = b.request(method, path)
             assert answer.status_code == 404, (method, path, answer.text)
@@ -519,3 +529,26 @@ def test_a_task_never_sees_the_services_own_keys(database_url: str, tmp_path: Pa
                  "RCLAUDE_GOOGLE_CLIENT_SECRET"):
         assert kept[name] not in printed and name not in printed
     assert database_url.split("//", 1)[1] not in printed
+
+
+def test_a_tasks_files_are_listed_and_served_and_hostile_names_are_not(
+        service: Service, alice: str, bob: str) -> None:
+    """What a task leaves in its artifacts is served by the names it was listed under; a
+    link out of the task's folder is not followed, and another user gets a 404."""
+    with service.client(alice) as a, service.client(bob) as b:
+        task = a.post("/v1/tasks", json={"command": (
+            'printf "report body" > "$RCLAUDE_ARTIFACTS/report one.txt"; '
+            'ln -s /etc/passwd "$RCLAUDE_ARTIFACTS/passwd"')}).json()
+        assert wait_done(a, task["id"])["status"] == "SUCCEEDED"
+        listed = a.get(f"/v1/tasks/{task['id']}/files").json()
+        names = {f["name"] for f in listed["files"]}
+        assert "artifacts/report one.txt" in names and "result.json" in names
+        assert not any("passwd" in name for name in names)
+        assert any("passwd" in s["name"] for s in listed["skipped"])
+        got = a.get(f"/v1/tasks/{task['id']}/files/artifacts/report one.txt")
+        assert got.status_code == 200 and got.content == b"report body"
+        assert got.headers["content-disposition"].startswith("attachment;")
+        for name in ("artifacts/passwd", "../../../etc/passwd", "artifacts/%2e%2e/x"):
+            assert a.get(f"/v1/tasks/{task['id']}/files/{name}").status_code == 404, name
+        assert b.get(f"/v1/tasks/{task['id']}/files").status_code == 404
+        assert b.get(f"/v1/tasks/{task['id']}/files/result.json").status_code == 404

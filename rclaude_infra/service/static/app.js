@@ -232,6 +232,16 @@ async function taskPage() {
         facts.append(el("dt", {}, name), el("dd", {}, String(value)));
       }
       document.getElementById("summary").textContent = agent.text || "";
+      const files = await api("GET", `${path}/files`);
+      const list = document.getElementById("files");
+      for (const file of files.files) {
+        const href = `${path}/files/${file.name.split("/").map(encodeURIComponent).join("/")}`;
+        list.append(el("li", {}, el("a", { href, download: file.name.split("/").pop() }, file.name),
+                       el("span", { class: "muted" }, ` ${file.size.toLocaleString()} bytes`)));
+      }
+      for (const skipped of files.skipped) {
+        list.append(el("li", { class: "muted" }, `${skipped.name}: not taken (${skipped.why})`));
+      }
       const diff = await api("GET", `${path}/diff`);
       renderDiff(document.getElementById("diff"), diff);
       document.getElementById("outcome").hidden = false;
