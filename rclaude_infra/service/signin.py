@@ -76,7 +76,9 @@ def install(app: FastAPI, db: Database, settings: ServiceSettings,
         except SignInError as exc:
             return pages.message("Sign-in failed", str(exc), status=502)
         with db.session() as session:
-            web.remember_state(session, chosen.name, begun, next)
+            if not web.remember_state(session, chosen.name, begun, next):
+                return pages.message("Try again soon", "Too many sign-ins are in progress "
+                                     "on this service; try again in a minute.", status=429)
         answer = RedirectResponse(begun.url, status_code=302)
         answer.set_cookie(web.STATE_COOKIE, begun.state, max_age=STATE_SECONDS,
                           path="/auth/", httponly=True, samesite="lax",

@@ -10,7 +10,7 @@ import hmac
 import secrets
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import ConfigError
@@ -21,6 +21,8 @@ from .oauth import STATE_SECONDS, Begun, Profile, SignInError
 SESSION_COOKIE = "rci_session"
 STATE_COOKIE = "rci_sign_in"
 SESSION_DAYS = 14
+#: Browser sign-ins in flight at once, service-wide.
+MAX_PENDING_SIGN_INS = 10_000
 #: Minutes a login link is good for (once).
 LINK_MINUTES = 15
 
@@ -36,12 +38,19 @@ def safe_next(value: str | None) -> str:
     return value
 
 
-def remember_state(session: Session, provider: str, begun: Begun, next_path: str) -> None:
+def remember_state(session: Session, provider: str, begun: Begun, next_path: str
+                   ) -> bool:
+    """Keep a sign-in in flight; ``False`` when :data:`MAX_PENDING_SIGN_INS` are already
+    (anyone may start one: what that costs is bounded; the expired are deleted here)."""
     session.execute(delete(SignInState).where(SignInState.expires_at < now()))
+    if (session.scalar(select(func.count()).select_from(SignInState)) or 0
+            ) >= MAX_PENDING_SIGN_INS:
+        return False
     session.add(SignInState(state_hash=accounts.token_hash(begun.state), provider=provider,
                             code_verifier=begun.code_verifier, nonce=begun.nonce,
                             next_path=safe_next(next_path),
                             expires_at=now() + dt.timedelta(seconds=STATE_SECONDS)))
+    return True
 
 
 def take_state(session: Session, provider: str, returned: str | None,

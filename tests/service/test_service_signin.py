@@ -214,3 +214,16 @@ def test_the_cli_login_is_approved_in_the_browser(site: Service, idp: FakeProvid
     _, err = cli.communicate(timeout=60)
     assert cli.returncode == 0, err
     assert "alice@example.com" in err
+
+
+def test_sign_ins_in_flight_are_bounded(site: Service, idp: FakeProviders,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone may start a sign-in: the rows that costs are bounded service-wide."""
+    from rclaude_infra.service import web
+
+    monkeypatch.setattr(web, "MAX_PENDING_SIGN_INS", 2)
+    with httpx.Client(base_url=site.url, timeout=30) as anonymous:
+        for _ in range(2):
+            assert anonymous.get("/auth/github/login").status_code == 302
+        refused = anonymous.get("/auth/github/login")
+        assert refused.status_code == 429 and "Too many sign-ins" in refused.text
