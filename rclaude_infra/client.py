@@ -78,7 +78,8 @@ class ServiceClient:
     rclaude_infra.errors.ConfigError: --server: got 'ftp://x'; allowed: the service's URL, https://host[:port]
     """
 
-    def __init__(self, url: str, token: str, *, timeout: float = 60) -> None:
+    def __init__(self, url: str, token: str | None, *, timeout: float = 60) -> None:
+        """``token`` None: no ``Authorization`` header (a sign-in's own requests)."""
         self.url = credentials.check_server(url)
         self._token = token
         self.timeout = timeout
@@ -109,8 +110,7 @@ class ServiceClient:
 
         query = {k: v for k, v in (params or {}).items() if v is not None}
         url = self.url + path + (f"?{urlencode(query)}" if query else "")
-        sent = {"Accept": "application/json", "Authorization": f"Bearer {self._token}",
-                **(headers or {})}
+        sent = {"Accept": "application/json", **self._auth(), **(headers or {})}
         data = None
         if body is not None:
             data = json.dumps(body).encode()
@@ -128,8 +128,12 @@ class ServiceClient:
             return text
         return json.loads(text) if text else {}
 
+    def _auth(self) -> dict[str, str]:
+        return {} if self._token is None else {"Authorization": f"Bearer {self._token}"}
+
     @staticmethod
     def _error(status: int, raw: bytes) -> ServiceError:
+        # Problem details, or an OAuth error body (RFC 6749: ``{"error": ...}``).
         try:
             problem = json.loads(raw)
         except ValueError:
@@ -192,7 +196,7 @@ class ServiceClient:
         path = f"{self.url}/v1/tasks/{self._id(task_id)}/events"
         failures = 0
         while True:
-            headers = {"Accept": "text/event-stream", "Authorization": f"Bearer {self._token}"}
+            headers = {"Accept": "text/event-stream", **self._auth()}
             if last_event_id is not None:
                 headers["Last-Event-ID"] = last_event_id
             try:

@@ -1,45 +1,21 @@
 """``login`` and ``logout``: the CLI signs in to a hosted service by the device
 authorization grant (RFC 8628) and keeps the token it gets in the OS keyring, or without
-one in a 0600 file under ``RCLAUDE_HOME`` (``rclaude_infra.credentials``). Standard
-library only: a client needs no ``[service]`` extra."""
+one in a 0600 file under ``RCLAUDE_HOME`` (``rclaude_infra.credentials``). Its requests
+are :class:`~rclaude_infra.ServiceClient`'s (standard library only: a client needs no
+``[service]`` extra)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
 from .. import credentials
+from ..client import ServiceClient, ServiceError
 from ..errors import ConfigError, RclaudeError
 from ._common import note, verb
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:device_code"
-
-
-def _call(method: str, url: str, body: dict[str, Any] | None = None,
-          token: str | None = None) -> tuple[int, dict[str, Any]]:
-    # Here, not at import: every other verb of the CLI would pay for urllib.request.
-    import urllib.error
-    import urllib.request
-
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, method=method, headers=headers,
-                                     data=None if body is None else json.dumps(body).encode())
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            raw = answer.read()
-            return answer.status, json.loads(raw) if raw else {}
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            return exc.code, json.loads(raw) if raw else {}
-        except ValueError:
-            return exc.code, {"detail": raw.decode(errors="replace")[:200]}
-    except urllib.error.URLError as exc:
-        raise RclaudeError(f"cannot reach {url}: {exc.reason}") from exc
 
 
 def add_parsers(commands: Any) -> None:
@@ -53,10 +29,12 @@ def add_parsers(commands: Any) -> None:
 
 def _login(args: argparse.Namespace) -> int:
     server = credentials.check_server(args.server)
-    status, started = _call("POST", f"{server}/device/code")
-    if status != 200 or "device_code" not in started:
-        raise RclaudeError(f"{server} did not start a sign-in (HTTP {status}): "
-                           f"{started.get('detail', started)}")
+    anonymous = ServiceClient(server, None)
+    try:
+        started = anonymous.request("POST", "/device/code")
+    except ServiceError as exc:
+        raise RclaudeError(f"{server} did not start a sign-in (HTTP {exc.status}): "
+                           f"{exc.detail}") from None
     note(f"To sign in, approve the code {started['user_code']} at "
          f"{started.get('verification_uri_complete') or started['verification_uri']} "
          "(signed in there), or as a signed-in user:\n"
@@ -65,21 +43,22 @@ def _login(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + float(started.get("expires_in", 600))
     while time.monotonic() < deadline:
         time.sleep(interval)
-        status, answer = _call("POST", f"{server}/device/token",
-                               {"grant_type": GRANT_TYPE,
-                                "device_code": started["device_code"]})
-        error = answer.get("error")
-        if status == 200 and answer.get("access_token"):
-            token = str(answer["access_token"])
-            where = credentials.save(server, token)
-            _, me = _call("GET", f"{server}/v1/me", token=token)
-            note(f"signed in to {server} as {me.get('email', 'you')}; the token is in "
-                 f"{where}")
-            return 0
-        if error == "slow_down":
-            interval += 5  # RFC 8628, section 3.5
-        elif error != "authorization_pending":
-            raise RclaudeError(f"sign-in to {server} ended: {error or answer}")
+        try:
+            answer = anonymous.request("POST", "/device/token", {
+                "grant_type": GRANT_TYPE, "device_code": started["device_code"]})
+        except ServiceError as exc:
+            if exc.status != 400:  # RFC 8628's errors are 400s; anything else ends it
+                raise
+            if exc.detail == "slow_down":
+                interval += 5  # RFC 8628, section 3.5
+            elif exc.detail != "authorization_pending":
+                raise RclaudeError(f"sign-in to {server} ended: {exc.detail}") from None
+            continue
+        token = str(answer["access_token"])
+        where = credentials.save(server, token)
+        me = ServiceClient(server, token).request("GET", "/v1/me")
+        note(f"signed in to {server} as {me.get('email', 'you')}; the token is in {where}")
+        return 0
     raise RclaudeError(f"sign-in to {server} ended: the code expired before it was approved")
 
 
@@ -89,9 +68,16 @@ def _logout(args: argparse.Namespace) -> int:
         raise ConfigError("--server", server, "a service `login` signed in to: "
                           + (", ".join(credentials.servers()) or "none yet"))
     token = credentials.token_for(server)
-    status, me = _call("GET", f"{server}/v1/me", token=token) if token else (401, {})
-    if status == 200 and me.get("token"):
-        _call("DELETE", f"{server}/v1/tokens/{me['token']['id']}", token=token)
+    status = 401
+    if token:
+        client = ServiceClient(server, token)
+        try:
+            me = client.request("GET", "/v1/me")
+            status = 200
+            if me.get("token"):
+                client.request("DELETE", f"/v1/tokens/{me['token']['id']}")
+        except ServiceError as exc:
+            status = exc.status
     credentials.forget(server)
     note(f"signed out of {server}" + ("" if status == 200 else
                                       f" (its token was already not valid: HTTP {status})"))
