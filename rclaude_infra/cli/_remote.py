@@ -4,6 +4,7 @@ against a hosted service's task API, signed in by ``rclaude-infra login``."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,7 @@ def result(args: argparse.Namespace) -> int:
             raise ConfigError("task", answer.get("id"), "a task id (as the service sent)")
         folder = Path(args.download) / answer["id"]
         folder.mkdir(parents=True, exist_ok=True)
-        for name, text in (("result.json", _json(answer)),
+        for name, text in (("result.json", json.dumps(answer, indent=2)),
                            ("diff.patch", service.diff(args.task_id))):
             write_record(folder / name, text)
             saved.append(folder / name)
@@ -164,12 +165,6 @@ def result(args: argparse.Namespace) -> int:
     if saved:
         note(f"{len(saved)} files in {args.download}/{answer['id']}/")
     return 0
-
-
-def _json(data: Any) -> str:
-    import json
-
-    return json.dumps(data, indent=2)
 
 
 def stop(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..errors import ConfigError
-from .models import ApiToken, User, now
+from .models import ApiToken, User, UserSecret, now
 
 #: What a token may do: read tasks, start and stop them, administer the service.
 SCOPES = ("tasks:read", "tasks:write", "admin")
@@ -92,3 +92,17 @@ def authenticate(session: Session, value: str) -> tuple[User, ApiToken] | None:
         token.last_used_at = stamp
     user = session.get(User, token.user_id)
     return (user, token) if user is not None else None
+
+
+def user_secrets(session: Session, user_id: int, names: tuple[str, ...], *,
+                 allowed: str) -> dict[str, UserSecret]:
+    """The user's secrets of these names (their own only), or a :class:`ConfigError`
+    naming ``secrets``, the missing ones and ``allowed``."""
+    if not names:
+        return {}
+    rows = {row.name: row for row in session.scalars(select(UserSecret).where(
+        UserSecret.user_id == user_id, UserSecret.name.in_(names)))}
+    missing = [name for name in names if name not in rows]
+    if missing:
+        raise ConfigError("secrets", missing, allowed)
+    return rows

@@ -351,7 +351,8 @@ def create_app(settings: ServiceSettings | None = None, *,
         """Record ``spec`` as the caller's, for a dispatcher to start with their secrets,
         within their limit of tasks not ended (the create and follow-up routes both start
         so)."""
-        check_secrets(db_session, who, spec.secrets)
+        accounts.user_secrets(db_session, who.user.id, spec.secrets, allowed="names of "
+                              "your secrets (PUT /v1/secrets/{name} first)")
         limit = settings.max_concurrent_tasks
         if running(db_session, who) >= limit:
             raise Problem(429, f"{limit} tasks of yours are not ended yet; the limit is "
@@ -368,17 +369,6 @@ def create_app(settings: ServiceSettings | None = None, *,
                           "retry", field="Idempotency-Key", headers={"Retry-After": "1"}
                           ) from None
         return record
-
-    def check_secrets(db_session: Session, who: Caller, names: tuple[str, ...]) -> None:
-        """422 naming the secrets the caller has none of (their own only)."""
-        if not names:
-            return
-        have = set(db_session.scalars(select(UserSecret.name).where(
-            UserSecret.user_id == who.user.id, UserSecret.name.in_(names))))
-        missing = [name for name in names if name not in have]
-        if missing:
-            raise ConfigError("secrets", missing, "names of your secrets (PUT "
-                              "/v1/secrets/{name} first)")
 
     def finished(task: "Task") -> "TaskResult":
         """The task's result, or 409 saying why there is none."""

@@ -34,10 +34,6 @@ def install(app: FastAPI, db: Database) -> None:
                             autoescape=select_autoescape(default=True))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
-    def signed_in(cookie: str | None) -> tuple[User, WebSession] | None:
-        with db.session() as session:
-            return web.find_session(session, cookie)
-
     def render(name: str, found: tuple[User, WebSession], status: int = 200,
                **values: Any) -> HTMLResponse:
         user, row = found
@@ -60,7 +56,7 @@ def install(app: FastAPI, db: Database) -> None:
 
         def show(request: Request,
                  rci_session: Annotated[str | None, Cookie()] = None) -> Response:
-            found = signed_in(rci_session)
+            found = web.signed_in(db, rci_session)
             if found is None:
                 return to_login(request)
             return render(f"{name}.html", found, page=name)
@@ -75,7 +71,7 @@ def install(app: FastAPI, db: Database) -> None:
     @app.get("/tasks/{task_id}", include_in_schema=False)
     def task_page(task_id: str, request: Request,
                   rci_session: Annotated[str | None, Cookie()] = None) -> Response:
-        found = signed_in(rci_session)
+        found = web.signed_in(db, rci_session)
         if found is None:
             return to_login(request)
         with db.session() as session:
@@ -88,7 +84,7 @@ def install(app: FastAPI, db: Database) -> None:
     @app.get("/admin", include_in_schema=False)
     def admin_page(request: Request,
                    rci_session: Annotated[str | None, Cookie()] = None) -> Response:
-        found = signed_in(rci_session)
+        found = web.signed_in(db, rci_session)
         if found is None:
             return to_login(request)
         if not found[0].is_admin:  # as any page that is not theirs

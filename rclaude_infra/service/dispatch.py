@@ -20,7 +20,6 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import ColumnElement, and_, or_, select, update
@@ -29,7 +28,8 @@ from sqlalchemy.orm import Session
 from ..errors import ConfigError, RclaudeError
 from ..tasks.model import TaskNotFoundError, TaskStatus
 from ..tasks.spec import TaskSpec
-from .models import TaskRecord, UserSecret, now
+from . import accounts
+from .models import TaskRecord, now
 from .store import Database
 from .vault import Vault
 
@@ -148,16 +148,11 @@ class Dispatcher:
 
     def _secrets(self, session: Session, user_id: int, names: tuple[str, ...]
                  ) -> dict[str, str]:
-        if not names:
-            return {}
-        rows = {row.name: row for row in session.scalars(select(UserSecret).where(
-            UserSecret.user_id == user_id, UserSecret.name.in_(names)))}
-        missing = [name for name in names if name not in rows]
-        if missing:
-            raise ConfigError("secrets", missing, "names of the owner's secrets (one was "
-                              "deleted before the task started)")
-        return {name: self.vault.open(user_id, name, rows[name].ciphertext)
-                for name in names}
+        rows = accounts.user_secrets(session, user_id, names, allowed="names of the "
+                                     "owner's secrets (one was deleted before the task "
+                                     "started)")
+        return {name: self.vault.open(user_id, name, row.ciphertext)
+                for name, row in rows.items()}
 
     def _renew(self, task_id: str, done: threading.Event) -> None:
         while not done.wait(self.lease.total_seconds() / 3):
@@ -230,14 +225,14 @@ class Dispatcher:
             self._thread.join(timeout)
             self._thread = None
 
-    def run_forever(self, clock: Callable[[], float] | None = None) -> None:
+    def run_forever(self) -> None:
         """Rounds until :meth:`stop` (``rclaude-infra worker``)."""
-        self._loop(clock)
+        self._loop()
 
-    def _loop(self, clock: Callable[[], float] | None = None) -> None:
+    def _loop(self) -> None:
         import time
 
-        clock = clock or time.monotonic
+        clock = time.monotonic
         while not self._stop.is_set():
             self._wake.clear()
             try:

@@ -13,7 +13,6 @@ from fastapi import Cookie, FastAPI, Header, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from . import device, pages, web
-from .models import User, WebSession
 from .oauth import STATE_SECONDS, Provider, SignInError
 from .problems import Problem
 from .settings import ServiceSettings
@@ -39,10 +38,6 @@ def install(app: FastAPI, db: Database, settings: ServiceSettings,
             raise Problem(404, "no such sign-in provider here; offered: "
                           + (", ".join(sorted(providers)) or "none"), field="provider")
         return found
-
-    def signed_in(cookie: str | None) -> tuple[User, WebSession] | None:
-        with db.session() as session:
-            return web.find_session(session, cookie)
 
     def login_path(next_path: str) -> str:
         return "/login?next=" + quote(web.safe_next(next_path), safe="")
@@ -115,15 +110,14 @@ def install(app: FastAPI, db: Database, settings: ServiceSettings,
             return failed
         answer = RedirectResponse(pending.next_path, status_code=303)
         answer.delete_cookie(web.STATE_COOKIE, path="/auth/")
-        answer.set_cookie(web.SESSION_COOKIE, value, max_age=web.SESSION_DAYS * 86400,
-                          path="/", httponly=True, samesite="lax", secure=secure(request))
+        web.set_session_cookie(answer, value, secure=secure(request))
         return answer
 
     @app.get("/auth/session", tags=["sign-in"], responses={401: {}})
     def current(rci_session: Annotated[str | None, Cookie()] = None) -> dict[str, Any]:
         """Who this browser is signed in as, and the CSRF token its unsafe requests send
         (``X-CSRF-Token``)."""
-        found = signed_in(rci_session)
+        found = web.signed_in(db, rci_session)
         if found is None:
             raise Problem(401, "not signed in")
         user, row = found
@@ -137,7 +131,7 @@ def install(app: FastAPI, db: Database, settings: ServiceSettings,
                      rci_session: Annotated[str | None, Cookie()] = None) -> Response:
         """Sign this browser out (its session ends on the server too)."""
         fields = await form_fields(request)
-        found = await asyncio.to_thread(signed_in, rci_session)
+        found = await asyncio.to_thread(web.signed_in, db, rci_session)
         if found is not None:
             if not web.csrf_ok(found[1], x_csrf_token or fields.get("csrf_token")):
                 raise Problem(403, "csrf_token: the session's token is needed",
@@ -187,8 +181,7 @@ def install(app: FastAPI, db: Database, settings: ServiceSettings,
                                  "expired (15 minutes). Ask for a new one.", status=400)
         answer = RedirectResponse("/", status_code=303)
         answer.delete_cookie(LINK_COOKIE, path="/auth/link")
-        answer.set_cookie(web.SESSION_COOKIE, value, max_age=web.SESSION_DAYS * 86400,
-                          path="/", httponly=True, samesite="lax", secure=secure(request))
+        web.set_session_cookie(answer, value, secure=secure(request))
         return answer
 
     # -- approving a CLI's code (RFC 8628's verification_uri) -----------------------------
@@ -196,7 +189,7 @@ def install(app: FastAPI, db: Database, settings: ServiceSettings,
     @app.get("/device", tags=["sign-in"], include_in_schema=False)
     def device_page(request: Request, user_code: str = "",
                     rci_session: Annotated[str | None, Cookie()] = None) -> Response:
-        found = signed_in(rci_session)
+        found = web.signed_in(db, rci_session)
         if found is None:
             return RedirectResponse(login_path(str(request.url.path) + (
                 f"?user_code={quote(user_code[:20])}" if user_code else "")), 303)
@@ -215,7 +208,7 @@ def install(app: FastAPI, db: Database, settings: ServiceSettings,
                             rci_session: Annotated[str | None, Cookie()] = None
                             ) -> Response:
         fields = await form_fields(request)
-        found = await asyncio.to_thread(signed_in, rci_session)
+        found = await asyncio.to_thread(web.signed_in, db, rci_session)
         if found is None:
             return pages.message("Not signed in", "Sign in, then open the link again.",
                                  status=401)

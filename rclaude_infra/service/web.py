@@ -12,11 +12,13 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
+from starlette.responses import Response
 
 from ..errors import ConfigError
 from . import accounts
 from .models import Identity, LoginLink, SignInState, User, WebSession, now
 from .oauth import STATE_SECONDS, Begun, Profile, SignInError
+from .store import Database
 
 SESSION_COOKIE = "rci_session"
 STATE_COOKIE = "rci_sign_in"
@@ -91,6 +93,18 @@ def find_session(session: Session, value: str | None) -> tuple[User, WebSession]
         return None
     user = session.get(User, row.user_id)
     return (user, row) if user is not None else None
+
+
+def signed_in(db: Database, cookie: str | None) -> tuple[User, WebSession] | None:
+    """The user and live session a browser's cookie is, in a session of its own."""
+    with db.session() as session:
+        return find_session(session, cookie)
+
+
+def set_session_cookie(answer: Response, value: str, *, secure: bool) -> None:
+    """Sign the browser that gets ``answer`` in (``HttpOnly``, ``SameSite=Lax``)."""
+    answer.set_cookie(SESSION_COOKIE, value, max_age=SESSION_DAYS * 86400, path="/",
+                      httponly=True, samesite="lax", secure=secure)
 
 
 def csrf_ok(row: WebSession, sent: str | None) -> bool:
