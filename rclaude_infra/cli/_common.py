@@ -7,6 +7,7 @@ import argparse
 import datetime as dt
 import enum
 import json
+import os
 import re
 import sys
 import tomllib
@@ -140,6 +141,17 @@ def task_source_arguments(parser: argparse.ArgumentParser) -> None:
                        help="the stack's outputs as `pulumi stack output --json` prints them "
                        "(a stack deployed elsewhere); default: read from the stack's state")
     backend_argument(group)
+
+
+#: The environment variable naming a service for every task verb (as ``--server``).
+SERVER_ENV = "RCLAUDE_SERVER"
+
+
+def server_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--server", nargs="?", const="", default=os.environ.get(SERVER_ENV), metavar="URL",
+        help="run against a hosted service: its URL, or bare for the one `login` signed "
+        f"in to last (default ${SERVER_ENV}; without it, the deployment here)")
 
 
 def json_argument(parser: argparse.ArgumentParser) -> None:

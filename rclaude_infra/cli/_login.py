@@ -10,8 +10,6 @@ import argparse
 import time
 from typing import Any
 
-from .. import credentials
-from ..client import ServiceClient, ServiceError
 from ..errors import ConfigError, RclaudeError
 from ._common import note, verb
 
@@ -28,6 +26,10 @@ def add_parsers(commands: Any) -> None:
 
 
 def _login(args: argparse.Namespace) -> int:
+    # Here, not at import: the CLI's other verbs do not pay for the client.
+    from .. import credentials
+    from ..client import ServiceClient, ServiceError
+
     server = credentials.check_server(args.server)
     anonymous = ServiceClient(server, None)
     try:
@@ -63,6 +65,9 @@ def _login(args: argparse.Namespace) -> int:
 
 
 def _logout(args: argparse.Namespace) -> int:
+    from .. import credentials
+    from ..client import ServiceClient, ServiceError
+
     server = credentials.check_server(args.server) if args.server else credentials.default_server()
     if server is None or server not in credentials.servers():
         raise ConfigError("--server", server, "a service `login` signed in to: "

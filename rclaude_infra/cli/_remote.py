@@ -1,11 +1,11 @@
 """``run``, ``tasks``, ``logs``, ``result`` and ``stop`` with ``--server``: the same verbs
-against a hosted service's task API, signed in by ``rclaude-infra login``."""
+against a hosted service's task API, signed in by ``rclaude-infra login``. Imported when
+such a verb runs (the client is no cost to the CLI's other verbs)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +14,6 @@ from ..errors import ConfigError
 from ..tasks.records import write_record
 from ..tasks.spec import is_task_id
 from ._common import console, emit_json, env_pairs, note
-
-#: The environment variable naming a service for every task verb (as ``--server``).
-SERVER_ENV = "RCLAUDE_SERVER"
-
-
-def server_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--server", nargs="?", const="", default=os.environ.get(SERVER_ENV), metavar="URL",
-        help="run against a hosted service: its URL, or bare for the one `login` signed "
-        f"in to last (default ${SERVER_ENV}; without it, the deployment here)")
 
 
 def client(args: argparse.Namespace) -> ServiceClient:

@@ -13,7 +13,6 @@ from ..tasks.agent import AgentResult
 from ..tasks.downloads import Downloaded
 from ..tasks.model import LogLine, Task, TaskNotFoundError, TaskState, TaskStatus
 from ..tasks.spec import OUTPUTS, TaskSpec
-from . import _remote
 from ._common import (
     config_file_argument,
     console,
@@ -23,11 +22,11 @@ from ._common import (
     json_argument,
     note,
     parse_since,
+    server_argument,
     task_argument,
     task_source_arguments,
     verb,
 )
-from ._remote import server_argument
 
 if TYPE_CHECKING:
     from ..cost import TaskCost
@@ -214,6 +213,8 @@ _RESUME_CHANGES = ("model", "max_turns", "max_budget_usd", "timeout", "task_id")
 
 def _run(args: argparse.Namespace) -> int:
     if args.server is not None:
+        from . import _remote
+
         return _remote.run(args)
     if args.resume is not None:
         if args.prompt is None:
@@ -312,6 +313,8 @@ def _print_lines(lines: Iterable[LogLine], args: argparse.Namespace) -> None:
 
 def _logs(args: argparse.Namespace) -> int:
     if args.server is not None:
+        from . import _remote
+
         return _remote.logs(args)
     task = deployment(args, for_tasks=True).task(args.task_id)
     lines = task.logs(follow=args.follow, since=args.since)
@@ -332,6 +335,8 @@ def _cost_of(task: Task) -> TaskCost | None:
 
 def _tasks(args: argparse.Namespace) -> int:
     if args.server is not None:
+        from . import _remote
+
         return _remote.tasks(args)
     found = deployment(args, for_tasks=True).tasks(limit=args.limit, status=args.status)
     rows = []
@@ -355,6 +360,8 @@ def _tasks(args: argparse.Namespace) -> int:
 
 def _result(args: argparse.Namespace) -> int:
     if args.server is not None:
+        from . import _remote
+
         return _remote.result(args)
     task = deployment(args, for_tasks=True).task(args.task_id)
     result = task.result()
@@ -427,6 +434,8 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 def _stop(args: argparse.Namespace) -> int:
     if args.server is not None:
+        from . import _remote
+
         return _remote.stop(args)
     task = deployment(args, for_tasks=True).task(args.task_id)
     task.stop(args.reason)
