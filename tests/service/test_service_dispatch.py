@@ -121,14 +121,15 @@ def test_a_task_claimed_by_a_process_that_died_is_taken_over(
             claimed = a.post("/v1/tasks", json={"command": "echo taken-over"}).json()["id"]
             half = a.post("/v1/tasks", json={"command": "echo started-once"}).json()["id"]
         engine = create_engine(env["RCLAUDE_DATABASE_URL"])
-        soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
+        # A live lease (long enough for a loaded machine to start a worker meanwhile:
+        # with 3 s, CI's worker once started after it ran out).
+        live = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
         with engine.begin() as connection:
             connection.execute(text(
                 "UPDATE tasks SET lease_owner = 'dead-host:4242:0', lease_until = :until, "
-                "dispatch_attempts = 1"), {"until": soon})
+                "dispatch_attempts = 1"), {"until": live})
             spec = json.loads(connection.execute(text(
                 "SELECT spec FROM tasks WHERE id = :id"), {"id": half}).scalar_one())
-        engine.dispose()
         # The dead process got as far as starting the second one on the deployment.
         from rclaude_infra import Deployment
         from rclaude_infra.tasks.spec import TaskSpec
@@ -140,6 +141,11 @@ def test_a_task_claimed_by_a_process_that_died_is_taken_over(
                               timeout=120)
         assert once.returncode == 0, once.stderr
         assert json.loads(once.stdout) == {"taken": 0}
+        # The dead process's lease runs out.
+        with engine.begin() as connection:
+            connection.execute(text("UPDATE tasks SET lease_until = :past"), {
+                "past": dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)})
+        engine.dispose()
         worker = subprocess.Popen([sys.executable, "-m", "rclaude_infra", "worker",
                                    "--poll", "0.2"], env=env, stderr=subprocess.PIPE,
                                   text=True)
