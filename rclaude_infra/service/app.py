@@ -39,6 +39,7 @@ from ..errors import ConfigError
 from ..tasks.model import TaskNotFoundError, TaskStatus
 from ..tasks.spec import TaskSpec, is_env_name, is_task_id
 from . import accounts, dashboard, device, events, signin, web
+from .diffview import diff_files
 from .dispatch import Dispatcher
 from .limits import Allowance, count_request
 from .models import ApiToken, Identity, TaskRecord, User, UserSecret, WebSession, now
@@ -597,10 +598,19 @@ def create_app(settings: ServiceSettings | None = None, *,
              responses={404: {}, 409: {"description": "no result yet"}})
     def task_diff(task_id: str, who: Reader, db_session: Db) -> PlainTextResponse:
         """The work as a patch (``text/x-diff``; empty when there was no change)."""
+        return PlainTextResponse(patch_of(db_session, who, task_id), media_type="text/x-diff")
+
+    def patch_of(db_session: Session, who: Caller, task_id: str) -> str:
         with files_of(db_session, who, task_id) as (root, _):
             patch = root / "diff.patch"
-            body = patch.read_text(errors="replace") if patch.is_file() else ""
-        return PlainTextResponse(body, media_type="text/x-diff")
+            return patch.read_text(errors="replace") if patch.is_file() else ""
+
+    @v1.get("/tasks/{task_id}/diff/files", tags=["tasks"],
+             responses={404: {}, 409: {"description": "no result yet"}})
+    def task_diff_files(task_id: str, who: Reader, db_session: Db) -> dict[str, Any]:
+        """The patch file by file, each line with its numbers and its code as highlighted
+        tokens (``[class, text]``, Pygments' short classes): what the dashboard draws."""
+        return {"files": diff_files(patch_of(db_session, who, task_id))}
 
     @v1.get("/tasks/{task_id}/files", tags=["tasks"],
              responses={404: {}, 409: {"description": "no result yet"}})
@@ -828,12 +838,33 @@ def create_app(settings: ServiceSettings | None = None, *,
             spent: float | None = runner.spend(month).total_usd
         except Exception:  # the deployment's records unreadable now: shown as unknown
             spent = None
+        config = runner.config
         return {"users": [{"id": u.id, "email": u.email, "name": u.name,
                            "is_admin": u.is_admin, "created_at": _iso(u.created_at),
                            "tasks_this_month": int(counts.get(u.id, 0))} for u in users],
                 "deployment": {"name": runner.name, "provider": runner.provider,
-                               "region": runner.config.region,
+                               "region": config.region,
+                               "plan": {"instance_types": list(config.instance_types),
+                                        "spot": config.spot, "nat": config.nat,
+                                        "min_instances": config.min_instances,
+                                        "max_instances": config.max_instances},
+                               "status": live_status(),
                                "spend_this_month_usd": spent, **estimate()}}
+
+    def live_status() -> dict[str, Any]:
+        """The deployment now: its cluster (ECS), instances and the tasks not ended; what
+        went wrong in reading it, when it could not be read."""
+        try:
+            found = runner.status()
+        except Exception as exc:  # the cloud unreachable now: the page says why
+            return {"error": f"{type(exc).__name__}: {exc}"}
+        outputs = found.outputs
+        return {"error": None, "cluster": None if outputs is None else outputs.cluster_name,
+                "instances": [{"type": i.instance_type, "lifecycle": i.lifecycle,
+                               "status": i.status, "running": i.running_tasks,
+                               "agent_connected": i.agent_connected}
+                              for i in found.instances],
+                "tasks_not_ended": len(found.tasks)}
 
     app.include_router(v1)
 

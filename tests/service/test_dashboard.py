@@ -124,6 +124,94 @@ def test_cancel_and_another_users_task_is_a_404(chromium: Any, service: Service)
     page.context.close()
 
 
+def test_the_diff_file_by_file_highlighted_and_a_large_file_closed(
+        chromium: Any, service: Service, tmp_path: Path) -> None:
+    import httpx
+    from git_repos import bare_repository
+    from git_server import GitServer
+
+    from conftest import wait_done
+
+    admin("users", "add", "alice@example.com")
+    token = admin("tokens", "create", "alice@example.com").strip()
+    bare_repository(tmp_path / "served" / "app.git",
+                    {"app.py": "def add(a, b):\n    return a - b\n", "notes.txt": "old\n"})
+    command = ("printf 'def add(a, b):\\n    \"<script>document.title=1</script>\"\\n"
+               "    return a + b\\n' > app.py && seq 1 3000 > big.txt && git rm -q notes.txt")
+    with GitServer(tmp_path / "served", None) as git, httpx.Client(
+            base_url=service.url, headers={"Authorization": f"Bearer {token}"},
+            timeout=60) as client:
+        task = client.post("/v1/tasks", json={"command": command,
+                                              "repo": f"{git.url}/app.git"}).json()
+        assert wait_done(client, task["id"])["status"] == "SUCCEEDED"
+    page = _signed_in(chromium, service, "alice@example.com")
+    page.goto(f"{service.url}/tasks/{task['id']}")
+    page.locator("#outcome").wait_for()
+    files = page.locator("#diff details.file-diff")
+    assert files.count() == 3
+    app = files.filter(has_text="app.py")
+    assert app.get_attribute("open") is not None
+    assert app.locator("tr.d.add .src .k", has_text="def").count() == 0  # "def" is context
+    assert app.locator("tr.d .src .k", has_text="def").count() == 1  # a keyword, coloured
+    assert app.locator("tr.d.del .src", has_text="return a - b").count() == 1
+    added = app.locator("tr.d.add .src", has_text="<script>document.title=1</script>")
+    assert added.count() == 1 and app.locator("script").count() == 0
+    assert page.title() != "1"
+    assert files.filter(has_text="notes.txt").locator(".badge.deleted").count() == 1
+    big = files.filter(has_text="big.txt")
+    assert big.get_attribute("open") is None and big.locator("tr").count() == 0
+    assert "3,000 lines" in big.locator("summary").inner_text()
+    assert _axe(page) == []
+    _shoot(page, "diff-light-wide")
+    page.emulate_media(color_scheme="dark")
+    page.set_viewport_size({"width": 375, "height": 800})
+    assert _axe(page) == []  # token colours readable on dark added and removed lines
+    _shoot(page, "diff-dark-narrow")
+    big.locator("summary").click()
+    big.locator("tr.d.add .num", has_text="3000").wait_for()
+    assert big.locator("tr.d.add").count() == 3000
+    page.context.close()
+
+
+def test_a_task_started_and_followed_by_keyboard_alone_at_375_px(
+        chromium: Any, service: Service) -> None:
+    admin("users", "add", "alice@example.com")
+    page = _signed_in(chromium, service, "alice@example.com",
+                      viewport={"width": 375, "height": 800})
+    page.goto(f"{service.url}/tasks/new")
+    # No sideways scrolling of the page itself at 375 px.
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 375
+    focused = "() => { const e = document.activeElement; return [e.tagName, e.id, " \
+              "e.getAttribute('value') || e.textContent.trim(), " \
+              "getComputedStyle(e).outlineStyle]; }"
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused)[2] == "Skip to content"
+    page.keyboard.press("Enter")  # past the header, to the form
+    seen = []
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        seen.append(page.evaluate(focused))
+        if seen[-1][:3] == ["INPUT", "", "prompt"]:
+            break
+    assert seen[-1][:3] == ["INPUT", "", "prompt"], seen
+    assert all(style != "none" for *_, style in seen)  # where the focus is, is seen
+    page.keyboard.press("ArrowDown")  # the radio group: a shell command
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused)[1] == "f-command"
+    page.keyboard.type("echo typed-by-keyboard; sleep 300")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{service.url}/tasks/t-*")
+    page.locator(".log .line", has_text="typed-by-keyboard").wait_for(timeout=30_000)
+    for _ in range(30):  # to the Cancel button, by Tab alone
+        page.keyboard.press("Tab")
+        if page.evaluate(focused)[2] == "Cancel":
+            break
+    page.keyboard.press("Enter")
+    page.locator("#status.stopped").wait_for(timeout=60_000)
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 375
+    page.context.close()
+
+
 def test_a_field_the_service_refuses_is_named_beside_it(chromium: Any,
                                                         service: Service) -> None:
     admin("users", "add", "alice@example.com")
@@ -276,6 +364,9 @@ def test_admin_sees_users_and_the_deployment_others_get_a_404(
     page.locator("#user-rows tr", has_text="alice@example.com").wait_for()
     page.locator("#deployment dd", has_text="on this machine").wait_for()
     page.locator("#deployment dt", has_text="Deployed on ECS, a month").wait_for()
+    page.locator("#deployment dt", has_text="Tasks not ended").wait_for()
+    assert "on-demand" in page.locator("#deployment").inner_text() or \
+        "spot" in page.locator("#deployment").inner_text()
     assert _axe(page) == []
     _shoot(page, "admin-light-wide")
     other = _signed_in(chromium, service, "alice@example.com")

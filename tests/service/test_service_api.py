@@ -552,3 +552,33 @@ def test_a_tasks_files_are_listed_and_served_and_hostile_names_are_not(
             assert a.get(f"/v1/tasks/{task['id']}/files/{name}").status_code == 404, name
         assert b.get(f"/v1/tasks/{task['id']}/files").status_code == 404
         assert b.get(f"/v1/tasks/{task['id']}/files/result.json").status_code == 404
+
+
+def test_the_admin_overview_shows_users_plan_and_live_status(
+        service: Service, alice: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    admin("users", "add", "root@example.com", "--admin")
+    root = admin("tokens", "create", "root@example.com", "--scope", "admin").strip()
+    with service.client(alice) as client, service.client(root) as boss:
+        assert client.get("/v1/admin/overview").status_code == 403
+        task = client.post("/v1/tasks", json={"command": "sleep 300"}).json()
+        from waiting import wait_until
+
+        def counted() -> bool:
+            status = boss.get("/v1/admin/overview").json()["deployment"]["status"]
+            return status["tasks_not_ended"] == 1
+        wait_until(counted, "the running task in the live status", 30)
+        overview = boss.get("/v1/admin/overview").json()
+        deployment = overview["deployment"]
+        assert deployment["provider"] == "local" and deployment["status"]["error"] is None
+        assert deployment["plan"]["instance_types"] and "spot" in deployment["plan"]
+        assert {u["email"]: u["tasks_this_month"] for u in overview["users"]} == {
+            "alice@example.com": 1, "root@example.com": 0}
+        assert client.post(f"/v1/tasks/{task['id']}/cancel").status_code == 200
+
+        from rclaude_infra import Deployment
+
+        def unreachable(self: Deployment) -> None:
+            raise ConnectionError("cluster unreachable")
+        monkeypatch.setattr(Deployment, "status", unreachable)
+        status = boss.get("/v1/admin/overview").json()["deployment"]["status"]
+        assert status == {"error": "ConnectionError: cluster unreachable"}

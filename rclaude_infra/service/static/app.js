@@ -242,8 +242,8 @@ async function taskPage() {
       for (const skipped of files.skipped) {
         list.append(el("li", { class: "muted" }, `${skipped.name}: not taken (${skipped.why})`));
       }
-      const diff = await api("GET", `${path}/diff`);
-      renderDiff(document.getElementById("diff"), diff);
+      const diff = await api("GET", `${path}/diff/files`);
+      renderDiff(document.getElementById("diff"), diff.files);
       document.getElementById("outcome").hidden = false;
     } catch (error) {
       document.getElementById("log-note").textContent = error.message;
@@ -282,28 +282,58 @@ async function taskPage() {
   });
 }
 
-function renderDiff(box, text) {
+// A file with more lines than this starts closed and is drawn when opened, so a large
+// patch does not stall the page.
+const OPEN_LINES = 400;
+
+function renderDiff(box, files) {
   box.replaceChildren();
-  if (!text.trim()) {
+  if (!files.length) {
     box.append(el("p", { class: "muted" }, "No change."));
     return;
   }
-  let file = null;
-  for (const line of text.split("\n")) {
-    if (line.startsWith("diff --git")) {
-      const name = line.split(" b/").pop();
-      file = el("pre", { class: "file", "aria-label": name });
-      box.append(el("h4", { class: "mono" }, name), file);
-      continue;
+  for (const file of files) {
+    const lines = file.hunks.reduce((total, hunk) => total + hunk.lines.length, 0);
+    const title = file.status === "renamed" ? `${file.old_name} → ${file.name}` : file.name;
+    const summary = el("summary", {},
+      el("span", { class: "mono" }, title),
+      el("span", { class: `badge ${file.status}` }, file.status),
+      el("span", { class: "plus" }, ` +${file.added}`),
+      el("span", { class: "minus" }, ` −${file.removed}`));
+    const details = el("details", { class: "file-diff" }, summary);
+    const draw = () => {
+      if (details.dataset.drawn) return;
+      details.dataset.drawn = "1";
+      if (file.binary) {
+        details.append(el("p", { class: "muted" }, "Binary file: not shown."));
+        return;
+      }
+      const table = el("table", { class: "code", "aria-label": file.name });
+      const body = el("tbody");
+      for (const hunk of file.hunks) {
+        body.append(el("tr", { class: "hunk" }, el("td", { colspan: "3" }, hunk.header)));
+        for (const line of hunk.lines) {
+          const kind = { "+": "add", "-": "del", "\\": "note" }[line.kind] || "";
+          const code = el("td", { class: "src" }, line.kind);
+          for (const [css, text] of line.tokens) code.append(css ? el("span", { class: css }, text) : text);
+          body.append(el("tr", { class: `d ${kind}` },
+            el("td", { class: "num" }, line.old == null ? "" : String(line.old)),
+            el("td", { class: "num" }, line.new == null ? "" : String(line.new)), code));
+        }
+      }
+      table.append(body);
+      // Scrolls sideways on a narrow screen: focusable, so a keyboard can scroll it too.
+      details.append(el("div", { class: "table-wrap", tabindex: "0", role: "region",
+                                 "aria-label": `Changes to ${file.name}` }, table));
+    };
+    details.addEventListener("toggle", () => { if (details.open) draw(); });
+    if (lines <= OPEN_LINES) {
+      details.open = true;
+      draw();
+    } else {
+      summary.append(el("span", { class: "muted" }, ` (${lines.toLocaleString()} lines: open to show)`));
     }
-    if (file === null) {
-      file = el("pre", { class: "file" });
-      box.append(file);
-    }
-    const kind = line.startsWith("+") && !line.startsWith("+++") ? "add"
-      : line.startsWith("-") && !line.startsWith("---") ? "del"
-      : line.startsWith("@@") ? "hunk" : "";
-    file.append(el("span", { class: `d ${kind}` }, `${line}\n`));
+    box.append(details);
   }
 }
 
@@ -449,7 +479,10 @@ async function adminPage() {
                  ["Region", d.region], ["Spent this month", d.spend_this_month_usd == null ? "unknown" : dollars(d.spend_this_month_usd)],
                  [d.provider === "local" ? "Deployed on ECS, a month" : "Estimate a month",
                   d.monthly_usd == null ? `none: ${d.error}` : dollars(d.monthly_usd)],
-                 ["Idle a month", d.idle_monthly_usd == null ? "" : dollars(d.idle_monthly_usd)]];
+                 ["Idle a month", d.idle_monthly_usd == null ? "" : dollars(d.idle_monthly_usd)],
+                 ["Capacity", `${d.plan.instance_types.join(", ")} (${d.plan.spot ? "spot" : "on-demand"}, `
+                              + `${d.plan.min_instances}–${d.plan.max_instances} instances, NAT ${d.plan.nat})`],
+                 ...liveStatus(d.provider, d.status)];
   for (const [name, value] of items) {
     if (value === "") continue;
     facts.append(el("dt", {}, name), el("dd", {}, String(value)));
@@ -460,6 +493,16 @@ async function adminPage() {
       el("td", {}, user.is_admin ? "yes" : ""), el("td", {}, String(user.tasks_this_month)),
       el("td", {}, when(user.created_at))));
   }
+}
+
+function liveStatus(provider, status) {
+  if (status.error) return [["Status", `unknown: ${status.error}`]];
+  const items = [["Tasks not ended", String(status.tasks_not_ended)]];
+  if (provider === "local") return items;
+  const instances = status.instances.map((i) => `${i.type || "?"} ${i.lifecycle} ${i.status}`
+    + `, ${i.running} running${i.agent_connected ? "" : ", agent disconnected"}`);
+  return [["Cluster", status.cluster || "not deployed"],
+          ["Instances", instances.length ? instances.join("; ") : "none running"], ...items];
 }
 
 const pages = { tasks: tasksPage, new: newPage, task: taskPage, usage: usagePage,
