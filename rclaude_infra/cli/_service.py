@@ -54,12 +54,21 @@ def add_parsers(commands: Any) -> None:
               _db, json_argument)
     db.add_argument("action", choices=("upgrade",))
     users = verb(commands, "users", "the service's users: `users add EMAIL [--admin]`, "
-                 "`users login-link EMAIL`",
+                 "`users login-link EMAIL`, `users plan EMAIL PLAN [--executions N ...]`",
                  _users, json_argument)
-    users.add_argument("action", choices=("add", "login-link"),
-                       help="add a user, or print a one-time sign-in link for one (good "
-                       "for 15 minutes; for a service with no OAuth)")
+    users.add_argument("action", choices=("add", "login-link", "plan"),
+                       help="add a user, print a one-time sign-in link for one (good "
+                       "for 15 minutes; for a service with no OAuth), or put one on a plan")
     users.add_argument("email")
+    users.add_argument("plan", nargs="?", default=None,
+                       help="plan: the plan's name (free, pro, enterprise, or the plans "
+                       "file's)")
+    for flag, kind, what in (("--executions", int, "executions a billing period"),
+                             ("--concurrency", int, "tasks at once"),
+                             ("--task-budget", float, "model USD a task"),
+                             ("--monthly-spend", float, "USD a billing period")):
+        users.add_argument(flag, type=kind, default=None, metavar="N",
+                           help=f"plan: this user's own limit of {what}, over the plan's")
     users.add_argument("--server", default=None, metavar="URL",
                        help="login-link: the service's URL (default $RCLAUDE_PUBLIC_URL, "
                        "else http://127.0.0.1:8000)")
@@ -128,6 +137,8 @@ def _users(args: argparse.Namespace) -> int:
 
     if args.action == "login-link":
         return _login_link(args)
+    if args.action == "plan":
+        return _plan(args)
 
     with _database(args).session() as session:
         user = accounts.add_user(session, args.email, name=args.name, admin=args.admin)
@@ -171,4 +182,28 @@ def _tokens(args: argparse.Namespace) -> int:
     else:
         note(f"token {name!r} for {args.email} ({' '.join(scopes)}); it is shown this once:")
         print(value, flush=True)
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    from ..errors import ConfigError
+    from ..service import accounts, quotas
+
+    if args.plan is None:
+        raise ConfigError("plan", None, "a plan's name after the email (users plan EMAIL "
+                          "PLAN)")
+    settings = _service_settings(args)
+    overrides = {"monthly_executions": args.executions, "concurrency": args.concurrency,
+                 "task_budget_usd": args.task_budget, "monthly_spend_usd": args.monthly_spend}
+    with _database(args).session() as session:
+        user = accounts.user_by_email(session, args.email)
+        found = quotas.assign_plan(session, user.id, settings.plans, args.plan, overrides)
+        shown = {"email": user.email, **found.to_dict()}
+    if args.json:
+        emit_json(shown)
+    else:
+        limits = found.limits
+        note(f"{shown['email']} is on the {found.plan.title} plan: "
+             f"{limits.monthly_executions or 'unlimited'} executions a billing period, "
+             f"{limits.concurrency} at once")
     return 0

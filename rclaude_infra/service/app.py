@@ -10,6 +10,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import logging
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -38,15 +39,28 @@ from .. import __version__
 from ..errors import ConfigError
 from ..tasks.model import TaskNotFoundError, TaskStatus
 from ..tasks.spec import TaskSpec, is_env_name, is_task_id
-from . import accounts, dashboard, device, events, signin, web
+from . import accounts, dashboard, device, events, quotas, signin, web
+from .billing import Billing, billing_of
 from .diffview import diff_files
 from .dispatch import Dispatcher
+from .metering import ledger_usage, record_usage
 from .limits import Allowance, count_request
-from .models import ApiToken, Identity, TaskRecord, User, UserSecret, WebSession, now
+from .models import (
+    ApiToken,
+    Identity,
+    TaskRecord,
+    UsageRecord,
+    User,
+    UserSecret,
+    WebSession,
+    now,
+)
 from .problems import Problem, ProblemDetails, install
 from .settings import ServiceSettings
 from .store import Database, check_revision, is_empty, make_engine, migrate
 from .vault import Vault, load_key
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ..deployment import Deployment
@@ -151,6 +165,11 @@ def _digest(fields: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
+def _usd(micro: int) -> float:
+    """Micro-dollars as dollars (what the API answers)."""
+    return micro / 1_000_000
+
+
 def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
@@ -178,7 +197,8 @@ def create_app(settings: ServiceSettings | None = None, *,
     runner = deployment or Deployment(settings.deployment, provider=settings.provider)
 
     vault = Vault(load_key())
-    dispatcher = Dispatcher(db, runner, vault)
+    billing = billing_of(settings)
+    dispatcher = Dispatcher(db, runner, vault, plans=settings.plans, billing=billing)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -354,14 +374,15 @@ def create_app(settings: ServiceSettings | None = None, *,
         so)."""
         accounts.user_secrets(db_session, who.user.id, spec.secrets, allowed="names of "
                               "your secrets (PUT /v1/secrets/{name} first)")
-        limit = settings.max_concurrent_tasks
-        if running(db_session, who) >= limit:
-            raise Problem(429, f"{limit} tasks of yours are not ended yet; the limit is "
-                          f"{limit}", headers={"Retry-After": "30"})
+        found = quotas.account(db_session, who.user.id, settings.plans)
+        spec = quotas.held_to_plan(spec, found)
+        number = quotas.claim(db_session, who.user.id, found,
+                              lambda limit: running(db_session, who, limit),
+                              ceiling=settings.max_concurrent_tasks)
         record = TaskRecord(id=spec.task_id, user_id=who.user.id,
                             idempotency_key=idempotency_key, request_hash=digest,
                             spec=json.dumps(spec.to_dict()), created_at=now(),
-                            dispatch_attempts=0)
+                            dispatch_attempts=0, execution_no=number)
         db_session.add(record)
         try:
             db_session.flush()  # the key's uniqueness decides between two retries
@@ -381,17 +402,17 @@ def create_app(settings: ServiceSettings | None = None, *,
                    f"it ended {state.status.value} without one: {state.reason}")
             raise Problem(409, f"the task has no result: {why}") from exc
 
-    def running(db_session: Session, who: Caller) -> int:
+    def running(db_session: Session, who: Caller, limit: int) -> int:
         """The caller's tasks not ended. Those no look has seen end are counted; only at
-        the limit are they looked at now (some may have ended since the last look), so a
+        ``limit`` are they looked at now (some may have ended since the last look), so a
         request does not read the state of every task its caller has open."""
         counted = db_session.scalar(select(func.count()).select_from(TaskRecord).where(
             TaskRecord.user_id == who.user.id, TaskRecord.final_status.is_(None))) or 0
-        if counted < settings.max_concurrent_tasks:
+        if counted < limit:
             return counted
         open_ = db_session.scalars(select(TaskRecord).where(
             TaskRecord.user_id == who.user.id, TaskRecord.final_status.is_(None)).order_by(
-            TaskRecord.created_at.desc()).limit(settings.max_concurrent_tasks + MAX_PAGE))
+            TaskRecord.created_at.desc()).limit(limit + MAX_PAGE))
         count = 0
         for record in open_:
             if record.dispatched_at is None:
@@ -777,38 +798,109 @@ def create_app(settings: ServiceSettings | None = None, *,
 
     @v1.get("/usage", tags=["account"])
     def usage(who: Reader, db_session: Db) -> dict[str, Any]:
-        """This month's tasks of the caller and what they cost: in all, by day (UTC) and
-        by repository (the most costly first)."""
-        month = now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        records = db_session.scalars(select(TaskRecord).where(
-            TaskRecord.user_id == who.user.id, TaskRecord.created_at >= month))
-        tasks, compute, model = 0, 0.0, 0.0
-        days: dict[str, list[float]] = {}
-        repos: dict[str, list[float]] = {}
-        for record in records:
-            if record.dispatched_at is None:
+        """The caller's billing period so far, from the usage records of their ended
+        tasks: executions against the plan's allowance, cost (model and compute) in all,
+        by day (UTC) and by repository (the most costly first)."""
+        record_usage(db_session, settings.plans,
+                     lambda record: ledger_usage(runner, record), billing=billing is not None,
+                     user_id=who.user.id)  # those ended since the last pass, now
+        found = quotas.account(db_session, who.user.id, settings.plans)
+        rows = db_session.execute(select(UsageRecord, TaskRecord.created_at, TaskRecord.spec)
+                                  .join(TaskRecord, TaskRecord.id == UsageRecord.task_id)
+                                  .where(UsageRecord.user_id == who.user.id,
+                                         UsageRecord.period_start == found.period_start))
+        tasks, compute, model, tokens = 0, 0, 0, [0, 0]
+        days: dict[str, list[int]] = {}
+        repos: dict[str, list[int]] = {}
+        for record, created_at, spec in rows:
+            if not record.executions:
                 continue  # never started: it cost nothing
-            try:
-                cost = runner.task(record.id).cost()
-            except (TaskNotFoundError, ConfigError):
-                continue
             tasks += 1
-            compute += cost.compute_usd
-            model += cost.model_usd or 0.0
-            day = days.setdefault(record.created_at.date().isoformat(), [0, 0.0, 0.0])
-            repo = repos.setdefault(json.loads(record.spec).get("repo") or "(none)",
-                                    [0, 0.0])
+            compute += record.compute_micro_usd
+            model += record.model_micro_usd
+            tokens[0] += record.input_tokens
+            tokens[1] += record.output_tokens
+            day = days.setdefault(created_at.date().isoformat(), [0, 0, 0])
+            repo = repos.setdefault(json.loads(spec).get("repo") or "(none)", [0, 0])
             day[0] += 1
-            day[1] += cost.compute_usd
-            day[2] += cost.model_usd or 0.0
+            day[1] += record.compute_micro_usd
+            day[2] += record.model_micro_usd
             repo[0] += 1
-            repo[1] += cost.total_usd
-        return {"since": _iso(month), "tasks": tasks, "compute_usd": compute,
-                "model_usd": model, "total_usd": compute + model,
-                "days": [{"date": d, "tasks": int(v[0]), "compute_usd": v[1],
-                          "model_usd": v[2]} for d, v in sorted(days.items())],
-                "repos": [{"repo": r, "tasks": int(v[0]), "total_usd": v[1]} for r, v in
+            repo[1] += record.compute_micro_usd + record.model_micro_usd
+        used = quotas.executions_used(db_session, who.user.id, found.period_start)
+        return {"since": _iso(found.period_start), "until": _iso(found.period_end),
+                "plan": found.plan.to_dict(), "limits": found.limits.to_dict(),
+                "executions": used, "allowance": found.limits.monthly_executions,
+                "tasks": tasks, "compute_usd": _usd(compute), "model_usd": _usd(model),
+                "total_usd": _usd(compute + model), "input_tokens": tokens[0],
+                "output_tokens": tokens[1],
+                "days": [{"date": d, "tasks": v[0], "compute_usd": _usd(v[1]),
+                          "model_usd": _usd(v[2])} for d, v in sorted(days.items())],
+                "repos": [{"repo": r, "tasks": v[0], "total_usd": _usd(v[1])} for r, v in
                           sorted(repos.items(), key=lambda item: -item[1][1])[:10]]}
+
+    # -- plans and billing ----------------------------------------------------------
+
+    @v1.get("/billing", tags=["billing"])
+    def billing_state(who: Reader, db_session: Db) -> dict[str, Any]:
+        """The caller's plan, its limits and period, the subscription's state, the plans
+        offered, and whether this service bills through Stripe (without it, admins
+        assign plans)."""
+        found = quotas.account(db_session, who.user.id, settings.plans)
+        return {**found.to_dict(), "stripe": billing is not None,
+                "executions": quotas.executions_used(db_session, who.user.id,
+                                                     found.period_start),
+                "can_manage": found.customer is not None,
+                "plans": [p.to_dict() for p in settings.plans.plans.values()]}
+
+    def stripe_billing() -> Billing:
+        if billing is None:
+            raise Problem(409, "billing is not set up on this service: an admin assigns "
+                          "plans (rclaude-infra users plan EMAIL PLAN)")
+        return billing
+
+    def site(request: Request) -> str:
+        return settings.public_url or str(request.base_url).rstrip("/")
+
+    @v1.post("/billing/checkout", tags=["billing"],
+             responses={409: {"description": "no billing, or already on the plan"}})
+    def checkout(who: Writer, db_session: Db, request: Request) -> dict[str, str]:
+        """A Stripe Checkout page to subscribe to Pro: go to its ``url``."""
+        stripe_ = stripe_billing()
+        found = quotas.account(db_session, who.user.id, settings.plans)
+        if found.plan.name != "free":
+            raise Problem(409, f"you are on the {found.plan.title} plan already; manage it "
+                          "from the billing portal")
+        url = stripe_.checkout_url(db_session, who.user,
+                                   success_url=f"{site(request)}/usage?subscribed=1",
+                                   cancel_url=f"{site(request)}/usage")
+        return {"url": url}
+
+    @v1.post("/billing/portal", tags=["billing"],
+             responses={409: {"description": "no billing, or no subscription"}})
+    def portal(who: Writer, db_session: Db, request: Request) -> dict[str, str]:
+        """Stripe's Customer Portal, to change the card or cancel: go to its ``url``."""
+        return {"url": stripe_billing().portal_url(db_session, who.user,
+                                                   return_url=f"{site(request)}/usage")}
+
+    @v1.post("/billing/stripe/webhook", tags=["billing"],
+             responses={400: {"description": "not signed by Stripe"},
+                        409: {"description": "billing is not set up"}})
+    async def stripe_webhook(request: Request) -> dict[str, Any]:
+        """Stripe's events (signed with the webhook's secret), each applied once."""
+        stripe_ = stripe_billing()
+        payload = await request.body()
+        event = stripe_.verified(payload, request.headers.get("stripe-signature"))
+
+        def apply() -> str:
+            with db.session() as db_session:
+                return stripe_.handle(db_session, event)
+        try:
+            done = await asyncio.to_thread(apply)
+        except IntegrityError:  # the same event at once from two deliveries: one applied
+            done = "already handled"
+        log.info("stripe %s %s: %s", event.get("type"), event.get("id"), done)
+        return {"received": True, "result": done}
 
     Admin = Annotated[Caller, Depends(caller("admin"))]
     estimates: dict[str, Any] = {}

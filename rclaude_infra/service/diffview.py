@@ -16,8 +16,8 @@ from pygments.lexer import Lexer
 from pygments.lexers import get_lexer_for_filename
 from pygments.token import STANDARD_TYPES, _TokenType
 from pygments.util import ClassNotFound
-from unidiff.patch import PatchSet
 from unidiff.errors import UnidiffParseError
+from unidiff.patch import PatchSet
 
 #: Beyond this many lines in a patch, its code is not highlighted (it is still shown).
 MAX_HIGHLIGHTED_LINES = 20_000

@@ -29,12 +29,15 @@ from ..errors import ConfigError, RclaudeError
 from ..tasks.model import TaskNotFoundError, TaskStatus
 from ..tasks.spec import TaskSpec
 from . import accounts
+from .metering import ledger_usage, record_usage
 from .models import TaskRecord, now
+from .plans import PlanBook
 from .store import Database
 from .vault import Vault
 
 if TYPE_CHECKING:
     from ..deployment import Deployment
+    from .billing import Billing
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +71,13 @@ class Dispatcher:
 
     def __init__(self, db: Database, deployment: Deployment, vault: Vault, *,
                  lease_seconds: float = LEASE_SECONDS, poll_seconds: float = 1.0,
-                 owner: str | None = None) -> None:
+                 owner: str | None = None, plans: PlanBook | None = None,
+                 billing: Billing | None = None) -> None:
         self.db = db
         self.deployment = deployment
         self.vault = vault
+        self.plans = plans or PlanBook.load()
+        self.billing = billing
         self.lease = dt.timedelta(seconds=lease_seconds)
         self.poll_seconds = poll_seconds
         self.owner = owner or owner_name()
@@ -188,7 +194,25 @@ class Dispatcher:
             self.deployment.task(task_id).stop("cancelled while it started")
 
     def reconcile(self) -> int:
-        """Record the end of tasks that have ended; returns how many."""
+        """Record the end of tasks that have ended, then the usage of those ended (and
+        report what is billed); returns how many ended."""
+        ended = self._ends()
+        self.meter()
+        return ended
+
+    def meter(self) -> int:
+        """Usage records for the ended tasks that have none (and, with billing, the
+        billable ones reported to Stripe); how many were recorded."""
+        with self.db.session() as session:
+            recorded = record_usage(session, self.plans,
+                                    lambda record: ledger_usage(self.deployment, record),
+                                    billing=self.billing is not None)
+        if self.billing is not None:
+            with self.db.session() as session:
+                self.billing.report_usage(session)
+        return recorded
+
+    def _ends(self) -> int:
         with self.db.session() as session:
             records = list(session.scalars(select(TaskRecord).where(
                 TaskRecord.dispatched_at.is_not(None), TaskRecord.final_status.is_(None))

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -103,6 +112,9 @@ class TaskRecord(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
     dispatch_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Which of its user's executions in its billing period it is (1 for the first):
+    #: beyond the plan's allowance it is billed as overage.
+    execution_no: Mapped[int | None] = mapped_column(Integer)
 
 
 class RateWindow(Base):
@@ -190,3 +202,79 @@ class LoginLink(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     expires_at: Mapped[dt.datetime] = mapped_column(UtcDateTime)
     used_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+
+
+class Subscription(Base):
+    """A user's plan and, when they pay through Stripe, their customer and subscription.
+    A user without a row is on the default plan, billed by calendar month."""
+
+    __tablename__ = "subscriptions"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    plan: Mapped[str] = mapped_column(String(32))
+    #: An admin's limits for this user (JSON of plans.OVERRIDABLE), over the plan's.
+    overrides: Mapped[str | None] = mapped_column(Text)
+    stripe_customer: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_subscription: Mapped[str | None] = mapped_column(String(255))
+    #: Stripe's status of the subscription (active, past_due, canceled, ...).
+    status: Mapped[str | None] = mapped_column(String(32))
+    period_start: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    period_end: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    #: A failed payment's grace: the plan holds until then, then the user is on free.
+    grace_until: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    #: When Stripe made the newest subscription and invoice events applied: an older
+    #: event arriving later changes nothing.
+    state_at: Mapped[int] = mapped_column(BigInteger, default=0)
+    invoice_at: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class UsagePeriod(Base):
+    """A user's executions in one billing period, counted when a task is accepted: the
+    counter a quota is claimed from by one conditional ``UPDATE``."""
+
+    __tablename__ = "usage_periods"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         primary_key=True)
+    period_start: Mapped[dt.datetime] = mapped_column(UtcDateTime, primary_key=True)
+    executions: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class UsageRecord(Base):
+    """What one ended task used, from the deployment's ledger: one per task (the task id
+    is unique), in micro-dollars, and whether and when it was reported to Stripe."""
+
+    __tablename__ = "usage_records"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id", ondelete="CASCADE"),
+                                         unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         index=True)
+    period_start: Mapped[dt.datetime] = mapped_column(UtcDateTime, index=True)
+    recorded_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)
+    #: 1 when the task ran on the deployment; 0 when it ended before it started.
+    executions: Mapped[int] = mapped_column(Integer)
+    #: 1 when it ran beyond its plan's allowance (billed as overage).
+    overage: Mapped[int] = mapped_column(Integer, default=0)
+    compute_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)
+    model_micro_usd: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: The model ran on the service's own key (billed), not the user's.
+    service_key: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: When Stripe took this record's meter events (``None``: not yet, or not billed).
+    reported_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
+    billable: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class StripeEvent(Base):
+    """A Stripe webhook event handled: its id is the key, so a replay changes nothing."""
+
+    __tablename__ = "stripe_events"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    created: Mapped[int] = mapped_column(BigInteger)
+    received_at: Mapped[dt.datetime] = mapped_column(UtcDateTime, default=now)

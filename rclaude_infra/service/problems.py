@@ -22,7 +22,7 @@ from ..tasks.model import TaskNotFoundError
 PROBLEM_JSON = "application/problem+json"
 _TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
            405: "Method not allowed", 409: "Conflict", 413: "Content too large",
-           422: "Unprocessable content", 429: "Too many requests",
+           402: "Payment required", 422: "Unprocessable content", 429: "Too many requests",
            500: "Internal server error", 503: "Service unavailable"}
 
 
@@ -35,26 +35,36 @@ class ProblemDetails(BaseModel):
     detail: str
     field: str | None = None
     instance: str | None = None
+    #: For a plan's limit (402, 429): which limit, its figure, when it resets, and
+    #: where to upgrade.
+    limit: str | None = None
+    allowed: float | None = None
+    resets_at: str | None = None
+    upgrade: str | None = None
 
 
 class Problem(Exception):
     """An error answer: ``status``, what happened (``detail``) and the ``field`` it is
-    about; ``headers`` go with it (``WWW-Authenticate``, ``Retry-After``)."""
+    about; ``headers`` go with it (``WWW-Authenticate``, ``Retry-After``); ``members``
+    are RFC 9457 extension members (a plan limit's ``limit``, ``allowed``,
+    ``resets_at``, ``upgrade``)."""
 
     def __init__(self, status: int, detail: str, *, field: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, **members: Any) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.field = field
         self.headers = headers or {}
+        self.members = members
 
 
 def problem_response(status: int, detail: str, *, field: str | None = None,
                      headers: dict[str, str] | None = None,
-                     instance: str | None = None) -> JSONResponse:
+                     instance: str | None = None,
+                     members: dict[str, Any] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"type": "about:blank", "title": _TITLES.get(status, "Error"),
-                            "status": status, "detail": detail}
+                            "status": status, "detail": detail, **(members or {})}
     if field is not None:
         body["field"] = field
     if instance is not None:
@@ -74,7 +84,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc.status, exc.detail, field=exc.field, headers=exc.headers,
-                                instance=request.url.path)
+                                instance=request.url.path, members=exc.members)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

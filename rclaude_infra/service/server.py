@@ -22,6 +22,7 @@ def work(settings: ServiceSettings, *, once: bool = False, poll_seconds: float =
     import threading
 
     from ..deployment import Deployment
+    from .billing import billing_of
     from .dispatch import Dispatcher
     from .store import Database, check_revision, make_engine
     from .vault import Vault, load_key
@@ -30,7 +31,8 @@ def work(settings: ServiceSettings, *, once: bool = False, poll_seconds: float =
     check_revision(engine)
     dispatcher = Dispatcher(Database(engine),
                             Deployment(settings.deployment, provider=settings.provider),
-                            Vault(load_key()), poll_seconds=poll_seconds)
+                            Vault(load_key()), poll_seconds=poll_seconds,
+                            plans=settings.plans, billing=billing_of(settings))
     try:
         if once:
             taken = dispatcher.run_once()

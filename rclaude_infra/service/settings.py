@@ -12,11 +12,14 @@ import attrs
 
 from ..errors import ConfigError
 from ..paths import rclaude_home
+from .billing_settings import StripeSettings
 from .oauth import Provider, providers_from_env
+from .plans import PlanBook
 
 #: The environment variable naming the database (a SQLAlchemy URL).
 DATABASE_ENV = "RCLAUDE_DATABASE_URL"
 PUBLIC_URL_ENV = "RCLAUDE_PUBLIC_URL"
+PLANS_FILE_ENV = "RCLAUDE_PLANS_FILE"
 _SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
 
 
@@ -76,6 +79,11 @@ class ServiceSettings:
         _public_url))
     #: The sign-in providers offered (``oauth.providers_from_env``), by name.
     providers: Mapping[str, Provider] = attrs.field(factory=dict, eq=False, repr=False)
+    #: The plans users are on (``RCLAUDE_PLANS_FILE``, or the default plans).
+    plans: PlanBook = attrs.field(factory=PlanBook.load, eq=False, repr=False)
+    #: Stripe, when billing is set up (``STRIPE_SECRET_KEY`` and the rest); without it,
+    #: admins assign plans.
+    stripe: StripeSettings | None = attrs.field(default=None, eq=False, repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object
@@ -85,7 +93,9 @@ class ServiceSettings:
         values: dict[str, object] = {"database_url": env.get(DATABASE_ENV)
                                      or default_database_url(),
                                      "public_url": env.get(PUBLIC_URL_ENV) or None,
-                                     "providers": providers_from_env(env)}
+                                     "providers": providers_from_env(env),
+                                     "plans": PlanBook.load(env.get(PLANS_FILE_ENV) or None),
+                                     "stripe": StripeSettings.from_env(env)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 

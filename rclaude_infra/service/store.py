@@ -104,3 +104,16 @@ class Database:
         """A session committed at the end of the block, rolled back on an error."""
         with self._sessions() as session, session.begin():
             yield session
+
+
+def insert_new(session: Session, model: type[Any], **values: Any) -> bool:
+    """Insert a row unless one with its key (or another unique column) is there already;
+    whether this call inserted it. One statement (``ON CONFLICT DO NOTHING`` on SQLite and
+    PostgreSQL), so two processes inserting the same key at once leave one row and each
+    knows which it was."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    result = session.execute(insert(model).values(**values).on_conflict_do_nothing())
+    return bool(getattr(result, "rowcount", 0) == 1)

@@ -87,13 +87,27 @@ def new_app(requests_per_minute: int) -> Any:
                                                device_interval=1))
 
 
+#: The tests of other things run on a free plan that limits nothing the service's own
+#: limits do not (``@pytest.mark.plans(None)``: the default plans; ``plans(TOML)``: those).
+GENEROUS_PLANS = """
+[plans.free]
+concurrency = 100
+service_model_key = true
+"""
+
+
 @pytest.fixture(name="service")
 def _service(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
              request: pytest.FixtureRequest) -> Iterator[Service]:
-    """``@pytest.mark.rate_limit(N)``: N requests per user per minute (default: many)."""
+    """``@pytest.mark.rate_limit(N)``: N requests per user per minute (default: many);
+    ``@pytest.mark.plans(...)``: the plans (see ``GENEROUS_PLANS``)."""
     marker = request.node.get_closest_marker("rate_limit")
     rate = marker.args[0] if marker else 100_000
     monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    plans = request.node.get_closest_marker("plans")
+    if plans is None or plans.args[0] is not None:
+        (tmp_path / "plans.toml").write_text(GENEROUS_PLANS if plans is None else plans.args[0])
+        monkeypatch.setenv("RCLAUDE_PLANS_FILE", str(tmp_path / "plans.toml"))
     monkeypatch.setenv("RCLAUDE_DATABASE_URL", database_url)
     with started(new_app(rate)) as url:
         yield Service(url, database_url, rate)

@@ -20,7 +20,7 @@ from postgres_server import new_database
 from sqlalchemy import create_engine, text
 from waiting import wait_until
 
-from conftest import Service, admin, wait_done
+from conftest import GENEROUS_PLANS, Service, admin, wait_done
 
 
 def _serve(env: dict[str, str], *flags: str) -> tuple[subprocess.Popen[str], str]:
@@ -47,9 +47,11 @@ def _shared(postgres_admin_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
     """The environment of processes sharing one PostgreSQL database and one home (the
     local provider's tasks and the secrets' key), and a user's token."""
     database_url = new_database(postgres_admin_url)
+    (tmp_path / "plans.toml").write_text(GENEROUS_PLANS)
     env = {**os.environ, "RCLAUDE_HOME": str(tmp_path / "home"),
-           "RCLAUDE_DATABASE_URL": database_url}
-    for key in ("RCLAUDE_HOME", "RCLAUDE_DATABASE_URL"):
+           "RCLAUDE_DATABASE_URL": database_url,
+           "RCLAUDE_PLANS_FILE": str(tmp_path / "plans.toml")}
+    for key in ("RCLAUDE_HOME", "RCLAUDE_DATABASE_URL", "RCLAUDE_PLANS_FILE"):
         monkeypatch.setenv(key, env[key])
     assert subprocess.run([sys.executable, "-m", "rclaude_infra", "db", "upgrade"],
                           env=env, capture_output=True, timeout=120).returncode == 0
@@ -253,6 +255,8 @@ def test_a_task_cancelled_while_it_starts_is_stopped(
 
     monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RCLAUDE_DATABASE_URL", database_url)
+    (tmp_path / "plans.toml").write_text(GENEROUS_PLANS)
+    monkeypatch.setenv("RCLAUDE_PLANS_FILE", str(tmp_path / "plans.toml"))
     app = create_app(ServiceSettings.from_env(dispatch=False))
     with started(app) as url:
         admin("users", "add", "alice@example.com")
