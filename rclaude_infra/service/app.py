@@ -43,8 +43,8 @@ from . import accounts, dashboard, device, events, quotas, signin, web
 from .billing import Billing, billing_of
 from .diffview import diff_files
 from .dispatch import Dispatcher
-from .metering import ledger_usage, record_usage
 from .limits import Allowance, count_request
+from .metering import ledger_usage, record_usage
 from .models import (
     ApiToken,
     Identity,
@@ -931,9 +931,19 @@ def create_app(settings: ServiceSettings | None = None, *,
         except Exception:  # the deployment's records unreadable now: shown as unknown
             spent = None
         config = runner.config
-        return {"users": [{"id": u.id, "email": u.email, "name": u.name,
-                           "is_admin": u.is_admin, "created_at": _iso(u.created_at),
-                           "tasks_this_month": int(counts.get(u.id, 0))} for u in users],
+        def user_json(u: User) -> dict[str, Any]:
+            found = quotas.account(db_session, u.id, settings.plans)
+            return {"id": u.id, "email": u.email, "name": u.name, "is_admin": u.is_admin,
+                    "created_at": _iso(u.created_at),
+                    "tasks_this_month": int(counts.get(u.id, 0)), "plan": found.plan.name,
+                    "subscription_status": None if found.subscription is None
+                    else found.subscription.status,
+                    "executions": quotas.executions_used(db_session, u.id,
+                                                         found.period_start),
+                    "allowance": found.limits.monthly_executions,
+                    "spent_usd": quotas.spent_usd(db_session, u.id, found.period_start)}
+
+        return {"users": [user_json(u) for u in users],
                 "deployment": {"name": runner.name, "provider": runner.provider,
                                "region": config.region,
                                "plan": {"instance_types": list(config.instance_types),

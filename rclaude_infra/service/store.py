@@ -115,5 +115,8 @@ def insert_new(session: Session, model: type[Any], **values: Any) -> bool:
 
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    result = session.execute(insert(model).values(**values).on_conflict_do_nothing())
-    return bool(getattr(result, "rowcount", 0) == 1)
+    # RETURNING, not rowcount: an ORM-enabled INSERT's rowcount is not the driver's on
+    # psycopg (it read -1, as though every row were there already).
+    key = list(model.__table__.primary_key.columns)
+    statement = insert(model).values(**values).on_conflict_do_nothing().returning(*key)
+    return session.execute(statement).first() is not None

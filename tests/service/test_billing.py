@@ -184,3 +184,35 @@ def test_without_stripe_billing_says_so(service: Service, alice: str) -> None:
         assert refused.status_code == 409 and "users plan" in refused.json()["detail"]
         assert httpx.post(f"{service.url}/v1/billing/stripe/webhook", content=b"{}",
                           timeout=30).status_code == 409
+
+
+def test_the_usage_page_shows_the_allowance_and_upgrades_through_checkout(
+        paid: Paid) -> None:
+    import shutil
+
+    from test_dashboard import _axe, _shoot, _signed_in
+
+    if shutil.which("chromium") is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with _alice(paid) as client, sync_playwright() as playwright:
+        client.post("/v1/tasks", json={"command": "true"})
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"),
+                                             args=["--no-sandbox"])
+        page = _signed_in(browser, paid.service, "alice@example.com")
+        page.get_by_role("link", name="Usage").click()
+        page.locator("#p-used", has_text="1 of 100 executions").wait_for()
+        assert page.locator("#p-name").inner_text() == "Free"
+        assert page.locator("#p-manage").is_hidden()
+        assert _axe(page) == []
+        _shoot(page, "usage-plan-light-wide")
+        page.get_by_role("button", name="Upgrade to Pro").click()
+        page.wait_for_url(f"{paid.stripe.base}/pay/*")  # Stripe's Checkout page
+        paid.stripe.pay_checkout(page.url)
+        page.goto(f"{paid.service.url}/usage")
+        page.locator("#p-name", has_text="Pro").wait_for()
+        page.locator("#p-used", has_text="of 1000 executions").wait_for()
+        assert page.get_by_role("button", name="Manage billing").is_visible()
+        assert page.locator("#p-upgrade").is_hidden()
+        browser.close()

@@ -343,8 +343,52 @@ function dollars(value) {
   return `$${Number(value || 0).toFixed(2)}`;
 }
 
+async function planCard(usage) {
+  const billing = await api("GET", "/v1/billing");
+  const plan = usage.plan;
+  document.getElementById("p-name").textContent = plan.title;
+  document.getElementById("p-period").textContent =
+    `${when(usage.since)} to ${when(usage.until)}`;
+  const meter = document.getElementById("p-meter");
+  const allowance = usage.allowance;
+  if (allowance == null) {
+    meter.hidden = true;
+    document.querySelector("label[for=p-meter]").hidden = true;
+  } else {
+    meter.max = allowance;
+    meter.value = Math.min(usage.executions, allowance);
+  }
+  document.getElementById("p-used").textContent = allowance == null
+    ? `${usage.executions} executions (no limit)`
+    : `${usage.executions} of ${allowance} executions`
+      + (usage.executions > allowance && usage.limits.overage ? " (the rest billed as overage)" : "")
+      + `; ${usage.limits.concurrency} at once`;
+  const note = document.getElementById("p-note");
+  if (!billing.stripe) {
+    note.textContent = "Billing is not set up on this service: an administrator assigns plans.";
+  } else if (billing.grace_until) {
+    note.textContent = `A payment failed: update your card before ${when(billing.grace_until)} to keep ${plan.title}.`;
+  } else if (billing.note) {
+    note.textContent = billing.note;
+  }
+  const go = async (path) => {
+    try {
+      window.location.assign((await api("POST", path)).url);
+    } catch (error) {
+      document.getElementById("e-billing").textContent = error.message;
+    }
+  };
+  const upgrade = document.getElementById("p-upgrade");
+  const manage = document.getElementById("p-manage");
+  upgrade.hidden = !billing.stripe || plan.name !== "free";
+  manage.hidden = !billing.stripe || !billing.can_manage;
+  upgrade.addEventListener("click", () => go("/v1/billing/checkout"));
+  manage.addEventListener("click", () => go("/v1/billing/portal"));
+}
+
 async function usagePage() {
   const usage = await api("GET", "/v1/usage");
+  planCard(usage);
   document.getElementById("u-tasks").textContent = String(usage.tasks);
   document.getElementById("u-model").textContent = dollars(usage.model_usd);
   document.getElementById("u-compute").textContent = dollars(usage.compute_usd);
@@ -489,8 +533,10 @@ async function adminPage() {
   }
   const rows = document.getElementById("user-rows");
   for (const user of overview.users) {
+    const used = user.allowance == null ? `${user.executions}` : `${user.executions} / ${user.allowance}`;
     rows.append(el("tr", {}, el("td", {}, user.email), el("td", {}, user.name || ""),
-      el("td", {}, user.is_admin ? "yes" : ""), el("td", {}, String(user.tasks_this_month)),
+      el("td", {}, user.is_admin ? "yes" : ""), el("td", {}, user.plan),
+      el("td", {}, used), el("td", {}, dollars(user.spent_usd)),
       el("td", {}, when(user.created_at))));
   }
 }
