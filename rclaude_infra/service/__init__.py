@@ -10,6 +10,8 @@ tasks on the local provider); ``RCLAUDE_DATABASE_URL`` points it at PostgreSQL a
 from __future__ import annotations
 
 from .app import create_app
+from .billing_settings import StripeSettings
+from .plans import Limits, Plan, PlanBook
 from .settings import ServiceSettings
 
-__all__ = ["ServiceSettings", "create_app"]
+__all__ = ["Limits", "Plan", "PlanBook", "ServiceSettings", "StripeSettings", "create_app"]

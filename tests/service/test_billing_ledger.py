@@ -1,5 +1,6 @@
-"""Money adds up, on SQLite and on PostgreSQL: over random sequences of tasks ending, metering passes, reports (some
-answers lost, some refused, the billing process restarted) and events seen twice, what
+"""Money adds up, on SQLite and on PostgreSQL: over random sequences of tasks ending,
+metering passes, reports (some answers lost, some refused, the billing process restarted)
+and events seen twice, what
 Stripe's meters bill equals what the ledger says was used, to the cent, and every usage
 record is made once. The fake Stripe is real HTTP, driven by the ``stripe`` SDK."""
 

@@ -362,6 +362,8 @@ def test_admin_sees_users_and_the_deployment_others_get_a_404(
     page = _signed_in(chromium, service, "root@example.com")
     page.get_by_role("link", name="Admin").click()
     page.locator("#user-rows tr", has_text="alice@example.com").wait_for()
+    row = page.locator("#user-rows tr", has_text="alice@example.com").locator("td")
+    assert row.nth(3).inner_text() == "free" and row.nth(5).inner_text() == "$0.00"
     page.locator("#deployment dd", has_text="on this machine").wait_for()
     page.locator("#deployment dt", has_text="Deployed on ECS, a month").wait_for()
     page.locator("#deployment dt", has_text="Tasks not ended").wait_for()

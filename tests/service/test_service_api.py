@@ -574,6 +574,9 @@ def test_the_admin_overview_shows_users_plan_and_live_status(
         assert deployment["plan"]["instance_types"] and "spot" in deployment["plan"]
         assert {u["email"]: u["tasks_this_month"] for u in overview["users"]} == {
             "alice@example.com": 1, "root@example.com": 0}
+        alice_row = next(u for u in overview["users"] if u["email"] == "alice@example.com")
+        assert (alice_row["plan"], alice_row["executions"], alice_row["allowance"]) == (
+            "free", 1, None)
         assert client.post(f"/v1/tasks/{task['id']}/cancel").status_code == 200
 
         from rclaude_infra import Deployment
