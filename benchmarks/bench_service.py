@@ -135,6 +135,10 @@ def home(cli: list[str], database_url: str | None = None) -> tuple[dict[str, str
            "RCLAUDE_DATABASE_URL": database_url or f"sqlite:///{folder / 'service.db'}"}
     subprocess.run([*cli, "users", "add", "bench@example.com"], env=env, check=True,
                    capture_output=True)
+    # A plan that limits nothing the run does: the quota's claim is still made per task.
+    subprocess.run([*cli, "users", "plan", "bench@example.com", "enterprise",
+                    "--executions", "10000000", "--concurrency", "100000"], env=env,
+                   check=True, capture_output=True)
     token = subprocess.run([*cli, "tokens", "create", "bench@example.com"], env=env,
                            check=True, capture_output=True, text=True).stdout.strip()
     return env, token
