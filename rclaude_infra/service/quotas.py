@@ -126,16 +126,19 @@ def claim(session: Session, user_id: int, found: Account, not_ended: Callable[[i
     limits = found.limits
     concurrency = min(limits.concurrency, ceiling or limits.concurrency)
     resets = found.period_end.isoformat()
-    insert_new(session, UsagePeriod, user_id=user_id, period_start=found.period_start,
-               executions=0)
     allowance = limits.monthly_executions
     bump = update(UsagePeriod).where(UsagePeriod.user_id == user_id,
                                      UsagePeriod.period_start == found.period_start)
     if allowance is not None and not limits.overage:
         bump = bump.where(UsagePeriod.executions < allowance)
-    claimed = session.execute(bump.values(executions=UsagePeriod.executions + 1)
-                              .execution_options(synchronize_session=False))
-    if getattr(claimed, "rowcount", 0) != 1:
+    bump = bump.values(executions=UsagePeriod.executions + 1).execution_options(
+        synchronize_session=False)
+    claimed = getattr(session.execute(bump), "rowcount", 0) == 1
+    if not claimed:  # no row yet (made here, or by a request racing this one), or full
+        insert_new(session, UsagePeriod, user_id=user_id, period_start=found.period_start,
+                   executions=0)
+        claimed = getattr(session.execute(bump), "rowcount", 0) == 1
+    if not claimed:
         raise Problem(402, f"the {found.plan.title} plan allows {allowance} executions a "
                       f"billing period, and they are used; they reset at {resets}",
                       limit="monthly_executions", allowed=allowance, resets_at=resets,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -90,8 +89,12 @@ def test_a_spec_without_a_budget_gets_the_plans() -> None:
     assert held_to_plan(TaskSpec(command="true"), found).max_budget_usd is None
 
 
-def test_two_connections_racing_for_the_last_execution_one_wins(database_url: str,
-                                                               tmp_path: Path) -> None:
+@pytest.mark.parametrize(("used", "allowance", "expected"), [
+    (4, 5, [5, 402]),  # the last execution: one wins
+    (0, 5, [1, 2]),  # the period's first two at once: its row is made once, both count
+])
+def test_two_connections_claiming_at_once(database_url: str, used: int, allowance: int,
+                                          expected: list[int]) -> None:
     from sqlalchemy.orm import Session
 
     from rclaude_infra.service import ServiceSettings, accounts, quotas
@@ -103,13 +106,14 @@ def test_two_connections_racing_for_the_last_execution_one_wins(database_url: st
     engine = make_engine(settings)
     migrate(engine)
     db = Database(engine)
-    plans = PlanBook.from_toml("[plans.free]\nmonthly_executions = 5\nconcurrency = 50\n")
+    plans = PlanBook.from_toml(
+        f"[plans.free]\nmonthly_executions = {allowance}\nconcurrency = 50\n")
     with db.session() as session:
         user = accounts.add_user(session, "race@example.com")
         user_id = user.id
-    with db.session() as session:  # four of five used
+    with db.session() as session:
         found = quotas.account(session, user_id, plans)
-        for _ in range(4):
+        for _ in range(used):
             quotas.claim(session, user_id, found, lambda limit: 0)
     barrier = threading.Barrier(2)
     results: list[Any] = []
@@ -130,7 +134,8 @@ def test_two_connections_racing_for_the_last_execution_one_wins(database_url: st
         thread.start()
     for thread in threads:
         thread.join(60)
-    assert sorted(results) == [5, 402]  # the fifth execution, and a refusal
+    assert sorted(results) == expected
     with db.session() as session:
-        assert quotas.executions_used(session, user_id, found.period_start) == 5
+        assert quotas.executions_used(session, user_id, found.period_start) == max(
+            n for n in expected if n != 402)
     engine.dispose()
