@@ -395,6 +395,10 @@ class DeploymentConfig:
     #: gives the task role ECS Exec's ``ssmmessages`` channel. Other tasks keep the
     #: read-only root either way.
     interactive_tasks: bool = attrs.field(default=False, validator=_is_bool)
+    #: Send the cluster's task state changes (EventBridge's "ECS Task State Change") to
+    #: an SQS queue with a dead-letter queue, for a service's workers to consume instead
+    #: of polling ECS (``rclaude-infra worker`` reads it from the stack's outputs).
+    task_events: bool = attrs.field(default=False, validator=_is_bool)
     tags: Mapping[str, str] = attrs.field(
         factory=dict, converter=_frozen_tags, validator=_check_tags, hash=False
     )

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from ._aws.ecs import EcsProvider
     from ._aws.image_build import ImageBuilder
+    from ._aws.task_events import TaskEventQueue
     from ._pulumi.engine import StackSession
     from .checks import CheckItem, CheckReport
     from .cost import CostEstimate, TaskCost
@@ -970,6 +971,21 @@ class Deployment:
         estimate = self.estimate_cost(prices=prices)
         estimate.check_budget(self._config.max_monthly_usd)
         return estimate
+
+    def task_events(self, queue_url: str | None = None) -> TaskEventQueue | None:
+        """The queue of the cluster's task state changes (``task_events=True``): a
+        service's workers read it instead of polling ECS. ``queue_url``: another queue
+        (else the stack's output); ``None`` when the stack has none (or, locally, when no
+        queue is given)."""
+        from ._aws.task_events import TaskEventQueue
+
+        if queue_url is None:
+            if self._provider_name == "local":
+                return None
+            queue_url = self.outputs.task_events_queue_url
+            if queue_url is None:
+                return None
+        return TaskEventQueue(queue_url, session=self._boto_session())
 
     def status(self) -> DeploymentStatus:
         """The deployment now: its outputs, the cluster's instances (type, spot or

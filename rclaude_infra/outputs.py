@@ -50,6 +50,10 @@ class StackOutputs(Rendered):
     #: the key of its sources in ``bucket``.
     image_build_project: str | None = None
     image_source_key: str | None = None
+    #: With ``task_events``: the SQS queue of the cluster's task state changes, and its
+    #: dead-letter queue.
+    task_events_queue_url: str | None = None
+    task_events_dead_letter_url: str | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | str) -> StackOutputs:

@@ -34,6 +34,8 @@ from .policy import ResourceLike
 #: Pulumi type token -> Terraform resource type, for every type the program registers.
 TERRAFORM_TYPES: Mapping[str, str] = {
     "aws:autoscaling/group:Group": "aws_autoscaling_group",
+    "aws:cloudwatch/eventRule:EventRule": "aws_cloudwatch_event_rule",
+    "aws:cloudwatch/eventTarget:EventTarget": "aws_cloudwatch_event_target",
     "aws:cloudwatch/logGroup:LogGroup": "aws_cloudwatch_log_group",
     "aws:codebuild/project:Project": "aws_codebuild_project",
     "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup": "aws_default_security_group",
@@ -74,6 +76,9 @@ TERRAFORM_TYPES: Mapping[str, str] = {
     "aws:s3/bucketVersioning:BucketVersioning": "aws_s3_bucket_versioning",
     "aws:secretsmanager/secret:Secret": "aws_secretsmanager_secret",
     "aws:secretsmanager/secretVersion:SecretVersion": "aws_secretsmanager_secret_version",
+    "aws:sqs/queue:Queue": "aws_sqs_queue",
+    "aws:sqs/queuePolicy:QueuePolicy": "aws_sqs_queue_policy",
+    "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy": "aws_sqs_queue_redrive_allow_policy",
 }
 
 #: Terraform blocks that pulumi-aws names in the plural (its bridge pluralizes a

@@ -199,7 +199,7 @@ def test_every_config_and_usage_field_has_its_flag() -> None:
               "log_retention_days": "90", "results_expire_days": "7", "task_cpu": "512",
               "task_memory": "1024", "build_image": "remote", "egress_ports": ["443", "22"],
               "retain_results": "--retain-results", "auth": "bedrock",
-              "interactive_tasks": "--interactive-tasks",
+              "interactive_tasks": "--interactive-tasks", "task_events": "--task-events",
               "bedrock_models": ["us.anthropic.claude-haiku-4-5-20251001-v1:0"],
               "vpc_id": "vpc-0123abcd", "subnet_ids": ["subnet-0a1b2c3d", "subnet-4e5f6a7b"],
               "image": None, "security_profile": "strict"}

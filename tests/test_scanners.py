@@ -22,8 +22,9 @@ from rclaude_infra.terraform_plan import TERRAFORM_TYPES
 
 CONFIGS = {
     "default": DeploymentConfig(),
-    "remote-build": DeploymentConfig(build_image="remote"),
-    "strict": DeploymentConfig(security_profile="strict", nat="single", log_retention_days=365),
+    "remote-build": DeploymentConfig(build_image="remote", task_events=True),
+    "strict": DeploymentConfig(security_profile="strict", nat="single", log_retention_days=365,
+                               task_events=True),
     "strict-remote-bedrock": DeploymentConfig(
         security_profile="strict", nat="per-az", log_retention_days=365,
         build_image="remote", auth="bedrock"),

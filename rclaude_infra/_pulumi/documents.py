@@ -159,9 +159,26 @@ def kms_statements(key_arn: str | None, actions: tuple[str, ...] = (
              "Resource": key_arn}]
 
 
-def key_policy(account_id: str, partition: str, region: str, name: str) -> str:
+def task_events_rule(name: str) -> str:
+    """The name of deployment ``name``'s rule of task state changes (``task_events``)."""
+    return f"rclaude-{name}-task-events"
+
+
+def key_policy(account_id: str, partition: str, region: str, name: str, *,
+               task_events: bool = False) -> str:
     """The stack key's policy: the account administers it through IAM (AWS's default
-    statement), and CloudWatch Logs may use it for this deployment's log groups only."""
+    statement), CloudWatch Logs may use it for this deployment's log groups only, and with
+    ``task_events`` EventBridge may use it for this deployment's rule only (to send to the
+    encrypted queue: EventBridge User Guide, "Amazon SQS permissions")."""
+    events = [{
+        "Sid": "EventsSendThisDeploymentsTaskEvents",
+        "Effect": "Allow",
+        "Principal": {"Service": "events.amazonaws.com"},
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+        "Resource": "*",
+        "Condition": {"ArnEquals": {"aws:SourceArn": f"arn:{partition}:events:{region}:"
+                                    f"{account_id}:rule/{task_events_rule(name)}"}},
+    }] if task_events else []
     return policy_document(
         {
             "Sid": "AccountAdministersThroughIam",
@@ -181,6 +198,7 @@ def key_policy(account_id: str, partition: str, region: str, name: str) -> str:
                                       f"arn:{partition}:logs:{region}:{account_id}:"
                                       f"log-group:/rclaude/{name}*"}},
         },
+        *events,
     )
 
 

@@ -115,6 +115,15 @@ class _Mocks(pulumi.runtime.Mocks):
                 "repositoryUrl": f"{MOCK_ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/"
                 f"{physical}",
             },
+            # As AWS shapes them: a queue's ARN has no "queue/", and its URL is its
+            # address; a rule is an EventBridge resource, not a log group's.
+            "aws:sqs/queue:Queue": {
+                "arn": f"arn:aws:sqs:{self.region}:{MOCK_ACCOUNT_ID}:{physical}",
+                "url": f"https://sqs.{self.region}.amazonaws.com/{MOCK_ACCOUNT_ID}/{physical}",
+            },
+            "aws:cloudwatch/eventRule:EventRule": {
+                "arn": f"arn:aws:events:{self.region}:{MOCK_ACCOUNT_ID}:rule/{physical}",
+            },
             "awsx:ecr:Image": {
                 "imageUri": f"{inputs.get('repositoryUrl')}@sha256:{'0' * 64}",
             },

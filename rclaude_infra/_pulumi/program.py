@@ -22,6 +22,7 @@ from .documents import (
 )
 from .image_build import RemoteImage
 from .stack_compute import ComputePart, ami_parameter
+from .stack_events import EventsPart
 from .stack_network import VPC_CIDR, NetworkPart
 from .stack_storage import StoragePart
 from .stack_tasks import IMAGE_CONTEXT, RUNNER_DOCKERFILE, TaskPart
@@ -33,7 +34,7 @@ COMPONENT_TYPE = "rclaude:infra:Stack"
 MANAGED_BY_TAG = "rclaude:managed-by"
 
 
-class RclaudeStack(StoragePart, NetworkPart, ComputePart, TaskPart):
+class RclaudeStack(StoragePart, NetworkPart, ComputePart, TaskPart, EventsPart):
     """Every resource of one deployment, grouped under one parent.
 
     Attributes hold the resources other code reads (cluster, bucket, roles, ...);
@@ -88,6 +89,7 @@ class RclaudeStack(StoragePart, NetworkPart, ComputePart, TaskPart):
         image_uri, ecr_repository_arn = self._image()
         self._roles(ecr_repository_arn)
         self._task_definition(image_uri)
+        self._task_events()
 
         self.outputs: dict[str, pulumi.Input[Any]] = {
             "deployment": name,
@@ -112,6 +114,9 @@ class RclaudeStack(StoragePart, NetworkPart, ComputePart, TaskPart):
         if self.interactive_task_definition is not None:
             self.outputs["interactive_task_definition_arn"] = (
                 self.interactive_task_definition.arn)
+        if self.task_events_queue is not None and self.task_events_dead_letters is not None:
+            self.outputs["task_events_queue_url"] = self.task_events_queue.url
+            self.outputs["task_events_dead_letter_url"] = self.task_events_dead_letters.url
         if self.image_build is not None:
             self.outputs["image_build_project"] = self.image_build.project
             self.outputs["image_source_key"] = self.image_build.source_key

@@ -38,7 +38,8 @@ class StoragePart(StackBase):
             enable_key_rotation=True,
             deletion_window_in_days=7,
             policy=pulumi.Output.all(self._account_id, self._partition).apply(
-                lambda args: key_policy(args[0], args[1], self._config.region, self._name)),
+                lambda args: key_policy(args[0], args[1], self._config.region, self._name,
+                                        task_events=self._config.task_events)),
             tags=self.tags,
             opts=self._child,
         )

@@ -42,7 +42,7 @@ from ..tasks.spec import TaskSpec, is_env_name, is_task_id
 from . import accounts, dashboard, device, events, quotas, signin, web
 from .billing import Billing, billing_of
 from .diffview import diff_files
-from .dispatch import Dispatcher
+from .dispatch import Dispatcher, task_event_queue
 from .limits import Allowance, count_request
 from .metering import ledger_usage, record_usage
 from .models import (
@@ -206,6 +206,9 @@ def create_app(settings: ServiceSettings | None = None, *,
         # with ``rclaude-infra worker`` processes doing it).
         if settings.dispatch:
             dispatcher.start()
+            queue = task_event_queue(settings, runner)
+            if queue is not None:
+                dispatcher.follow_events(queue)
         try:
             yield
         finally:

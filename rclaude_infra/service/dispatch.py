@@ -32,10 +32,12 @@ from . import accounts
 from .metering import ledger_usage, record_usage
 from .models import TaskRecord, now
 from .plans import PlanBook
+from .settings import ServiceSettings
 from .store import Database
 from .vault import Vault
 
 if TYPE_CHECKING:
+    from .._aws.task_events import TaskEvent, TaskEventQueue
     from ..deployment import Deployment
     from .billing import Billing
 
@@ -49,6 +51,9 @@ MAX_ATTEMPTS = 3
 BATCH = 10
 #: Tasks not ended looked at by one reconcile pass, and how often it runs.
 RECONCILE_BATCH, RECONCILE_SECONDS = 200, 30.0
+#: Seconds one receive of task events waits for the first (SQS's long poll, at most 20);
+#: a stopping process waits for it to return.
+EVENTS_WAIT_SECONDS = 20
 
 
 def owner_name() -> str:
@@ -84,6 +89,7 @@ class Dispatcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._events_thread: threading.Thread | None = None
         self._last_reconcile = 0.0
         #: Tasks this dispatcher claimed so far.
         self.taken = 0
@@ -217,19 +223,69 @@ class Dispatcher:
             records = list(session.scalars(select(TaskRecord).where(
                 TaskRecord.dispatched_at.is_not(None), TaskRecord.final_status.is_(None))
                 .order_by(TaskRecord.created_at).limit(RECONCILE_BATCH)))
-            ended = 0
-            for record in records:
+            return sum(self._look(record) for record in records)
+
+    def _look(self, record: TaskRecord) -> bool:
+        """Record ``record``'s end when its task has ended; whether it had."""
+        try:
+            state = self.deployment.task(record.id).state()
+        except TaskNotFoundError:
+            record.final_status = TaskStatus.FAILED.value
+            record.reason = "the deployment has no such task any more"
+            return True
+        if state.status.done:
+            record.final_status = state.status.value
+            return True
+        return False
+
+    def handle_events(self, queue: TaskEventQueue, *,
+                      wait_seconds: int = EVENTS_WAIT_SECONDS) -> int:
+        """One receive from the queue of task state changes (``task_events``): each of
+        this service's tasks an event names is looked at now, its end recorded and
+        metered; returns how many ended. The event is a reason to look, not the state
+        (events come at least once and in any order), so a duplicate or a late one
+        changes nothing twice. A STOPPED the look does not see yet, or a look that
+        failed, leaves its message to come back (and after the queue's receives, to go to
+        the dead-letter queue)."""
+        handled: list[TaskEvent] = []
+        ended = 0
+        for event in queue.receive(wait_seconds=wait_seconds):
+            if event.task_id is None:
+                handled.append(event)  # not one of ours, or not a task state change
+                continue
+            try:
+                with self.db.session() as session:
+                    record = session.get(TaskRecord, event.task_id)
+                    if record is None or record.final_status is not None or (
+                            record.dispatched_at is None):
+                        handled.append(event)  # not this service's, or nothing to learn
+                    elif self._look(record):
+                        ended += 1
+                        handled.append(event)
+                    elif event.last_status != "STOPPED":
+                        handled.append(event)
+            except Exception:  # the database or ECS away: the message comes back
+                log.exception("task event for %s not handled", event.task_id)
+        if ended:
+            self.meter()
+            self._wake.set()
+        queue.done(handled)
+        return ended
+
+    def follow_events(self, queue: TaskEventQueue) -> None:
+        """Handle the queue's events on a thread until :meth:`stop`."""
+
+        def loop() -> None:
+            while not self._stop.is_set():
                 try:
-                    state = self.deployment.task(record.id).state()
-                except TaskNotFoundError:
-                    record.final_status = TaskStatus.FAILED.value
-                    record.reason = "the deployment has no such task any more"
-                    ended += 1
-                    continue
-                if state.status.done:
-                    record.final_status = state.status.value
-                    ended += 1
-            return ended
+                    self.handle_events(queue, wait_seconds=EVENTS_WAIT_SECONDS)
+                except Exception:  # SQS away for a moment: the next receive tries again
+                    log.exception("receiving task events failed")
+                    self._stop.wait(5)
+
+        self._events_thread = threading.Thread(target=loop, name="rclaude-task-events",
+                                               daemon=True)
+        self._events_thread.start()
 
     # -- on a thread ---------------------------------------------------------------------
 
@@ -248,6 +304,9 @@ class Dispatcher:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._events_thread is not None:
+            self._events_thread.join(timeout)
+            self._events_thread = None
 
     def run_forever(self) -> None:
         """Rounds until :meth:`stop` (``rclaude-infra worker``)."""
@@ -268,3 +327,13 @@ class Dispatcher:
             except Exception:  # the database away for a moment: the next round tries
                 log.exception("a dispatch round failed")
             self._wake.wait(self.poll_seconds)
+
+
+def task_event_queue(settings: ServiceSettings, deployment: Deployment) -> TaskEventQueue | None:
+    """The queue of task state changes the settings name, else the deployment's own (an
+    ECS stack deployed with ``task_events=True``); ``None``: polling alone."""
+    try:
+        return deployment.task_events(settings.task_events_queue)
+    except RclaudeError as exc:  # no outputs to read yet: polling, saying why
+        log.warning("task events not followed: %s", exc)
+        return None

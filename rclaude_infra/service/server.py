@@ -23,7 +23,7 @@ def work(settings: ServiceSettings, *, once: bool = False, poll_seconds: float =
 
     from ..deployment import Deployment
     from .billing import billing_of
-    from .dispatch import Dispatcher
+    from .dispatch import Dispatcher, task_event_queue
     from .store import Database, check_revision, make_engine
     from .vault import Vault, load_key
 
@@ -38,6 +38,9 @@ def work(settings: ServiceSettings, *, once: bool = False, poll_seconds: float =
             taken = dispatcher.run_once()
             dispatcher.reconcile()
             return taken
+        queue = task_event_queue(settings, dispatcher.deployment)
+        if queue is not None:
+            dispatcher.follow_events(queue)
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 signal.signal(signum, lambda *_: dispatcher.stop(timeout=0))

@@ -20,6 +20,7 @@ from .plans import PlanBook
 DATABASE_ENV = "RCLAUDE_DATABASE_URL"
 PUBLIC_URL_ENV = "RCLAUDE_PUBLIC_URL"
 PLANS_FILE_ENV = "RCLAUDE_PLANS_FILE"
+TASK_EVENTS_ENV = "RCLAUDE_TASK_EVENTS_QUEUE"
 _SCHEMES = ("sqlite", "sqlite+pysqlite", "postgresql", "postgresql+psycopg")
 
 
@@ -41,6 +42,12 @@ def _public_url(_: object, __: object, value: str) -> None:
             "?" in value or "#" in value):
         raise ConfigError("public_url", value, "an https:// URL without a trailing slash, "
                           f"query or fragment (set {PUBLIC_URL_ENV})")
+
+
+def _queue_url(_: object, __: object, value: str) -> None:
+    if not value.startswith(("https://", "http://")) or any(c.isspace() for c in value):
+        raise ConfigError("task_events_queue", value, "an SQS queue URL (https://sqs.REGION."
+                          f"amazonaws.com/ACCOUNT/NAME; set {TASK_EVENTS_ENV})")
 
 
 def _positive(name: str) -> Any:
@@ -79,6 +86,11 @@ class ServiceSettings:
         _public_url))
     #: The sign-in providers offered (``oauth.providers_from_env``), by name.
     providers: Mapping[str, Provider] = attrs.field(factory=dict, eq=False, repr=False)
+    #: The SQS queue of task state changes the workers read (``RCLAUDE_TASK_EVENTS_QUEUE``;
+    #: default: the ECS stack's own, when deployed with ``task_events=True``). Polling
+    #: every 30 s stays as the fallback.
+    task_events_queue: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_queue_url))
     #: The plans users are on (``RCLAUDE_PLANS_FILE``, or the default plans).
     plans: PlanBook = attrs.field(factory=PlanBook.load, eq=False, repr=False)
     #: Stripe, when billing is set up (``STRIPE_SECRET_KEY`` and the rest); without it,
@@ -95,7 +107,8 @@ class ServiceSettings:
                                      "public_url": env.get(PUBLIC_URL_ENV) or None,
                                      "providers": providers_from_env(env),
                                      "plans": PlanBook.load(env.get(PLANS_FILE_ENV) or None),
-                                     "stripe": StripeSettings.from_env(env)}
+                                     "stripe": StripeSettings.from_env(env),
+                                     "task_events_queue": env.get(TASK_EVENTS_ENV) or None}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
 
