@@ -27,10 +27,16 @@ SHIPPED = ("rclaude_infra/_pulumi/runner/Dockerfile",
 
 @pytest.fixture(scope="module", name="wheel")
 def _wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import fcntl
+
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                    "--quiet", "-w", str(out), str(ROOT)], check=True, timeout=300,
-                   capture_output=True)
+    # Two test workers building from one checkout at once share its build/ and
+    # egg-info folders, and one of them failed now and then: one build at a time.
+    with open(tmp_path_factory.getbasetemp().parent / "wheel.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                        "--quiet", "-w", str(out), str(ROOT)], check=True, timeout=300,
+                       capture_output=True)
     [built] = out.glob("rclaude_infra-*.whl")
     return built
 
