@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -256,3 +257,81 @@ def test_waiting_for_inputs_gives_up_naming_the_folder(
     with pytest.raises(TimeoutError, match="did not copy this run's inputs"):
         wait_for_inputs(aws.client("s3"), stack.bucket or "", "t-none", "AROAX:abc",
                         timeout=0.5)
+
+
+def test_two_service_users_tasks_on_one_stack_reach_only_their_own(
+        aws: Any, stack: StackOutputs, plan_for: PlanFor, moto_endpoint: str,
+        tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hosted service's users share one stack: alice's and bob's tasks, each passing
+    a secret of its user's through the service, run with sessions that reach their own
+    run's folder and secret only: never the other user's, records or secret."""
+    import httpx
+    from loopback import started
+
+    from rclaude_infra.service import PlanBook, ServiceSettings, accounts, create_app
+
+    plan = plan_for()
+    bucket = stack.bucket or ""
+    statements = _task_statements(plan, bucket)
+    stack = with_credential_secret(aws, stack, "sk-ant-api03-" + "k" * 40)
+    harness = EcsHarness(plan, stack, aws, root=tmp_path / "volumes", endpoint=moto_endpoint)
+    harness.watch(aws)
+    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    settings = ServiceSettings(
+        database_url=f"sqlite:///{tmp_path / 'service.db'}", provider="ecs-ec2",
+        plans=PlanBook.from_toml("[plans.free]\nconcurrency = 5\n"))
+    deployment = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL)
+    app = create_app(settings, deployment=deployment)
+    tokens = {}
+    with app.state.db.session() as session:
+        for name in ("alice", "bob"):
+            user = accounts.add_user(session, f"{name}@example.com")
+            tokens[name] = accounts.create_token(session, user, name="t")[1]
+    ecs = aws.client("ecs")
+    runs: dict[str, tuple[str, str, str]] = {}  # user -> (task id, ECS task id, access key)
+    with started(app) as url:
+        for name, token in tokens.items():
+            with httpx.Client(base_url=url, timeout=60,
+                              headers={"Authorization": f"Bearer {token}"}) as client:
+                assert client.put("/v1/secrets/GIT_TOKEN", json={
+                    "value": f"ghp_{name}TOKEN0123456789abcdefABCDEF"}).status_code == 201
+                task = client.post("/v1/tasks", json={
+                    "command": f'test "$GIT_TOKEN" = ghp_{name}TOKEN0123456789abcdefABCDEF'
+                               f" && echo {name} > $RCLAUDE_ARTIFACTS/word.txt",
+                    "secrets": ["GIT_TOKEN"]}).json()
+                deadline = time.monotonic() + 60
+                while not (arns := ecs.list_tasks(cluster=stack.cluster_arn,
+                                                  startedBy=task["id"])["taskArns"]):
+                    assert time.monotonic() < deadline, "the service did not start it"
+                    time.sleep(0.2)
+                ran = harness.run(arns[0])
+                assert ran.exit_code == 0, ran.output
+                ecs_id = arns[0].rsplit("/", 1)[-1]
+                runs[name] = (task["id"], ecs_id, harness.access_keys[ecs_id])
+                while client.get(f"/v1/tasks/{task['id']}").json()["status"] != "SUCCEEDED":
+                    assert time.monotonic() < deadline + 60, "the task did not end"
+                    time.sleep(0.2)
+    for name, (task_id, ecs_id, access_key) in runs.items():
+        userid = f"{stack.task_role_id}:{ecs_id}"
+        folder = f"arn:aws:s3:::{bucket}/tasks/{task_id}/runs/{userid}/"
+        requests = _s3_requests(recording, access_key, bucket)
+        assert ("s3:PutObject", f"{folder}result.json") in requests  # not vacuous
+        for action, resource in requests:
+            assert resource.startswith(folder) and allowed(statements, action, resource,
+                                                           userid), (name, action, resource)
+        [(other_task, other_ecs, _)] = [r for n, r in runs.items() if n != name]
+        other_userid = f"{stack.task_role_id}:{other_ecs}"
+        for action, key in (("s3:GetObject", f"tasks/{other_task}/runs/{other_userid}/"
+                                             "result.json"),
+                            ("s3:GetObject", f"tasks/{other_task}/spec.json"),
+                            ("s3:PutObject", f"tasks/{other_task}/runs/{other_userid}/x")):
+            assert not allowed(statements, action, f"arn:aws:s3:::{bucket}/{key}", userid)
+        # Its secret read with its user's value, and the other user's refused it.
+        secret = f"rclaude/dev/tasks/{task_id}"
+        reads = _secret_reads(recording, access_key)
+        assert [(a, s) for a, s, _ in reads] == [
+            ("secretsmanager:GetSecretValue", secret), ("secretsmanager:DeleteSecret", secret)]
+        arn = f"arn:aws:secretsmanager:us-east-1:{MOCK_ACCOUNT_ID}:secret:{secret}-AbCdEf"
+        for action, _, tags in reads:
+            assert allowed(statements, action, arn, userid, tags)
+            assert not allowed(statements, action, arn, other_userid, tags), (name, action)

@@ -4,16 +4,13 @@ running tasks with the local provider under a private ``RCLAUDE_HOME``."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from loopback import free_port
+from loopback import started
 from postgres_server import binaries, new_database, postgres
 
 
@@ -52,30 +49,6 @@ def _database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'service.db'}"
     return new_database(request.getfixturevalue("postgres_admin_url"))
-
-
-@contextmanager
-def started(app: Any) -> Iterator[str]:
-    """``app`` served by uvicorn on a free loopback port; its URL."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the service did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        db = getattr(app.state, "db", None)
-        if db is not None:
-            db.engine.dispose()
 
 
 def new_app(requests_per_minute: int) -> Any:
