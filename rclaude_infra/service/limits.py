@@ -12,6 +12,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from .models import RateWindow
+from .store import dialect_insert
 
 
 @attrs.frozen
@@ -38,12 +39,7 @@ def count_request(session: Session, user_id: int, limit: int,
     """Count one request of ``user_id`` in this minute's window; what is left of it."""
     stamp = time.time() if now is None else now
     window = int(stamp // 60)
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    # Both dialects take INSERT ... ON CONFLICT DO UPDATE ... RETURNING (SQLite 3.35).
-    insert = (postgresql.insert if session.get_bind().dialect.name == "postgresql"
-              else sqlite.insert)
-    statement = insert(RateWindow).values(user_id=user_id, window=window, count=1)
+    statement = dialect_insert(session)(RateWindow).values(user_id=user_id, window=window, count=1)
     upsert = statement.on_conflict_do_update(
         index_elements=[RateWindow.user_id, RateWindow.window],
         set_={"count": RateWindow.count + 1}).returning(RateWindow.count)

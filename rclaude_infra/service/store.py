@@ -106,15 +106,21 @@ class Database:
             yield session
 
 
+def dialect_insert(session: Session) -> Any:
+    """The ``insert`` of the session's database dialect, which has ``ON CONFLICT`` (both
+    SQLite, since 3.24, and PostgreSQL take it, with ``RETURNING`` since SQLite 3.35)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else (
+        sqlite.insert)
+
+
 def insert_new(session: Session, model: type[Any], **values: Any) -> bool:
     """Insert a row unless one with its key (or another unique column) is there already;
     whether this call inserted it. One statement (``ON CONFLICT DO NOTHING`` on SQLite and
     PostgreSQL), so two processes inserting the same key at once leave one row and each
     knows which it was."""
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    insert = dialect_insert(session)
     # RETURNING, not rowcount: an ORM-enabled INSERT's rowcount is not the driver's on
     # psycopg (it read -1, as though every row were there already).
     key = list(model.__table__.primary_key.columns)
