@@ -131,14 +131,15 @@ def claim(session: Session, user_id: int, found: Account, not_ended: Callable[[i
                                      UsagePeriod.period_start == found.period_start)
     if allowance is not None and not limits.overage:
         bump = bump.where(UsagePeriod.executions < allowance)
-    bump = bump.values(executions=UsagePeriod.executions + 1).execution_options(
-        synchronize_session=False)
-    claimed = getattr(session.execute(bump), "rowcount", 0) == 1
-    if not claimed:  # no row yet (made here, or by a request racing this one), or full
+    # RETURNING: the task's number in the period comes with the claim (no second read).
+    bump = bump.values(executions=UsagePeriod.executions + 1).returning(
+        UsagePeriod.executions).execution_options(synchronize_session=False)
+    number = session.execute(bump).scalar()
+    if number is None:  # no row yet (made here, or by a request racing this one), or full
         insert_new(session, UsagePeriod, user_id=user_id, period_start=found.period_start,
                    executions=0)
-        claimed = getattr(session.execute(bump), "rowcount", 0) == 1
-    if not claimed:
+        number = session.execute(bump).scalar()
+    if number is None:
         raise Problem(402, f"the {found.plan.title} plan allows {allowance} executions a "
                       f"billing period, and they are used; they reset at {resets}",
                       limit="monthly_executions", allowed=allowance, resets_at=resets,
@@ -156,7 +157,7 @@ def claim(session: Session, user_id: int, found: Account, not_ended: Callable[[i
                       "not ended; retry when one ends",
                       limit="concurrency", allowed=concurrency,
                       upgrade=UPGRADE_PATH, headers={"Retry-After": "30"})
-    return executions_used(session, user_id, found.period_start)
+    return int(number)
 
 
 def assign_plan(session: Session, user_id: int, plans: PlanBook, name: str,
