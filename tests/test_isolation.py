@@ -107,6 +107,19 @@ def _s3_requests(recording: Path, access_key: str, bucket: str) -> list[tuple[st
     return found
 
 
+def _harnessed(aws: Any, stack: StackOutputs, plan_for: PlanFor, tmp_path: Path,
+               endpoint: str) -> tuple[str, list[dict[str, Any]], StackOutputs, EcsHarness]:
+    """The stack's bucket, the task role's statements, the stack with a credential secret,
+    and the harness that runs its containers, watching ECS."""
+    plan = plan_for()
+    bucket = stack.bucket or ""
+    statements = _task_statements(plan, bucket)
+    stack = with_credential_secret(aws, stack, "sk-ant-api03-" + "k" * 40)
+    harness = EcsHarness(plan, stack, aws, root=tmp_path / "volumes", endpoint=endpoint)
+    harness.watch(aws)
+    return bucket, statements, stack, harness
+
+
 @pytest.fixture(name="recording")
 def _recording(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     """moto's recorder (its server runs in this process), into a file of this test."""
@@ -123,12 +136,8 @@ def _recording(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_a_run_reads_and_writes_only_its_own_folder_and_secret(
         aws: Any, stack: StackOutputs, plan_for: PlanFor, moto_endpoint: str,
         tmp_path: Path, recording: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    plan = plan_for()
-    bucket = stack.bucket or ""
-    statements = _task_statements(plan, bucket)
-    stack = with_credential_secret(aws, stack, "sk-ant-api03-" + "k" * 40)
-    harness = EcsHarness(plan, stack, aws, root=tmp_path / "volumes", endpoint=moto_endpoint)
-    harness.watch(aws)
+    bucket, statements, stack, harness = _harnessed(aws, stack, plan_for, tmp_path,
+                                                    moto_endpoint)
     d = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL)
     monkeypatch.setenv("GIT_TOKEN", "ghp_isolationTOKEN0123456789abcdefABCD")
     # The first task has a secret of its own; the second does not.
@@ -270,12 +279,8 @@ def test_two_service_users_tasks_on_one_stack_reach_only_their_own(
 
     from rclaude_infra.service import PlanBook, ServiceSettings, accounts, create_app
 
-    plan = plan_for()
-    bucket = stack.bucket or ""
-    statements = _task_statements(plan, bucket)
-    stack = with_credential_secret(aws, stack, "sk-ant-api03-" + "k" * 40)
-    harness = EcsHarness(plan, stack, aws, root=tmp_path / "volumes", endpoint=moto_endpoint)
-    harness.watch(aws)
+    bucket, statements, stack, harness = _harnessed(aws, stack, plan_for, tmp_path,
+                                                    moto_endpoint)
     monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
     settings = ServiceSettings(
         database_url=f"sqlite:///{tmp_path / 'service.db'}", provider="ecs-ec2",
