@@ -385,7 +385,8 @@ def create_app(settings: ServiceSettings | None = None, *,
         record = TaskRecord(id=spec.task_id, user_id=who.user.id,
                             idempotency_key=idempotency_key, request_hash=digest,
                             spec=json.dumps(spec.to_dict()), created_at=now(),
-                            dispatch_attempts=0, execution_no=number)
+                            dispatch_attempts=0, execution_no=number,
+                            period_start=found.period_start)
         db_session.add(record)
         try:
             db_session.flush()  # the key's uniqueness decides between two retries

@@ -14,12 +14,12 @@ from collections.abc import Callable
 from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..errors import ConfigError
 from ..tasks.model import TaskNotFoundError
-from .models import TaskRecord, UsageRecord
+from .models import TaskRecord, UsagePeriod, UsageRecord
 from .plans import PlanBook
 from .quotas import MODEL_KEY_SECRETS, account
 from .store import insert_new
@@ -103,8 +103,17 @@ def record_usage(session: Session, plans: PlanBook,
                       and allowance is not None and (record.execution_no or 0) > allowance)
         billable = billing and found.customer is not None and (
             bool(overage) or (service_key and cents(used["model_micro_usd"]) > 0))
-        recorded += insert_new(session, UsageRecord, task_id=record.id,
-                               user_id=record.user_id, period_start=found.period_start,
-                               overage=overage, service_key=service_key, billable=billable,
-                               **used)
+        period = record.period_start or found.period_start
+        if not insert_new(session, UsageRecord, task_id=record.id, user_id=record.user_id,
+                          period_start=period, overage=overage, service_key=service_key,
+                          billable=billable, **used):
+            continue  # recorded by another pass: its refund, if any, was made with it
+        recorded += 1
+        if not used["executions"] and record.execution_no is not None:
+            # It never ran (cancelled while queued, or it could not start): the execution
+            # it claimed is given back, once, in the transaction of its record.
+            session.execute(update(UsagePeriod).where(
+                UsagePeriod.user_id == record.user_id, UsagePeriod.period_start == period,
+                UsagePeriod.executions > 0).values(executions=UsagePeriod.executions - 1)
+                .execution_options(synchronize_session=False))
     return recorded

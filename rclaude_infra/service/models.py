@@ -115,6 +115,8 @@ class TaskRecord(Base):
     #: Which of its user's executions in its billing period it is (1 for the first):
     #: beyond the plan's allowance it is billed as overage.
     execution_no: Mapped[int | None] = mapped_column(Integer)
+    #: The billing period that execution was claimed from (its usage is that period's).
+    period_start: Mapped[dt.datetime | None] = mapped_column(UtcDateTime)
 
 
 class RateWindow(Base):

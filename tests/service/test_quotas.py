@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from conftest import Service, admin, wait_done
@@ -139,3 +141,34 @@ def test_two_connections_claiming_at_once(database_url: str, used: int, allowanc
         assert quotas.executions_used(session, user_id, found.period_start) == max(
             n for n in expected if n != 402)
     engine.dispose()
+
+
+def test_a_task_that_never_starts_gives_its_execution_back_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On an API-only process (no dispatcher here), a task cancelled while queued never
+    ran: once its usage is recorded the execution it claimed is free again, and recording
+    it again gives nothing back twice."""
+    from conftest import started
+    from rclaude_infra.service import ServiceSettings, create_app
+
+    (tmp_path / "plans.toml").write_text(TWO_A_MONTH)
+    for key, value in {"RCLAUDE_HOME": str(tmp_path / "home"),
+                       "RCLAUDE_DATABASE_URL": f"sqlite:///{tmp_path / 'service.db'}",
+                       "RCLAUDE_PLANS_FILE": str(tmp_path / "plans.toml")}.items():
+        monkeypatch.setenv(key, value)
+    app = create_app(ServiceSettings.from_env(dispatch=False))
+    with started(app) as url:
+        admin("users", "add", "alice@example.com")
+        token = admin("tokens", "create", "alice@example.com").strip()
+        with httpx.Client(base_url=url, timeout=30,
+                          headers={"Authorization": f"Bearer {token}"}) as client:
+            first = client.post("/v1/tasks", json={"command": "true"}).json()
+            assert client.post("/v1/tasks", json={"command": "true"}).status_code == 201
+            assert client.post("/v1/tasks", json={"command": "true"}).status_code == 402
+            assert client.post(f"/v1/tasks/{first['id']}/cancel").status_code == 200
+            assert client.get("/v1/usage").json()["executions"] == 1  # recorded: given back
+            assert client.get("/v1/usage").json()["executions"] == 1  # and only once
+            app.state.dispatcher.meter()
+            assert client.get("/v1/usage").json()["executions"] == 1
+            assert client.post("/v1/tasks", json={"command": "true"}).status_code == 201
+            assert client.post("/v1/tasks", json={"command": "true"}).status_code == 402
