@@ -36,6 +36,7 @@ def make_engine(settings: ServiceSettings) -> Engine:
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
+        _writers_take_turns(engine)
         # Readers do not wait on a writer. Set once: the file keeps it, and asked on every
         # new connection it waited for every open transaction (a hundred requests at once
         # stalled behind it).
@@ -44,6 +45,56 @@ def make_engine(settings: ServiceSettings) -> Engine:
         return engine
     return create_engine(settings.database_url, pool_pre_ping=True, pool_size=POOL_SIZE,
                          max_overflow=POOL_OVERFLOW)
+
+
+#: Seconds a writer waits for this process's turn before it goes on to SQLite's own
+#: busy wait (so a writer that already holds a turn and writes again never blocks).
+TURN_SECONDS = 30.0
+
+
+def _writers_take_turns(engine: Engine) -> Any:
+    """This process's writers to one SQLite file take turns on a semaphore, from their
+    first write to their commit or rollback: the span SQLite itself holds its one write
+    lock (pysqlite begins a transaction at the first write). Without it, writers blocked
+    on that lock poll SQLite's busy handler, which sleeps 1 to 100 ms between tries: a
+    request waiting behind a few others slept far longer than the others took. Returns
+    the semaphore."""
+    import threading
+
+    turns = threading.Semaphore(1)
+    writes = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _take(connection: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "rclaude_turn" not in connection.info and statement.lstrip()[:7].upper(
+                ).startswith(writes):
+            connection.info["rclaude_turn"] = turns.acquire(timeout=TURN_SECONDS)
+
+    def _give(connection: Any) -> None:
+        if connection.info.pop("rclaude_turn", False):
+            turns.release()
+
+    def _given_back(record: Any) -> None:
+        # A connection back in the pool (or dropped) with its transaction unended.
+        if record is not None and record.info.pop("rclaude_turn", False):
+            turns.release()
+
+    event.listen(engine, "commit", _give)
+    event.listen(engine, "rollback", _give)
+
+    @event.listens_for(engine.pool, "reset")
+    def _reset(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
+        _given_back(connection_record)
+
+    @event.listens_for(engine.pool, "invalidate")
+    def _invalidate(dbapi_connection: Any, connection_record: Any, exception: Any) -> None:
+        _given_back(connection_record)
+
+    @event.listens_for(engine.pool, "close")
+    def _close(dbapi_connection: Any, connection_record: Any) -> None:
+        _given_back(connection_record)
+
+    return turns
 
 
 def migrate(engine: Engine, revision: str = "head") -> str:

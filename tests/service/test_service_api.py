@@ -586,3 +586,59 @@ def test_the_admin_overview_shows_users_plan_and_live_status(
         monkeypatch.setattr(Deployment, "status", unreachable)
         status = boss.get("/v1/admin/overview").json()["deployment"]["status"]
         assert status == {"error": "ConnectionError: cluster unreachable"}
+
+
+def test_sqlite_writers_take_turns_and_every_way_out_gives_the_turn_back(
+        tmp_path: Path) -> None:
+    """Writers of one process take turns from their first write to its end (store.py);
+    a commit, a rollback, and a connection closed or handed back mid-transaction each
+    give the turn back, and two threads writing at once both commit."""
+    import threading
+
+    from sqlalchemy import create_engine, text
+
+    from rclaude_infra.service.store import _writers_take_turns
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'turns.db'}",
+                           connect_args={"check_same_thread": False, "timeout": 30})
+    turns = _writers_take_turns(engine)
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE t (n INTEGER)"))
+    assert turns.acquire(blocking=False)  # the DDL is not a write's turn; nothing held
+    turns.release()
+
+    def free() -> bool:
+        taken = turns.acquire(blocking=False)
+        if taken:
+            turns.release()
+        return taken
+
+    with engine.begin() as connection:  # commit
+        connection.execute(text("INSERT INTO t VALUES (1)"))
+        assert not free()  # held from the first write
+    assert free()
+    connection = engine.connect()  # rollback
+    connection.execute(text("UPDATE t SET n = 2"))
+    connection.rollback()
+    assert free()
+    connection.execute(text("DELETE FROM t"))  # handed back to the pool mid-transaction
+    connection.close()
+    assert free()
+    errors: list[BaseException] = []
+
+    def write(n: int) -> None:
+        try:
+            with engine.begin() as c:
+                c.execute(text("INSERT INTO t VALUES (:n)"), {"n": n})
+        except BaseException as exc:  # reported below, in this thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == [] and free()
+    with engine.connect() as c:
+        assert c.execute(text("SELECT count(*) FROM t")).scalar() == 9
+    engine.dispose()
