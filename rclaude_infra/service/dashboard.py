@@ -10,13 +10,13 @@ from typing import Annotated, Any
 
 from fastapi import Cookie, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
 from ..tasks.spec import is_task_id
 from . import web
 from .models import TaskRecord, User, WebSession
+from .pages import TEMPLATES
 from .store import Database
 
 HERE = Path(__file__).parent
@@ -30,14 +30,12 @@ HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
 
 def install(app: FastAPI, db: Database) -> None:
     """Add the dashboard's pages and its static files to ``app``."""
-    templates = Environment(loader=FileSystemLoader(HERE / "templates"),
-                            autoescape=select_autoescape(default=True))
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
     def render(name: str, found: tuple[User, WebSession], status: int = 200,
                **values: Any) -> HTMLResponse:
         user, row = found
-        html = templates.get_template(name).render(
+        html = TEMPLATES.get_template(name).render(
             user=user, csrf_token=row.csrf_token, version=__version__, **values)
         return HTMLResponse(html, status_code=status, headers=HEADERS)
 

@@ -5,7 +5,6 @@ shows (``rclaude-infra login``)."""
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations.
 import asyncio
 import secrets
-from html import escape
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
@@ -49,9 +48,8 @@ def install(app: FastAPI, db: Database, settings: ServiceSettings,
             return pages.message("Sign in", "No sign-in provider is configured on this "
                                  "service. An administrator can make you a token with "
                                  "`rclaude-infra tokens create`.")
-        links = "".join(f"<a class=button href='/auth/{p.name}/login?next={target}'>"
-                        f"Sign in with {p.label}</a>" for p in providers.values())
-        return pages.page("Sign in", f"<p>{links}</p>")
+        return pages.page("signin.html", "Sign in", providers=list(providers.values()),
+                          next=target)
 
     @app.get("/auth/providers", tags=["sign-in"])
     def list_providers() -> dict[str, Any]:
@@ -155,8 +153,7 @@ def install(app: FastAPI, db: Database, settings: ServiceSettings,
         # does not use it up. The button's form carries a value this browser also holds
         # (a cookie), so another site cannot sign a victim in as the link's owner.
         check = secrets.token_urlsafe(24)
-        answer = pages.page("Sign in", "<p>This link signs you in once.</p>" + pages.form(
-            "/auth/link", check, {"token": token}, [("sign-in", "Sign in")]))
+        answer = pages.page("link.html", "Sign in", csrf=check, token=token)
         answer.set_cookie(LINK_COOKIE, check, max_age=web.LINK_MINUTES * 60,
                           path="/auth/link", httponly=True, samesite="strict",
                           secure=secure(request))
@@ -195,13 +192,8 @@ def install(app: FastAPI, db: Database, settings: ServiceSettings,
                 f"?user_code={quote(user_code[:20])}" if user_code else "")), 303)
         user, row = found
         code = device.normal_user_code(user_code[:20]) if user_code else ""
-        return pages.page("Approve a sign-in", (
-            f"<p>Signed in as {escape(user.email)}.</p><p>A command line asks to act "
-            "as you with this code. Approve it only if you started "
-            "<kbd>rclaude-infra login</kbd> and it shows the same code:</p>"
-            f"<p><code>{escape(code or '(no code)')}</code></p>"
-            + pages.form("/device", row.csrf_token, {"user_code": code},
-                         [("approve", "Approve"), ("deny", "Deny")])))
+        return pages.page("device.html", "Approve a sign-in", email=user.email, code=code,
+                          csrf=row.csrf_token)
 
     @app.post("/device", tags=["sign-in"], include_in_schema=False)
     async def device_decide(request: Request,

@@ -198,11 +198,11 @@ def test_the_cli_login_is_approved_in_the_browser(site: Service, idp: FakeProvid
     with _browser(site) as browser:
         page = browser.get(link)  # not signed in: to /login, then GitHub, then back
         assert page.url.path == "/login"
-        github = re.search(r"href='([^']+)'>Sign in with GitHub", page.text)
+        github = re.search(r'href="([^"]+)">Sign in with GitHub', page.text)
         assert github
         page = browser.get(github.group(1).replace("&amp;", "&"))
         assert page.url.path == "/device" and code in page.text
-        csrf = re.search(r"name='csrf_token' value='([^']+)'", page.text)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
         assert csrf
         # A form posted from elsewhere (no CSRF token) approves nothing.
         forged = browser.post("/device", data={"user_code": code, "action": "approve"})
