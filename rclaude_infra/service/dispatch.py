@@ -13,6 +13,7 @@ process got."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import json
 import logging
@@ -47,8 +48,8 @@ log = logging.getLogger(__name__)
 LEASE_SECONDS = 60
 #: Tries before a task whose start keeps failing unexpectedly is given up as FAILED.
 MAX_ATTEMPTS = 3
-#: Tasks claimed by one look.
-BATCH = 10
+#: Tasks claimed by one look, and how many of them one process starts at once.
+BATCH, STARTERS = 10, 8
 #: Tasks not ended looked at by one reconcile pass, and how often it runs.
 RECONCILE_BATCH, RECONCILE_SECONDS = 200, 30.0
 #: Seconds one receive of task events waits for the first (SQS's long poll, at most 20);
@@ -97,11 +98,19 @@ class Dispatcher:
     # -- one round ---------------------------------------------------------------------
 
     def run_once(self) -> int:
-        """Claim what is waiting and start it; returns how many were claimed."""
+        """Claim what is waiting and start it, up to ``STARTERS`` at once (a start waits
+        mostly on the deployment: the spec to S3, RunTask, its confirmation); returns how
+        many were claimed."""
         claimed = self.claim()
         self.taken += len(claimed)
-        for task_id in claimed:
-            self.dispatch(task_id)
+        if len(claimed) <= 1:
+            for task_id in claimed:
+                self.dispatch(task_id)
+        else:
+            with concurrent.futures.ThreadPoolExecutor(
+                    max_workers=min(STARTERS, len(claimed)),
+                    thread_name_prefix="rclaude-start") as starters:
+                list(starters.map(self.dispatch, claimed))
         return len(claimed)
 
     def claim(self) -> list[str]:

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,7 +206,6 @@ def test_a_follower_of_a_queued_task_hears_it_start_and_end(service: Service,
 def test_dispatchers_claiming_at_once_never_claim_a_task_twice(database_url: str) -> None:
     """Six dispatchers (as in six processes: an engine each) look at the same twenty
     waiting tasks at the same moment: each task is claimed by exactly one."""
-    import threading
 
     from rclaude_infra.service import ServiceSettings
     from rclaude_infra.service.dispatch import BATCH, Dispatcher
@@ -282,3 +282,43 @@ def test_a_task_cancelled_while_it_starts_is_stopped(
         assert deployment.task(task_id).status.value == "STOPPED"
         assert client.get(f"/v1/tasks/{task_id}").json()["status"] == "STOPPED"
         client.close()
+
+
+def test_one_process_starts_the_tasks_it_claimed_at_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A start waits on the deployment (S3, RunTask): the tasks one look claimed are
+    started side by side. Here each start waits for the other inside run_task, which
+    only starts that do not wait for each other can pass."""
+    from conftest import started
+    from rclaude_infra.service import ServiceSettings, create_app
+    from rclaude_infra.service.dispatch import Dispatcher
+    from rclaude_infra.service.vault import Vault, load_key
+
+    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RCLAUDE_DATABASE_URL", f"sqlite:///{tmp_path / 'service.db'}")
+    (tmp_path / "plans.toml").write_text(GENEROUS_PLANS)
+    monkeypatch.setenv("RCLAUDE_PLANS_FILE", str(tmp_path / "plans.toml"))
+    app = create_app(ServiceSettings.from_env(dispatch=False))
+    with started(app) as url:
+        admin("users", "add", "alice@example.com")
+        token = admin("tokens", "create", "alice@example.com").strip()
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                          timeout=60) as client:
+            ids = [client.post("/v1/tasks", json={"command": "true"}).json()["id"]
+                   for _ in range(2)]
+            deployment = app.state.deployment
+            both = threading.Barrier(2, timeout=20)
+
+            class Meeting:
+                def run_task(self, spec: object, **kwargs: object) -> object:
+                    both.wait()  # a broken barrier (one start alone) fails that start
+                    return deployment.run_task(spec, **kwargs)
+
+                def task(self, task_id: str) -> object:
+                    return deployment.task(task_id)
+
+            dispatcher = Dispatcher(app.state.db, Meeting(),  # type: ignore[arg-type]
+                                    Vault(load_key()))
+            assert dispatcher.run_once() == 2
+            for task_id in ids:
+                assert wait_done(client, task_id)["status"] == "SUCCEEDED"
