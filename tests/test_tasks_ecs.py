@@ -114,6 +114,14 @@ def test_a_task_runs_end_to_end_through_s3_and_logs(
     files = result.download(tmp_path / "out")
     names = {p.relative_to(tmp_path / "out" / spec.task_id).as_posix() for p in files}
     assert {"result.json", "transcript.jsonl", "log.jsonl", "artifacts/out.txt"} <= names
+    # One file by its name: one object read from S3, one file written.
+    reads: list[str] = []
+    task._provider.s3.meta.events.register(  # type: ignore[attr-defined]
+        "before-parameter-build.s3.GetObject", lambda params, **_: reads.append(params["Key"]))
+    one = result.download(tmp_path / "one", names={"artifacts/out.txt"})
+    assert [p.relative_to(tmp_path / "one").as_posix() for p in one] == [
+        f"{spec.task_id}/artifacts/out.txt"]
+    assert len(reads) == 1 and reads[0].endswith("/artifacts/out.txt")
 
 
 def test_status_of_many_tasks_is_shared_and_batched(aws: Any, stack: StackOutputs) -> None:

@@ -69,6 +69,12 @@ def test_success_with_repo_diff_transcript_and_artifacts(local: Deployment, repo
     assert "+fixed" in diff  # new files are in the diff too
     transcript = (tmp_path / "out" / task.task_id / "transcript.jsonl").read_text()
     assert transcript == '{"type": "result"}\n'
+    # One file by its name: that one only is written.
+    one = result.download(tmp_path / "one", names={"artifacts/app.py", "no-such-file"})
+    assert [p.relative_to(tmp_path / "one").as_posix() for p in one] == [
+        f"{task.task_id}/artifacts/app.py"]
+    assert sorted(p.name for p in (tmp_path / "one" / task.task_id).rglob("*")) == [
+        "app.py", "artifacts"]
 
 
 def test_checkout_at_a_commit(local: Deployment, repo: Path) -> None:

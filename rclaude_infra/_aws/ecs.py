@@ -20,7 +20,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -794,9 +794,10 @@ class EcsProvider:
                                     f"{state.status.value})")
         return dict(result)
 
-    def download(self, task_id: str, dest: Path) -> Downloaded:
+    def download(self, task_id: str, dest: Path, *,
+                 names: Collection[str] | None = None) -> Downloaded:
         return s3_tasks.download_outputs(self.s3, self._bucket, task_id, dest,
-                                         run=self._run(task_id))
+                                         run=self._run(task_id), names=names)
 
     def stop(self, task_id: str, reason: str) -> None:
         if not self._attempts_of(task_id) and task_id in self._queued_ids(fresh=True):

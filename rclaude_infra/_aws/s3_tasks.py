@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -236,12 +236,13 @@ def _download(s3: Any, bucket: str, object_key: str, path: Path) -> None:
 
 
 def download_outputs(s3: Any, bucket: str, task_id: str, dest: Path, *,
-                     run: str | None = None) -> Downloaded:
-    """Copy the task's outputs (not its spec, attempts or staged inputs) into
-    ``dest/<task_id>/``. The run's keys are the task's to choose (its role writes them):
-    a key that would land outside the destination, or through a link, is skipped and
-    reported (:func:`~rclaude_infra.tasks.downloads.place`)."""
-    files = Downloaded()
+                     run: str | None = None, names: Collection[str] | None = None
+                     ) -> Downloaded:
+    """Copy the task's outputs (not its spec, attempts or staged inputs; ``names``: only
+    those) into ``dest/<task_id>/``. The run's keys are the task's to choose (its role
+    writes them): a key that would land outside the destination, or through a link, is
+    skipped and reported (:func:`~rclaude_infra.tasks.downloads.place`)."""
+    files = Downloaded(only=names)
     folder = key(task_id, "", run)
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=folder):
         for item in page.get("Contents", []):

@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import quote
@@ -609,14 +609,16 @@ def create_app(settings: ServiceSettings | None = None, *,
                 "branch": result.branch, "pull_request_url": result.pull_request_url}
 
     @contextlib.contextmanager
-    def files_of(db_session: Session, who: Caller, task_id: str
+    def files_of(db_session: Session, who: Caller, task_id: str,
+                 names: "Collection[str] | None" = None
                  ) -> "Iterator[tuple[Path, Downloaded]]":
-        """The task's files, downloaded into a folder of this request's (what the task
-        named outside it, or as a link, is skipped by the download itself)."""
+        """The task's files (``names``: those only), downloaded into a folder of this
+        request's (what the task named outside it, or as a link, is skipped by the
+        download itself)."""
         task = handle(owned(db_session, who, task_id))
         result = finished(task)
         with tempfile.TemporaryDirectory(prefix="rclaude-files-") as folder:
-            found = result.download(folder)
+            found = result.download(folder, names=names)
             yield Path(folder) / task.task_id, found
 
     @v1.get("/tasks/{task_id}/diff", tags=["tasks"], response_class=PlainTextResponse,
@@ -626,7 +628,7 @@ def create_app(settings: ServiceSettings | None = None, *,
         return PlainTextResponse(patch_of(db_session, who, task_id), media_type="text/x-diff")
 
     def patch_of(db_session: Session, who: Caller, task_id: str) -> str:
-        with files_of(db_session, who, task_id) as (root, _):
+        with files_of(db_session, who, task_id, {"diff.patch"}) as (root, _):
             patch = root / "diff.patch"
             return patch.read_text(errors="replace") if patch.is_file() else ""
 
@@ -655,7 +657,7 @@ def create_app(settings: ServiceSettings | None = None, *,
                  413: {"description": "larger than a download here allows"}})
     def task_file(task_id: str, name: str, who: Reader, db_session: Db) -> Response:
         """One of the task's files (a name ``/files`` listed), as an attachment."""
-        with files_of(db_session, who, task_id) as (root, found):
+        with files_of(db_session, who, task_id, {name}) as (root, found):
             listed = {path.relative_to(root).as_posix(): path for path in found
                       if path.is_file()}
             path = listed.get(name)

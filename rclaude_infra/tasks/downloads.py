@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 
 
@@ -26,13 +26,19 @@ class Downloaded(list[Path]):
     """
 
     def __init__(self, written: Iterable[Path] = (),
-                 skipped: Iterable[tuple[str, str]] = ()) -> None:
+                 skipped: Iterable[tuple[str, str]] = (), *,
+                 only: Collection[str] | None = None) -> None:
         super().__init__(sorted(written))
         self.skipped: list[tuple[str, str]] = list(skipped)
+        #: The names to write (``None``: all); any other is passed over, not reported.
+        self.only = None if only is None else frozenset(only)
 
     def put(self, dest: Path, name: str, write: Callable[[Path], object]) -> None:
         """Write ``name`` under ``dest`` with ``write(path)`` when :func:`place` allows
-        it (the written path joins the list), else note it in :attr:`skipped`."""
+        it (the written path joins the list), else note it in :attr:`skipped`; a name
+        not in :attr:`only` is not written at all."""
+        if self.only is not None and name not in self.only:
+            return
         try:
             path = place(dest, name)
         except ValueError as exc:
@@ -75,12 +81,12 @@ def place(dest: Path, name: str) -> Path:
 
 
 def copy_tree(source: Path, dest: Path, names: Iterable[str], *,
-              tree: str | None = None) -> Downloaded:
+              tree: str | None = None, only: Collection[str] | None = None) -> Downloaded:
     """Copy ``names`` (files directly under ``source``) and, with ``tree``, every file
-    under ``source/tree``, into ``dest``, the same relative paths: regular files only.
-    Links (to files, directories, or in a loop) and special files are skipped and
-    reported, never followed."""
-    files = Downloaded()
+    under ``source/tree``, into ``dest``, the same relative paths: regular files only
+    (of those, with ``only``, the ones it names). Links (to files, directories, or in a
+    loop) and special files are skipped and reported, never followed."""
+    files = Downloaded(only=only)
 
     def copy_file(name: str, target: Path) -> None:
         # By its descriptor, opened without following a link swapped in since the look.

@@ -21,7 +21,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -337,14 +337,16 @@ class LocalProvider:
                                     f"{state.status.value}); wait() for it first")
         return result
 
-    def download(self, task_id: str, dest: Path) -> Downloaded:
-        """The task's records and artifacts into ``dest/<task_id>/``: regular files only;
-        a link the task left is skipped (reported), never followed."""
+    def download(self, task_id: str, dest: Path, *,
+                 names: Collection[str] | None = None) -> Downloaded:
+        """The task's records and artifacts (``names``: those only) into
+        ``dest/<task_id>/``: regular files only; a link the task left is skipped
+        (reported), never followed."""
         path = self._existing(task_id)
         target = dest / task_id
         target.mkdir(parents=True, exist_ok=True)
         return copy_tree(path, target, (RESULT_FILE, SPEC_FILE, *OUTPUT_FILES),
-                         tree=ARTIFACTS_DIR)
+                         tree=ARTIFACTS_DIR, only=names)
 
     def stop(self, task_id: str, reason: str) -> None:
         path = self._existing(task_id)

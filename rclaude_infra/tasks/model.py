@@ -11,7 +11,7 @@ import builtins
 import datetime as dt
 import enum
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -192,8 +192,9 @@ class TaskProvider(Protocol):
 
     def result(self, task_id: str) -> Mapping[str, Any]: ...
 
-    def download(self, task_id: str, dest: Path) -> builtins.list[Path]:
-        """The task's files into ``dest/<task_id>/`` (a
+    def download(self, task_id: str, dest: Path, *,
+                 names: Collection[str] | None = None) -> builtins.list[Path]:
+        """The task's files (``names``: those only) into ``dest/<task_id>/`` (a
         :class:`~rclaude_infra.tasks.downloads.Downloaded`, reporting what it skipped)."""
         ...
 
@@ -264,12 +265,15 @@ class TaskResult:
     def pull_request_url(self) -> str | None:
         return self.delivery.get("pull_request") if self.delivery else None
 
-    def download(self, dest: str | Path) -> Downloaded:
+    def download(self, dest: str | Path, *, names: Collection[str] | None = None
+                 ) -> Downloaded:
         """Copy the transcript, the git diff, the artifacts, the log and result.json into
-        ``dest/<task_id>/``; returns the files written (a list of paths), with
-        ``.skipped``: each name the task left that was not written, and why (a name
-        that would land outside ``dest``, a link: links are never followed)."""
-        found = self._provider.download(self.task_id, Path(dest))
+        ``dest/<task_id>/`` (``names``: only those of them, by their ``/``-separated
+        names, as ``diff.patch`` or ``artifacts/report.md``); returns the files written
+        (a list of paths), with ``.skipped``: each name the task left that was not
+        written, and why (a name that would land outside ``dest``, a link: links are
+        never followed)."""
+        found = self._provider.download(self.task_id, Path(dest), names=names)
         return found if isinstance(found, Downloaded) else Downloaded(found)
 
 
