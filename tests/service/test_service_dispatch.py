@@ -12,7 +12,9 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -244,14 +246,12 @@ def test_dispatchers_claiming_at_once_never_claim_a_task_twice(database_url: str
             engine.dispose()
 
 
-def test_a_task_cancelled_while_it_starts_is_stopped(
-        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The cancel arrives while a dispatcher is in the deployment's run_task: the task
-    it then starts is stopped, and it reads STOPPED."""
+@contextmanager
+def _api_only(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+              ) -> Iterator[tuple[Any, httpx.Client]]:
+    """An API-only service (its dispatcher not running) and alice's client of it."""
     from conftest import started
     from rclaude_infra.service import ServiceSettings, create_app
-    from rclaude_infra.service.dispatch import Dispatcher
-    from rclaude_infra.service.vault import Vault, load_key
 
     monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("RCLAUDE_DATABASE_URL", database_url)
@@ -261,64 +261,64 @@ def test_a_task_cancelled_while_it_starts_is_stopped(
     with started(app) as url:
         admin("users", "add", "alice@example.com")
         token = admin("tokens", "create", "alice@example.com").strip()
-        client = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
-                              timeout=60)
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
+                          timeout=60) as client:
+            yield app, client
+
+
+class _Around:
+    """The app's deployment, with ``before()`` called inside each ``run_task``."""
+
+    def __init__(self, deployment: Any, before: Any) -> None:
+        self.deployment, self.before = deployment, before
+
+    def run_task(self, spec: object, **kwargs: object) -> object:
+        self.before()
+        return self.deployment.run_task(spec, **kwargs)
+
+    def task(self, task_id: str) -> object:
+        return self.deployment.task(task_id)
+
+
+def test_a_task_cancelled_while_it_starts_is_stopped(
+        database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cancel arrives while a dispatcher is in the deployment's run_task: the task
+    it then starts is stopped, and it reads STOPPED."""
+    from rclaude_infra.service.dispatch import Dispatcher
+    from rclaude_infra.service.vault import Vault, load_key
+
+    with _api_only(database_url, tmp_path, monkeypatch) as (app, client):
         task_id = client.post("/v1/tasks", json={"command": "sleep 300"}).json()["id"]
         deployment = app.state.deployment
 
-        class CancelledMeanwhile:
-            def run_task(self, spec: object, **kwargs: object) -> object:
-                cancelled = client.post(f"/v1/tasks/{task_id}/cancel").json()
-                assert cancelled["status"] == "STOPPED"
-                return deployment.run_task(spec, **kwargs)
+        def cancel() -> None:
+            cancelled = client.post(f"/v1/tasks/{task_id}/cancel").json()
+            assert cancelled["status"] == "STOPPED"
 
-            def task(self, task_id: str) -> object:
-                return deployment.task(task_id)
-
-        dispatcher = Dispatcher(app.state.db, CancelledMeanwhile(),  # type: ignore[arg-type]
+        dispatcher = Dispatcher(app.state.db, _Around(deployment, cancel),  # type: ignore[arg-type]
                                 Vault(load_key()))
         assert dispatcher.run_once() == 1
         wait_until(lambda: deployment.task(task_id).status.done, "the task to stop", 60)
         assert deployment.task(task_id).status.value == "STOPPED"
         assert client.get(f"/v1/tasks/{task_id}").json()["status"] == "STOPPED"
-        client.close()
 
 
 def test_one_process_starts_the_tasks_it_claimed_at_once(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A start waits on the deployment (S3, RunTask): the tasks one look claimed are
     started side by side. Here each start waits for the other inside run_task, which
-    only starts that do not wait for each other can pass."""
-    from conftest import started
-    from rclaude_infra.service import ServiceSettings, create_app
+    only starts that do not wait for each other can pass (a broken barrier fails one)."""
     from rclaude_infra.service.dispatch import Dispatcher
     from rclaude_infra.service.vault import Vault, load_key
 
-    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("RCLAUDE_DATABASE_URL", f"sqlite:///{tmp_path / 'service.db'}")
-    (tmp_path / "plans.toml").write_text(GENEROUS_PLANS)
-    monkeypatch.setenv("RCLAUDE_PLANS_FILE", str(tmp_path / "plans.toml"))
-    app = create_app(ServiceSettings.from_env(dispatch=False))
-    with started(app) as url:
-        admin("users", "add", "alice@example.com")
-        token = admin("tokens", "create", "alice@example.com").strip()
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"},
-                          timeout=60) as client:
-            ids = [client.post("/v1/tasks", json={"command": "true"}).json()["id"]
-                   for _ in range(2)]
-            deployment = app.state.deployment
-            both = threading.Barrier(2, timeout=20)
-
-            class Meeting:
-                def run_task(self, spec: object, **kwargs: object) -> object:
-                    both.wait()  # a broken barrier (one start alone) fails that start
-                    return deployment.run_task(spec, **kwargs)
-
-                def task(self, task_id: str) -> object:
-                    return deployment.task(task_id)
-
-            dispatcher = Dispatcher(app.state.db, Meeting(),  # type: ignore[arg-type]
-                                    Vault(load_key()))
-            assert dispatcher.run_once() == 2
-            for task_id in ids:
-                assert wait_done(client, task_id)["status"] == "SUCCEEDED"
+    with _api_only(f"sqlite:///{tmp_path / 'service.db'}", tmp_path, monkeypatch) as (
+            app, client):
+        ids = [client.post("/v1/tasks", json={"command": "true"}).json()["id"]
+               for _ in range(2)]
+        both = threading.Barrier(2, timeout=20)
+        dispatcher = Dispatcher(app.state.db,
+                                _Around(app.state.deployment, both.wait),  # type: ignore[arg-type]
+                                Vault(load_key()))
+        assert dispatcher.run_once() == 2
+        for task_id in ids:
+            assert wait_done(client, task_id)["status"] == "SUCCEEDED"
