@@ -158,7 +158,9 @@ class Billing:
                 sub.stripe_subscription == obj.get("subscription"))):
             return "older than the account's state"
         sub.stripe_subscription = str(obj.get("subscription") or "") or None
-        sub.plan, sub.status, sub.state_at = PAID_PLAN, "active", created
+        sub.status, sub.state_at = "active", created
+        if sub.plan == DEFAULT_PLAN:  # a plan an admin assigned (enterprise) stays
+            sub.plan = PAID_PLAN
         return f"user {sub.user_id} subscribed"
 
     def _subscription(self, session: Session, obj: dict[str, Any], created: int,
@@ -179,9 +181,11 @@ class Billing:
         end = _at(item.get("current_period_end", obj.get("current_period_end")))
         if start is not None and end is not None and start < end:
             sub.period_start, sub.period_end = start, end
-        if status in PAID_STATUSES:
+        # Stripe moves a user between free and Pro only: a plan an admin assigned by hand
+        # (enterprise, by arrangement) is not changed by the subscription's events.
+        if status in PAID_STATUSES and sub.plan == DEFAULT_PLAN:
             sub.plan = PAID_PLAN
-        elif sub.plan == PAID_PLAN and status not in ("incomplete",):
+        elif sub.plan == PAID_PLAN and status not in (*PAID_STATUSES, "incomplete"):
             sub.plan, sub.grace_until = DEFAULT_PLAN, None
         return f"user {sub.user_id}: subscription {status}"
 

@@ -216,3 +216,18 @@ def test_the_usage_page_shows_the_allowance_and_upgrades_through_checkout(
         assert page.get_by_role("button", name="Manage billing").is_visible()
         assert page.locator("#p-upgrade").is_hidden()
         browser.close()
+
+
+def test_a_plan_an_admin_assigned_is_not_changed_by_stripe(paid: Paid) -> None:
+    """An enterprise customer billed through a Stripe subscription stays on enterprise
+    whatever the subscription's events say; only free and Pro move with Stripe."""
+    with _alice(paid) as client:
+        sub_id = _subscribe(paid, client)
+        assert client.get("/v1/billing").json()["plan"]["name"] == "pro"
+        admin("users", "plan", "alice@example.com", "enterprise", "--executions", "50000")
+        paid.stripe.pay_invoice(sub_id)  # sends customer.subscription.updated (active)
+        state = client.get("/v1/billing").json()
+        assert (state["plan"]["name"], state["limits"]["monthly_executions"]) == (
+            "enterprise", 50000)
+        paid.stripe.cancel(sub_id)
+        assert client.get("/v1/billing").json()["plan"]["name"] == "enterprise"
