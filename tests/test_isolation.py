@@ -316,6 +316,9 @@ def test_two_service_users_tasks_on_one_stack_reach_only_their_own(
                 while client.get(f"/v1/tasks/{task['id']}").json()["status"] != "SUCCEEDED":
                     assert time.monotonic() < deadline + 60, "the task did not end"
                     time.sleep(0.2)
+                # What it wrote with its user's own secret, read back through the service.
+                word = client.get(f"/v1/tasks/{task['id']}/files/artifacts/word.txt")
+                assert word.status_code == 200 and word.text.strip() == name
     for name, (task_id, ecs_id, access_key) in runs.items():
         userid = f"{stack.task_role_id}:{ecs_id}"
         folder = f"arn:aws:s3:::{bucket}/tasks/{task_id}/runs/{userid}/"

@@ -123,6 +123,10 @@ def test_an_event_records_the_end_once(events: Events) -> None:
         assert events.waiting(events.dead) == 0
         usage = client.get("/v1/usage").json()
         assert usage["tasks"] == 1
+        # What the task did, not only how it ended: its line, and its result's exit code.
+        assert "hello" in [line["text"] for line in client.get(
+            f"/v1/tasks/{task_id}/logs").json()["lines"]]
+        assert client.get(f"/v1/tasks/{task_id}/result").json()["exit_code"] == 0
 
 
 def test_hostile_messages_are_dropped_and_an_unseen_end_goes_to_the_dead_letters(
