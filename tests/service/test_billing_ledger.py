@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def test_billed_usage_equals_ledger_usage_to_the_cent(world: tuple[Any, FakeStri
     from rclaude_infra.service import accounts, quotas
     from rclaude_infra.service.billing import Billing
     from rclaude_infra.service.billing_settings import StripeSettings
-    from rclaude_infra.service.metering import cents, micro_usd, record_usage
+    from rclaude_infra.service.metering import micro_usd, record_usage
     from rclaude_infra.service.models import TaskRecord, UsageRecord
     from rclaude_infra.service.plans import PlanBook
 
@@ -142,7 +143,12 @@ def test_billed_usage_equals_ledger_usage_to_the_cent(world: tuple[Any, FakeStri
     # Beyond the allowance by the number each claim got (a task that never ran gave its
     # execution back, so a later claim may get the same number again).
     overage = sum(1 for t in ledger.values() if t["started"] and t["number"] > allowance)
-    model_cents = sum(cents(micro_usd(t["model_usd"])) for t in ran
+    # The expectation in this test's own arithmetic, not the service's helpers: each
+    # task's dollars as whole micro-dollars (half up), then whole cents (half up).
+    def micro(usd: float) -> int:
+        return int((Decimal(str(usd)) * 1_000_000).quantize(Decimal(1), ROUND_HALF_UP))
+
+    model_cents = sum((micro(t["model_usd"]) + 5_000) // 10_000 for t in ran
                       if t["prompt"] and not t["own_key"])
     assert billed(stripe_settings.executions_meter) == overage
     assert billed(stripe_settings.model_meter) == model_cents
@@ -152,7 +158,7 @@ def test_billed_usage_equals_ledger_usage_to_the_cent(world: tuple[Any, FakeStri
         assert records == len(ledger)  # one each, however often an end was seen
         compute = session.scalar(select(func.sum(UsageRecord.compute_micro_usd)).where(
             UsageRecord.user_id == user_id))
-        assert compute == sum(micro_usd(t["compute_usd"]) for t in ran)
+        assert compute == sum(micro(t["compute_usd"]) for t in ran)
         assert session.scalar(select(func.count()).select_from(UsageRecord).where(
             UsageRecord.user_id == user_id, UsageRecord.billable.is_(True),
             UsageRecord.reported_at.is_(None))) == 0
