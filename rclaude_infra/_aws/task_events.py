@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from ..tasks.spec import is_task_id
-from . import client_config, default_session
+from . import client_config
 
 EVENT_TYPE = "ECS Task State Change"
 #: The most SQS returns to one receive, and deletes in one batch.
@@ -60,12 +60,11 @@ def parse(body: str, receipt: str, receives: int = 1) -> TaskEvent:
 
 
 class TaskEventQueue:
-    """The queue at ``queue_url``: :meth:`receive` (a long poll), :meth:`done`."""
+    """The queue at ``queue_url``, through ``session`` (the deployment's):
+    :meth:`receive` (a long poll), :meth:`done`."""
 
-    def __init__(self, queue_url: str, *, session: Any = None, region: str | None = None
-                 ) -> None:
+    def __init__(self, queue_url: str, *, session: Any) -> None:
         self.queue_url = queue_url
-        session = session or default_session(region or _region_of(queue_url))
         self._sqs = session.client("sqs", config=client_config())
 
     def receive(self, *, wait_seconds: int = 20) -> list[TaskEvent]:
@@ -85,9 +84,3 @@ class TaskEventQueue:
             self._sqs.delete_message_batch(QueueUrl=self.queue_url, Entries=[
                 {"Id": str(n), "ReceiptHandle": e.receipt} for n, e in enumerate(chunk)])
 
-
-def _region_of(queue_url: str) -> str | None:
-    """``us-east-1`` from ``https://sqs.us-east-1.amazonaws.com/...`` (else ``None``)."""
-    host = queue_url.split("://", 1)[-1].split("/", 1)[0]
-    parts = host.split(".")
-    return parts[1] if len(parts) > 3 and parts[0] == "sqs" else None
