@@ -55,6 +55,7 @@ from .models import (
     WebSession,
     now,
 )
+from .money import usd
 from .problems import Problem, ProblemDetails, install
 from .settings import ServiceSettings
 from .store import Database, check_revision, is_empty, make_engine, migrate
@@ -163,11 +164,6 @@ class Caller:
 def _digest(fields: dict[str, Any]) -> str:
     """What tells two task requests apart (an Idempotency-Key's body)."""
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-
-
-def _usd(micro: int) -> float:
-    """Micro-dollars as dollars (what the API answers)."""
-    return micro / 1_000_000
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -837,12 +833,12 @@ def create_app(settings: ServiceSettings | None = None, *,
         return {"since": _iso(found.period_start), "until": _iso(found.period_end),
                 "plan": found.plan.to_dict(), "limits": found.limits.to_dict(),
                 "executions": used, "allowance": found.limits.monthly_executions,
-                "tasks": tasks, "compute_usd": _usd(compute), "model_usd": _usd(model),
-                "total_usd": _usd(compute + model), "input_tokens": tokens[0],
+                "tasks": tasks, "compute_usd": usd(compute), "model_usd": usd(model),
+                "total_usd": usd(compute + model), "input_tokens": tokens[0],
                 "output_tokens": tokens[1],
-                "days": [{"date": d, "tasks": v[0], "compute_usd": _usd(v[1]),
-                          "model_usd": _usd(v[2])} for d, v in sorted(days.items())],
-                "repos": [{"repo": r, "tasks": v[0], "total_usd": _usd(v[1])} for r, v in
+                "days": [{"date": d, "tasks": v[0], "compute_usd": usd(v[1]),
+                          "model_usd": usd(v[2])} for d, v in sorted(days.items())],
+                "repos": [{"repo": r, "tasks": v[0], "total_usd": usd(v[1])} for r, v in
                           sorted(repos.items(), key=lambda item: -item[1][1])[:10]]}
 
     # -- plans and billing ----------------------------------------------------------

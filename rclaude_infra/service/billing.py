@@ -22,8 +22,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .billing_settings import StripeSettings
-from .metering import cents
 from .models import StripeEvent, Subscription, UsageRecord, User, now
+from .money import cents
 from .plans import DEFAULT_PLAN
 from .problems import Problem
 from .settings import ServiceSettings

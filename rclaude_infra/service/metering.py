@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
@@ -20,6 +19,7 @@ from sqlalchemy.orm import Session
 from ..errors import ConfigError
 from ..tasks.model import TaskNotFoundError
 from .models import TaskRecord, UsagePeriod, UsageRecord
+from .money import cents, micro_usd
 from .plans import PlanBook
 from .quotas import MODEL_KEY_SECRETS, account
 from .store import insert_new
@@ -31,18 +31,6 @@ log = logging.getLogger(__name__)
 
 #: Ended tasks recorded by one pass.
 BATCH = 200
-
-
-def micro_usd(usd: float | None) -> int:
-    """Dollars as whole micro-dollars (half up): money is kept in integers."""
-    if not usd:
-        return 0
-    return int(Decimal(repr(float(usd))).scaleb(6).quantize(Decimal(1), ROUND_HALF_UP))
-
-
-def cents(micro: int) -> int:
-    """Micro-dollars as whole cents, half up (what a meter event of model use carries)."""
-    return int((Decimal(micro) / 10_000).quantize(Decimal(1), ROUND_HALF_UP))
 
 
 Usage = dict[str, Any]

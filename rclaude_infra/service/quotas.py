@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from ..tasks.spec import TaskSpec
 from .models import Subscription, UsagePeriod, UsageRecord, now
+from .money import usd
 from .plans import Limits, Plan, PlanBook, billing_period
 from .problems import Problem
 from .store import insert_new
@@ -89,7 +90,7 @@ def spent_usd(session: Session, user_id: int, period_start: dt.datetime) -> floa
     micro = session.scalar(select(func.coalesce(func.sum(
         UsageRecord.compute_micro_usd + UsageRecord.model_micro_usd), 0)).where(
         UsageRecord.user_id == user_id, UsageRecord.period_start == period_start))
-    return int(micro or 0) / 1_000_000
+    return usd(int(micro or 0))
 
 
 def held_to_plan(spec: TaskSpec, found: Account) -> TaskSpec:

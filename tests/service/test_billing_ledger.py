@@ -62,8 +62,9 @@ def test_billed_usage_equals_ledger_usage_to_the_cent(world: tuple[Any, FakeStri
     from rclaude_infra.service import accounts, quotas
     from rclaude_infra.service.billing import Billing
     from rclaude_infra.service.billing_settings import StripeSettings
-    from rclaude_infra.service.metering import micro_usd, record_usage
+    from rclaude_infra.service.metering import record_usage
     from rclaude_infra.service.models import TaskRecord, UsageRecord
+    from rclaude_infra.service.money import micro_usd
     from rclaude_infra.service.plans import PlanBook
 
     db, fake = world
