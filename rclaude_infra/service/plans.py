@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+from dateutil.relativedelta import relativedelta
 
 from ..errors import ConfigError
 
@@ -183,31 +184,25 @@ class PlanBook:
         return cls.from_toml(text, source=str(file))
 
 
-def add_months(at: dt.datetime, months: int) -> dt.datetime:
-    """``at`` moved by whole months, its day kept where the month has it (Jan 31 + 1 is
-    the last of February), as Stripe moves a monthly subscription's anchor."""
-    import calendar
-
-    index = at.month - 1 + months
-    year, month = at.year + index // 12, index % 12 + 1
-    return at.replace(year=year, month=month,
-                      day=min(at.day, calendar.monthrange(year, month)[1]))
-
-
 def billing_period(at: dt.datetime, start: dt.datetime | None = None,
                    end: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
     """The billing period holding ``at``: the subscription's (``start``, ``end``), rolled
-    on by months when ``at`` is past it (the renewal not heard of yet), or else the
-    calendar month (UTC)."""
+    on by whole months from ``start`` when ``at`` is past it (the renewal not heard of
+    yet; a month keeps the anchor's day where it has it, as Stripe does: Jan 31, Feb 28,
+    Mar 31), or else the calendar month (UTC).
+
+    >>> anchor = dt.datetime(2026, 1, 31, tzinfo=dt.UTC)
+    >>> [d.date().isoformat() for d in billing_period(
+    ...     dt.datetime(2026, 3, 5, tzinfo=dt.UTC), anchor, anchor + relativedelta(months=1))]
+    ['2026-02-28', '2026-03-31']
+    """
     if start is None or end is None or end <= start:
         first = at.astimezone(dt.UTC).replace(day=1, hour=0, minute=0, second=0,
                                              microsecond=0)
-        return first, add_months(first, 1)
-    months = 0
-    while add_months(start, months + 1) <= at:
-        months += 1
-    while add_months(start, months) > at:
-        months -= 1
-    if months == 0 and at < end:
+        return first, first + relativedelta(months=1)
+    if start <= at < end:
         return start, end
-    return add_months(start, months), add_months(start, months + 1)
+    months = (at.year - start.year) * 12 + at.month - start.month
+    if start + relativedelta(months=months) > at:
+        months -= 1
+    return start + relativedelta(months=months), start + relativedelta(months=months + 1)
