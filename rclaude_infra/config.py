@@ -28,6 +28,7 @@ from ._validate import known_fields as _known_fields
 from ._validate import one_of as _one_of
 from .errors import ConfigError
 from .instance_types import InstanceType, families, instance_types
+from .service_config import DEPLOYMENT_MODES, ServiceConfig
 
 #: The log retention periods CloudWatch Logs accepts (PutRetentionPolicy), in days.
 LOG_RETENTION_DAYS: tuple[int, ...] = (
@@ -59,6 +60,9 @@ CREDENTIAL_CONFIG: Mapping[str, str] = {
     "api-key": "anthropic_api_key",
     "oauth-token": "claude_oauth_token",
 }
+#: The stack config key (a secret) holding the hosted service's settings as JSON
+#: (``mode="service"``): set by ``up`` from its environment.
+SERVICE_SETTINGS_CONFIG = "service_settings"
 #: Claude models on Bedrock used when ``bedrock_models`` is not given: the first is the
 #: tasks' model, the second Claude Code's small fast model. Each is a cross-region
 #: inference profile id without its geography prefix (see :func:`bedrock_model_ids`).
@@ -328,6 +332,15 @@ def _check_usage(_: object, attribute: attrs.Attribute[Any], value: object) -> N
         raise ConfigError(attribute.name, value, "a Usage or a table of its fields")
 
 
+def _service_config(value: object) -> object:
+    """Accept a table (TOML, JSON, stack config) where a ServiceConfig is wanted."""
+    if value is None or isinstance(value, ServiceConfig):
+        return value
+    if isinstance(value, Mapping):
+        return ServiceConfig.from_mapping(value)
+    raise ConfigError("service", value, "a ServiceConfig or a table of its fields")
+
+
 def _check_budget(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
     if value is not None:
         _float_between(0, 10_000_000, low_open=True)(_, attribute, value)
@@ -421,8 +434,15 @@ class DeploymentConfig:
     #: (see the README's table of what each rule costs and which option turns it on).
     security_profile: str = attrs.field(default="baseline",
                                         validator=_one_of(SECURITY_PROFILES))
+    #: :data:`~rclaude_infra.service_config.DEPLOYMENT_MODES`: ``"self-hosted"`` (tasks
+    #: for the account's own people) or ``"service"`` (the same stack plus the hosted
+    #: service, configured by :attr:`service`).
+    mode: str = attrs.field(default="self-hosted", validator=_one_of(DEPLOYMENT_MODES))
+    #: With ``mode="service"``: the service's domain and TLS, database and task counts.
+    service: ServiceConfig | None = attrs.field(default=None, converter=_service_config)
 
     def __attrs_post_init__(self) -> None:
+        self._check_mode()
         if self.max_instances < self.min_instances:
             raise ConfigError(
                 "max_instances", self.max_instances,
@@ -468,6 +488,33 @@ class DeploymentConfig:
                 f"{biggest.name}, gives tasks {biggest.cpu_units} CPU units and "
                 f"{biggest.task_memory_mib} MiB",
             )
+
+    def _check_mode(self) -> None:
+        if self.mode != "service":
+            if self.service is not None:
+                raise ConfigError("service", self.service.to_dict(),
+                                  "None unless mode is 'service'")
+            return
+        if self.service is None:
+            raise ConfigError("service", None, "the service's settings with mode='service': "
+                              "domain with zone_id or certificate_arn, or http_only=true")
+        if self.image is not None:
+            raise ConfigError("image", self.image, "None with mode='service': the service's "
+                              "image is built from the installed package beside the runner's "
+                              "(build_image=True or 'remote')")
+        if self.vpc_id is not None:
+            raise ConfigError("vpc_id", self.vpc_id, "None with mode='service' (the stack "
+                              "makes its own VPC: public subnets for the load balancer, "
+                              "isolated ones for the database)")
+        if self.az_count < 2:
+            raise ConfigError("az_count", self.az_count, "at least 2 with mode='service' "
+                              "(a load balancer and a database subnet group span two zones)")
+
+    @property
+    def sends_task_events(self) -> bool:
+        """Whether the stack sends its task state changes to a queue: ``task_events``, or
+        always in service mode (its workers consume them)."""
+        return self.task_events or self.mode == "service"
 
     @property
     def instance_specs(self) -> tuple[InstanceType, ...]:
@@ -581,6 +628,7 @@ class DeploymentConfig:
         data = attrs.asdict(self, recurse=False)
         data["tags"] = dict(self.tags)
         data["usage"] = attrs.asdict(self.usage)
+        data["service"] = self.service.to_dict() if self.service is not None else None
         for key, value in data.items():
             if isinstance(value, tuple):
                 data[key] = list(value)

@@ -28,6 +28,16 @@ _DIGEST_CHARS = 20
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
+def service_tag(runner_tag: str) -> str:
+    """The service's image tag beside the runner's (``mode="service"``): the same sources,
+    the other Dockerfile.
+
+    >>> service_tag("0123abcd-arm64")
+    '0123abcd-arm64-service'
+    """
+    return f"{runner_tag}-service"
+
+
 @attrs.frozen(kw_only=True)
 class ImageSource:
     """The files of a build context and their digest.

@@ -54,6 +54,11 @@ class StackOutputs(Rendered):
     #: dead-letter queue.
     task_events_queue_url: str | None = None
     task_events_dead_letter_url: str | None = None
+    #: With ``mode="service"``: where people reach the service, its image and its
+    #: database's address.
+    service_url: str | None = None
+    service_image: str | None = None
+    service_database: str | None = None
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | str) -> StackOutputs:

@@ -64,6 +64,12 @@ ECR_LIFECYCLE = "aws:ecr/lifecyclePolicy:LifecyclePolicy"
 BUCKET_NOTIFICATION = "aws:s3/bucketNotification:BucketNotification"
 BUCKET_REPLICATION = "aws:s3/bucketReplicationConfig:BucketReplicationConfig"
 SECRET_ROTATION = "aws:secretsmanager/secretRotation:SecretRotation"
+# The hosted service's (mode="service").
+LOAD_BALANCER = "aws:lb/loadBalancer:LoadBalancer"
+LISTENER = "aws:lb/listener:Listener"
+TARGET_GROUP = "aws:lb/targetGroup:TargetGroup"
+DB_INSTANCE = "aws:rds/instance:Instance"
+ECS_SERVICE = "aws:ecs/service:Service"
 
 #: Types the stack creates that accept tags (the tag rule checks these).
 TAGGABLE = (
@@ -72,6 +78,9 @@ TAGGABLE = (
     "aws:ec2/routeTable:RouteTable", "aws:ec2/natGateway:NatGateway", "aws:ec2/eip:Eip",
     CLUSTER, "aws:secretsmanager/secret:Secret", FLOW_LOG,
     "aws:iam/instanceProfile:InstanceProfile", CODEBUILD_PROJECT, ECR_REPOSITORY,
+    LOAD_BALANCER, LISTENER, TARGET_GROUP, DB_INSTANCE, ECS_SERVICE,
+    "aws:rds/subnetGroup:SubnetGroup", "aws:rds/parameterGroup:ParameterGroup",
+    "aws:acm/certificate:Certificate",
 )
 
 #: Actions AWS does not let a policy scope to a resource; ``"Resource": "*"`` is allowed
@@ -81,7 +90,17 @@ UNSCOPABLE_ACTIONS = (
     "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
     "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel",
     "ecs:DiscoverPollEndpoint", "logs:DescribeLogGroups", "bedrock:ListInferenceProfiles",
+    # The service's task role: the type and lifecycle of the instances tasks ran on.
+    "ec2:DescribeInstances",
 )
+#: The tag naming a security group's part (``_pulumi.stack_service.ROLE_TAG``): groups of
+#: the hosted service (``mode="service"``) take the inbound traffic their part needs.
+ROLE_TAG = "rclaude:role"
+#: The service's load balancer: HTTPS (and HTTP, redirected or on request) from anywhere.
+LOAD_BALANCER_ROLE = "service-load-balancer"
+LOAD_BALANCER_PORTS = (80, 443)
+#: The service's other groups: inbound only from another of the stack's groups.
+SERVICE_ROLES = ("service", "service-database")
 _ADMIN_POLICIES = ("AdministratorAccess", "PowerUserAccess", "IAMFullAccess")
 _SECRET_NAME = re.compile(r"(KEY|SECRET|TOKEN|PASSWORD|PASSWD|CREDENTIAL)", re.IGNORECASE)
 _SECRET_VALUE = re.compile(
@@ -404,7 +423,10 @@ def _open_to_anywhere(rule: Mapping[str, Any]) -> bool:
     references=("CKV_AWS_24", "CKV_AWS_25", "CKV_AWS_260", "CKV_AWS_277", "EC2.18", "EC2.19"),
 )
 def _no_open_ingress(props: Props) -> Iterator[str]:
+    balancer = _role(props) == LOAD_BALANCER_ROLE
     for rule in _rules(props, "ingress"):
+        if balancer and rule.get("fromPort") == rule.get("toPort") in LOAD_BALANCER_PORTS:
+            continue  # the service's front door: rule lb-http-open-for-redirect
         if _open_to_anywhere(rule):
             yield (f"inbound {rule.get('protocol')} {rule.get('fromPort')}-{rule.get('toPort')} "
                    "is open to the internet")
@@ -414,13 +436,38 @@ def _no_open_ingress(props: Props) -> Iterator[str]:
     id="sg-no-inbound-rules",
     severity="high",
     resource_types=(SECURITY_GROUP,),
-    description="The runner's group has no inbound rules",
+    description="The runner's group (every group but the service's) has no inbound rules",
     references=("EC2.18",),
 )
 def _no_ingress(props: Props) -> Iterator[str]:
+    if _role(props) in (LOAD_BALANCER_ROLE, *SERVICE_ROLES):
+        return
     count = len(_rules(props, "ingress"))
     if count:
         yield f"the runner's group has {count} inbound rules; it needs none"
+
+
+@rule(
+    id="sg-service-ingress-from-groups",
+    severity="high",
+    resource_types=(SECURITY_GROUP,),
+    description="The service's tasks and database take inbound traffic only from another "
+    "of the stack's groups (the load balancer's, the tasks')",
+    references=("EC2.18",),
+)
+def _service_ingress_from_groups(props: Props) -> Iterator[str]:
+    if _role(props) not in SERVICE_ROLES:
+        return
+    for rule in _rules(props, "ingress"):
+        if (rule.get("cidrBlocks") or rule.get("ipv6CidrBlocks") or rule.get("prefixListIds")
+                or not rule.get("securityGroups")):
+            yield (f"inbound {rule.get('protocol')} {rule.get('fromPort')}-"
+                   f"{rule.get('toPort')} comes from addresses, not from a group of the stack")
+
+
+def _role(props: Props) -> str | None:
+    tags = props.get("tags")
+    return tags.get(ROLE_TAG) if isinstance(tags, Mapping) else None
 
 
 @rule(
@@ -1155,8 +1202,201 @@ def _tagged(props: Props) -> Iterator[str]:
         yield f"not tagged {DEPLOYMENT_TAG}: a leak sweep could not find it"
 
 
+# -- the hosted service (mode="service") ---------------------------------------------
+
+
+@rule(
+    id="lb-http-open-for-redirect",
+    severity="low",
+    resource_types=(SECURITY_GROUP,),
+    description="The service's load balancer opens port 80 to the internet only to send "
+    "people to HTTPS",
+    references=("CKV_AWS_260",),
+)
+def _lb_port_80(props: Props) -> Iterator[str]:
+    if _role(props) != LOAD_BALANCER_ROLE:
+        return
+    for rule in _rules(props, "ingress"):
+        if rule.get("fromPort") == 80 and _open_to_anywhere(rule):
+            yield "port 80 is open to the internet"
+
+
+@rule(
+    id="lb-listener-https",
+    severity="high",
+    resource_types=(LISTENER,),
+    description="The service's listeners answer HTTPS with TLS 1.2 or later; HTTP only "
+    "redirects",
+    references=("CKV_AWS_2", "CKV_AWS_103"),
+)
+def _listener_https(props: Props) -> Iterator[str]:
+    actions = [a for a in _as_list(props.get("defaultActions")) if isinstance(a, Mapping)]
+    if props.get("protocol") == "HTTP" and not all(a.get("type") == "redirect"
+                                                   for a in actions):
+        yield "the listener serves plain HTTP (sign-in links and tokens in the clear)"
+    if props.get("protocol") == "HTTPS" and "TLS13" not in str(props.get("sslPolicy", "")):
+        yield f"the listener's TLS policy {props.get('sslPolicy')!r} allows old versions"
+
+
+@rule(
+    id="lb-redirects-http",
+    severity="high",
+    description="The service's load balancer sends HTTP to HTTPS, and forwards nothing "
+    "in plain HTTP",
+    references=("CKV2_AWS_20", "CKV_AWS_378"),
+    stack=True,
+)
+def _redirects_http(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, str]]:
+    balancers = [name for kind, name, _ in resources if kind == LOAD_BALANCER]
+    https = any(kind == LISTENER and props.get("protocol") == "HTTPS"
+                for kind, _, props in resources)
+    for name in balancers if not https else []:
+        yield name, "no HTTPS listener: the service is served in plain HTTP"
+
+
+@rule(
+    id="lb-hardened",
+    severity="medium",
+    resource_types=(LOAD_BALANCER,),
+    description="The load balancer drops invalid headers",
+    references=("CKV_AWS_131",),
+)
+def _lb_hardened(props: Props) -> Iterator[str]:
+    if not _truthy(props.get("dropInvalidHeaderFields")):
+        yield "invalid HTTP headers are passed on (request smuggling)"
+
+
+@rule(
+    id="lb-deletion-protection",
+    severity="low",
+    resource_types=(LOAD_BALANCER,),
+    description="The load balancer is protected from deletion",
+    references=("CKV_AWS_150",),
+)
+def _lb_deletion_protection(props: Props) -> Iterator[str]:
+    if not _truthy(props.get("enableDeletionProtection")):
+        yield "deletion protection is off"
+
+
+@rule(
+    id="lb-access-logs",
+    severity="low",
+    resource_types=(LOAD_BALANCER,),
+    description="The load balancer logs its requests to S3",
+    references=("CKV_AWS_91",),
+)
+def _lb_access_logs(props: Props) -> Iterator[str]:
+    logs = props.get("accessLogs")
+    if not isinstance(logs, Mapping) or not _truthy(logs.get("enabled")):
+        yield "no access logs"
+
+
+@rule(
+    id="lb-waf",
+    severity="low",
+    description="A public load balancer is behind a WAF web ACL",
+    references=("CKV2_AWS_28",),
+    stack=True,
+)
+def _lb_waf(resources: Sequence[tuple[str, str, Props]]) -> Iterator[tuple[str, str]]:
+    yield from _companions(resources, LOAD_BALANCER, "load balancers",
+                           {"aws:wafv2/webAclAssociation:WebAclAssociation": "web ACL"})
+
+
+@rule(
+    id="rds-encrypted-private",
+    severity="critical",
+    resource_types=(DB_INSTANCE,),
+    description="The database is encrypted, not public, and keeps automated backups",
+    references=("CKV_AWS_16", "CKV_AWS_17", "CKV_AWS_133", "RDS.2", "RDS.3"),
+)
+def _rds_encrypted_private(props: Props) -> Iterator[str]:
+    if not _truthy(props.get("storageEncrypted")):
+        yield "storage is not encrypted"
+    if _truthy(props.get("publiclyAccessible")):
+        yield "the database is publicly accessible"
+    if not props.get("backupRetentionPeriod"):
+        yield "no automated backups"
+    if props.get("password") or not _truthy(props.get("manageMasterUserPassword")):
+        yield "the master password is not kept (and rotated) by RDS in Secrets Manager"
+
+
+@rule(
+    id="rds-multi-az",
+    severity="low",
+    resource_types=(DB_INSTANCE,),
+    description="The database has a standby in a second zone",
+    references=("CKV_AWS_157",),
+)
+def _rds_multi_az(props: Props) -> Iterator[str]:
+    if not _truthy(props.get("multiAz")):
+        yield "a single zone: an outage of it stops the service"
+
+
+@rule(
+    id="rds-deletion-protection",
+    severity="low",
+    resource_types=(DB_INSTANCE,),
+    description="The database is protected from deletion",
+    references=("CKV_AWS_293",),
+)
+def _rds_deletion_protection(props: Props) -> Iterator[str]:
+    if not _truthy(props.get("deletionProtection")):
+        yield "deletion protection is off"
+
+
+@rule(
+    id="rds-enhanced-monitoring",
+    severity="low",
+    resource_types=(DB_INSTANCE,),
+    description="The database reports OS metrics (enhanced monitoring)",
+    references=("CKV_AWS_118",),
+)
+def _rds_monitoring(props: Props) -> Iterator[str]:
+    if not props.get("monitoringInterval"):
+        yield "enhanced monitoring is off"
+
+
+@rule(
+    id="rds-customer-key",
+    severity="low",
+    resource_types=(DB_INSTANCE,),
+    description="Performance Insights' data is encrypted with the stack's key",
+    references=("CKV_AWS_354",),
+)
+def _rds_key(props: Props) -> Iterator[str]:
+    if _truthy(props.get("performanceInsightsEnabled")) and not props.get(
+            "performanceInsightsKmsKeyId"):
+        yield "Performance Insights uses the AWS-managed key"
+
+
+@rule(
+    id="ecs-service-no-public-ip",
+    severity="medium",
+    resource_types=(ECS_SERVICE,),
+    description="The service's tasks have no public address",
+    references=("CKV_AWS_333",),
+)
+def _service_no_public_ip(props: Props) -> Iterator[str]:
+    network = props.get("networkConfiguration")
+    if isinstance(network, Mapping) and _truthy(network.get("assignPublicIp")):
+        yield "its tasks get public addresses"
+
+
 #: Every rule, in the order declared above (each beside the check it names).
 RULES: tuple[Rule, ...] = tuple(_REGISTERED)
+
+def _service(config: DeploymentConfig) -> bool:
+    return config.mode == "service"
+
+
+def _http_only(config: DeploymentConfig) -> bool:
+    return config.service is not None and config.service.http_only
+
+
+def _db_multi_az(config: DeploymentConfig) -> bool:
+    return config.service is not None and config.service.db_multi_az
+
 
 def _baseline(config: DeploymentConfig) -> bool:
     """The rules security_profile="strict" satisfies are waived for "baseline", with why."""
@@ -1222,8 +1462,81 @@ WAIVERS: tuple[Waiver, ...] = (
         rule_id="secret-rotation",
         reason="an Anthropic API key cannot be minted by a rotation function (Anthropic's "
         "Admin API lists, renames and disables keys but does not create them); rotate it "
-        "by deploying with a new key. Bedrock (auth='bedrock') has no secret at all.",
+        "by deploying with a new key. Bedrock (auth='bedrock') has no secret at all. The "
+        "service's settings (mode='service') are the same: OAuth client secrets and Stripe "
+        "keys are made in their providers' consoles; rotate by up with new values. (The "
+        "database's password is RDS's, which rotates it.)",
         applies=lambda config: True,
+    ),
+    Waiver(
+        rule_id="lb-http-open-for-redirect",
+        reason="port 80 answers only with a redirect to HTTPS, so a typed http:// address "
+        "still arrives; with service.http_only it serves (rule lb-listener-https).",
+        applies=_service,
+    ),
+    Waiver(
+        rule_id="lb-listener-https",
+        reason="service.http_only=true: plain HTTP on request, for a trial; sign-in links, "
+        "tokens and cookies cross the network in the clear. Give service.domain with "
+        "zone_id or certificate_arn for TLS.",
+        applies=lambda config: _service(config) and _http_only(config),
+    ),
+    Waiver(
+        rule_id="lb-redirects-http",
+        reason="service.http_only=true (see lb-listener-https).",
+        applies=lambda config: _service(config) and _http_only(config),
+    ),
+    Waiver(
+        rule_id="lb-deletion-protection",
+        reason="destroy() removes the whole stack, the load balancer with it; it holds no "
+        "data. No option turns protection on.",
+        applies=_service,
+    ),
+    Waiver(
+        rule_id="rds-deletion-protection",
+        reason="destroy() removes the whole stack; the database's automated backups are "
+        "kept after it for service.db_backup_days (delete_automated_backups=false), to "
+        "restore from. No option turns protection on.",
+        applies=_service,
+    ),
+    Waiver(
+        rule_id="lb-access-logs",
+        reason="not built yet: an ALB delivers access logs to an SSE-S3 bucket whose policy "
+        "names the region's Elastic Load Balancing account, a table per region. The "
+        "service's own log has each task's start and end.",
+        applies=_service,
+    ),
+    Waiver(
+        rule_id="lb-waf",
+        reason="a WAF web ACL costs $5/month and $1 per rule before requests; the service "
+        "limits each user's requests itself (requests_per_minute) and answers nothing "
+        "without a token or session. No option adds one yet.",
+        applies=_service,
+    ),
+    Waiver(
+        rule_id="rds-multi-az",
+        reason="a standby doubles the database's price; an outage of its zone stops the "
+        "service until RDS restores it. service.db_multi_az=true adds the standby.",
+        applies=lambda config: _service(config) and not _db_multi_az(config),
+    ),
+    Waiver(
+        rule_id="rds-enhanced-monitoring",
+        reason="its OS metrics are billed as CloudWatch Logs ingestion; CloudWatch's free "
+        "RDS metrics remain. security_profile='strict' turns it on.",
+        applies=lambda config: _service(config) and _baseline(config),
+    ),
+    Waiver(
+        rule_id="rds-customer-key",
+        reason="AWS-managed keys encrypt Performance Insights at no charge. "
+        "security_profile='strict' uses the stack's key.",
+        applies=lambda config: _service(config) and _baseline(config),
+    ),
+    Waiver(
+        rule_id="ecs-service-no-public-ip",
+        reason="with nat='none' the service's tasks reach the internet (sign-in providers, "
+        "Stripe, AWS) through their own address; only the load balancer's group reaches "
+        "them. Choose nat='single' or 'per-az' for private tasks.",
+        applies=lambda config: _service(config) and config.nat == "none",
     ),
     Waiver(
         rule_id="codebuild-not-privileged",

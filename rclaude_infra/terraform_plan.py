@@ -79,16 +79,30 @@ TERRAFORM_TYPES: Mapping[str, str] = {
     "aws:sqs/queue:Queue": "aws_sqs_queue",
     "aws:sqs/queuePolicy:QueuePolicy": "aws_sqs_queue_policy",
     "aws:sqs/redriveAllowPolicy:RedriveAllowPolicy": "aws_sqs_queue_redrive_allow_policy",
+    "aws:acm/certificate:Certificate": "aws_acm_certificate",
+    "aws:acm/certificateValidation:CertificateValidation": "aws_acm_certificate_validation",
+    "aws:ecs/service:Service": "aws_ecs_service",
+    "aws:lb/listener:Listener": "aws_lb_listener",
+    "aws:lb/loadBalancer:LoadBalancer": "aws_lb",
+    "aws:lb/targetGroup:TargetGroup": "aws_lb_target_group",
+    "aws:rds/instance:Instance": "aws_db_instance",
+    "aws:rds/parameterGroup:ParameterGroup": "aws_db_parameter_group",
+    "aws:rds/subnetGroup:SubnetGroup": "aws_db_subnet_group",
+    "aws:route53/record:Record": "aws_route53_record",
 }
 
 #: Terraform blocks that pulumi-aws names in the plural (its bridge pluralizes a
 #: repeatable block): Pulumi name -> Terraform name. Names pulumi-aws keeps as Terraform
 #: spells them (``block_device_mappings``, ``tag_specifications``) need no entry.
 BLOCK_NAMES: Mapping[str, str] = {
+    "aliases": "alias",
+    "defaultActions": "default_action",
     "defaultCapacityProviderStrategies": "default_capacity_provider_strategy",
     "encryptionConfigurations": "encryption_configuration",
     "environmentVariables": "environment_variable",
+    "loadBalancers": "load_balancer",
     "overrides": "override",
+    "parameters": "parameter",
     "routes": "route",
     "rules": "rule",
     "settings": "setting",
@@ -102,7 +116,10 @@ _MAPS = frozenset({"tags", "tagsAll"})
 #: Attributes of a deployed resource that other resources refer to, with their Terraform
 #: names (a bucket's ``bucket`` is its name).
 _REFERABLE = {"id": "id", "arn": "arn", "name": "name", "bucket": "bucket",
-              "keyId": "key_id", "repositoryUrl": "repository_url"}
+              "keyId": "key_id", "repositoryUrl": "repository_url",
+              # the service's (mode="service"): a record's alias, a container's database
+              "dnsName": "dns_name", "zoneId": "zone_id", "address": "address",
+              "fqdn": "fqdn"}
 
 FORMAT_VERSION = "1.2"
 #: The Terraform release whose plan format this follows.

@@ -63,12 +63,17 @@ class ImageBuilder:
     # -- reads ---------------------------------------------------------------------------
 
     def present(self) -> bool:
-        """Whether the repository holds the image's tag."""
+        """Whether the repository holds the image's tag (and the service's, in service
+        mode: one build makes both, so a stack turned to service mode builds again)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        tags = [self.tag]
+        if self.outputs.service_image:
+            tags.append(_image_parts(self.outputs.service_image)[1])
         try:
-            self._ecr.describe_images(repositoryName=self.repository,
-                                      imageIds=[{"imageTag": self.tag}])
+            found = self._ecr.describe_images(
+                repositoryName=self.repository,
+                imageIds=[{"imageTag": tag} for tag in tags]).get("imageDetails", [])
         except BotoCoreError as exc:
             raise ImageBuildError(f"could not look up the runner image {self.image}: "
                                   f"{exc}") from exc
@@ -78,7 +83,8 @@ class ImageBuilder:
                 return False
             raise ImageBuildError(f"could not look up the runner image {self.image}: "
                                   f"{exc}") from exc
-        return True
+        held = {tag for image in found for tag in image.get("imageTags", [])}
+        return all(tag in held for tag in tags)
 
     def _builds(self, ids: list[str] | None = None) -> list[dict[str, Any]]:
         """The given builds, or the project's newest; CodeBuild's errors as ours."""

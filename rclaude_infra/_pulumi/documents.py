@@ -203,7 +203,8 @@ def key_policy(account_id: str, partition: str, region: str, name: str, *,
 
 
 def execution_policy(log_group_arn: str, secret_arn: str | None,
-                     repo_arn: str | None, key_arn: str | None = None) -> str:
+                     repo_arn: str | None, key_arn: str | None = None, *,
+                     secret_sid: str = "ReadApiKey") -> str:
     """The execution role's policy: the ECS agent writes the log stream, reads the
     credential's secret (when there is one) and pulls the image (when it is in ECR)."""
     statements: list[dict[str, Any]] = [
@@ -212,7 +213,7 @@ def execution_policy(log_group_arn: str, secret_arn: str | None,
     ]
     if secret_arn is not None:
         statements.append({
-            "Sid": "ReadApiKey",
+            "Sid": secret_sid,
             "Effect": "Allow",
             "Action": "secretsmanager:GetSecretValue",
             "Resource": secret_arn,

@@ -25,7 +25,7 @@ from pulumi import automation as auto
 from pulumi.automation import errors as auto_errors
 from pulumi.automation._minimum_version import _MINIMUM_VERSION
 
-from ..config import CREDENTIAL_CONFIG, DeploymentConfig
+from ..config import CREDENTIAL_CONFIG, SERVICE_SETTINGS_CONFIG, DeploymentConfig
 from ..errors import (
     CredentialsError,
     DeploymentFailedError,
@@ -38,6 +38,7 @@ from ..errors import (
 )
 from ..paths import rclaude_home
 from ..progress import OnProgress
+from ..service_config import SECRETS_KEY_ENV, SETTINGS_SECRET_NAMES
 from .events import EventAdapter, changes_by_op
 
 log = logging.getLogger("rclaude_infra.engine")
@@ -45,6 +46,10 @@ log = logging.getLogger("rclaude_infra.engine")
 PROJECT = "rclaude"
 #: The stack config keys that hold a Claude credential (secrets), by sign-in mode.
 CREDENTIAL_KEYS = {mode: f"{PROJECT}:{key}" for mode, key in CREDENTIAL_CONFIG.items()}
+#: The stack config key of the service's settings (``mode="service"``), a secret.
+SERVICE_SETTINGS_KEY = f"{PROJECT}:{SERVICE_SETTINGS_CONFIG}"
+#: The settings' fingerprint when none are sent: the stack keeps what it holds.
+_KEPT = ("kept", True)
 CONFIG_ENV = "RCLAUDE_DEPLOYMENT_CONFIG"
 #: The oldest CLI the Automation API accepts; the SDK's own floor.
 MIN_PULUMI_VERSION = str(_MINIMUM_VERSION)
@@ -263,6 +268,33 @@ class StackSession:
                           if self.config.auth == "oauth-token" else "")
             + ". auth='bedrock' needs no key.", env=env)
 
+    def service_settings(self) -> str | None:
+        """With ``mode="service"``: the service's settings from the environment (the names
+        of ``SETTINGS_SECRET_NAMES`` that are set) as the settings secret's JSON; ``None``
+        when ``RCLAUDE_SECRETS_KEY`` is not set (the stack keeps what it holds)."""
+        if self.config.mode != "service" or not os.environ.get(SECRETS_KEY_ENV):
+            return None
+        return json.dumps({name: os.environ[name] for name in SETTINGS_SECRET_NAMES
+                           if os.environ.get(name)}, sort_keys=True)
+
+    def require_service_settings(self) -> None:
+        """Refuse, before any resource is touched, a service stack with no secrets' key:
+        its service could not start (the key seals its users' secrets)."""
+        if self.config.mode != "service" or self.service_settings() is not None:
+            return
+        try:
+            stack = self.stack(create=False)
+        except StackNotFoundError:
+            stack = None
+        if stack is not None and SERVICE_SETTINGS_KEY in self._call(stack.get_all_config):
+            return
+        raise MissingCredentialError(
+            f"mode='service' needs {SECRETS_KEY_ENV} (a Fernet key: python -c 'from "
+            "cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'): "
+            "export it with the sign-in and Stripe variables the service should have; up "
+            "keeps them in the stack's settings secret. The stack holds none yet.",
+            env=SECRETS_KEY_ENV)
+
     def _desired_config(self) -> dict[str, auto.ConfigValue]:
         return {
             key: auto.ConfigValue(value=value)
@@ -275,10 +307,14 @@ class StackSession:
         credential = self.credential()
         fingerprint = {k: (v.value, v.secret) for k, v in desired.items()}
         fingerprint["credential"] = (_short_hash(credential or ""), True)
+        settings = self.service_settings()
+        fingerprint["service_settings"] = (_short_hash(settings), True) if settings else _KEPT
         if fingerprint != self._config_sent:
             self._call(lambda: stack.set_all_config(desired))
             if credential:
                 self._set_secret(CREDENTIAL_KEYS[self.config.auth], credential)
+            if settings:
+                self._set_secret(SERVICE_SETTINGS_KEY, settings)
             self._config_sent = fingerprint
         return stack
 
@@ -333,6 +369,7 @@ class StackSession:
         """Deploy; returns the stack outputs (plain values, secrets unwrapped). Refuses
         first when the sign-in mode's credential is neither given nor stored."""
         self.require_credential()
+        self.require_service_settings()
         result, _ = self._operate("up", on_progress, policy_packs=self._policy_packs())
         return _plain_outputs(result.outputs)
 
@@ -394,6 +431,7 @@ class StackSession:
         fields = {
             key[len(prefix):]: value.value for key, value in values.items()
             if key.startswith(prefix) and key not in CREDENTIAL_KEYS.values()
+            and key != SERVICE_SETTINGS_KEY
         }
         config = DeploymentConfig.from_stack_config(fields)
         self.config = config
@@ -402,9 +440,10 @@ class StackSession:
         # What the stack holds is what a later up would send: no set-all needed (and the
         # credential it holds stays, unless one is given).
         self._config_sent = {k: (v.value, v.secret) for k, v in values.items()
-                             if k not in CREDENTIAL_KEYS.values()}
+                             if k not in CREDENTIAL_KEYS.values() and k != SERVICE_SETTINGS_KEY}
         held = values.get(CREDENTIAL_KEYS.get(config.auth) or "")
         self._config_sent["credential"] = (_short_hash(held.value if held else ""), True)
+        self._config_sent["service_settings"] = _KEPT
         return config
 
     def list_stacks(self) -> list[auto.StackSummary]:

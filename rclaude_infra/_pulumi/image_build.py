@@ -11,13 +11,14 @@ task definition names the image before it exists and a changed package changes i
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import attrs
 import pulumi
 import pulumi_aws as aws
 
 from ..config import DeploymentConfig
-from ..image_source import BUILDSPEC, PLATFORMS, image_source
+from ..image_source import BUILDSPEC, PLATFORMS, image_source, service_tag
 from ..tasks.agent import CLAUDE_CODE_VERSION
 from .documents import (
     CODEBUILD_COMPUTE,
@@ -42,6 +43,8 @@ class RemoteImage:
     repository_arn: pulumi.Output[str]
     project: pulumi.Output[str]
     source_key: str
+    #: With ``mode="service"``: the service's image, built by the same project.
+    service_uri: pulumi.Output[str] | None = None
 
 
 def runner_repository(*, name: str, tags: Mapping[str, str], opts: pulumi.ResourceOptions,
@@ -108,6 +111,10 @@ def remote_image(*, name: str, config: DeploymentConfig, tags: Mapping[str, str]
         opts=opts,
     )
     uri = repository.repository_url.apply(lambda url: f"{url}:{tag}")
+    service_uri = (repository.repository_url.apply(lambda url: f"{url}:{service_tag(tag)}")
+                   if cfg.mode == "service" else None)
+    service_variables: list[Any] = ([{"name": "SERVICE_IMAGE_URI", "value": service_uri}]
+                                    if service_uri is not None else [])
     container_type, build_image = CODEBUILD_ENVIRONMENTS[cfg.arch]
     project = aws.codebuild.Project(
         f"{prefix}-image-build",
@@ -136,6 +143,7 @@ def remote_image(*, name: str, config: DeploymentConfig, tags: Mapping[str, str]
                     lambda url: url.split("/", 1)[0])},
                 {"name": "PLATFORM", "value": PLATFORMS[cfg.arch]},
                 {"name": "CLAUDE_CODE_VERSION", "value": CLAUDE_CODE_VERSION},
+                *service_variables,
             ],
         },
         logs_config={
@@ -147,4 +155,4 @@ def remote_image(*, name: str, config: DeploymentConfig, tags: Mapping[str, str]
         opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[policy])),
     )
     return RemoteImage(uri=uri, repository_arn=repository.arn, project=project.name,
-                       source_key=source.key)
+                       source_key=source.key, service_uri=service_uri)

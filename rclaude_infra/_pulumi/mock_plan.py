@@ -124,6 +124,28 @@ class _Mocks(pulumi.runtime.Mocks):
             "aws:cloudwatch/eventRule:EventRule": {
                 "arn": f"arn:aws:events:{self.region}:{MOCK_ACCOUNT_ID}:rule/{physical}",
             },
+            # The service (mode="service"): what its other resources read of these.
+            "aws:rds/instance:Instance": {
+                "arn": f"arn:aws:rds:{self.region}:{MOCK_ACCOUNT_ID}:db:{physical}",
+                "address": f"{physical}.c0mock.{self.region}.rds.amazonaws.com",
+                "masterUserSecrets": [{
+                    "secretArn": f"arn:aws:secretsmanager:{self.region}:{MOCK_ACCOUNT_ID}:"
+                    f"secret:rds!db-{suffix}-AbCdEf", "secretStatus": "active"}],
+            },
+            "aws:lb/loadBalancer:LoadBalancer": {
+                "arn": f"arn:aws:elasticloadbalancing:{self.region}:{MOCK_ACCOUNT_ID}:"
+                f"loadbalancer/app/{physical}/{suffix}",
+                "dnsName": f"{physical}-{suffix}.{self.region}.elb.amazonaws.com",
+                "zoneId": "Z35SXDOTRQ7X7K",
+            },
+            "aws:acm/certificate:Certificate": {"domainValidationOptions": [{
+                "domainName": inputs.get("domainName"),
+                "resourceRecordName": f"_{suffix}.{inputs.get('domainName')}.",
+                "resourceRecordType": "CNAME",
+                "resourceRecordValue": f"_{suffix}.acm-validations.aws."}]},
+            "aws:acm/certificateValidation:CertificateValidation": {
+                "certificateArn": inputs.get("certificateArn")},
+            "aws:route53/record:Record": {"fqdn": inputs.get("name")},
             "awsx:ecr:Image": {
                 "imageUri": f"{inputs.get('repositoryUrl')}@sha256:{'0' * 64}",
             },

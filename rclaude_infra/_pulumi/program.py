@@ -24,6 +24,7 @@ from .image_build import RemoteImage
 from .stack_compute import ComputePart, ami_parameter
 from .stack_events import EventsPart
 from .stack_network import VPC_CIDR, NetworkPart
+from .stack_service import ServicePart
 from .stack_storage import StoragePart
 from .stack_tasks import IMAGE_CONTEXT, RUNNER_DOCKERFILE, TaskPart
 
@@ -34,7 +35,7 @@ COMPONENT_TYPE = "rclaude:infra:Stack"
 MANAGED_BY_TAG = "rclaude:managed-by"
 
 
-class RclaudeStack(StoragePart, NetworkPart, ComputePart, TaskPart, EventsPart):
+class RclaudeStack(StoragePart, NetworkPart, ComputePart, TaskPart, EventsPart, ServicePart):
     """Every resource of one deployment, grouped under one parent.
 
     Attributes hold the resources other code reads (cluster, bucket, roles, ...);
@@ -47,6 +48,7 @@ class RclaudeStack(StoragePart, NetworkPart, ComputePart, TaskPart, EventsPart):
         config: DeploymentConfig,
         *,
         credential: pulumi.Input[str] | None = None,
+        service_settings: pulumi.Input[str] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__(COMPONENT_TYPE, name, None, opts)
@@ -120,11 +122,19 @@ class RclaudeStack(StoragePart, NetworkPart, ComputePart, TaskPart, EventsPart):
         if self.image_build is not None:
             self.outputs["image_build_project"] = self.image_build.project
             self.outputs["image_source_key"] = self.image_build.source_key
+        # The service reaches the stack through these (RCLAUDE_STACK_OUTPUTS), so they are
+        # complete before it is declared.
+        self._service(vpc_id, dict(self.outputs), service_settings)
+        if self.service_url is not None and self.database is not None:
+            self.outputs["service_url"] = self.service_url
+            self.outputs["service_image"] = self.service_image_uri
+            self.outputs["service_database"] = self.database.address
         self.register_outputs(self.outputs)
 
 
 def define_stack(
-    name: str, config: DeploymentConfig, *, credential: pulumi.Input[str] | None = None
+    name: str, config: DeploymentConfig, *, credential: pulumi.Input[str] | None = None,
+    service_settings: pulumi.Input[str] | None = None,
 ) -> RclaudeStack:
     """Declare the whole stack and export its outputs. The body of every Pulumi program.
 
@@ -133,7 +143,7 @@ def define_stack(
     """
     provider = aws.Provider(f"rclaude-{name}-aws", region=config.region)
     stack = RclaudeStack(
-        name, config, credential=credential,
+        name, config, credential=credential, service_settings=service_settings,
         opts=pulumi.ResourceOptions(providers={"aws": provider}),
     )
     for key, value in stack.outputs.items():
@@ -150,7 +160,7 @@ def program_from_stack_config() -> RclaudeStack:
     created: every task of such a stack would fail at start."""
     import attrs
 
-    from ..config import CREDENTIAL_CONFIG, validate_name
+    from ..config import CREDENTIAL_CONFIG, SERVICE_SETTINGS_CONFIG, validate_name
 
     settings = pulumi.Config("rclaude")
     values = {
@@ -167,4 +177,13 @@ def program_from_stack_config() -> RclaudeStack:
         raise pulumi.RunError(
             f"auth={config.auth!r} needs the secret rclaude:{key}: pulumi config set --secret "
             f"rclaude:{key} <{config.credential_env}> (or choose auth='bedrock')")
-    return define_stack(validate_name(pulumi.get_stack()), config, credential=credential)
+    service_settings = None
+    if config.mode == "service":
+        service_settings = settings.get_secret(SERVICE_SETTINGS_CONFIG)
+        if service_settings is None and not pulumi.runtime.is_dry_run():
+            raise pulumi.RunError(
+                f"mode='service' needs the secret rclaude:{SERVICE_SETTINGS_CONFIG} (the "
+                "service's settings: rclaude-infra up sets it from RCLAUDE_SECRETS_KEY and "
+                "the sign-in and Stripe variables of its environment)")
+    return define_stack(validate_name(pulumi.get_stack()), config, credential=credential,
+                        service_settings=service_settings)

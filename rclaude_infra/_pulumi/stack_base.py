@@ -30,6 +30,11 @@ class StackBase(pulumi.ComponentResource):
     secret: aws.secretsmanager.Secret | None
     # network and compute
     task_subnet_ids: Any
+    #: The stack's own VPC's public subnets (the service's load balancer); none in a
+    #: given VPC.
+    public_subnet_ids: list[pulumi.Output[str]]
+    #: The region's available zones, in the order the subnets use them.
+    _zones: pulumi.Output[list[str]]
     security_group: aws.ec2.SecurityGroup
     cluster: aws.ecs.Cluster
     instance_role: aws.iam.Role
@@ -44,6 +49,11 @@ class StackBase(pulumi.ComponentResource):
     task_definition: aws.ecs.TaskDefinition
     #: With ``interactive_tasks``: the definition interactive (ECS Exec) tasks run from.
     interactive_task_definition: aws.ecs.TaskDefinition | None
+    #: With ``mode="service"``: the service's image (built beside the runner's).
+    service_image_uri: pulumi.Input[str] | None
+    # events
+    task_events_queue: aws.sqs.Queue | None
+    task_events_dead_letters: aws.sqs.Queue | None
 
     def _service_role(self, part: str, description: str, service: str,
                       policy: pulumi.Input[str]) -> aws.iam.Role:
@@ -64,3 +74,19 @@ class StackBase(pulumi.ComponentResource):
     def _key_arn(self) -> pulumi.Input[str] | None:
         """The stack key's ARN (``security_profile="strict"``), for what it encrypts."""
         return self.key.arn if self.key is not None else None
+
+    def _subnet(self, part: str, vpc_id: pulumi.Input[str], cidr: str, zone: pulumi.Input[str],
+                route_table_id: pulumi.Input[str], *, public_ips: bool) -> aws.ec2.Subnet:
+        """A subnet and its route table association, both ``rclaude-<name>-<part>``."""
+        subnet = aws.ec2.Subnet(
+            f"{self._prefix}-{part}",
+            vpc_id=vpc_id,
+            cidr_block=cidr,
+            availability_zone=zone,
+            map_public_ip_on_launch=public_ips,
+            tags={**self.tags, "Name": f"{self._prefix}-{part}"},
+            opts=self._child,
+        )
+        aws.ec2.RouteTableAssociation(f"{self._prefix}-{part}", subnet_id=subnet.id,
+                                      route_table_id=route_table_id, opts=self._child)
+        return subnet

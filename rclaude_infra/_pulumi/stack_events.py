@@ -39,12 +39,9 @@ def task_event_pattern(cluster_arn: str) -> str:
 
 
 class EventsPart(StackBase):
-    task_events_queue: aws.sqs.Queue | None
-    task_events_dead_letters: aws.sqs.Queue | None
-
     def _task_events(self) -> None:
         self.task_events_queue = self.task_events_dead_letters = None
-        if not self._config.task_events:
+        if not self._config.sends_task_events:
             return
         encrypted: dict[str, Any] = (
             {"kms_master_key_id": self.key.arn, "kms_data_key_reuse_period_seconds": 300}

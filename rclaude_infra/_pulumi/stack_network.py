@@ -28,6 +28,7 @@ class NetworkPart(StackBase):
         cfg = self._config
         if cfg.vpc_id is not None:
             subnets = list(cfg.subnet_ids)
+            self.public_subnet_ids = []
             return cfg.vpc_id, subnets, subnets
 
         zones = aws.get_availability_zones_output(
@@ -71,6 +72,8 @@ class NetworkPart(StackBase):
             # Without NAT the instances reach the internet through their own address.
             public.append(self._subnet(f"public-{i}", vpc.id, f"10.0.{i * 16}.0/20", zones[i],
                                        public_routes.id, public_ips=cfg.nat == "none"))
+        self.public_subnet_ids = [s.id for s in public]
+        self._zones = zones
         if cfg.nat == "none":
             ids = [s.id for s in public]
             return vpc.id, ids, ids
@@ -105,22 +108,6 @@ class NetworkPart(StackBase):
                 f"private-{i}", vpc.id, f"10.0.{128 + i * 16}.0/20", zones[i], routes.id,
                 public_ips=False).id)
         return vpc.id, private_ids, private_ids
-
-    def _subnet(self, part: str, vpc_id: pulumi.Input[str], cidr: str, zone: pulumi.Input[str],
-                route_table_id: pulumi.Input[str], *, public_ips: bool) -> aws.ec2.Subnet:
-        """A subnet and its route table association, both ``rclaude-<name>-<part>``."""
-        subnet = aws.ec2.Subnet(
-            f"{self._prefix}-{part}",
-            vpc_id=vpc_id,
-            cidr_block=cidr,
-            availability_zone=zone,
-            map_public_ip_on_launch=public_ips,
-            tags={**self.tags, "Name": f"{self._prefix}-{part}"},
-            opts=self._child,
-        )
-        aws.ec2.RouteTableAssociation(f"{self._prefix}-{part}", subnet_id=subnet.id,
-                                      route_table_id=route_table_id, opts=self._child)
-        return subnet
 
     def _flow_logs(self, vpc: aws.ec2.Vpc) -> None:
         """Every flow of the VPC, accepted and rejected, to a log group of the stack."""

@@ -39,7 +39,7 @@ class StoragePart(StackBase):
             deletion_window_in_days=7,
             policy=pulumi.Output.all(self._account_id, self._partition).apply(
                 lambda args: key_policy(args[0], args[1], self._config.region, self._name,
-                                        task_events=self._config.task_events)),
+                                        task_events=self._config.sends_task_events)),
             tags=self.tags,
             opts=self._child,
         )

@@ -13,7 +13,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from ..image_source import image_source
+from ..image_source import image_source, service_tag
 from ..tasks.agent import CLAUDE_CODE_VERSION
 from .documents import (
     HOST_NOTICE_DIR,
@@ -34,17 +34,21 @@ _ECR_IMAGE_RE = re.compile(
 #: much as a checkout's), with its Dockerfile inside.
 IMAGE_CONTEXT = Path(__file__).resolve().parents[1]
 RUNNER_DOCKERFILE = Path(__file__).resolve().parent / "runner" / "Dockerfile"
+#: The hosted service's image (``mode="service"``), from the same context.
+SERVICE_DOCKERFILE = RUNNER_DOCKERFILE.with_name("service.Dockerfile")
 
 
 class TaskPart(StackBase):
     def _image(self) -> tuple[pulumi.Input[str], pulumi.Input[str] | None]:
         """The runner image URI and, when it lives in ECR, its repository ARN."""
         cfg = self._config
+        self.service_image_uri = None
         if cfg.image_mode == "remote":
             remote = remote_image(name=self._name, config=cfg, tags=self.tags,
                                   bucket=self.bucket, account_id=self._account_id,
                                   key_arn=self._key_arn(), opts=self._child)
             self.image_build = remote
+            self.service_image_uri = remote.service_uri
             return remote.uri, remote.repository_arn
         if cfg.image_mode == "given":
             assert cfg.image is not None
@@ -77,6 +81,16 @@ class TaskPart(StackBase):
             platform="linux/arm64" if cfg.arch == "arm64" else "linux/amd64",
             opts=self._child,
         )
+        if cfg.mode == "service":
+            self.service_image_uri = awsx.ecr.Image(
+                f"{self._prefix}-service",
+                repository_url=self.repository.repository_url,
+                image_tag=service_tag(image_source().tag(cfg.arch)),
+                context=str(IMAGE_CONTEXT),
+                dockerfile=str(SERVICE_DOCKERFILE),
+                platform="linux/arm64" if cfg.arch == "arm64" else "linux/amd64",
+                opts=self._child,
+            ).image_uri
         return image.image_uri, self.repository.arn
 
     def _roles(self, ecr_repository_arn: pulumi.Input[str] | None) -> None:

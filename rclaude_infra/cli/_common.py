@@ -28,6 +28,7 @@ from ..config import (
 from ..deployment import DEFAULT_NAME, PROVIDERS, Deployment
 from ..errors import ConfigError, RclaudeError
 from ..paths import local_tasks_dir
+from ..service_config import DEPLOYMENT_MODES, ServiceConfig
 from ..tasks.spec import is_task_id
 
 DEFAULT_CONFIG_FILE = "rclaude.toml"
@@ -36,12 +37,15 @@ CLI_KEYS = ("name", "provider", "backend")
 
 #: DeploymentConfig fields with no flag of their own: tables (the config file's), and the
 #: budget, which the usage group carries.
-_NOT_FLAGS = ("tags", "usage", "max_monthly_usd")
+_NOT_FLAGS = ("tags", "usage", "max_monthly_usd", "service")
 #: Flags whose values are a closed set, and the few a plain type does not describe.
 _FLAG_SPECS: dict[str, dict[str, Any]] = {
     "nat": {"choices": NAT_MODES},
     "auth": {"choices": AUTH_MODES},
     "security_profile": {"choices": SECURITY_PROFILES},
+    "mode": {"choices": DEPLOYMENT_MODES, "help": "self-hosted: tasks for this account's "
+             "people; service: the same stack plus the hosted service (see the service "
+             "group's flags)"},
     "log_retention_days": {"choices": LOG_RETENTION_DAYS, "type": int},
     "build_image": {"choices": ("local", "remote"), "help": "build the runner image with "
                     "local Docker, or in the account with CodeBuild (remote: no Docker "
@@ -57,9 +61,18 @@ def _flag_fields(cls: type) -> tuple[str, ...]:
     return tuple(f.name for f in attrs.fields(cls) if f.name not in _NOT_FLAGS)
 
 
-def _field_flags(group: Any, cls: type) -> None:
+#: ServiceConfig's flags: ``--service-<field>`` but for these, which say it already.
+_SERVICE_FLAG_NAMES = ("domain", "zone_id", "certificate_arn", "http_only",
+                       "db_instance_class", "db_storage_gb", "db_backup_days", "db_multi_az",
+                       "api_count", "worker_count")
+#: Where argparse keeps a ServiceConfig field's flag value.
+_SERVICE_DEST = "service__"
+
+
+def _field_flags(group: Any, cls: type, *, dest_prefix: str = "") -> None:
     """A flag per field of the attrs class ``cls`` (kebab-case; a tuple field gets a
-    singular flag to repeat), typed from the field's type."""
+    singular flag to repeat), typed from the field's type; ``dest_prefix``: ServiceConfig's
+    (kept apart from DeploymentConfig's fields of the same name)."""
     import typing
 
     for field in attrs.fields(attrs.resolve_types(cls)):
@@ -69,6 +82,10 @@ def _field_flags(group: Any, cls: type) -> None:
         kind = field.type
         args = typing.get_args(kind)
         flag = "--" + field.name.replace("_", "-")
+        if dest_prefix:
+            spec["dest"] = dest_prefix + field.name
+            if field.name not in _SERVICE_FLAG_NAMES:
+                flag = "--service-" + field.name.replace("_", "-")
         if kind is bool:
             spec.update(action=argparse.BooleanOptionalAction, default=None)
         elif typing.get_origin(kind) is tuple:
@@ -114,9 +131,13 @@ def config_file_argument(parser: argparse.ArgumentParser) -> argparse._ArgumentG
 
 
 def config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The config file, the name, and a flag per DeploymentConfig field."""
+    """The config file, the name, and a flag per DeploymentConfig field (ServiceConfig's
+    in a group of their own)."""
     group = config_file_argument(parser)
     _field_flags(group, DeploymentConfig)
+    service = parser.add_argument_group(
+        "service (with --mode service: the config file's [service] table)")
+    _field_flags(service, ServiceConfig, dest_prefix=_SERVICE_DEST)
 
 
 def usage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -204,6 +225,11 @@ def load(args: argparse.Namespace) -> Loaded:
             raise ConfigError("--build-image", args.build_image,
                               "omitted with --image (a given image is not built)")
         data["build_image"] = False
+    service = {key[len(_SERVICE_DEST):]: value for key, value in vars(args).items()
+               if key.startswith(_SERVICE_DEST) and value is not None}
+    if service:
+        table = data.get("service") or {}
+        data["service"] = {**table, **service} if isinstance(table, dict) else table
     usage = {key: getattr(args, key) for key in _USAGE_FLAGS
              if getattr(args, key, None) is not None}
     if usage:

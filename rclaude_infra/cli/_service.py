@@ -11,10 +11,13 @@ from ._common import emit_json, json_argument, note, verb
 
 
 def _service_settings(args: argparse.Namespace) -> Any:
+    import os
+
     try:
-        from ..service.settings import ServiceSettings
+        from ..service.settings import ServiceSettings, expand_settings_secret
     except ImportError as exc:  # the extra is not installed
         raise MissingDependencyError(exc.name or "fastapi", "The service") from exc
+    expand_settings_secret(os.environ)
     return ServiceSettings.from_env(
         deployment=getattr(args, "deployment", None), provider=getattr(args, "provider", None),
         max_concurrent_tasks=getattr(args, "max_concurrent_tasks", None),

@@ -57,7 +57,7 @@ from .models import (
 )
 from .money import usd
 from .problems import Problem, ProblemDetails, install
-from .settings import ServiceSettings
+from .settings import ServiceSettings, deployment_of
 from .store import Database, check_revision, is_empty, make_engine, migrate
 from .vault import Vault, load_key
 
@@ -179,10 +179,8 @@ def _repo_allowed(repo: str) -> bool:
 def create_app(settings: ServiceSettings | None = None, *,
                deployment: "Deployment | None" = None) -> FastAPI:
     """The service's ASGI app on ``settings`` (default: from the environment), running
-    tasks with ``deployment`` (default: ``Deployment(settings.deployment,
-    provider=settings.provider)``). An empty database is migrated first."""
-    from ..deployment import Deployment
-
+    tasks with ``deployment`` (default: :func:`~.settings.deployment_of` the settings).
+    An empty database is migrated first."""
     settings = settings or ServiceSettings.from_env()
     engine = make_engine(settings)
     if is_empty(engine):
@@ -190,7 +188,7 @@ def create_app(settings: ServiceSettings | None = None, *,
     else:
         check_revision(engine)
     db = Database(engine)
-    runner = deployment or Deployment(settings.deployment, provider=settings.provider)
+    runner = deployment or deployment_of(settings)
 
     vault = Vault(load_key())
     billing = billing_of(settings)

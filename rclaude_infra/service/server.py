@@ -4,7 +4,7 @@ background work alone (``rclaude-infra worker``)."""
 from __future__ import annotations
 
 from .app import create_app
-from .settings import ServiceSettings
+from .settings import ServiceSettings, deployment_of
 
 
 def serve(settings: ServiceSettings, *, host: str = "127.0.0.1", port: int = 8000) -> None:
@@ -21,7 +21,6 @@ def work(settings: ServiceSettings, *, once: bool = False, poll_seconds: float =
     import signal
     import threading
 
-    from ..deployment import Deployment
     from .billing import billing_of
     from .dispatch import Dispatcher, task_event_queue
     from .store import Database, check_revision, make_engine
@@ -30,7 +29,7 @@ def work(settings: ServiceSettings, *, once: bool = False, poll_seconds: float =
     engine = make_engine(settings)
     check_revision(engine)
     dispatcher = Dispatcher(Database(engine),
-                            Deployment(settings.deployment, provider=settings.provider),
+                            deployment_of(settings),
                             Vault(load_key()), poll_seconds=poll_seconds,
                             plans=settings.plans, billing=billing_of(settings))
     try:

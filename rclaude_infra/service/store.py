@@ -43,8 +43,26 @@ def make_engine(settings: ServiceSettings) -> Engine:
         with engine.connect() as connection:
             connection.exec_driver_sql("PRAGMA journal_mode=WAL")
         return engine
-    return create_engine(settings.database_url, pool_pre_ping=True, pool_size=POOL_SIZE,
-                         max_overflow=POOL_OVERFLOW)
+    engine = create_engine(settings.database_url, pool_pre_ping=True, pool_size=POOL_SIZE,
+                           max_overflow=POOL_OVERFLOW)
+    if settings.database_secret_arn is not None:
+        _login_from_secret(engine, settings.database_secret_arn)
+    return engine
+
+
+def _login_from_secret(engine: Engine, secret_arn: str) -> None:
+    """Each new connection logs in with the secret's login (``_aws.db_login``); a refused
+    login is tried once more with the secret read again (RDS rotated the password)."""
+    from .._aws.db_login import DatabaseLogin
+
+    login = DatabaseLogin(secret_arn)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        try:
+            return dialect.connect(*cargs, **{**cparams, **login.login()})
+        except dialect.loaded_dbapi.OperationalError:
+            return dialect.connect(*cargs, **{**cparams, **login.login(fresh=True)})
 
 
 #: Seconds a writer waits for this process's turn before it goes on to SQLite's own
