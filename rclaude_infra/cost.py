@@ -19,6 +19,7 @@ import attrs
 from ._plan import Plan, PlannedResource, short_type
 from ._render import Rendered, money, titled
 from .config import PURPOSE_TAG, Usage
+from .service_config import SETTINGS_SECRET_PART
 from .errors import BudgetExceededError, ConfigError, PriceNotFoundError
 from .instance_types import InstanceType, instance_types
 from .prices import HOURS_PER_MONTH, Price, PriceBook, bedrock_price
@@ -88,6 +89,8 @@ class CostLine:
     price_source: str
     #: True when the unit price is an assumption (see ``price_source``).
     assumed: bool = False
+    #: True for the hosted service's part of a ``mode="service"`` stack.
+    service: bool = False
 
     @property
     def hourly_cost(self) -> float:
@@ -104,12 +107,13 @@ class CostLine:
             "usageBased": not self.baseline,
             "priceSource": self.price_source,
             "assumed": self.assumed,
+            "service": self.service,
         }
 
 
 def _line(
     resource: PlannedResource, component: str, quantity: float, price: Price, *,
-    baseline: bool, unit: str | None = None, per: float = 1.0,
+    baseline: bool, unit: str | None = None, per: float = 1.0, service: bool = False,
 ) -> CostLine:
     """A line for ``quantity`` units at ``price.usd`` per ``per`` units."""
     return CostLine(
@@ -123,6 +127,7 @@ def _line(
         baseline=baseline,
         price_source=price.source,
         assumed=price.assumed,
+        service=service,
     )
 
 
@@ -195,6 +200,13 @@ class CostEstimate(Rendered):
     @property
     def idle_monthly(self) -> float:
         return sum(line.monthly_cost for line in self.lines if line.baseline)
+
+    @property
+    def service_idle_monthly(self) -> float:
+        """Of :attr:`idle_monthly`, what the hosted service adds (``mode="service"``): its
+        load balancer, tasks, database and settings; the rest is what the same stack costs
+        self-hosted."""
+        return sum(line.monthly_cost for line in self.lines if line.baseline and line.service)
 
     @property
     def usage_monthly(self) -> float:
@@ -284,6 +296,7 @@ class CostEstimate(Rendered):
             "totalMonthlyCost": self.monthly,
             "summary": {
                 "idleMonthlyCost": self.idle_monthly,
+                "serviceIdleMonthlyCost": self.service_idle_monthly,
                 "usageMonthlyCost": self.usage_monthly,
                 "perTaskCost": self.per_task,
                 "tasksPerMonth": self.usage.tasks_per_month,
@@ -303,7 +316,11 @@ class CostEstimate(Rendered):
         'dev (us-east-1): idle $0.50/month, per task n/a, $0.50/month for 0 tasks/day'
         """
         per_task = "n/a" if self.per_task is None else f"${self.per_task:.4f}"
-        return (f"{self.name} ({self.region}): idle {money(self.idle_monthly)}/month, "
+        service = self.service_idle_monthly
+        idle = (f"idle {money(self.idle_monthly)}/month (self-hosted "
+                f"{money(self.idle_monthly - service)} + the service {money(service)})"
+                if service else f"idle {money(self.idle_monthly)}/month")
+        return (f"{self.name} ({self.region}): {idle}, "
                 f"per task {per_task}, {money(self.monthly)}/month for "
                 f"{self.usage.tasks_per_day:g} tasks/day")
 
@@ -583,6 +600,8 @@ def _secrets_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine
     """The credential's secret and the reads of it (one per task)."""
     lines: list[CostLine] = []
     for secret in plan.by_type("aws:secretsmanager:Secret"):
+        if secret.name.endswith(SETTINGS_SECRET_PART):
+            continue  # the service's (_service_lines): read when a service task starts
         lines.append(_line(secret, "Secret", 1, prices.item("secrets_manager_secret"),
                            baseline=True))
         lines.append(_line(secret, "API requests", usage.tasks_per_month * SECRET_READS_PER_TASK,
@@ -677,10 +696,111 @@ def _model_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
 
 
 #: The services a stack is priced by, in the order their lines are listed.
+
+
+#: LCUs an idle-to-light service's load balancer uses on average (assumed; AWS bills the
+#: busiest of new connections, active connections, processed bytes and rule evaluations).
+SERVICE_LCUS = 1.0
+SERVICE_LCU_ASSUMPTION = (
+    "assumed: the service's load balancer uses 1 LCU on average (25 new connections a "
+    "second, 3,000 active, 1 GB an hour; AWS bills the busiest of those per hour)")
+_ARM_FARGATE_ASSUMPTION = (
+    "the ARM (Graviton) Fargate rate is not in the snapshot; the x86 rate is assumed, an "
+    "over-estimate")
+
+
+def _service_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine]:
+    """The hosted service (``mode="service"``): its load balancer and addresses, its API and
+    worker tasks on Fargate, its database and the secrets around it."""
+    lines: list[CostLine] = []
+    ipv4 = prices.item("public_ipv4_address_hour")
+    zones = len(plan.by_type("aws:ec2:Subnet")) and plan.config.az_count
+    for balancer in plan.by_type("aws:lb:LoadBalancer"):
+        lines += [
+            _line(balancer, "Application load balancer", HOURS_PER_MONTH,
+                  _item_or_home(prices, "alb_hour"), baseline=True, service=True),
+            _line(balancer, f"Public IPv4 addresses (one per zone, {zones})",
+                  zones * HOURS_PER_MONTH, ipv4, baseline=True, service=True)]
+        lcu = _item_or_home(prices, "alb_lcu_hour")
+        lines.append(_line(balancer, "Load balancer capacity units", SERVICE_LCUS *
+                           HOURS_PER_MONTH, attrs.evolve(lcu, assumed=True, source=(
+                               f"{SERVICE_LCU_ASSUMPTION}; at {lcu.source}")),
+                           baseline=True, service=True))
+    definitions = {d.inputs.get("family"): d for d in plan.by_type("aws:ecs:TaskDefinition")}
+    for service in plan.by_type("aws:ecs:Service"):
+        family = str(service.inputs.get("taskDefinition", "")).rsplit("/", 1)[-1]
+        definition = definitions.get(family.rsplit(":", 1)[0])
+        if definition is None or service.inputs.get("launchType") != "FARGATE":
+            continue
+        count = int(service.inputs.get("desiredCount", 1))
+        vcpu = int(definition.inputs["cpu"]) / 1024
+        gb = int(definition.inputs["memory"]) / _MIB_PER_GB
+        arm = definition.inputs.get("runtimePlatform", {}).get("cpuArchitecture") == "ARM64"
+        for component, amount, item in (("vCPU", vcpu, "fargate_vcpu_hour"),
+                                        ("memory GB", gb, "fargate_gb_hour")):
+            price = _item_or_home(prices, item)
+            if arm:
+                price = attrs.evolve(price, assumed=True,
+                                     source=f"{_ARM_FARGATE_ASSUMPTION}: {price.source}")
+            lines.append(_line(service, f"Fargate {component} ({count} tasks x {amount:g})",
+                               count * amount * HOURS_PER_MONTH, price, baseline=True,
+                               service=True))
+        if service.inputs.get("networkConfiguration", {}).get("assignPublicIp"):
+            lines.append(_line(service, f"Public IPv4 addresses ({count} tasks)",
+                               count * HOURS_PER_MONTH, ipv4, baseline=True, service=True))
+    for database in plan.by_type("aws:rds:Instance"):
+        multi_az = bool(database.inputs.get("multiAz"))
+        deployment = "Multi-AZ" if multi_az else "Single-AZ"
+        instance_class = str(database.inputs.get("instanceClass"))
+        lines += [
+            _line(database, f"Database instance (PostgreSQL, {instance_class}, {deployment})",
+                  HOURS_PER_MONTH, _database_hour(prices, instance_class, multi_az),
+                  baseline=True, service=True),
+            _line(database, f"Storage (gp3, {deployment})",
+                  float(database.inputs.get("allocatedStorage", 20)),
+                  _item_or_home(prices, "rds_gp3_storage_multi_az" if multi_az
+                                else "rds_gp3_storage"), baseline=True, service=True),
+            # RDS keeps the master password in a secret of its own (not in the plan).
+            _line(database, "Master password secret (RDS-managed)", 1,
+                  prices.item("secrets_manager_secret"), baseline=True, service=True)]
+    for secret in plan.by_type("aws:secretsmanager:Secret"):
+        if secret.name.endswith(SETTINGS_SECRET_PART):
+            lines.append(_line(secret, "Secret (the service's settings)", 1,
+                               prices.item("secrets_manager_secret"), baseline=True,
+                               service=True))
+    return lines
+
+
+def _database_hour(prices: PriceBook, instance_class: str, multi_az: bool) -> Price:
+    """RDS for PostgreSQL's rate for the class; where the snapshot has only MySQL's rate for
+    the class (the two are the same list price for the burstable classes), that one,
+    labelled as assumed; Multi-AZ as twice Single-AZ where only that is known."""
+    suffix = "_multi_az_hour" if multi_az else "_hour"
+    for engine in ("postgres", "mysql"):
+        try:
+            price = _item_or_home(prices, f"rds_{engine}_{instance_class}{suffix}")
+        except PriceNotFoundError:
+            continue
+        if engine == "mysql":
+            price = attrs.evolve(price, assumed=True, source=(
+                f"RDS for PostgreSQL's {instance_class} rate is not in the snapshot; MySQL's "
+                f"is assumed: {price.source}"))
+        return price
+    if multi_az:
+        single = _database_hour(prices, instance_class, False)
+        return attrs.evolve(single, usd=single.usd * 2, assumed=True,
+                            source=f"Multi-AZ assumed as twice Single-AZ: {single.source}")
+    priced = sorted({name.split("_")[2] for name in PriceBook.snapshot("us-east-1").other
+                     if name.startswith("rds_") and name.endswith("_hour")})
+    raise PriceNotFoundError(
+        f"no price for the database class {instance_class} in the snapshot (it has "
+        f"{', '.join(priced)}); choose one of those for service.db_instance_class")
+
+
 _SERVICES: tuple[Callable[[Plan, Usage, PriceBook], list[CostLine]], ...] = (
     _ec2_lines, _network_lines, _logs_lines, _s3_lines, _bucket_event_lines, _secrets_lines,
     _ecr_lines,
-    _codebuild_lines, _insights_lines, _kms_lines, _model_lines,
+    _codebuild_lines, _insights_lines, _kms_lines, _service_lines, _model_lines,
 )
 
 

@@ -21,6 +21,8 @@ from .errors import ConfigError
 #: ``"self-hosted"``: tasks for the people who own the account (the library's stack).
 #: ``"service"``: the same stack plus the hosted service that runs many users' tasks on it.
 DEPLOYMENT_MODES: tuple[str, ...] = ("self-hosted", "service")
+#: The end of the service's settings secret's resource name (the estimate prices it).
+SETTINGS_SECRET_PART = "service-settings"
 #: The port the service's containers listen on behind the load balancer.
 SERVICE_PORT = 8000
 #: The path the load balancer and ECS check (the service's readiness route).

@@ -21,7 +21,7 @@ import pulumi
 import pulumi_aws as aws
 
 from ..policy import LOAD_BALANCER_ROLE, ROLE_TAG
-from ..service_config import HEALTH_PATH, SERVICE_PORT, ServiceConfig
+from ..service_config import HEALTH_PATH, SERVICE_PORT, SETTINGS_SECRET_PART, ServiceConfig
 from .documents import execution_policy, trust_policy
 from .service_documents import SERVICE_CONTAINER, service_containers, service_task_policy
 from .stack_base import StackBase
@@ -253,7 +253,7 @@ class ServicePart(StackBase):
         """The service's settings (sign-in providers, Stripe, the secrets' key) as one JSON
         secret, from the deployer's environment (``rclaude:service_settings``)."""
         secret = aws.secretsmanager.Secret(
-            f"{self._prefix}-service-settings",
+            f"{self._prefix}-{SETTINGS_SECRET_PART}",
             name_prefix=f"rclaude/{self._name}/service-settings-",
             description=f"the hosted service's settings for rclaude-infra deployment "
                         f"{self._name}",
