@@ -21,6 +21,7 @@ from .config import (
     validate_name,
 )
 from .deployment import Deployment, StackInfo, plan
+from .service_config import DEPLOYMENT_MODES, ServiceConfig
 from .errors import (
     BudgetExceededError,
     ConfigError,
@@ -137,6 +138,7 @@ __all__ = [
     "AUTH_MODES",
     "HOURS_PER_MONTH",
     "IMAGE_BUILDS",
+    "DEPLOYMENT_MODES",
     "LOG_RETENTION_DAYS",
     "NAT_MODES",
     "SECRET_MASK",
@@ -186,6 +188,7 @@ __all__ = [
     "ResourceFailed",
     "ResourceStarted",
     "ServiceClient",
+    "ServiceConfig",
     "ServiceError",
     "ServiceLinkedRoleError",
     "SessionManagerPluginNotFoundError",

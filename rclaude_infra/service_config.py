@@ -15,7 +15,7 @@ from typing import Any
 
 import attrs
 
-from ._validate import int_between, is_bool, known_fields
+from ._validate import int_between, is_bool, known_fields, one_of
 from .errors import ConfigError
 
 #: ``"self-hosted"``: tasks for the people who own the account (the library's stack).
@@ -116,8 +116,7 @@ class ServiceConfig:
     api_count: int = attrs.field(default=2, validator=_named(int_between(1, 50)))
     worker_count: int = attrs.field(default=1, validator=_named(int_between(1, 50)))
     #: The size of each service task on Fargate: CPU units and memory (MiB).
-    cpu: int = attrs.field(default=512, validator=_named(attrs.validators.in_(
-        tuple(FARGATE_SIZES))))
+    cpu: int = attrs.field(default=512, validator=_named(one_of(tuple(FARGATE_SIZES))))
     memory: int = attrs.field(default=1024, validator=_named(int_between(512, 30720)))
 
     def __attrs_post_init__(self) -> None:

@@ -189,6 +189,31 @@ def _mirror(targets: list[str]) -> list[str]:
     return args
 
 
+def sandbox_argv(container: Mapping[str, Any], mounts: list[tuple[str, Path, bool]],
+                 image_paths: Mapping[str, str], command: list[str], *,
+                 chdir: str) -> list[str]:
+    """bwrap's command line for ``container`` (a container definition): this machine's
+    root read-only as the image, ``image_paths`` bound in, ``mounts`` (where, host
+    directory, read-only) its volumes, the root remounted read-only when the definition
+    says so, and ``command`` run as the definition's user."""
+    uid, gid = container["user"].split(":")
+    # bwrap makes a file's mount point itself; directories are made by the mirror.
+    directories = [inside for inside, host, _ in mounts if host.is_dir()]
+    argv = ["bwrap", "--die-with-parent", "--proc", "/proc", "--dev", "/dev",
+            *_mirror(sorted([*directories, *image_paths.values()]))]
+    for parent in sorted({str(Path(inside).parent) for inside, host, _ in mounts
+                          if not host.is_dir()}):
+        argv += ["--perms", "0755", "--dir", parent]  # as Docker makes a bind's parents
+    for inside, host, read_only in mounts:
+        argv += ["--ro-bind" if read_only else "--bind", str(host), inside]
+    for host_path, inside in image_paths.items():
+        argv += ["--ro-bind", host_path, inside]
+    if container.get("readonlyRootFilesystem"):
+        argv += ["--remount-ro", "/"]
+    return [*argv, "--chdir", chdir, "--",
+            "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", *command]
+
+
 class EcsHarness:
     """Runs the ECS tasks the library starts, as ECS would start them (see the module)."""
 
@@ -375,22 +400,7 @@ class EcsHarness:
             layer.mkdir(parents=True, exist_ok=True)
             os.chown(layer, int(uid), int(gid))
             mounts.append((WRITABLE_ROOT_PROBE, layer, False))
-        # bwrap makes a file's mount point itself; directories are made by the mirror.
-        directories = [inside for inside, host, _ in mounts if host.is_dir()]
-        argv = ["bwrap", "--die-with-parent", "--proc", "/proc", "--dev", "/dev",
-                *_mirror(sorted([*directories, *self.image_paths.values()]))]
-        for parent in sorted({str(Path(inside).parent) for inside, host, _ in mounts
-                              if not host.is_dir()}):
-            argv += ["--perms", "0755", "--dir", parent]  # as Docker makes a bind's parents
-        for inside, host, read_only in mounts:
-            argv += ["--ro-bind" if read_only else "--bind", str(host), inside]
-        for host_path, inside in self.image_paths.items():
-            argv += ["--ro-bind", host_path, inside]
-        if container.get("readonlyRootFilesystem"):
-            argv += ["--remount-ro", "/"]
-        argv += ["--chdir", "/workspace", "--",
-                 "setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups",
-                 *command]
+        argv = sandbox_argv(container, mounts, self.image_paths, command, chdir="/workspace")
         process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.STDOUT, text=True, errors="replace")
         started = Container(self, task_arn, process)

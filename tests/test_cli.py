@@ -202,7 +202,7 @@ def test_every_config_and_usage_field_has_its_flag() -> None:
               "interactive_tasks": "--interactive-tasks", "task_events": "--task-events",
               "bedrock_models": ["us.anthropic.claude-haiku-4-5-20251001-v1:0"],
               "vpc_id": "vpc-0123abcd", "subnet_ids": ["subnet-0a1b2c3d", "subnet-4e5f6a7b"],
-              "image": None, "security_profile": "strict"}
+              "image": None, "security_profile": "strict", "mode": "self-hosted"}
     argv: list[str] = []
     for name, value in values.items():
         flag = "--" + name.replace("_", "-")
@@ -219,7 +219,7 @@ def test_every_config_and_usage_field_has_its_flag() -> None:
     nat_free[nat_free.index("--nat") + 1] = "none"  # an existing VPC has no stack NAT
     config = load(parser.parse_args(nat_free)).config
     covered = {f.name for f in attrs.fields(DeploymentConfig)} - {"tags", "usage",
-                                                                   "max_monthly_usd"}
+                                                                   "max_monthly_usd", "service"}
     assert covered == set(values)
     assert config.region == "eu-west-1" and config.instance_types == ("m5.large",)
     assert config.spot is False and config.retain_results is True
@@ -231,3 +231,34 @@ def test_every_config_and_usage_field_has_its_flag() -> None:
     assert attrs.asdict(config.usage) == {name: 7 for name in usage}
     with pytest.raises(SystemExit):
         parser.parse_args(["--log-retention-days", "8"])  # not one CloudWatch offers
+
+
+def test_every_service_field_has_its_flag_and_mode_service_reads_them() -> None:
+    import argparse
+
+    import attrs
+
+    from rclaude_infra import ServiceConfig
+    from rclaude_infra.cli._common import config_arguments, load
+    from rclaude_infra.errors import ConfigError
+
+    parser = argparse.ArgumentParser()
+    config_arguments(parser)
+    assert {k.removeprefix("service__") for k in vars(parser.parse_args([]))
+            if k.startswith("service__")} == {f.name for f in attrs.fields(ServiceConfig)}
+    argv = ["--mode", "service", "--domain", "agents.example.com", "--certificate-arn",
+            "arn:aws:acm:us-east-1:123456789012:certificate/"
+            "12345678-1234-1234-1234-123456789012", "--db-instance-class", "db.t3.large",
+            "--db-storage-gb", "50", "--db-backup-days", "14", "--db-multi-az",
+            "--api-count", "3", "--worker-count", "2", "--service-cpu", "1024",
+            "--service-memory", "2048"]
+    service = load(parser.parse_args(argv)).config.service
+    assert service is not None and service.domain == "agents.example.com"
+    assert (service.db_storage_gb, service.db_backup_days, service.db_multi_az) == (50, 14, True)
+    assert (service.api_count, service.worker_count, service.cpu, service.memory) == (
+        3, 2, 1024, 2048)
+    with pytest.raises(ConfigError) as raised:
+        load(parser.parse_args(["--mode", "service", "--domain", "agents.example.com"]))
+    assert raised.value.field == "service.zone_id"
+    assert load(parser.parse_args(["--mode", "service", "--http-only"])).config.service == (
+        ServiceConfig(http_only=True))

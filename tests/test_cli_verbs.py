@@ -84,6 +84,29 @@ def test_init_scripted_with_flags_runs_check_and_keeps_an_existing_file(
     assert cli(env, tmp_path, "init-deployment", "--mode", "hosted").returncode == 2
 
 
+def test_init_mode_service_asks_where_the_service_is_reached(
+    env: dict[str, str], tmp_path: Path,
+) -> None:
+    # After the region: its domain, then the zone that proves its certificate.
+    answers = "\n".join(["dev", "", "agents.example.com", "Z0123456789ABC"] + [""] * 6) + "\n"
+    result = cli(env, tmp_path, "init", "--mode", "service", "--no-check", stdin=answers)
+    assert result.returncode == 0, result.stderr
+    assert "the service $" in result.stdout  # the estimate shows its share of the idle cost
+    data = tomllib.loads((tmp_path / "rclaude.toml").read_text())
+    assert data["mode"] == "service"
+    assert data["service"] == {"domain": "agents.example.com", "zone_id": "Z0123456789ABC"}
+    plan = cli(env, tmp_path, "plan", "--json")
+    assert plan.returncode == 0, plan.stderr
+    types = {r["type"] for r in json.loads(plan.stdout)["resources"]}
+    assert {"aws:lb/loadBalancer:LoadBalancer", "aws:rds/instance:Instance"} <= types
+    refused = cli(env, tmp_path, "init", "--mode", "service", "--yes", "--force",
+                  "--no-check")
+    assert refused.returncode == 2 and "service.domain: got None" in refused.stderr
+    plain = cli(env, tmp_path, "init-deployment", "--mode", "service", "--http-only", "--yes",
+                "--force", "--no-check")
+    assert plain.returncode == 0 and "in the clear" in plain.stderr
+
+
 # -- stack verbs without a Pulumi CLI or credentials -----------------------------------
 
 

@@ -152,9 +152,64 @@ NECESSARY_FINDINGS = {
 }
 
 
+#: The strict stack in service mode (its database with a standby).
+STRICT_SERVICE = {**STRICT, "mode": "service", "service": {
+    "domain": "agents.example.com", "zone_id": "Z0123456789ABC", "db_multi_az": True}}
+LB, DB = "aws:lb:LoadBalancer", "aws:rds:Instance"
+# The service's rules: rule id -> (type, resource name suffix, breaking mutation).
+SERVICE_BREAKERS: dict[str, tuple[str, str, Mutation]] = {
+    "sg-service-ingress-from-groups": (SG, "-service-db", lambda p: set_in(
+        p, "ingress.0.cidrBlocks", ["10.0.0.0/16"])),
+    "lb-listener-https": ("aws:lb:Listener", "-https", lambda p: {
+        **p, "sslPolicy": "ELBSecurityPolicy-2016-08"}),
+    "lb-hardened": (LB, "", lambda p: {**p, "dropInvalidHeaderFields": False}),
+    "rds-encrypted-private": (DB, "", lambda p: {**p, "publiclyAccessible": True}),
+    "rds-multi-az": (DB, "", lambda p: {**p, "multiAz": False}),
+    "rds-enhanced-monitoring": (DB, "", lambda p: {**p, "monitoringInterval": 0}),
+    "rds-customer-key": (DB, "", lambda p: {**p, "performanceInsightsKmsKeyId": None}),
+    "ecs-service-no-public-ip": ("aws:ecs:Service", "-api", lambda p: set_in(
+        p, "networkConfiguration.assignPublicIp", True)),
+}
+#: What the strict service stack fails by necessity: (type, resource name suffix).
+SERVICE_NECESSARY = {
+    "lb-http-open-for-redirect": (SG, "-service-lb"),
+    "lb-deletion-protection": (LB, ""),
+    "rds-deletion-protection": (DB, ""),
+    "lb-access-logs": (LB, ""),
+}
+
+
+def _named(plan: Plan, token: str, suffix: str) -> dict[str, Any]:
+    [found] = [r for r in plan.by_type(token) if r.name.endswith(suffix)]
+    return copy.deepcopy(dict(found.inputs))
+
+
+@pytest.mark.parametrize("rule_id", sorted(SERVICE_BREAKERS))
+def test_a_service_rule_passes_the_service_stack_and_fails_the_broken_resource(
+        plan_for: PlanFor, rule_id: str) -> None:
+    rule = rules_by_id()[rule_id]
+    token, suffix, breaker = SERVICE_BREAKERS[rule_id]
+    good = _named(plan_for(**STRICT_SERVICE), token, suffix)
+    assert rule.check is not None
+    assert list(rule.check(good)) == []
+    assert list(rule.check(breaker(good)))
+
+
+@pytest.mark.parametrize("rule_id", sorted(SERVICE_NECESSARY))
+def test_rules_the_strict_service_stack_fails_by_necessity(plan_for: PlanFor,
+                                                            rule_id: str) -> None:
+    rule = rules_by_id()[rule_id]
+    token, suffix = SERVICE_NECESSARY[rule_id]
+    strict = plan_for(**STRICT_SERVICE)
+    assert rule.check is not None
+    assert list(rule.check(_named(strict, token, suffix)))
+    assert waiver_for(rule_id, strict.config) is not None
+
+
 def test_every_rule_has_a_breaker_and_references() -> None:
     resource_rules = {r.id for r in RULES if r.check is not None}
-    assert set(BREAKERS) | set(NECESSARY_FINDINGS) == resource_rules
+    assert set(BREAKERS) | set(NECESSARY_FINDINGS) | set(SERVICE_BREAKERS) | set(
+        SERVICE_NECESSARY) == resource_rules
     ids = [r.id for r in RULES]
     assert len(ids) == len(set(ids))
     for rule in RULES:

@@ -28,6 +28,15 @@ CONFIGS = {
     "strict-remote-bedrock": DeploymentConfig(
         security_profile="strict", nat="per-az", log_retention_days=365,
         build_image="remote", auth="bedrock"),
+    # mode="service": the hosted service on the stack (its load balancer, tasks, database).
+    "service": DeploymentConfig(mode="service", nat="single", service={
+        "domain": "agents.example.com", "zone_id": "Z0123456789ABC"}),
+    "service-strict": DeploymentConfig(
+        mode="service", security_profile="strict", nat="single", log_retention_days=365,
+        service={"domain": "agents.example.com", "db_multi_az": True, "certificate_arn":
+                 "arn:aws:acm:us-east-1:123456789012:certificate/"
+                 "12345678-1234-1234-1234-123456789012"}),
+    "service-http": DeploymentConfig(mode="service", service={"http_only": True}),
 }
 
 #: What the strict profile cannot fix, each a declared waiver with its reason.
@@ -90,6 +99,31 @@ def test_the_strict_profile_fails_only_what_no_option_can_fix(scan: Scan) -> Non
     assert scan["strict-remote-bedrock"]["failed"] == {
         *(c for c in UNFIXABLE if c[0] != "CKV2_AWS_57"),
         ("CKV_AWS_316", "rclaude-dev-image-build")}
+
+
+#: What the strict service mode cannot fix on top (each a declared waiver: a stack that
+#: destroy() removes, a WAF and ALB access logs not built, port 80 kept for its redirect).
+SERVICE_UNFIXABLE = {
+    ("CKV2_AWS_57", "rclaude-dev-service-settings"), ("CKV_AWS_150", "rclaude-dev-service"),
+    ("CKV_AWS_293", "rclaude-dev-db"), ("CKV_AWS_91", "rclaude-dev-service"),
+    ("CKV2_AWS_28", "rclaude-dev-service"), ("CKV_AWS_260", "rclaude-dev-service-lb"),
+}
+
+
+def test_the_strict_service_mode_fails_only_what_no_option_can_fix(scan: Scan) -> None:
+    assert scan["service-strict"]["failed"] == UNFIXABLE | SERVICE_UNFIXABLE
+    passed = scan["service-strict"]["passed"]
+    assert {
+        ("CKV_AWS_16", "rclaude-dev-db"),           # encrypted
+        ("CKV_AWS_17", "rclaude-dev-db"),           # not public
+        ("CKV_AWS_118", "rclaude-dev-db"),          # enhanced monitoring (strict)
+        ("CKV_AWS_157", "rclaude-dev-db"),          # Multi-AZ (db_multi_az)
+        ("CKV2_AWS_69", "rclaude-dev-db"),          # TLS forced by its parameter group
+        ("CKV_AWS_2", "rclaude-dev-service-http"),  # HTTP only redirects
+        ("CKV_AWS_103", "rclaude-dev-service-https"),  # TLS 1.2 or later
+        ("CKV_AWS_131", "rclaude-dev-service"),     # invalid headers dropped
+        ("CKV_AWS_333", "rclaude-dev-service-api"),  # no public address (NAT)
+    } <= passed
 
 
 def test_checkov_reads_the_properties_and_links_it_checks(scan: Scan) -> None:

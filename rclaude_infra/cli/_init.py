@@ -14,6 +14,7 @@ from ..config import DeploymentConfig, validate_name
 from ..deployment import DEFAULT_NAME, Deployment
 from ..errors import ConfigError, PriceNotFoundError
 from ..prices import PriceBook, snapshot_regions
+from ..service_config import DEPLOYMENT_MODES
 from ._common import DEFAULT_CONFIG_FILE, console, note
 
 #: The instance types the wizard prices for you (any known type is accepted).
@@ -28,8 +29,6 @@ def add_parsers(commands: Any) -> None:
     _arguments(init)
     alias = commands.add_parser(
         "init-deployment", help="the same as init (the first CLI's name for it)")
-    alias.add_argument("--mode", choices=("self-hosted",), default="self-hosted",
-                       help="self-hosted: your AWS account (the only mode)")
     _arguments(alias)
 
 
@@ -44,6 +43,17 @@ def _arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task-minutes", type=float, metavar="MIN")
     parser.add_argument("--max-monthly-usd", type=float, metavar="USD",
                         help="budget: up refuses a stack estimated over it")
+    parser.add_argument("--mode", choices=DEPLOYMENT_MODES, default="self-hosted",
+                        help="self-hosted (default): tasks for this account's people; "
+                        "service: the same stack plus the hosted service (asks its domain)")
+    service = parser.add_argument_group("with --mode service")
+    service.add_argument("--domain", help="the service's DNS name (its certificate's)")
+    service.add_argument("--zone-id", help="the Route 53 hosted zone of --domain: the stack "
+                         "makes and proves the certificate there")
+    service.add_argument("--certificate-arn", help="an issued ACM certificate for --domain "
+                         "instead of --zone-id")
+    service.add_argument("--http-only", action="store_true", default=None,
+                         help="plain HTTP, no certificate (a trial: tokens in the clear)")
     parser.add_argument("--file", type=Path, default=Path(DEFAULT_CONFIG_FILE),
                         help=f"where to write (default: ./{DEFAULT_CONFIG_FILE})")
     parser.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -126,6 +136,8 @@ def _init(args: argparse.Namespace) -> int:
     name = w.ask("name", "Deployment name", DEFAULT_NAME, str, store=check_name)
     region = w.ask("region", "AWS region", defaults.region, str,
                    store=lambda v: w.data.__setitem__("region", v))
+    if args.mode == "service":
+        _service_questions(w)
     _show_prices(region)
     w.ask("instance_types", "Instance types (comma-separated)", list(defaults.instance_types),
           _parse_types, ", ".join, store=lambda v: w.data.__setitem__("instance_types", v))
@@ -154,6 +166,25 @@ def _init(args: argparse.Namespace) -> int:
                     f"`rclaude-infra up` deploys it.\n{tomli_w.dumps(document)}")
     note(f"wrote {path}; next: rclaude-infra cost, then rclaude-infra up")
     return 0
+
+
+def _service_questions(w: _Wizard) -> None:
+    """``--mode service``: where people reach the service, and its TLS."""
+    w.data["mode"] = "service"
+    service: dict[str, Any] = w.data.setdefault("service", {})
+    if w.args.http_only:
+        service["http_only"] = True
+        note("warning: --http-only serves the service in plain HTTP: sign-in links, tokens "
+             "and cookies cross the network in the clear. For a trial only.")
+        return
+    w.ask("domain", "The service's domain (its certificate's name)", None, str,
+          lambda v: v or "none", store=lambda v: service.__setitem__("domain", v))
+    if w.args.certificate_arn is not None:
+        service["certificate_arn"] = w.args.certificate_arn
+        w._validate("certificate_arn")
+        return
+    w.ask("zone_id", "Its Route 53 hosted zone id (the stack proves the certificate there)",
+          None, str, lambda v: v or "none", store=lambda v: service.__setitem__("zone_id", v))
 
 
 def _show_prices(region: str) -> None:
