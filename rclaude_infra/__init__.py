@@ -21,7 +21,6 @@ from .config import (
     validate_name,
 )
 from .deployment import Deployment, StackInfo, plan
-from .service_config import DEPLOYMENT_MODES, ServiceConfig
 from .errors import (
     BudgetExceededError,
     ConfigError,
@@ -49,6 +48,7 @@ from .errors import (
 )
 from .instance_types import InstanceType, instance_types
 from .ledger import Spend
+from .service_config import DEPLOYMENT_MODES, ServiceConfig
 from .tasks.spec import TaskSpec
 
 if TYPE_CHECKING:
@@ -136,9 +136,9 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AUTH_MODES",
+    "DEPLOYMENT_MODES",
     "HOURS_PER_MONTH",
     "IMAGE_BUILDS",
-    "DEPLOYMENT_MODES",
     "LOG_RETENTION_DAYS",
     "NAT_MODES",
     "SECRET_MASK",

@@ -19,10 +19,10 @@ import attrs
 from ._plan import Plan, PlannedResource, short_type
 from ._render import Rendered, money, titled
 from .config import PURPOSE_TAG, Usage
-from .service_config import SETTINGS_SECRET_PART
 from .errors import BudgetExceededError, ConfigError, PriceNotFoundError
 from .instance_types import InstanceType, instance_types
 from .prices import HOURS_PER_MONTH, Price, PriceBook, bedrock_price
+from .service_config import SETTINGS_SECRET_PART
 
 if TYPE_CHECKING:
     from rich.console import Group

@@ -254,7 +254,7 @@ def test_an_unpriced_database_class_names_the_field() -> None:
                 if line.component.startswith("Database") and line.assumed]
     unknown = plan(DeploymentConfig(mode="service", service={
         "http_only": True, "db_instance_class": "db.r7g.large"}))
-    with pytest.raises(PriceNotFoundError, match="service.db_instance_class"):
+    with pytest.raises(PriceNotFoundError, match=r"service\.db_instance_class"):
         estimate_cost(unknown)
 
 
