@@ -22,6 +22,7 @@ from rclaude_infra import (
     Deployment,
     DeploymentConfig,
     DeploymentFailedError,
+    MissingCredentialError,
     PolicyViolationError,
     PulumiNotFoundError,
     StackLockedError,
@@ -444,3 +445,43 @@ def test_up_that_may_not_create_the_role_stops_with_the_command_before_the_engin
     command = "aws iam create-service-linked-role --aws-service-name ecs.amazonaws.com"
     assert info.value.command == command and command in str(info.value)
     assert "up" not in fake.verbs()  # nothing deployed, no half-made cluster
+
+
+SERVICE = DeploymentConfig(mode="service", service={"http_only": True})
+
+
+def test_service_mode_sends_its_settings_from_the_environment_as_one_secret(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    vault_key = "x" * 43 + "="
+    monkeypatch.setenv("RCLAUDE_SECRETS_KEY", vault_key)
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_boundary")
+    monkeypatch.setenv("RCLAUDE_NOT_A_SETTING", "kept-out")
+    fake = FakePulumi()
+    deployment(fake, SERVICE, api_key=KEY).up(progress=False)
+    [settings] = [c for c in fake.stdin_calls if "rclaude:service_settings" in c["args"]]
+    # On standard input, never in a process's arguments; only the settings' names.
+    assert json.loads(settings["stdin"]) == {"RCLAUDE_SECRETS_KEY": vault_key,
+                                             "STRIPE_SECRET_KEY": "sk_test_boundary"}
+    assert all(vault_key not in arg for c in fake.calls for arg in c.args)
+    assert fake.config["rclaude:service_settings"]["secret"] is True
+    # The next up with the same settings sends nothing again; without the key, the stack
+    # keeps what it holds.
+    sent = len(fake.stdin_calls)
+    monkeypatch.delenv("RCLAUDE_SECRETS_KEY")
+    attached = Deployment.attach("dev", pulumi_command=fake)
+    attached.up(progress=False)
+    assert len(fake.stdin_calls) == sent
+    assert attached.config.mode == "service"
+
+
+def test_service_mode_without_a_secrets_key_is_refused_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("RCLAUDE_SECRETS_KEY", raising=False)
+    fake = FakePulumi()
+    with pytest.raises(MissingCredentialError) as raised:
+        deployment(fake, SERVICE, api_key=KEY).up(progress=False)
+    assert raised.value.env == "RCLAUDE_SECRETS_KEY"
+    assert "Fernet" in str(raised.value)
+    assert "up" not in fake.verbs() and "config set-all" not in fake.verbs()

@@ -588,3 +588,42 @@ def test_ensure_image_is_a_no_op_for_stacks_that_do_not_build_remotely(
     d = Deployment.from_outputs("dev", attrs.evolve(stack, image="ghcr.io/me/runner:1"),
                                 session=aws)
     assert d.ensure_image().status == "external"
+
+
+def test_the_buildspec_builds_the_service_image_too_in_service_mode(tmp_path: Path) -> None:
+    from rclaude_infra._pulumi.stack_tasks import SERVICE_DOCKERFILE
+
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/rclaude-dev-runner:abc-x86_64"
+    code, calls = _run_buildspec(
+        tmp_path, IMAGE_URI=image, REGISTRY=image.split("/")[0], PLATFORM="linux/amd64",
+        CLAUDE_CODE_VERSION=CLAUDE_CODE_VERSION, SERVICE_IMAGE_URI=f"{image}-service")
+    assert code == 0
+    dockerfile = SERVICE_DOCKERFILE.relative_to(SERVICE_DOCKERFILE.parents[2]).as_posix()
+    assert calls[-2:] == [
+        f"docker build --platform linux/amd64 --file {dockerfile} --tag {image}-service .",
+        f"docker push {image}-service"]
+    assert (tmp_path / "src" / dockerfile).is_file()
+
+
+def test_the_service_plan_builds_both_images_in_one_project(plan_for: Any) -> None:
+    planned = plan_for(build_image="remote", mode="service", service={"http_only": True})
+    variables = {v["name"]: v["value"] for v in planned.one(PROJECT).inputs[
+        "environment"]["environmentVariables"]}
+    assert variables["SERVICE_IMAGE_URI"] == variables["IMAGE_URI"] + "-service"
+    assert planned.outputs["service_image"] == variables["SERVICE_IMAGE_URI"]
+
+
+def test_a_runner_image_without_the_service_image_is_built_again(build_stack: BuildStack
+                                                                 ) -> None:
+    """A stack turned to service mode: its runner image's tag is there, the service's is
+    not; one build makes both."""
+    service = attrs.evolve(build_stack.outputs,
+                           service_image=f"{build_stack.outputs.image}-service")
+    build_stack.push()
+    assert _builder(build_stack).present()
+    with_service = BuildStack(session=build_stack.session, outputs=service,
+                              repository=build_stack.repository, tag=build_stack.tag)
+    assert not _builder(with_service).present()
+    build_stack.tag = f"{build_stack.tag}-service"
+    build_stack.push()
+    assert _builder(with_service).present()

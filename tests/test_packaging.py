@@ -18,6 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ("rclaude_infra/_pulumi/runner/Dockerfile",
            "rclaude_infra/_pulumi/runner/requirements.txt",
+           "rclaude_infra/_pulumi/runner/service.Dockerfile",
+           "rclaude_infra/_pulumi/runner/service-requirements.txt",
            "rclaude_infra/_pulumi/runner/buildspec.yml",
            "rclaude_infra/_pulumi/crossguard/PulumiPolicy.yaml",
            "rclaude_infra/_pulumi/crossguard/__main__.py",
@@ -83,6 +85,20 @@ def test_the_image_installs_what_pyproject_requires_of_the_runner() -> None:
         ROOT / "rclaude_infra/_pulumi/runner/requirements.txt").read_text().splitlines()
         if line and not line.startswith("#")]
     assert requirements == [declared["attrs"], declared["boto3"]]
+
+
+def test_the_service_image_installs_the_library_and_its_service_extra() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = [line for line in (
+        ROOT / "rclaude_infra/_pulumi/runner/service-requirements.txt").read_text().splitlines()
+        if line and not line.startswith("#")]
+    assert requirements == [*project["dependencies"],
+                            *project["optional-dependencies"]["service"]]
+    dockerfile = (ROOT / "rclaude_infra/_pulumi/runner/service.Dockerfile").read_text()
+    for source in re.findall(r"^COPY (\S+) ", dockerfile, re.MULTILINE):
+        assert (ROOT / "rclaude_infra" / source).exists(), source
+    # The planned containers' command is the image's: python -m rclaude_infra ...
+    assert '"python", "-m", "rclaude_infra"' in dockerfile and "USER 1000:1000" in dockerfile
 
 
 def test_the_runner_needs_nothing_but_attrs_and_boto3(tmp_path: Path) -> None:

@@ -71,3 +71,18 @@ def test_an_update_without_the_credential_fails_before_creating_anything() -> No
         _run_entry("dev", {"rclaude:auth": "oauth-token"}, [])
     resources, _ = _run_entry("dev", {"rclaude:auth": "bedrock"}, [])
     assert not [r for r in resources if "secretsmanager" in r.type]
+
+
+def test_a_service_stack_takes_its_settings_from_the_stack_secret() -> None:
+    cfg = DeploymentConfig(mode="service", service={"http_only": True})
+    settings = json.dumps({"RCLAUDE_SECRETS_KEY": "k" * 43 + "="})
+    base = {**cfg.to_stack_config(), "rclaude:anthropic_api_key": KEY}
+    with pytest.raises(PlanError, match="rclaude:service_settings"):
+        _run_entry("dev", base, ["rclaude:anthropic_api_key"])
+    resources, outputs = _run_entry(
+        "dev", {**base, "rclaude:service_settings": settings},
+        ["rclaude:anthropic_api_key", "rclaude:service_settings"])
+    [value] = [r for r in resources if r.name.endswith("-service-settings-value")]
+    assert value.inputs["secretString"] == SECRET_MASK
+    assert "k" * 43 not in json.dumps([r.to_dict() for r in resources])
+    assert outputs["service_url"].startswith("http://")
