@@ -24,6 +24,10 @@ DATABASE_ENV = "RCLAUDE_DATABASE_URL"
 PUBLIC_URL_ENV = "RCLAUDE_PUBLIC_URL"
 PLANS_FILE_ENV = "RCLAUDE_PLANS_FILE"
 TASK_EVENTS_ENV = "RCLAUDE_TASK_EVENTS_QUEUE"
+#: Addresses whose owners are admins once they sign in with a provider that has verified
+#: the address (comma-separated): the first admin of a service no one can reach the
+#: database of (RDS in isolated subnets).
+ADMIN_EMAILS_ENV = "RCLAUDE_ADMIN_EMAILS"
 #: The deployed stack's outputs as JSON (``pulumi stack output --json``): a service on
 #: ECS reaches its stack through them, with no Pulumi CLI or state beside it.
 STACK_OUTPUTS_ENV = "RCLAUDE_STACK_OUTPUTS"
@@ -51,6 +55,18 @@ def _database_url(_: object, __: object, value: str) -> None:
         raise ConfigError("database_url", value.split("@")[-1],
                           "a URL of " + ", ".join(f"{s}://" for s in _SCHEMES)
                           + f" (set {DATABASE_ENV})")
+
+
+def _admin_emails(value: object) -> tuple[str, ...]:
+    """A comma-separated list (the variable) or a sequence; each a plain address,
+    lower-cased as accounts keep them."""
+    from .accounts import check_email
+
+    items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    try:
+        return tuple(check_email(item.strip()) for item in items if item.strip())
+    except ConfigError as exc:
+        raise ConfigError(ADMIN_EMAILS_ENV, exc.value, exc.allowed) from None
 
 
 def _secret_arn(_: object, __: object, value: str) -> None:
@@ -184,6 +200,8 @@ class ServiceSettings:
         default=None, validator=attrs.validators.optional(_queue_url))
     #: The plans users are on (``RCLAUDE_PLANS_FILE``, or the default plans).
     plans: PlanBook = attrs.field(factory=PlanBook.load, eq=False, repr=False)
+    #: Verified addresses that are admins when they sign in (``RCLAUDE_ADMIN_EMAILS``).
+    admin_emails: tuple[str, ...] = attrs.field(default=(), converter=_admin_emails)
     #: With a database by its parts (``RCLAUDE_DB_HOST``...): the secret its login is read
     #: from when a connection is opened.
     database_secret_arn: str | None = attrs.field(default=None, validator=attrs.validators.optional(
@@ -204,6 +222,7 @@ class ServiceSettings:
                                      or _database_from_parts(env)
                                      or default_database_url(),
                                      "database_secret_arn": env.get(DB_LOGIN_ENV) or None,
+                                     "admin_emails": env.get(ADMIN_EMAILS_ENV) or (),
                                      "stack_outputs": _stack_outputs(env),
                                      "public_url": env.get(PUBLIC_URL_ENV) or None,
                                      "providers": providers_from_env(env),

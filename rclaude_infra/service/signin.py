@@ -99,7 +99,8 @@ def install(app: FastAPI, db: Database, settings: ServiceSettings,
                 code_verifier=pending.code_verifier, nonce=pending.nonce)
             with db.session() as session:
                 already = web.find_session(session, rci_session)
-                user = web.sign_in(session, profile, already[0] if already else None)
+                user = web.sign_in(session, profile, already[0] if already else None,
+                                   admins=settings.admin_emails)
                 _, value = web.open_session(session, user)
                 web.close_session(session, rci_session)
         except SignInError as exc:

@@ -117,10 +117,21 @@ def close_session(session: Session, value: str | None) -> None:
             WebSession.session_hash == accounts.token_hash(value)))
 
 
-def sign_in(session: Session, profile: Profile, signed_in: User | None) -> User:
+def sign_in(session: Session, profile: Profile, signed_in: User | None, *,
+            admins: tuple[str, ...] = ()) -> User:
     """The user a provider's account is. A known identity is its user; else it is linked
     to the user signed in already in this browser, else to the user whose address it is
-    (only when the provider has verified it), else a new user is made."""
+    (only when the provider has verified it), else a new user is made. A user whose
+    provider-verified address is one of ``admins`` is made an admin."""
+    user = _user_of(session, profile, signed_in)
+    if (admins and profile.email and profile.email_verified and not user.is_admin
+            and profile.email.strip().lower() in admins):
+        user.is_admin = True
+        session.flush()
+    return user
+
+
+def _user_of(session: Session, profile: Profile, signed_in: User | None) -> User:
     identity = session.scalar(select(Identity).where(
         Identity.provider == profile.provider, Identity.subject == profile.subject))
     if identity is not None:

@@ -230,3 +230,16 @@ def test_the_planned_api_container_starts_as_ecs_would_and_answers_readyz(
             output = process.communicate(timeout=30)[0]
     # Its secrets never reach its output.
     assert json.loads(env[SETTINGS_SECRET_ENV])["RCLAUDE_SECRETS_KEY"] not in output
+
+
+def test_the_settings_secret_carries_every_setting_the_service_reads_from_its_env() -> None:
+    from rclaude_infra.service.billing_settings import ENV as STRIPE_ENV
+    from rclaude_infra.service.oauth import PROVIDERS
+    from rclaude_infra.service.settings import ADMIN_EMAILS_ENV
+    from rclaude_infra.service.vault import KEY_ENV
+    from rclaude_infra.service_config import SETTINGS_SECRET_NAMES
+
+    oauth = {f"RCLAUDE_{name.upper()}_{part}" for name in PROVIDERS
+             for part in ("CLIENT_ID", "CLIENT_SECRET")}
+    wanted = {KEY_ENV, ADMIN_EMAILS_ENV, *STRIPE_ENV.values(), *oauth}
+    assert wanted <= set(SETTINGS_SECRET_NAMES)

@@ -19,6 +19,8 @@ from fake_oauth import FakeProviders
 
 from conftest import Service, admin, new_app, started
 
+from rclaude_infra.errors import ConfigError
+
 
 def _browser(site: Service) -> httpx.Client:
     return httpx.Client(base_url=site.url, follow_redirects=True, timeout=60)
@@ -181,6 +183,42 @@ def test_cookies_are_secure_behind_https(idp: FakeProviders, tmp_path: Path,
         assert parse_qs(urlsplit(left.headers["location"]).query)["redirect_uri"] == [
             "https://rclaude.example.com/auth/github/callback"]
         assert "secure" in left.headers["set-cookie"].lower()
+
+
+def test_the_first_admin_is_named_by_a_verified_address(
+        idp: FakeProviders, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On AWS no one reaches the service's database to run `users add --admin`: the
+    settings name who is an admin once a provider has verified their address."""
+    monkeypatch.setenv("RCLAUDE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("RCLAUDE_DATABASE_URL", f"sqlite:///{tmp_path / 's.db'}")
+    monkeypatch.setenv("RCLAUDE_ADMIN_EMAILS", " Alice@Example.com ,ops@example.com")
+    for key, value in idp.env().items():
+        monkeypatch.setenv(key, value)
+    with started(new_app(1000)) as url:
+        idp.service_url = url
+        site = Service(url, f"sqlite:///{tmp_path / 's.db'}", 1000)
+        # An unverified address with the admin's name is no admin, nor a user at all.
+        idp.github_account["emails"] = [{"email": "alice@example.com", "primary": True,
+                                         "verified": False}]
+        with _browser(site) as browser:
+            assert _sign_in(browser, "github").status_code == 400
+        idp.github_account["emails"] = [{"email": "alice@example.com", "primary": True,
+                                         "verified": True}]
+        with _browser(site) as browser:
+            assert _sign_in(browser, "github").json()["user"]["email"] == "alice@example.com"
+            assert browser.get("/v1/me").json()["is_admin"] is True
+            assert browser.get("/admin").status_code == 200
+        idp.github_account.update(id=4242, login="mallory")
+        idp.github_account["emails"] = [{"email": "mallory@example.com", "primary": True,
+                                         "verified": True}]
+        with _browser(site) as browser:
+            _sign_in(browser, "github")
+            assert browser.get("/v1/me").json()["is_admin"] is False
+    monkeypatch.setenv("RCLAUDE_ADMIN_EMAILS", "not-an-address")
+    from rclaude_infra.service.settings import ServiceSettings
+
+    with pytest.raises(ConfigError, match="RCLAUDE_ADMIN_EMAILS"):
+        ServiceSettings.from_env()
 
 
 def test_the_cli_login_is_approved_in_the_browser(site: Service, idp: FakeProviders,
