@@ -60,6 +60,8 @@ def service_containers(*, name: str, region: str, image: str,
         "RCLAUDE_DB_PORT": str(db_port),
         "RCLAUDE_DB_NAME": db_name,
         "RCLAUDE_DB_LOGIN_ARN": db_secret_arn,
+        # A new release's tasks bring its schema (one at a time: an advisory lock).
+        "RCLAUDE_DB_MIGRATE": "1",
         "RCLAUDE_PUBLIC_URL": public_url,
         "RCLAUDE_HOME": "/tmp/rclaude",
         "AWS_REGION": region,

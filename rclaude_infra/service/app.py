@@ -58,7 +58,7 @@ from .models import (
 from .money import usd
 from .problems import Problem, ProblemDetails, install
 from .settings import ServiceSettings, deployment_of
-from .store import Database, check_revision, is_empty, make_engine, migrate
+from .store import Database, make_engine, prepare
 from .vault import Vault, load_key
 
 log = logging.getLogger(__name__)
@@ -183,10 +183,7 @@ def create_app(settings: ServiceSettings | None = None, *,
     An empty database is migrated first."""
     settings = settings or ServiceSettings.from_env()
     engine = make_engine(settings)
-    if is_empty(engine):
-        migrate(engine)
-    else:
-        check_revision(engine)
+    prepare(engine, settings)
     db = Database(engine)
     runner = deployment or deployment_of(settings)
 

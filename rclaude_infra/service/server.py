@@ -23,11 +23,11 @@ def work(settings: ServiceSettings, *, once: bool = False, poll_seconds: float =
 
     from .billing import billing_of
     from .dispatch import Dispatcher, task_event_queue
-    from .store import Database, check_revision, make_engine
+    from .store import Database, make_engine, prepare
     from .vault import Vault, load_key
 
     engine = make_engine(settings)
-    check_revision(engine)
+    prepare(engine, settings)
     dispatcher = Dispatcher(Database(engine),
                             deployment_of(settings),
                             Vault(load_key()), poll_seconds=poll_seconds,

@@ -28,6 +28,7 @@ TASK_EVENTS_ENV = "RCLAUDE_TASK_EVENTS_QUEUE"
 #: the address (comma-separated): the first admin of a service no one can reach the
 #: database of (RDS in isolated subnets).
 ADMIN_EMAILS_ENV = "RCLAUDE_ADMIN_EMAILS"
+MIGRATE_ENV = "RCLAUDE_DB_MIGRATE"
 #: The deployed stack's outputs as JSON (``pulumi stack output --json``): a service on
 #: ECS reaches its stack through them, with no Pulumi CLI or state beside it.
 STACK_OUTPUTS_ENV = "RCLAUDE_STACK_OUTPUTS"
@@ -200,6 +201,10 @@ class ServiceSettings:
         default=None, validator=attrs.validators.optional(_queue_url))
     #: The plans users are on (``RCLAUDE_PLANS_FILE``, or the default plans).
     plans: PlanBook = attrs.field(factory=PlanBook.load, eq=False, repr=False)
+    #: Migrate the database to this release's schema at start (``RCLAUDE_DB_MIGRATE=1``:
+    #: the stack's service tasks), one process at a time; else only a new database is.
+    migrate_on_start: bool = attrs.field(default=False,
+                                         validator=attrs.validators.instance_of(bool))
     #: Verified addresses that are admins when they sign in (``RCLAUDE_ADMIN_EMAILS``).
     admin_emails: tuple[str, ...] = attrs.field(default=(), converter=_admin_emails)
     #: With a database by its parts (``RCLAUDE_DB_HOST``...): the secret its login is read
@@ -223,6 +228,7 @@ class ServiceSettings:
                                      or default_database_url(),
                                      "database_secret_arn": env.get(DB_LOGIN_ENV) or None,
                                      "admin_emails": env.get(ADMIN_EMAILS_ENV) or (),
+                                     "migrate_on_start": env.get(MIGRATE_ENV) == "1",
                                      "stack_outputs": _stack_outputs(env),
                                      "public_url": env.get(PUBLIC_URL_ENV) or None,
                                      "providers": providers_from_env(env),

@@ -65,6 +65,8 @@ def _login_from_secret(engine: Engine, secret_arn: str) -> None:
             return dialect.connect(*cargs, **{**cparams, **login.login(fresh=True)})
 
 
+#: The PostgreSQL advisory lock key migrations hold ("rclaude" in ASCII, as a number).
+MIGRATION_LOCK = 0x72636C61756465
 #: Seconds a writer waits for this process's turn before it goes on to SQLite's own
 #: busy wait (so a writer that already holds a turn and writes again never blocks).
 TURN_SECONDS = 30.0
@@ -125,6 +127,10 @@ def migrate(engine: Engine, revision: str = "head") -> str:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Processes starting together (a service's tasks on a new release) migrate one
+            # after another: the next finds the schema there. Released at commit.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
     with engine.connect() as connection:
@@ -136,6 +142,15 @@ def head_revision() -> str:
     from alembic.script import ScriptDirectory
 
     return str(ScriptDirectory(str(MIGRATIONS)).get_current_head())
+
+
+def prepare(engine: Engine, settings: ServiceSettings) -> None:
+    """At a process's start: a new database migrated (and any, with ``migrate_on_start``:
+    a service whose release brings its own migrations), else its revision checked."""
+    if settings.migrate_on_start or is_empty(engine):
+        migrate(engine)
+    else:
+        check_revision(engine)
 
 
 def check_revision(engine: Engine) -> None:

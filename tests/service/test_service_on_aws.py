@@ -243,3 +243,42 @@ def test_the_settings_secret_carries_every_setting_the_service_reads_from_its_en
              for part in ("CLIENT_ID", "CLIENT_SECRET")}
     wanted = {KEY_ENV, ADMIN_EMAILS_ENV, *STRIPE_ENV.values(), *oauth}
     assert wanted <= set(SETTINGS_SECRET_NAMES)
+
+
+def test_tasks_of_a_new_release_starting_together_migrate_one_after_another(
+        postgres_admin_url: str, tmp_path: Path) -> None:
+    """The stack's service tasks start with ``RCLAUDE_DB_MIGRATE=1``, several at once: a
+    migration waits for the one under way (PostgreSQL's advisory lock), then finds the
+    schema there. Shown with the lock held here while a process migrates."""
+    import sys
+
+    import psycopg
+    from postgres_server import new_database
+    from sqlalchemy import create_engine
+
+    from rclaude_infra.service.store import MIGRATION_LOCK, head_revision, prepare
+
+    url = new_database(postgres_admin_url)
+    env = {**os.environ, "RCLAUDE_DATABASE_URL": url, "RCLAUDE_HOME": str(tmp_path)}
+    command = [sys.executable, "-m", "rclaude_infra", "db", "upgrade", "--json"]
+    plain = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+        waiting = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            waiting.communicate(timeout=8)  # started, and waiting for the lock
+        holder.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+        output = waiting.communicate(timeout=120)[0]
+    assert waiting.returncode == 0 and head_revision() in output, output
+    others = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True) for _ in range(3)]
+    assert [run.communicate(timeout=120)[0] and run.returncode for run in others] == [0] * 3
+    settings = ServiceSettings.from_env({"RCLAUDE_DATABASE_URL": url,
+                                         "RCLAUDE_DB_MIGRATE": "1"})
+    assert settings.migrate_on_start
+    engine = create_engine(url)
+    try:
+        prepare(engine, settings)  # at head already: nothing to do, nothing refused
+    finally:
+        engine.dispose()

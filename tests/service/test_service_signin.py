@@ -18,7 +18,6 @@ import pytest
 from fake_oauth import FakeProviders
 
 from conftest import Service, admin, new_app, started
-
 from rclaude_infra.errors import ConfigError
 
 
