@@ -52,7 +52,7 @@ def test_reports_load_rich_only_when_rendered() -> None:
 def test_all_is_pinned() -> None:
     assert sorted(rclaude_infra.__all__) == sorted([
         "AUTH_MODES", "AgentResult", "BestOf", "MissingCredentialError", "ServiceClient",
-        "ServiceError",
+        "ServiceError", "ServiceConfig", "DEPLOYMENT_MODES",
         "BudgetExceededError", "CheckItem", "CheckReport", "ConfigError", "CostDiff",
         "CostEstimate", "CostLine", "CredentialsError", "Deployment", "DeploymentClosedError",
         "DeploymentConfig", "DeploymentFailedError", "DeploymentStatus", "Diagnostic",

@@ -90,3 +90,25 @@ class StackBase(pulumi.ComponentResource):
         aws.ec2.RouteTableAssociation(f"{self._prefix}-{part}", subnet_id=subnet.id,
                                       route_table_id=route_table_id, opts=self._child)
         return subnet
+
+    def _secret(self, part: str, description: str,
+                value: pulumi.Input[str] | None) -> aws.secretsmanager.Secret:
+        """A secret named ``rclaude/<name>/<part>-...`` (deleted at once on destroy, so a
+        stack of the same name can be made again), with ``value`` when given."""
+        secret = aws.secretsmanager.Secret(
+            f"{self._prefix}-{part}",
+            name_prefix=f"rclaude/{self._name}/{part}-",
+            description=f"{description} for rclaude-infra deployment {self._name}",
+            recovery_window_in_days=0,
+            kms_key_id=self._key_arn(),
+            tags=self.tags,
+            opts=self._child,
+        )
+        if value is not None:
+            aws.secretsmanager.SecretVersion(
+                f"{self._prefix}-{part}-value",
+                secret_id=secret.id,
+                secret_string=pulumi.Output.secret(value),
+                opts=self._child,
+            )
+        return secret

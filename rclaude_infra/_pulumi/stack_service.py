@@ -13,7 +13,6 @@ A part of :class:`~rclaude_infra._pulumi.program.RclaudeStack`.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -252,24 +251,7 @@ class ServicePart(StackBase):
                          ) -> aws.secretsmanager.Secret:
         """The service's settings (sign-in providers, Stripe, the secrets' key) as one JSON
         secret, from the deployer's environment (``rclaude:service_settings``)."""
-        secret = aws.secretsmanager.Secret(
-            f"{self._prefix}-{SETTINGS_SECRET_PART}",
-            name_prefix=f"rclaude/{self._name}/service-settings-",
-            description=f"the hosted service's settings for rclaude-infra deployment "
-                        f"{self._name}",
-            recovery_window_in_days=0,
-            kms_key_id=self._key_arn(),
-            tags=self.tags,
-            opts=self._child,
-        )
-        if settings is not None:
-            aws.secretsmanager.SecretVersion(
-                f"{self._prefix}-service-settings-value",
-                secret_id=secret.id,
-                secret_string=pulumi.Output.secret(settings),
-                opts=self._child,
-            )
-        return secret
+        return self._secret(SETTINGS_SECRET_PART, "the hosted service's settings", settings)
 
     def _load_balancer(self, vpc_id: pulumi.Input[str], group: aws.ec2.SecurityGroup,
                        service: ServiceConfig) -> tuple[aws.lb.LoadBalancer,
@@ -341,7 +323,3 @@ class ServicePart(StackBase):
             opts=self._child)
         return validated.certificate_arn
 
-
-def settings_json(values: dict[str, str]) -> str:
-    """The settings secret's value: a JSON object, keys sorted (a stable fingerprint)."""
-    return json.dumps(values, sort_keys=True)

@@ -181,20 +181,4 @@ class StoragePart(StackBase):
         if self._config.auth not in _CREDENTIAL_SECRETS:
             return
         part, what = _CREDENTIAL_SECRETS[self._config.auth]
-        self.secret = aws.secretsmanager.Secret(
-            f"{self._prefix}-{part}",
-            name_prefix=f"rclaude/{self._name}/{part}-",
-            description=f"{what} for rclaude-infra deployment {self._name}",
-            # Deleted at once on destroy, so a stack of the same name can be made again.
-            recovery_window_in_days=0,
-            kms_key_id=self._key_arn(),
-            tags=self.tags,
-            opts=self._child,
-        )
-        if credential is not None:
-            aws.secretsmanager.SecretVersion(
-                f"{self._prefix}-{part}-value",
-                secret_id=self.secret.id,
-                secret_string=pulumi.Output.secret(credential),
-                opts=self._child,
-            )
+        self.secret = self._secret(part, what, credential)
