@@ -1,4 +1,5 @@
-"""Cost estimate speed: how long estimate_cost takes on a plan, and the whole CLI verb.
+"""Cost estimate speed: how long estimate_cost takes on a plan (and on a service-mode
+plan), and the whole CLI verb.
 
 Run: python benchmarks/bench_cost.py
 """
@@ -32,7 +33,20 @@ def main() -> int:
             subprocess.run([sys.executable, "-m", "rclaude_infra", "cost", "--json"],
                            check=True, capture_output=True, env=env)
             times.append(time.perf_counter() - start)
+    # Service mode: the offline plan of the stack with the service on it, and its estimate.
+    start = time.perf_counter()
+    service = plan(DeploymentConfig(nat="single", mode="service",
+                                    service={"http_only": True}))
+    service_plan = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(runs):
+        estimate_cost(service, None, prices)
+    service_per = (time.perf_counter() - start) / runs
     print(f"estimate_cost on a {len(p)}-resource plan   {per * 1e6:8.1f} us per estimate")
+    print(f"plan(mode='service'), {len(service)} resources     {service_plan:8.2f} s (mocks, "
+          "in process)")
+    print(f"estimate_cost on it                        {service_per * 1e6:8.1f} us per "
+          "estimate")
     print(f"rclaude-infra cost --json (fresh process)  {times[0]:8.2f} s, the program run")
     print(f"  again, the plan from the cache           {times[1]:8.2f} s")
     return 0

@@ -205,7 +205,7 @@ class PolicyReport(Rendered):
     >>> from rclaude_infra import plan
     >>> report = plan().check_policies()
     >>> report.ok, report.rules_checked, len(report.mandatory_violations)
-    (True, 57, 0)
+    (True, 71, 0)
     """
 
     findings: tuple[Finding, ...]
