@@ -53,6 +53,12 @@ _FLAG_SPECS: dict[str, dict[str, Any]] = {
     "image": {"help": "use this runner image instead of building one"},
     "instance_types": {"help": "repeat for several types"},
     "concurrency": {"help": "tasks that run at the same time"},
+    # ServiceConfig's (--mode service)
+    "domain": {"help": "the service's DNS name (its certificate's)"},
+    "zone_id": {"help": "the Route 53 zone of --domain: the stack makes and proves the "
+                "certificate there"},
+    "certificate_arn": {"help": "an issued ACM certificate for --domain instead"},
+    "http_only": {"help": "plain HTTP, no certificate (a trial: tokens in the clear)"},
 }
 _METAVARS = {int: "N", float: "N", str: None}
 
@@ -96,7 +102,8 @@ def _field_flags(group: Any, cls: type, *, dest_prefix: str = "") -> None:
             base = next((a for a in (args or (kind,)) if a in _METAVARS), str)
             if "choices" not in spec or "type" in spec:
                 spec.setdefault("type", base)
-                spec.setdefault("metavar", _METAVARS[base])
+                spec.setdefault("metavar", _METAVARS[base] or (
+                    field.name.upper() if dest_prefix else None))
         group.add_argument(flag, **{k: v for k, v in spec.items() if v is not None})
 
 
