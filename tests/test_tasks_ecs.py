@@ -587,9 +587,22 @@ def test_destroy_stops_the_tasks_in_flight_first(aws: Any, stack: StackOutputs,
     d = Deployment("dev", pulumi_command=fake, aws_session=aws)
     tasks = [d.run_task(TaskSpec(command="sleep 600")) for _ in range(3)]
     ecs = aws.client("ecs")
+    # A task of the hosted service (mode="service") as an ECS service starts it: ECS
+    # would start another for each stopped, and destroy removes the service itself.
+    [service_task] = ecs.run_task(
+        cluster=stack.cluster_arn, taskDefinition=stack.task_definition_arn,
+        group="service:rclaude-dev-service-api", startedBy="ecs-svc/1234567890123456789",
+    )["tasks"]
+    # The deployment's status lists its tasks, not the service's.
+    assert set(Deployment.from_outputs("dev", stack, session=aws).status().tasks) == {
+        t.task_id for t in tasks}
     d.destroy(progress=False)
     assert order == ["StopTask"] * 3 + ["destroy"]
-    assert ecs.list_tasks(cluster=stack.cluster_arn, desiredStatus="RUNNING")["taskArns"] == []
+    assert ecs.list_tasks(cluster=stack.cluster_arn, desiredStatus="RUNNING")[
+        "taskArns"] == [service_task["taskArn"]]
+    # Nothing was recorded for it: its startedBy is no task id of ours.
+    listed = aws.client("s3").list_objects_v2(Bucket=stack.bucket, Prefix="tasks/ecs-svc")
+    assert listed.get("KeyCount", 0) == 0
     for task in tasks:
         state = Deployment.from_outputs("dev", stack, session=aws).task(task.task_id).state()
         assert state.status is TaskStatus.STOPPED

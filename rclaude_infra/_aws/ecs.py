@@ -48,7 +48,7 @@ from ..tasks.model import (
     select_tasks,
     state_from_result,
 )
-from ..tasks.spec import TaskSpec
+from ..tasks.spec import TaskSpec, is_task_id
 from . import client_config, error_code, s3_tasks, task_secrets
 from .s3_ledger import S3Reservations
 
@@ -862,7 +862,9 @@ class EcsProvider:
             described = self.ecs.describe_tasks(cluster=self.outputs.cluster_arn,
                                                 tasks=batch)["tasks"]
             for task in described:
-                if task.get("startedBy"):  # ours carry the task id; others are not tasks
+                # Ours carry the task id in full; others (the hosted service's own tasks,
+                # started by ECS as "ecs-svc/...") are not tasks.
+                if is_task_id(task.get("startedBy")):
                     active[task["startedBy"]] = map_task(task, container).status.value
         return active
 
@@ -885,7 +887,7 @@ class EcsProvider:
         stopped: list[str] = []
         asked: set[str] = set()
         try:
-            active = self._active_arns()
+            active = self._stoppable_arns()
         except ClientError as exc:
             if error_code(exc) == "ClusterNotFoundException":
                 return stopped
@@ -906,10 +908,22 @@ class EcsProvider:
                 raise EngineError(f"{len(active)} tasks were still stopping after "
                                   f"{timeout:.0f}s; destroy again once they have stopped")
             time.sleep(self.poll_interval)
-            active = self._active_arns()
+            active = self._stoppable_arns()
         with self._describe_lock:
             self._described.clear()
         return stopped
+
+    def _stoppable_arns(self) -> list[str]:
+        """The cluster's tasks but those an ECS service runs (``mode="service"``: ECS groups
+        them ``service:<name>`` and starts another for each stopped; destroy removes the
+        services, and with them their tasks, which use no instance of the stack)."""
+        arns = self._active_arns()
+        keep = []
+        for batch in _batches(arns):
+            keep += [task["taskArn"] for task in self.ecs.describe_tasks(
+                cluster=self.outputs.cluster_arn, tasks=batch)["tasks"]
+                if not str(task.get("group", "")).startswith("service:")]
+        return keep
 
     def _stop_arns(self, arns: list[str], reason: str) -> list[str]:
         """Stop these ECS tasks; the task ids of ours among them (recorded as stopped)."""
@@ -918,7 +932,7 @@ class EcsProvider:
             for task in self.ecs.describe_tasks(cluster=self.outputs.cluster_arn,
                                                 tasks=batch)["tasks"]:
                 task_id = task.get("startedBy")
-                if task_id:
+                if is_task_id(task_id):  # a foreign startedBy names no record of ours
                     self._record_stop(task_id, reason)
                     stopped.append(task_id)
                 self.ecs.stop_task(cluster=self.outputs.cluster_arn, task=task["taskArn"],
