@@ -112,6 +112,17 @@ def known_fields(cls: type, data: object, what: str, prefix: str = "") -> dict[s
     return dict(data)
 
 
+def matching(pattern: Pattern, allowed: str, *, optional: bool = False) -> Any:
+    """A validator: a string matching ``pattern`` in full (or ``None``, when ``optional``)."""
+    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
+        if value is None and optional:
+            return
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise ConfigError(attribute.name, value, allowed)
+
+    return check
+
+
 def distinct_matching(pattern: Pattern, allowed: str) -> Any:
     """A validator: a tuple of distinct strings, each matching ``pattern``."""
     def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:

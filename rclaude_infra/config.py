@@ -25,6 +25,7 @@ from ._validate import int_between as _int_between
 from ._validate import is_bool as _is_bool
 from ._validate import is_int as _is_int
 from ._validate import known_fields as _known_fields
+from ._validate import matching as _matching
 from ._validate import one_of as _one_of
 from .errors import ConfigError
 from .instance_types import InstanceType, families, instance_types
@@ -164,11 +165,7 @@ def _check_instance_types(_: object, attribute: attrs.Attribute[Any], value: obj
 
 
 def _check_optional_str(pattern: _Pattern, example: str) -> Any:
-    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if value is not None and (not isinstance(value, str) or not pattern.fullmatch(value)):
-            raise ConfigError(attribute.name, value, f"None or an id like {example!r}")
-
-    return check
+    return _matching(pattern, f"None or an id like {example!r}", optional=True)
 
 
 def bedrock_geography(region: str) -> str:

@@ -714,8 +714,8 @@ def _service_lines(plan: Plan, usage: Usage, prices: PriceBook) -> list[CostLine
     worker tasks on Fargate, its database and the secrets around it."""
     lines: list[CostLine] = []
     ipv4 = prices.item("public_ipv4_address_hour")
-    zones = len(plan.by_type("aws:ec2:Subnet")) and plan.config.az_count
     for balancer in plan.by_type("aws:lb:LoadBalancer"):
+        zones = len(balancer.inputs.get("subnets", []))  # an address in each
         lines += [
             _line(balancer, "Application load balancer", HOURS_PER_MONTH,
                   _item_or_home(prices, "alb_hour"), baseline=True, service=True),

@@ -10,12 +10,11 @@ no route out. TLS comes from an ACM certificate: made and validated in a Route 5
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import attrs
 
-from ._validate import int_between, is_bool, known_fields, one_of
+from ._validate import Pattern, int_between, is_bool, known_fields, matching, one_of
 from .errors import ConfigError
 
 #: ``"self-hosted"``: tasks for the people who own the account (the library's stack).
@@ -52,18 +51,15 @@ SETTINGS_SECRET_NAMES: tuple[str, ...] = (
 #: The one of them the service cannot start without (its users' secrets are sealed with it).
 SECRETS_KEY_ENV = "RCLAUDE_SECRETS_KEY"
 
-_DOMAIN_RE = re.compile(r"(?=.{4,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
-_ZONE_RE = re.compile(r"Z[A-Z0-9]{1,31}")
-_CERTIFICATE_RE = re.compile(
+_DOMAIN_RE = Pattern(r"(?=.{4,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+_ZONE_RE = Pattern(r"Z[A-Z0-9]{1,31}")
+_CERTIFICATE_RE = Pattern(
     r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[0-9a-f-]{36}")
-_DB_CLASS_RE = re.compile(r"db\.[a-z0-9]+\.[a-z0-9]+")
+_DB_CLASS_RE = Pattern(r"db\.[a-z0-9]+\.[a-z0-9]+")
 
 
-def _matching(pattern: re.Pattern[str], allowed: str) -> Any:
-    def check(_: object, attribute: attrs.Attribute[Any], value: object) -> None:
-        if value is not None and (not isinstance(value, str) or not pattern.fullmatch(value)):
-            raise ConfigError(f"service.{attribute.name}", value, allowed)
-    return check
+def _matching(pattern: Pattern, allowed: str, *, optional: bool = True) -> Any:
+    return _named(matching(pattern, allowed, optional=optional))
 
 
 def _named(check: Any) -> Any:
@@ -105,7 +101,7 @@ class ServiceConfig:
     http_only: bool = attrs.field(default=False, validator=_named(is_bool))
     #: The database's instance class (RDS PostgreSQL).
     db_instance_class: str = attrs.field(default="db.t4g.small", validator=_matching(
-        _DB_CLASS_RE, "an RDS instance class like 'db.t4g.small'"))
+        _DB_CLASS_RE, "an RDS instance class like 'db.t4g.small'", optional=False))
     db_storage_gb: int = attrs.field(default=20, validator=_named(int_between(20, 65536)))
     #: Days RDS keeps automated backups (point-in-time recovery); kept after ``destroy``
     #: for as long.

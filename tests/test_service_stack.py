@@ -236,6 +236,9 @@ def test_the_estimate_shows_the_service_beside_the_self_hosted_stack(
         alone.idle_monthly)
     lines = {line.component: line for line in service.lines if line.service}
     assert lines["Application load balancer"].monthly_cost == pytest.approx(16.425)
+    assert lines["Public IPv4 addresses (one per zone, 2)"].quantity == 2 * 730
+    three = estimate_cost(_service(plan_for, az_count=3))
+    assert "Public IPv4 addresses (one per zone, 3)" in {line.component for line in three.lines}
     assert lines["Fargate vCPU (2 tasks x 0.5)"].monthly_cost == pytest.approx(29.55, abs=0.01)
     database = lines["Database instance (PostgreSQL, db.t4g.small, Single-AZ)"]
     assert database.assumed and "MySQL" in database.price_source
@@ -269,6 +272,8 @@ def test_an_unpriced_database_class_names_the_field() -> None:
     ({"mode": "service", "service": {"domain": "Agents..example"}}, "service.domain"),
     ({"mode": "service", "service": {"http_only": True, "zone_id": "zone"}},
      "service.zone_id"),
+    ({"mode": "service", "service": {"http_only": True, "db_instance_class": None}},
+     "service.db_instance_class"),
     ({"mode": "service", "service": {"http_only": True, "cpu": 300}}, "service.cpu"),
     ({"mode": "service", "service": {"http_only": True, "memory": 900}}, "service.memory"),
     ({"mode": "service", "service": {"http_only": True, "db_backup_days": 0}},

@@ -61,9 +61,11 @@ def _database_url(_: object, __: object, value: str) -> None:
 def _admin_emails(value: object) -> tuple[str, ...]:
     """A comma-separated list (the variable) or a sequence; each a plain address,
     lower-cased as accounts keep them."""
+    items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    if not any(str(item).strip() for item in items):
+        return ()
     from .accounts import check_email
 
-    items = value.split(",") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
     try:
         return tuple(check_email(item.strip()) for item in items if item.strip())
     except ConfigError as exc:

@@ -255,9 +255,14 @@ def test_tasks_of_a_new_release_starting_together_migrate_one_after_another(
 
     import psycopg
     from postgres_server import new_database
-    from sqlalchemy import create_engine
+    from sqlalchemy import create_engine, inspect
 
-    from rclaude_infra.service.store import MIGRATION_LOCK, head_revision, prepare
+    from rclaude_infra.service.store import (
+        MIGRATION_LOCK,
+        check_revision,
+        head_revision,
+        prepare,
+    )
 
     url = new_database(postgres_admin_url)
     env = {**os.environ, "RCLAUDE_DATABASE_URL": url, "RCLAUDE_HOME": str(tmp_path)}
@@ -274,12 +279,16 @@ def test_tasks_of_a_new_release_starting_together_migrate_one_after_another(
     assert waiting.returncode == 0 and head_revision() in output, output
     others = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True) for _ in range(3)]
-    assert [run.communicate(timeout=120)[0] and run.returncode for run in others] == [0] * 3
+    for run in others:
+        output = run.communicate(timeout=120)[0]
+        assert run.returncode == 0 and head_revision() in output, output
     settings = ServiceSettings.from_env({"RCLAUDE_DATABASE_URL": url,
                                          "RCLAUDE_DB_MIGRATE": "1"})
     assert settings.migrate_on_start
     engine = create_engine(url)
     try:
         prepare(engine, settings)  # at head already: nothing to do, nothing refused
+        check_revision(engine)  # the schema itself is at head, not only the outputs say so
+        assert inspect(engine).has_table("usage_records")
     finally:
         engine.dispose()
