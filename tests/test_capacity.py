@@ -70,6 +70,25 @@ def test_beyond_the_groups_capacity_tasks_wait_queued_and_start_in_turn(
     assert len(running(aws, stack)) == 2
 
 
+def test_the_hosted_services_own_tasks_take_no_room_of_the_groups(
+        aws: Any, stack: StackOutputs, held: None) -> None:
+    """A service stack (mode="service") runs its API and workers as ECS services on
+    Fargate in the same cluster: ECS groups them ``service:<name>``. They use no instance
+    of the group, so they do not count against its room."""
+    ecs = aws.client("ecs")
+    for part in ("api", "api", "worker"):
+        ecs.run_task(cluster=stack.cluster_arn, taskDefinition=stack.task_definition_arn,
+                     group=f"service:rclaude-dev-service-{part}",
+                     startedBy="ecs-svc/1234567890123456789")
+    config = DeploymentConfig(max_instances=2)
+    d = Deployment.from_outputs("dev", stack, session=aws, poll_interval=QUICK_POLL,
+                                config=config)
+    tasks = [d.run_task(TaskSpec(command="sleep 600", task_id=f"t-room-{i}"))
+             for i in range(2)]
+    assert [t.state().status for t in tasks] == [TaskStatus.RUNNING] * 2
+    assert len(running(aws, stack)) == 5
+
+
 def test_a_start_that_timed_out_waiting_for_capacity_is_submitted_again(
         reported: tuple[Deployment, EcsReports], aws: Any, stack: StackOutputs) -> None:
     d, reports = reported

@@ -299,12 +299,9 @@ class EcsProvider:
         not created yet. Called with the room lock held."""
         now = time.monotonic()
         if self._flight is None or now - self._flight[0] >= self.poll_interval:
-            arns, provisioning = frozenset(self._active_arns()), 0
-            for batch in _batches(sorted(arns)):
-                provisioning += sum(t.get("lastStatus") == "PROVISIONING" for t in
-                                    self.ecs.describe_tasks(cluster=self.outputs.cluster_arn,
-                                                            tasks=batch)["tasks"])
-            self._flight = (now, arns, provisioning)
+            tasks = self._cluster_tasks()
+            self._flight = (now, frozenset(t["taskArn"] for t in tasks),
+                            sum(t.get("lastStatus") == "PROVISIONING" for t in tasks))
         when, arns, provisioning = self._flight
         # A start answered before the look began is in it, or has ended already.
         self._started = {a: t for a, t in self._started.items() if t >= when}
@@ -855,25 +852,26 @@ class EcsProvider:
         return {**queued, **self._ecs_active()}
 
     def _ecs_active(self) -> dict[str, str]:
-        arns = self._active_arns()
         container = self.outputs.container_name or "runner"
-        active = {}
-        for batch in _batches(arns):
-            described = self.ecs.describe_tasks(cluster=self.outputs.cluster_arn,
-                                                tasks=batch)["tasks"]
-            for task in described:
-                # Ours carry the task id in full; others (the hosted service's own tasks,
-                # started by ECS as "ecs-svc/...") are not tasks.
-                if is_task_id(task.get("startedBy")):
-                    active[task["startedBy"]] = map_task(task, container).status.value
-        return active
+        # Ours carry the task id in full: a foreign startedBy is not a task of ours.
+        return {task["startedBy"]: map_task(task, container).status.value
+                for task in self._cluster_tasks() if is_task_id(task.get("startedBy"))}
 
-    def _active_arns(self) -> list[str]:
+    def _cluster_tasks(self) -> list[dict[str, Any]]:
+        """The tasks ECS runs or starts in the cluster (described), but those an ECS
+        service runs: the hosted service's own (``mode="service"``, on Fargate). ECS groups
+        them ``service:<name>`` and replaces each stopped one; they use no instance of the
+        stack, and destroy removes them with their services."""
         arns: list[str] = []
         for page in self.ecs.get_paginator("list_tasks").paginate(
                 cluster=self.outputs.cluster_arn, desiredStatus="RUNNING"):
             arns += page["taskArns"]
-        return arns
+        tasks: list[dict[str, Any]] = []
+        for batch in _batches(sorted(arns)):
+            tasks += [task for task in self.ecs.describe_tasks(
+                cluster=self.outputs.cluster_arn, tasks=batch)["tasks"]
+                if not str(task.get("group", "")).startswith("service:")]
+        return tasks
 
     def stop_all(self, reason: str, *, timeout: float = 300, drain: float = 0) -> list[str]:
         """Stop every task the cluster runs or starts (PROVISIONING ones included) and wait
@@ -887,7 +885,7 @@ class EcsProvider:
         stopped: list[str] = []
         asked: set[str] = set()
         try:
-            active = self._stoppable_arns()
+            active = self._cluster_tasks()
         except ClientError as exc:
             if error_code(exc) == "ClusterNotFoundException":
                 return stopped
@@ -902,41 +900,29 @@ class EcsProvider:
                 # Each look stops what it finds not asked yet: a task whose RunTask passed
                 # the closed marker's first read and whose submitter did not live to read
                 # it again is stopped by the next look.
-                stopped += self._stop_arns([a for a in active if a not in asked], reason)
-                asked.update(active)
+                stopped += self._stop_tasks([t for t in active if t["taskArn"] not in asked],
+                                            reason)
+                asked.update(t["taskArn"] for t in active)
             if time.monotonic() >= deadline:
                 raise EngineError(f"{len(active)} tasks were still stopping after "
                                   f"{timeout:.0f}s; destroy again once they have stopped")
             time.sleep(self.poll_interval)
-            active = self._stoppable_arns()
+            active = self._cluster_tasks()
         with self._describe_lock:
             self._described.clear()
         return stopped
 
-    def _stoppable_arns(self) -> list[str]:
-        """The cluster's tasks but those an ECS service runs (``mode="service"``: ECS groups
-        them ``service:<name>`` and starts another for each stopped; destroy removes the
-        services, and with them their tasks, which use no instance of the stack)."""
-        arns = self._active_arns()
-        keep = []
-        for batch in _batches(arns):
-            keep += [task["taskArn"] for task in self.ecs.describe_tasks(
-                cluster=self.outputs.cluster_arn, tasks=batch)["tasks"]
-                if not str(task.get("group", "")).startswith("service:")]
-        return keep
-
-    def _stop_arns(self, arns: list[str], reason: str) -> list[str]:
-        """Stop these ECS tasks; the task ids of ours among them (recorded as stopped)."""
+    def _stop_tasks(self, tasks: list[dict[str, Any]], reason: str) -> list[str]:
+        """Stop these (described) ECS tasks; the task ids of ours among them (recorded as
+        stopped)."""
         stopped = []
-        for batch in _batches(arns):
-            for task in self.ecs.describe_tasks(cluster=self.outputs.cluster_arn,
-                                                tasks=batch)["tasks"]:
-                task_id = task.get("startedBy")
-                if is_task_id(task_id):  # a foreign startedBy names no record of ours
-                    self._record_stop(task_id, reason)
-                    stopped.append(task_id)
-                self.ecs.stop_task(cluster=self.outputs.cluster_arn, task=task["taskArn"],
-                                   reason=reason[:255])
+        for task in tasks:
+            task_id = str(task.get("startedBy") or "")
+            if is_task_id(task_id):  # a foreign startedBy names no record of ours
+                self._record_stop(task_id, reason)
+                stopped.append(task_id)
+            self.ecs.stop_task(cluster=self.outputs.cluster_arn, task=task["taskArn"],
+                               reason=reason[:255])
         return stopped
 
     def instances(self) -> tuple[InstanceInfo, ...]:
